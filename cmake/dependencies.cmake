@@ -1,0 +1,40 @@
+# Every external library is found here, once (docs/dependencies.md says why each one).
+find_package(Threads REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(cppzmq REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(Boost 1.74 REQUIRED)
+
+# Gloo: Debian ships headers, libgloo.so and a CMake config; the GPU machine gets them unpacked
+# from the same packages into a prefix, so find the pieces rather than trusting the config's paths.
+find_path(GLOO_INCLUDE_DIR gloo/context.h REQUIRED)
+find_library(GLOO_LIBRARY gloo REQUIRED)
+add_library(eep_gloo INTERFACE)
+target_include_directories(eep_gloo SYSTEM INTERFACE ${GLOO_INCLUDE_DIR})
+target_link_libraries(eep_gloo INTERFACE ${GLOO_LIBRARY} Threads::Threads)
+
+# CUDA: AUTO switches it on when nvcc, the CUDA toolkit and NCCL are all found.
+set(EEP_CUDA_ENABLED OFF)
+if(NOT EEP_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  find_package(CUDAToolkit QUIET)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+  find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+  if(CMAKE_CUDA_COMPILER AND CUDAToolkit_FOUND AND NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    set(EEP_CUDA_ENABLED ON)
+  elseif(EEP_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "EEP_CUDA=ON but nvcc (${CMAKE_CUDA_COMPILER}), the CUDA toolkit "
+                        "(${CUDAToolkit_FOUND}) or NCCL (${NCCL_INCLUDE_DIR} ${NCCL_LIBRARY}) is missing")
+  endif()
+endif()
+if(EEP_CUDA_ENABLED)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 90)  # H100 / H200
+  endif()
+  enable_language(CUDA)
+  set(CMAKE_CUDA_STANDARD 20)
+  add_library(eep_nccl INTERFACE)
+  target_include_directories(eep_nccl SYSTEM INTERFACE ${NCCL_INCLUDE_DIR})
+  target_link_libraries(eep_nccl INTERFACE ${NCCL_LIBRARY})
+endif()

@@ -1,0 +1,248 @@
+// The wire protocol between the coordinator, the workers and operators: every message, in one place.
+//
+// Control socket (coordinator ROUTER, worker DEALER with identity = worker id). Each message is a
+// ZeroMQ multipart [type][envelope-json] (binary frames may follow for bulk payloads), where the
+// envelope is {"v", "type", "seq", "generation", "sender", "body"} and body is one of the structs
+// below. Admin socket (coordinator ROUTER): one JSON frame per request, {"v", "cmd", "seq",
+// "token", ...arguments}, answered by one JSON frame {"ok": true, "seq", ...} or
+// {"ok": false, "seq", "error": {"code", "message"}}; a REQ client's empty delimiter frame is
+// echoed. docs/protocol.md describes both with examples.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eep/common/status.h"
+
+namespace eep::protocol {
+
+// Bumped on any incompatible change of a message below. A registration with another version is
+// refused.
+inline constexpr int kProtocolVersion = 1;
+
+enum class MsgType {
+  kRegister,        // worker -> coordinator: here I am
+  kRegisterReply,   // coordinator -> worker: accepted (with timing) or refused (with reason)
+  kHeartbeat,       // worker -> coordinator, every heartbeat interval
+  kAssign,          // coordinator -> worker: your role in a generation
+  kAssignAck,       // worker -> coordinator: I hold that role now
+  kShutdown,        // coordinator -> worker: exit now
+  kWorkerExiting,   // worker -> coordinator: I am exiting (SIGTERM, order, fatal error)
+};
+
+std::string_view to_string(MsgType type);
+std::optional<MsgType> msg_type_from_string(std::string_view name);
+
+// Membership state of a worker; see DESIGN.md section 4 and docs/membership.md.
+enum class WorkerState { kSpare, kJoining, kActive, kLeaving, kDead };
+std::string_view to_string(WorkerState state);
+std::optional<WorkerState> worker_state_from_string(std::string_view name);
+
+struct ErrorBody {
+  std::string code;
+  std::string message;
+};
+
+struct Register {
+  static constexpr MsgType kType = MsgType::kRegister;
+  std::string worker_id;
+  std::string host;  // where the worker runs; selects the port range for stores it serves
+  int64_t pid = 0;
+  std::string device;  // "cpu" or "cuda"
+  int device_idx = 0;
+  std::string fleet_token;  // empty when the fleet has none
+};
+
+struct RegisterReply {
+  static constexpr MsgType kType = MsgType::kRegisterReply;
+  bool ok = false;
+  std::optional<ErrorBody> error;
+  int64_t heartbeat_interval_ms = 0;
+  int64_t heartbeat_timeout_ms = 0;
+};
+
+struct Heartbeat {
+  static constexpr MsgType kType = MsgType::kHeartbeat;
+  int64_t generation = -1;  // the generation the worker serves in, -1 while spare
+  int rank = -1;
+};
+
+// A key-value store endpoint through which one group of one generation rendezvouses.
+struct StoreEndpoint {
+  std::string host;
+  int port = 0;
+};
+
+struct Assign {
+  static constexpr MsgType kType = MsgType::kAssign;
+  int64_t generation = 0;
+  int rank = 0;
+  int world_size = 0;
+  std::vector<std::string> members;  // worker ids, index = rank
+  StoreEndpoint control_store;       // the generation's control (Gloo) group
+  StoreEndpoint ep_store;            // the generation's expert-parallel group
+};
+
+struct AssignAck {
+  static constexpr MsgType kType = MsgType::kAssignAck;
+  int64_t generation = 0;
+  int rank = 0;
+};
+
+struct Shutdown {
+  static constexpr MsgType kType = MsgType::kShutdown;
+  std::string reason;
+};
+
+struct WorkerExiting {
+  static constexpr MsgType kType = MsgType::kWorkerExiting;
+  std::string reason;
+};
+
+void to_json(nlohmann::json& j, const ErrorBody& m);
+void from_json(const nlohmann::json& j, ErrorBody& m);
+void to_json(nlohmann::json& j, const Register& m);
+void from_json(const nlohmann::json& j, Register& m);
+void to_json(nlohmann::json& j, const RegisterReply& m);
+void from_json(const nlohmann::json& j, RegisterReply& m);
+void to_json(nlohmann::json& j, const Heartbeat& m);
+void from_json(const nlohmann::json& j, Heartbeat& m);
+void to_json(nlohmann::json& j, const StoreEndpoint& m);
+void from_json(const nlohmann::json& j, StoreEndpoint& m);
+void to_json(nlohmann::json& j, const Assign& m);
+void from_json(const nlohmann::json& j, Assign& m);
+void to_json(nlohmann::json& j, const AssignAck& m);
+void from_json(const nlohmann::json& j, AssignAck& m);
+void to_json(nlohmann::json& j, const Shutdown& m);
+void from_json(const nlohmann::json& j, Shutdown& m);
+void to_json(nlohmann::json& j, const WorkerExiting& m);
+void from_json(const nlohmann::json& j, WorkerExiting& m);
+
+// The envelope of every control message.
+struct Envelope {
+  int v = kProtocolVersion;
+  MsgType type = MsgType::kHeartbeat;
+  uint64_t seq = 0;
+  int64_t generation = -1;
+  std::string sender;
+  nlohmann::json body;
+};
+
+// The two frames of a control message: [type name][envelope json].
+struct Frames {
+  std::string type;
+  std::string json;
+};
+
+template <typename T>
+Envelope make_envelope(const T& message, uint64_t seq, int64_t generation, std::string sender) {
+  Envelope envelope;
+  envelope.type = T::kType;
+  envelope.seq = seq;
+  envelope.generation = generation;
+  envelope.sender = std::move(sender);
+  envelope.body = message;
+  return envelope;
+}
+
+Frames encode(const Envelope& envelope);
+// Fails with kInvalidArgument on malformed frames, an unknown type, or a type frame that
+// disagrees with the envelope. A different version is not an error here (see check_version).
+Result<Envelope> decode(std::string_view type_frame, std::string_view json_frame);
+Status check_version(const Envelope& envelope);
+
+// Reads the body as T; kInvalidArgument naming the type and the field on a missing or mistyped field.
+template <typename T>
+Result<T> parse_body(const Envelope& envelope) {
+  if (envelope.type != T::kType) {
+    return error(ErrorCode::kInvalidArgument, "expected a " + std::string(to_string(T::kType)) +
+                                                  " message, got " +
+                                                  std::string(to_string(envelope.type)));
+  }
+  try {
+    return envelope.body.get<T>();
+  } catch (const std::exception& e) {  // nlohmann's, or a FieldError naming the field
+    return error(ErrorCode::kInvalidArgument,
+                 "bad " + std::string(to_string(T::kType)) + " body: " + e.what());
+  }
+}
+
+// ---- admin socket ----
+
+enum class AdminCommand { kStatus, kScale, kShutdown };
+std::string_view to_string(AdminCommand command);
+std::optional<AdminCommand> admin_command_from_string(std::string_view name);
+
+struct AdminRequest {
+  int v = kProtocolVersion;
+  AdminCommand cmd = AdminCommand::kStatus;
+  uint64_t seq = 0;
+  std::string token;  // required when the admin socket is not loopback-only
+  std::optional<int> dp;  // scale
+};
+
+// Parses one admin request frame; every malformed input is a kInvalidArgument with a message
+// that names the problem (not JSON, unknown command, a field of the wrong type, a missing field).
+Result<AdminRequest> parse_admin_request(std::string_view frame);
+std::string serialize(const AdminRequest& request);
+
+struct WorkerInfo {
+  std::string id;
+  std::string state;  // to_string(WorkerState)
+  int rank = -1;
+  std::string host;
+  int64_t pid = 0;
+  int64_t generation = -1;
+  std::string device;
+  int device_idx = 0;
+  int64_t last_heard_ms = 0;  // milliseconds since the coordinator last heard from it
+  std::string reason;         // why it is DEAD or LEAVING, empty otherwise
+};
+
+struct StageDuration {
+  std::string stage;
+  double seconds = 0;
+};
+
+struct ScaleInfo {
+  std::string state;  // "idle", "running", "succeeded", "failed"
+  std::string stage;  // the scaling state machine's stage (docs/scaling.md)
+  int from_dp = 0;
+  int to_dp = 0;
+  int64_t target_generation = -1;
+  std::string reason;  // why it failed
+  double elapsed_s = 0;
+  std::vector<StageDuration> timeline;  // stages passed, in order, with their durations
+};
+
+struct StatusReply {
+  int64_t generation = 0;
+  int active_dp = 0;
+  std::vector<WorkerInfo> workers;
+  ScaleInfo scale;
+  std::string launcher;
+  std::string device;
+};
+
+void to_json(nlohmann::json& j, const WorkerInfo& m);
+void from_json(const nlohmann::json& j, WorkerInfo& m);
+void to_json(nlohmann::json& j, const StageDuration& m);
+void from_json(const nlohmann::json& j, StageDuration& m);
+void to_json(nlohmann::json& j, const ScaleInfo& m);
+void from_json(const nlohmann::json& j, ScaleInfo& m);
+void to_json(nlohmann::json& j, const StatusReply& m);
+void from_json(const nlohmann::json& j, StatusReply& m);
+
+// {"ok": true, "seq": seq, ...fields of payload}
+nlohmann::json admin_ok(uint64_t seq, const nlohmann::json& payload = nlohmann::json::object());
+// {"ok": false, "seq": seq, "error": {"code", "message"}}
+nlohmann::json admin_error(uint64_t seq, const Status& status);
+// The Status an admin reply carries (ok, or its error); kInvalidArgument for a malformed reply.
+Status admin_reply_status(const nlohmann::json& reply);
+
+}  // namespace eep::protocol

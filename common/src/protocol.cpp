@@ -1,0 +1,361 @@
+#include "eep/common/protocol.h"
+
+#include <array>
+#include <stdexcept>
+#include <utility>
+
+namespace eep::protocol {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::array<std::pair<MsgType, std::string_view>, 7> kMsgTypeNames = {{
+    {MsgType::kRegister, "register"},
+    {MsgType::kRegisterReply, "register_reply"},
+    {MsgType::kHeartbeat, "heartbeat"},
+    {MsgType::kAssign, "assign"},
+    {MsgType::kAssignAck, "assign_ack"},
+    {MsgType::kShutdown, "shutdown"},
+    {MsgType::kWorkerExiting, "worker_exiting"},
+}};
+
+constexpr std::array<std::pair<WorkerState, std::string_view>, 5> kWorkerStateNames = {{
+    {WorkerState::kSpare, "SPARE"},
+    {WorkerState::kJoining, "JOINING"},
+    {WorkerState::kActive, "ACTIVE"},
+    {WorkerState::kLeaving, "LEAVING"},
+    {WorkerState::kDead, "DEAD"},
+}};
+
+constexpr std::array<std::pair<AdminCommand, std::string_view>, 3> kAdminCommandNames = {{
+    {AdminCommand::kStatus, "status"},
+    {AdminCommand::kScale, "scale"},
+    {AdminCommand::kShutdown, "shutdown"},
+}};
+
+template <typename Enum, size_t N>
+std::string_view name_of(const std::array<std::pair<Enum, std::string_view>, N>& table, Enum value) {
+  for (const auto& [entry, name] : table) {
+    if (entry == value) return name;
+  }
+  return "unknown";
+}
+
+template <typename Enum, size_t N>
+std::optional<Enum> value_of(const std::array<std::pair<Enum, std::string_view>, N>& table,
+                             std::string_view name) {
+  for (const auto& [entry, entry_name] : table) {
+    if (entry_name == name) return entry;
+  }
+  return std::nullopt;
+}
+
+// A missing or mistyped field, named. Thrown inside from_json, caught where parsing starts.
+struct FieldError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename T>
+void read_field(const json& value, const char* key, T& out) {
+  try {
+    value.get_to(out);
+  } catch (const FieldError&) {
+    throw;
+  } catch (const json::exception& e) {
+    // e.what() is "[json.exception.type_error.302] type must be ..."; keep the readable part.
+    std::string what = e.what();
+    auto bracket = what.find("] ");
+    throw FieldError("field \"" + std::string(key) + "\": " +
+                     (bracket == std::string::npos ? what : what.substr(bracket + 2)));
+  }
+}
+
+template <typename T>
+void required(const json& j, const char* key, T& out) {
+  if (!j.is_object()) throw FieldError("expected an object holding \"" + std::string(key) + "\"");
+  auto it = j.find(key);
+  if (it == j.end()) throw FieldError("missing field \"" + std::string(key) + "\"");
+  read_field(*it, key, out);
+}
+
+// Keeps the default when missing or null, still refuses a wrong type.
+template <typename T>
+void optional_field(const json& j, const char* key, T& out) {
+  auto it = j.find(key);
+  if (it != j.end() && !it->is_null()) read_field(*it, key, out);
+}
+
+}  // namespace
+
+std::string_view to_string(MsgType type) { return name_of(kMsgTypeNames, type); }
+std::optional<MsgType> msg_type_from_string(std::string_view name) {
+  return value_of(kMsgTypeNames, name);
+}
+std::string_view to_string(WorkerState state) { return name_of(kWorkerStateNames, state); }
+std::optional<WorkerState> worker_state_from_string(std::string_view name) {
+  return value_of(kWorkerStateNames, name);
+}
+std::string_view to_string(AdminCommand command) { return name_of(kAdminCommandNames, command); }
+std::optional<AdminCommand> admin_command_from_string(std::string_view name) {
+  return value_of(kAdminCommandNames, name);
+}
+
+void to_json(json& j, const ErrorBody& m) { j = json{{"code", m.code}, {"message", m.message}}; }
+void from_json(const json& j, ErrorBody& m) {
+  required(j, "code", m.code);
+  required(j, "message", m.message);
+}
+
+void to_json(json& j, const Register& m) {
+  j = json{{"worker_id", m.worker_id}, {"host", m.host},       {"pid", m.pid},
+           {"device", m.device},       {"device_idx", m.device_idx}, {"fleet_token", m.fleet_token}};
+}
+void from_json(const json& j, Register& m) {
+  required(j, "worker_id", m.worker_id);
+  required(j, "host", m.host);
+  required(j, "pid", m.pid);
+  required(j, "device", m.device);
+  required(j, "device_idx", m.device_idx);
+  optional_field(j, "fleet_token", m.fleet_token);
+}
+
+void to_json(json& j, const RegisterReply& m) {
+  j = json{{"ok", m.ok},
+           {"heartbeat_interval_ms", m.heartbeat_interval_ms},
+           {"heartbeat_timeout_ms", m.heartbeat_timeout_ms}};
+  if (m.error) j["error"] = *m.error;
+}
+void from_json(const json& j, RegisterReply& m) {
+  required(j, "ok", m.ok);
+  required(j, "heartbeat_interval_ms", m.heartbeat_interval_ms);
+  required(j, "heartbeat_timeout_ms", m.heartbeat_timeout_ms);
+  m.error.reset();
+  if (auto it = j.find("error"); it != j.end() && !it->is_null()) m.error = it->get<ErrorBody>();
+}
+
+void to_json(json& j, const Heartbeat& m) {
+  j = json{{"generation", m.generation}, {"rank", m.rank}};
+}
+void from_json(const json& j, Heartbeat& m) {
+  required(j, "generation", m.generation);
+  required(j, "rank", m.rank);
+}
+
+void to_json(json& j, const StoreEndpoint& m) { j = json{{"host", m.host}, {"port", m.port}}; }
+void from_json(const json& j, StoreEndpoint& m) {
+  required(j, "host", m.host);
+  required(j, "port", m.port);
+}
+
+void to_json(json& j, const Assign& m) {
+  j = json{{"generation", m.generation}, {"rank", m.rank},
+           {"world_size", m.world_size}, {"members", m.members},
+           {"control_store", m.control_store}, {"ep_store", m.ep_store}};
+}
+void from_json(const json& j, Assign& m) {
+  required(j, "generation", m.generation);
+  required(j, "rank", m.rank);
+  required(j, "world_size", m.world_size);
+  required(j, "members", m.members);
+  required(j, "control_store", m.control_store);
+  required(j, "ep_store", m.ep_store);
+}
+
+void to_json(json& j, const AssignAck& m) {
+  j = json{{"generation", m.generation}, {"rank", m.rank}};
+}
+void from_json(const json& j, AssignAck& m) {
+  required(j, "generation", m.generation);
+  required(j, "rank", m.rank);
+}
+
+void to_json(json& j, const Shutdown& m) { j = json{{"reason", m.reason}}; }
+void from_json(const json& j, Shutdown& m) { required(j, "reason", m.reason); }
+
+void to_json(json& j, const WorkerExiting& m) { j = json{{"reason", m.reason}}; }
+void from_json(const json& j, WorkerExiting& m) { required(j, "reason", m.reason); }
+
+Frames encode(const Envelope& envelope) {
+  json j{{"v", envelope.v},
+         {"type", to_string(envelope.type)},
+         {"seq", envelope.seq},
+         {"generation", envelope.generation},
+         {"sender", envelope.sender},
+         {"body", envelope.body}};
+  return Frames{std::string(to_string(envelope.type)), j.dump()};
+}
+
+Result<Envelope> decode(std::string_view type_frame, std::string_view json_frame) {
+  auto type = msg_type_from_string(type_frame);
+  if (!type) {
+    return error(ErrorCode::kInvalidArgument,
+                 "unknown message type '" + std::string(type_frame.substr(0, 64)) + "'");
+  }
+  json j = json::parse(json_frame, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return error(ErrorCode::kInvalidArgument,
+                 "the envelope of a " + std::string(type_frame) + " message is not a JSON object");
+  }
+  Envelope envelope;
+  try {
+    required(j, "v", envelope.v);
+    std::string type_name;
+    required(j, "type", type_name);
+    if (type_name != type_frame) {
+      return error(ErrorCode::kInvalidArgument, "type frame '" + std::string(type_frame) +
+                                                    "' disagrees with envelope type '" +
+                                                    type_name + "'");
+    }
+    envelope.type = *type;
+    required(j, "seq", envelope.seq);
+    required(j, "generation", envelope.generation);
+    required(j, "sender", envelope.sender);
+    envelope.body = j.at("body");
+  } catch (const std::exception& e) {
+    return error(ErrorCode::kInvalidArgument, "bad envelope: " + std::string(e.what()));
+  }
+  return envelope;
+}
+
+Status check_version(const Envelope& envelope) {
+  if (envelope.v == kProtocolVersion) return Status::ok();
+  return error(ErrorCode::kVersionMismatch,
+               "protocol version " + std::to_string(envelope.v) + " from '" + envelope.sender +
+                   "' but this coordinator speaks " + std::to_string(kProtocolVersion) +
+                   "; run matching builds of eep-coordinator and eep-worker");
+}
+
+Result<AdminRequest> parse_admin_request(std::string_view frame) {
+  json j = json::parse(frame, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return error(ErrorCode::kInvalidArgument,
+                 "request is not JSON; send one object such as {\"cmd\":\"status\"}");
+  }
+  if (!j.is_object()) {
+    return error(ErrorCode::kInvalidArgument, "request must be a JSON object, got " +
+                                                  std::string(j.type_name()));
+  }
+  AdminRequest request;
+  try {
+    optional_field(j, "seq", request.seq);
+    optional_field(j, "v", request.v);
+    optional_field(j, "token", request.token);
+    std::string cmd;
+    required(j, "cmd", cmd);
+    auto command = admin_command_from_string(cmd);
+    if (!command) {
+      return error(ErrorCode::kInvalidArgument,
+                   "unknown command '" + cmd.substr(0, 64) + "'; known: status, scale, shutdown");
+    }
+    request.cmd = *command;
+    if (request.cmd == AdminCommand::kScale) {
+      if (!j.contains("dp")) {
+        return error(ErrorCode::kInvalidArgument, "scale needs \"dp\": the new number of ranks");
+      }
+      const json& dp = j.at("dp");
+      if (!dp.is_number_integer()) {
+        return error(ErrorCode::kInvalidArgument,
+                     "\"dp\" must be an integer, got " + std::string(dp.type_name()));
+      }
+      request.dp = dp.get<int>();
+    }
+  } catch (const std::exception& e) {
+    return error(ErrorCode::kInvalidArgument, "bad request: " + std::string(e.what()));
+  }
+  if (request.v != kProtocolVersion) {
+    return error(ErrorCode::kVersionMismatch,
+                 "request speaks protocol version " + std::to_string(request.v) +
+                     " but this coordinator speaks " + std::to_string(kProtocolVersion));
+  }
+  return request;
+}
+
+std::string serialize(const AdminRequest& request) {
+  json j{{"v", request.v}, {"cmd", to_string(request.cmd)}, {"seq", request.seq}};
+  if (!request.token.empty()) j["token"] = request.token;
+  if (request.dp) j["dp"] = *request.dp;
+  return j.dump();
+}
+
+void to_json(json& j, const WorkerInfo& m) {
+  j = json{{"id", m.id},       {"state", m.state},           {"rank", m.rank},
+           {"host", m.host},   {"pid", m.pid},               {"generation", m.generation},
+           {"device", m.device}, {"device_idx", m.device_idx}, {"last_heard_ms", m.last_heard_ms},
+           {"reason", m.reason}};
+}
+void from_json(const json& j, WorkerInfo& m) {
+  required(j, "id", m.id);
+  required(j, "state", m.state);
+  required(j, "rank", m.rank);
+  required(j, "host", m.host);
+  required(j, "pid", m.pid);
+  required(j, "generation", m.generation);
+  optional_field(j, "device", m.device);
+  optional_field(j, "device_idx", m.device_idx);
+  optional_field(j, "last_heard_ms", m.last_heard_ms);
+  optional_field(j, "reason", m.reason);
+}
+
+void to_json(json& j, const StageDuration& m) {
+  j = json{{"stage", m.stage}, {"seconds", m.seconds}};
+}
+void from_json(const json& j, StageDuration& m) {
+  required(j, "stage", m.stage);
+  required(j, "seconds", m.seconds);
+}
+
+void to_json(json& j, const ScaleInfo& m) {
+  j = json{{"state", m.state},         {"stage", m.stage},     {"from_dp", m.from_dp},
+           {"timeline", m.timeline},
+           {"to_dp", m.to_dp},         {"target_generation", m.target_generation},
+           {"reason", m.reason},       {"elapsed_s", m.elapsed_s}};
+}
+void from_json(const json& j, ScaleInfo& m) {
+  required(j, "state", m.state);
+  required(j, "from_dp", m.from_dp);
+  required(j, "to_dp", m.to_dp);
+  required(j, "target_generation", m.target_generation);
+  optional_field(j, "reason", m.reason);
+  optional_field(j, "elapsed_s", m.elapsed_s);
+  optional_field(j, "stage", m.stage);
+  optional_field(j, "timeline", m.timeline);
+}
+
+void to_json(json& j, const StatusReply& m) {
+  j = json{{"generation", m.generation}, {"active_dp", m.active_dp}, {"workers", m.workers},
+           {"scale", m.scale},           {"launcher", m.launcher},   {"device", m.device}};
+}
+void from_json(const json& j, StatusReply& m) {
+  required(j, "generation", m.generation);
+  required(j, "active_dp", m.active_dp);
+  required(j, "workers", m.workers);
+  required(j, "scale", m.scale);
+  optional_field(j, "launcher", m.launcher);
+  optional_field(j, "device", m.device);
+}
+
+json admin_ok(uint64_t seq, const json& payload) {
+  json reply = payload.is_object() ? payload : json::object();
+  reply["ok"] = true;
+  reply["seq"] = seq;
+  return reply;
+}
+
+json admin_error(uint64_t seq, const Status& status) {
+  return json{{"ok", false},
+              {"seq", seq},
+              {"error", {{"code", to_string(status.code())}, {"message", status.message()}}}};
+}
+
+Status admin_reply_status(const json& reply) {
+  if (!reply.is_object() || !reply.contains("ok") || !reply["ok"].is_boolean()) {
+    return error(ErrorCode::kInternal, "malformed admin reply: " + reply.dump().substr(0, 200));
+  }
+  if (reply["ok"].get<bool>()) return Status::ok();
+  const json& err = reply.value("error", json::object());
+  std::string code = err.value("code", "internal");
+  return error(error_code_from_string(code).value_or(ErrorCode::kInternal),
+               err.value("message", std::string("(no message)")));
+}
+
+}  // namespace eep::protocol

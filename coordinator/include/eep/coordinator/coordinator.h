@@ -1,0 +1,75 @@
+// The coordinator daemon: one event-loop thread owns membership, ports, the launcher and the
+// scaling state machine, and serves the admin and control sockets (DESIGN.md sections 3-4).
+// Nothing here is locked: only run() touches this state.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "eep/common/protocol.h"
+#include "eep/coordinator/coordinator_config.h"
+#include "eep/coordinator/launcher.h"
+#include "eep/coordinator/membership.h"
+#include "eep/coordinator/port_allocator.h"
+#include "eep/coordinator/scale_fsm.h"
+
+namespace eep::coordinator {
+
+class Coordinator {
+ public:
+  // Validates the configuration, reads token files, binds the sockets. Refuses a non-loopback
+  // admin address without a token file.
+  static Result<std::unique_ptr<Coordinator>> create(const CoordinatorConfig& config,
+                                                     const std::string& argv0);
+  ~Coordinator();
+
+  // Serves until a shutdown command or SIGTERM/SIGINT (the caller blocks them and passes a
+  // signalfd, or -1). Returns the process exit code.
+  int run(int signal_fd);
+
+  const std::string& admin_endpoint() const { return admin_endpoint_; }
+  const std::string& control_endpoint() const { return control_endpoint_; }
+
+ private:
+  Coordinator(const CoordinatorConfig& config, PortAllocator ports);
+
+  // admin.cpp
+  void handle_admin(std::vector<zmq::message_t>& frames);
+  nlohmann::json admin_status(uint64_t seq);
+  nlohmann::json admin_scale(const protocol::AdminRequest& request);
+  protocol::StatusReply status_reply() const;
+
+  // control (coordinator.cpp)
+  void handle_control(std::vector<zmq::message_t>& frames);
+  void on_register(const std::string& identity, const protocol::Envelope& envelope);
+  void on_worker_gone(const std::string& worker_id, const std::string& reason, bool clean);
+  template <typename T>
+  void send_to_worker(const std::string& worker_id, const T& message);
+  void apply(const std::vector<ScaleAction>& actions);
+  void check_heartbeats();
+  void reap_launched();
+  void update_log_speaker();
+  void begin_shutdown(const std::string& why);
+
+  CoordinatorConfig config_;
+  std::string admin_token_;
+  std::string fleet_token_;
+  zmq::context_t context_;
+  zmq::socket_t admin_socket_;
+  zmq::socket_t control_socket_;
+  std::string admin_endpoint_;
+  std::string control_endpoint_;
+  Membership membership_;
+  PortAllocator ports_;
+  std::unique_ptr<Launcher> launcher_;
+  std::unique_ptr<ScaleFsm> scale_;
+  uint64_t next_seq_ = 1;
+  bool shutting_down_ = false;
+  Clock::time_point shutdown_deadline_{};
+};
+
+}  // namespace eep::coordinator

@@ -1,0 +1,136 @@
+// The scaling state machine of the coordinator (docs/scaling.md has the diagram). This is the
+// membership part of a scale: pick spares or launch workers for new ranks, tell every member of
+// generation g+1 its rank, switch when all have acknowledged, retire the surplus. The stages of
+// DESIGN.md section 6 (standby groups, weight transfer, ...) slot in between kWaitAcks and the
+// switch as the data plane grows.
+//
+// The machine owns no sockets: each event handler updates membership and ports (in-memory state)
+// and returns the actions the caller must carry out (launch, send, stop). Every waiting stage has
+// a deadline; passing it rolls back to generation g, which never stopped serving. Only the
+// coordinator's event loop calls it.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <set>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "eep/common/protocol.h"
+#include "eep/common/status.h"
+#include "eep/coordinator/membership.h"
+#include "eep/coordinator/port_allocator.h"
+
+namespace eep::coordinator {
+
+enum class ScaleStage {
+  kIdle,           // no scale has run yet
+  kWaitWorkers,    // the new ranks' workers (picked spares, launched ones) must register
+  kWaitAcks,       // every member of g+1 must acknowledge its assignment
+  kRetireLeaving,  // g+1 is live; the surplus workers are told to exit and must go
+  kSucceeded,      // terminal until the next scale
+  kFailed,         // rolled back to g; terminal until the next scale
+};
+std::string_view to_string(ScaleStage stage);
+
+struct LaunchWorker {
+  std::string worker_id;
+  int device_idx = 0;
+};
+struct SendAssign {
+  std::string worker_id;
+  protocol::Assign assign;
+};
+struct SendShutdown {
+  std::string worker_id;
+  std::string reason;
+};
+struct StopWorker {  // through the launcher: SIGTERM (force: SIGKILL) or systemctl stop
+  std::string worker_id;
+  bool force = false;
+};
+using ScaleAction = std::variant<LaunchWorker, SendAssign, SendShutdown, StopWorker>;
+
+struct ScaleLimits {
+  int max_workers = 0;       // what the launcher can run; 0 = it launches nothing
+  bool can_launch = false;
+  std::string local_host;    // host of workers this coordinator launches
+  std::chrono::milliseconds stage_timeout{60000};
+};
+
+struct StageTiming {
+  ScaleStage stage;
+  double seconds = 0;
+};
+
+class ScaleFsm {
+ public:
+  ScaleFsm(Membership& membership, PortAllocator& ports, ScaleLimits limits);
+
+  bool running() const;
+  ScaleStage stage() const { return stage_; }
+
+  // Validates and begins a scale to `to_dp` active ranks. Refused (nothing changed) when one is
+  // running, dp is out of range, or ports or workers cannot be had. `launcher_live` lists worker
+  // ids the launcher still runs (their ids are not reused). No actions and stage unchanged when
+  // the fleet already has to_dp ranks.
+  Result<std::vector<ScaleAction>> start(int to_dp, const std::vector<std::string>& launcher_live,
+                                         Clock::time_point now);
+
+  std::vector<ScaleAction> on_registered(const std::string& worker_id, Clock::time_point now);
+  std::vector<ScaleAction> on_assign_ack(const std::string& worker_id, int64_t generation,
+                                         Clock::time_point now);
+  // The worker died, exited or was declared dead (the membership already says so).
+  std::vector<ScaleAction> on_worker_gone(const std::string& worker_id, const std::string& reason,
+                                          Clock::time_point now);
+  std::vector<ScaleAction> on_tick(Clock::time_point now);
+
+  protocol::ScaleInfo info(Clock::time_point now) const;
+  const std::vector<StageTiming>& timeline() const { return timeline_; }
+
+  // The assignment of the current generation for one active worker (used to re-tell workers).
+  std::optional<protocol::Assign> current_assignment(const std::string& worker_id) const;
+
+ private:
+  void enter(ScaleStage stage, Clock::time_point now);
+  std::vector<ScaleAction> send_assignments(Clock::time_point now);
+  std::vector<ScaleAction> switch_generation(Clock::time_point now);
+  std::vector<ScaleAction> finish_retirement(Clock::time_point now);
+  std::vector<ScaleAction> roll_back(const std::string& reason, Clock::time_point now);
+  protocol::Assign assignment_for(int rank, int64_t generation,
+                                  const std::vector<std::string>& members,
+                                  const protocol::StoreEndpoint& control,
+                                  const protocol::StoreEndpoint& ep) const;
+  std::string free_worker_id(const std::vector<std::string>& launcher_live,
+                             const std::set<std::string>& taken, int* index) const;
+
+  Membership& membership_;
+  PortAllocator& ports_;
+  ScaleLimits limits_;
+
+  ScaleStage stage_ = ScaleStage::kIdle;
+  Clock::time_point started_{};
+  Clock::time_point stage_started_{};
+  Clock::time_point finished_{};
+  std::vector<StageTiming> timeline_;
+  int from_dp_ = 0;
+  int to_dp_ = 0;
+  int64_t target_generation_ = -1;
+  std::string failure_reason_;
+
+  std::vector<std::string> members_;       // g+1, index = rank
+  std::vector<std::string> leaving_;       // ranks of g that g+1 drops
+  std::set<std::string> picked_spares_;    // were SPARE before this scale
+  std::set<std::string> launched_;         // launched for this scale
+  std::set<std::string> awaiting_;         // registrations, acks or exits still due
+  protocol::StoreEndpoint control_store_;  // of g+1
+  protocol::StoreEndpoint ep_store_;
+
+  // What the current generation's members were told (re-sent after a rollback).
+  std::vector<std::string> current_members_;
+  protocol::StoreEndpoint current_control_store_;
+  protocol::StoreEndpoint current_ep_store_;
+};
+
+}  // namespace eep::coordinator

@@ -1,0 +1,110 @@
+// The admin socket: one JSON request, one JSON reply (protocol.h). Every malformed request gets
+// an error reply with a code and a message; nothing an operator sends can stop the loop.
+#include <algorithm>
+
+#include "eep/common/log.h"
+#include "eep/coordinator/coordinator.h"
+
+namespace eep::coordinator {
+
+using nlohmann::json;
+using protocol::WorkerState;
+
+void Coordinator::handle_admin(std::vector<zmq::message_t>& frames) {
+  // [identity][json] from a DEALER, [identity][""][json] from a REQ socket.
+  if (frames.size() < 2) return;
+  const bool has_delimiter = frames.size() >= 3 && frames[1].size() == 0;
+  const zmq::message_t& body = frames[has_delimiter ? 2 : 1];
+  json reply;
+  auto request = protocol::parse_admin_request(body.to_string_view());
+  if (!request.is_ok()) {
+    EEP_LOG_WARN("admin request refused: " << request.status().to_string());
+    reply = protocol::admin_error(0, request.status());
+  } else if (!admin_token_.empty() && request->token != admin_token_) {
+    EEP_LOG_WARN("admin request without a valid token refused");
+    reply = protocol::admin_error(
+        request->seq, error(ErrorCode::kUnauthenticated,
+                            "this admin socket needs the token of --admin-token-file in \"token\""));
+  } else {
+    switch (request->cmd) {
+      case protocol::AdminCommand::kStatus:
+        reply = admin_status(request->seq);
+        break;
+      case protocol::AdminCommand::kScale:
+        reply = admin_scale(request.value());
+        break;
+      case protocol::AdminCommand::kShutdown:
+        reply = protocol::admin_ok(request->seq, {{"message", "shutting down"}});
+        if (!shutting_down_) begin_shutdown("admin request");
+        break;
+    }
+  }
+  const std::string text = reply.dump();
+  admin_socket_.send(frames[0], zmq::send_flags::sndmore);
+  if (has_delimiter) admin_socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
+  admin_socket_.send(zmq::buffer(text), zmq::send_flags::none);
+}
+
+protocol::StatusReply Coordinator::status_reply() const {
+  const auto now = Clock::now();
+  protocol::StatusReply status;
+  status.generation = membership_.generation();
+  status.active_dp = static_cast<int>(membership_.in_state(WorkerState::kActive).size());
+  status.launcher = std::string(launcher_->name());
+  status.device = config_.device;
+  status.scale = scale_->info(now);
+  std::vector<const WorkerRecord*> workers = membership_.all();
+  // Ranked workers first in rank order, then the rest by id.
+  std::stable_sort(workers.begin(), workers.end(), [](const WorkerRecord* a, const WorkerRecord* b) {
+    const int ra = a->rank < 0 ? INT32_MAX : a->rank;
+    const int rb = b->rank < 0 ? INT32_MAX : b->rank;
+    return ra < rb;
+  });
+  for (const WorkerRecord* worker : workers) {
+    protocol::WorkerInfo info;
+    info.id = worker->id;
+    info.state = std::string(protocol::to_string(worker->state));
+    info.rank = worker->rank;
+    info.host = worker->host;
+    info.pid = worker->pid;
+    info.generation = worker->generation;
+    info.device = worker->device;
+    info.device_idx = worker->device_idx;
+    info.last_heard_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - worker->last_heard).count();
+    info.reason = worker->reason;
+    status.workers.push_back(std::move(info));
+  }
+  return status;
+}
+
+json Coordinator::admin_status(uint64_t seq) {
+  json payload = status_reply();
+  return protocol::admin_ok(seq, payload);
+}
+
+json Coordinator::admin_scale(const protocol::AdminRequest& request) {
+  if (shutting_down_) {
+    return protocol::admin_error(request.seq,
+                                 error(ErrorCode::kUnavailable, "the coordinator is stopping"));
+  }
+  const int dp = request.dp.value_or(0);
+  auto actions = scale_->start(dp, launcher_->live_workers(), Clock::now());
+  if (!actions.is_ok()) {
+    EEP_LOG_WARN("scale to dp " << dp << " refused: " << actions.status().to_string());
+    return protocol::admin_error(request.seq, actions.status());
+  }
+  const int active = static_cast<int>(membership_.active_by_rank().size());
+  if (!scale_->running() && active == dp) {
+    return protocol::admin_ok(request.seq, {{"changed", false},
+                                            {"message", "already at dp " + std::to_string(dp)},
+                                            {"generation", membership_.generation()}});
+  }
+  apply(actions.value());
+  json payload = {{"changed", true},
+                  {"message", "scaling to dp " + std::to_string(dp)},
+                  {"scale", scale_->info(Clock::now())}};
+  return protocol::admin_ok(request.seq, payload);
+}
+
+}  // namespace eep::coordinator

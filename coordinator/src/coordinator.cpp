@@ -1,0 +1,372 @@
+#include "eep/coordinator/coordinator.h"
+
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "eep/common/host.h"
+#include "eep/common/log.h"
+#include "eep/common/token_file.h"
+#include "eep/common/zmq_util.h"
+
+namespace eep::coordinator {
+namespace {
+
+using protocol::WorkerState;
+
+// How often the loop wakes without traffic: heartbeat checks, deadlines, reaping.
+constexpr std::chrono::milliseconds kTick{50};
+// Workers are asked to heartbeat this many times per timeout, so one lost beat is not a death.
+constexpr int kHeartbeatsPerTimeout = 3;
+// DEAD records stay visible to operators this long.
+constexpr std::chrono::minutes kDeadRetention{10};
+// On shutdown, how long queued messages to workers may take to leave.
+constexpr std::chrono::milliseconds kShutdownLinger{1000};
+
+std::string frame_string(const zmq::message_t& frame) { return frame.to_string(); }
+
+}  // namespace
+
+Coordinator::Coordinator(const CoordinatorConfig& config, PortAllocator ports)
+    : config_(config),
+      context_(1),
+      admin_socket_(context_, zmq::socket_type::router),
+      control_socket_(context_, zmq::socket_type::router),
+      ports_(std::move(ports)) {}
+
+Coordinator::~Coordinator() {
+  if (launcher_) launcher_->stop_all();
+}
+
+Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig& config,
+                                                         const std::string& argv0) {
+  if (!is_loopback_endpoint(config.admin_endpoint) && config.admin_token_file.empty()) {
+    return error(ErrorCode::kInvalidArgument,
+                 "refusing to serve the admin socket on " + config.admin_endpoint +
+                     " without --admin-token-file: anyone who reaches it could scale or stop "
+                     "the fleet. Bind it to 127.0.0.1 or give a token file");
+  }
+  std::vector<PortRange> ranges;
+  for (const std::string& text : config.port_ranges) {
+    auto range = parse_port_range(text);
+    if (!range.is_ok()) return range.status();
+    ranges.push_back(range.value());
+  }
+  auto ports = PortAllocator::create(ranges);
+  if (!ports.is_ok()) return ports.status();
+
+  std::unique_ptr<Coordinator> coordinator(new Coordinator(config, std::move(ports).value()));
+  if (!config.admin_token_file.empty()) {
+    EEP_ASSIGN_OR_RETURN(coordinator->admin_token_,
+                         read_token_file(config.admin_token_file, "admin token"));
+  }
+  if (!config.fleet_token_file.empty()) {
+    EEP_ASSIGN_OR_RETURN(coordinator->fleet_token_,
+                         read_token_file(config.fleet_token_file, "fleet token"));
+  }
+  set_common_options(coordinator->admin_socket_);
+  set_common_options(coordinator->control_socket_);
+  // A restarted worker reconnecting with its old identity takes the identity over.
+  coordinator->control_socket_.set(zmq::sockopt::router_handover, 1);
+  EEP_ASSIGN_OR_RETURN(coordinator->admin_endpoint_,
+                       bind_socket(coordinator->admin_socket_, config.admin_endpoint));
+  EEP_ASSIGN_OR_RETURN(coordinator->control_endpoint_,
+                       bind_socket(coordinator->control_socket_, config.control_endpoint));
+  EEP_ASSIGN_OR_RETURN(coordinator->launcher_,
+                       make_launcher(config, coordinator->control_endpoint_, argv0));
+  ScaleLimits limits;
+  limits.can_launch = coordinator->launcher_->max_workers() > 0;
+  limits.max_workers = coordinator->launcher_->max_workers();
+  limits.local_host = host_name();
+  limits.stage_timeout = std::chrono::milliseconds(config.scale_timeout_ms);
+  coordinator->scale_ =
+      std::make_unique<ScaleFsm>(coordinator->membership_, coordinator->ports_, limits);
+  coordinator->update_log_speaker();
+  if (!config.ready_file.empty()) {
+    // Written to a temporary name and renamed, so a reader never sees half a file.
+    const std::string tmp = config.ready_file + ".tmp";
+    std::ofstream out(tmp);
+    out << nlohmann::json{{"admin", coordinator->admin_endpoint_},
+                          {"control", coordinator->control_endpoint_},
+                          {"pid", ::getpid()}}
+               .dump()
+        << "\n";
+    out.close();
+    if (!out || std::rename(tmp.c_str(), config.ready_file.c_str()) != 0) {
+      return error(ErrorCode::kIoError, "cannot write the ready file " + config.ready_file);
+    }
+  }
+  EEP_LOG_INFO("admin on " << coordinator->admin_endpoint_ << ", control on "
+                           << coordinator->control_endpoint_ << ", launcher "
+                           << coordinator->launcher_->name() << ", device " << config.device
+                           << (coordinator->fleet_token_.empty() ? "" : ", fleet token required")
+                           << (coordinator->admin_token_.empty() ? "" : ", admin token required"));
+  return coordinator;
+}
+
+void Coordinator::update_log_speaker() {
+  set_log_speaker("coord gen=" + std::to_string(membership_.generation()));
+}
+
+int Coordinator::run(int signal_fd) {
+  std::optional<int> pending_initial_dp;
+  if (config_.initial_dp > 0) pending_initial_dp = config_.initial_dp;
+  auto try_initial_scale = [&](Clock::time_point now) {
+    if (!pending_initial_dp) return;
+    // With launcher none the initial fleet forms once enough workers registered by themselves.
+    if (!launcher_->max_workers() &&
+        static_cast<int>(membership_.in_state(WorkerState::kSpare).size()) < *pending_initial_dp) {
+      return;
+    }
+    auto actions = scale_->start(*pending_initial_dp, launcher_->live_workers(), now);
+    if (!actions.is_ok()) {
+      EEP_LOG_ERROR("cannot form the initial fleet of " << *pending_initial_dp
+                                                        << " workers: " << actions.status().to_string());
+    } else {
+      apply(actions.value());
+    }
+    pending_initial_dp.reset();
+  };
+  try_initial_scale(Clock::now());
+
+  while (true) {
+    std::vector<zmq::pollitem_t> items = {
+        {admin_socket_.handle(), 0, ZMQ_POLLIN, 0},
+        {control_socket_.handle(), 0, ZMQ_POLLIN, 0},
+    };
+    if (signal_fd >= 0) items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
+    for (int fd : launcher_->watch_fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
+    try {
+      zmq::poll(items.data(), items.size(), kTick);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+    const auto now = Clock::now();
+    if (signal_fd >= 0 && (items[2].revents & ZMQ_POLLIN)) {
+      signalfd_siginfo info{};
+      if (::read(signal_fd, &info, sizeof(info)) == sizeof(info) && !shutting_down_) {
+        begin_shutdown("signal " + std::to_string(info.ssi_signo));
+      }
+    }
+    for (int i = 0; i < 256; ++i) {  // bounded, so one busy socket cannot starve the other
+      auto frames = recv_frames(admin_socket_, std::chrono::milliseconds(0));
+      if (!frames) break;
+      handle_admin(*frames);
+    }
+    for (int i = 0; i < 1024; ++i) {
+      auto frames = recv_frames(control_socket_, std::chrono::milliseconds(0));
+      if (!frames) break;
+      handle_control(*frames);
+    }
+    reap_launched();
+    check_heartbeats();
+    apply(scale_->on_tick(now));
+    if (pending_initial_dp) try_initial_scale(now);
+    membership_.prune_dead(now, kDeadRetention);
+    if (shutting_down_) {
+      if (launcher_->live_workers().empty() || now > shutdown_deadline_) break;
+    }
+  }
+  EEP_LOG_INFO("coordinator stopped");
+  launcher_->stop_all();
+  control_socket_.set(zmq::sockopt::linger, static_cast<int>(kShutdownLinger.count()));
+  return 0;
+}
+
+void Coordinator::begin_shutdown(const std::string& why) {
+  EEP_LOG_INFO("shutting down (" << why << "): stopping " << membership_.all().size()
+                                 << " workers");
+  shutting_down_ = true;
+  shutdown_deadline_ = Clock::now() + std::chrono::seconds(10);
+  const auto now = Clock::now();
+  for (const WorkerRecord* worker : membership_.all()) {
+    if (worker->state == WorkerState::kDead) continue;
+    if (worker->state != WorkerState::kLeaving) {
+      EEP_CHECK(membership_.transition(worker->id, WorkerState::kLeaving, "coordinator shutdown",
+                                       now).is_ok());
+    }
+    send_to_worker(worker->id, protocol::Shutdown{"coordinator shutdown: " + why});
+  }
+  for (const std::string& id : launcher_->live_workers()) launcher_->stop(id, false);
+}
+
+template <typename T>
+void Coordinator::send_to_worker(const std::string& worker_id, const T& message) {
+  try {
+    send_envelope(control_socket_, worker_id,
+                  protocol::make_envelope(message, next_seq_++, membership_.generation(), "coord"));
+  } catch (const zmq::error_t& e) {
+    EEP_LOG_WARN("cannot send " << protocol::to_string(T::kType) << " to " << worker_id << ": "
+                                << e.what());
+  }
+}
+
+void Coordinator::apply(const std::vector<ScaleAction>& actions) {
+  for (const ScaleAction& action : actions) {
+    if (const auto* launch = std::get_if<LaunchWorker>(&action)) {
+      Status status = launcher_->launch(launch->worker_id, launch->device_idx);
+      if (!status.is_ok()) {
+        EEP_LOG_ERROR("launch of " << launch->worker_id << " failed: " << status.to_string());
+        apply(scale_->on_worker_gone(launch->worker_id, status.message(), Clock::now()));
+      }
+    } else if (const auto* assign = std::get_if<SendAssign>(&action)) {
+      send_to_worker(assign->worker_id, assign->assign);
+    } else if (const auto* shutdown = std::get_if<SendShutdown>(&action)) {
+      send_to_worker(shutdown->worker_id, protocol::Shutdown{shutdown->reason});
+    } else if (const auto* stop = std::get_if<StopWorker>(&action)) {
+      launcher_->stop(stop->worker_id, stop->force);
+    }
+  }
+  update_log_speaker();
+}
+
+void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
+  if (frames.size() < 3) {
+    EEP_LOG_WARN("dropped a control message of " << frames.size() << " frames");
+    return;
+  }
+  const std::string identity = frame_string(frames[0]);
+  auto envelope = protocol::decode(frames[1].to_string_view(), frames[2].to_string_view());
+  if (!envelope.is_ok()) {
+    EEP_LOG_WARN("dropped a control message from '" << identity
+                                                    << "': " << envelope.status().to_string());
+    return;
+  }
+  const auto now = Clock::now();
+  if (envelope->type == protocol::MsgType::kRegister) {
+    on_register(identity, envelope.value());
+    return;
+  }
+  if (Status version = protocol::check_version(envelope.value()); !version.is_ok()) {
+    EEP_LOG_WARN("dropped a message from '" << identity << "': " << version.message());
+    return;
+  }
+  const WorkerRecord* worker = membership_.find(identity);
+  if (worker == nullptr || worker->state == WorkerState::kDead) {
+    // Declared dead (a SIGSTOPped process resumed) or unknown (the coordinator restarted).
+    EEP_LOG_WARN("message from " << (worker ? "dead" : "unknown") << " worker '" << identity
+                                 << "'; telling it to exit");
+    send_to_worker(identity, protocol::Shutdown{"this coordinator does not count you as a live "
+                                                "worker; exit and register again"});
+    return;
+  }
+  membership_.heard_from(identity, now);
+  switch (envelope->type) {
+    case protocol::MsgType::kHeartbeat:
+      break;
+    case protocol::MsgType::kAssignAck: {
+      auto ack = protocol::parse_body<protocol::AssignAck>(envelope.value());
+      if (!ack.is_ok()) {
+        EEP_LOG_WARN("from " << identity << ": " << ack.status().to_string());
+        break;
+      }
+      apply(scale_->on_assign_ack(identity, ack->generation, now));
+      break;
+    }
+    case protocol::MsgType::kWorkerExiting: {
+      auto exiting = protocol::parse_body<protocol::WorkerExiting>(envelope.value());
+      on_worker_gone(identity, exiting.is_ok() ? "exiting: " + exiting->reason : "exiting", true);
+      break;
+    }
+    default:
+      EEP_LOG_WARN("unexpected " << protocol::to_string(envelope->type) << " from " << identity);
+  }
+}
+
+void Coordinator::on_register(const std::string& identity, const protocol::Envelope& envelope) {
+  auto refuse = [&](const Status& why) {
+    EEP_LOG_WARN("refused registration of '" << identity << "' (" << envelope.sender
+                                             << "): " << why.to_string());
+    protocol::RegisterReply reply;
+    reply.ok = false;
+    reply.error = protocol::ErrorBody{std::string(to_string(why.code())), why.message()};
+    send_to_worker(identity, reply);
+  };
+  if (Status version = protocol::check_version(envelope); !version.is_ok()) return refuse(version);
+  if (shutting_down_) return refuse(error(ErrorCode::kUnavailable, "the coordinator is stopping"));
+  auto request = protocol::parse_body<protocol::Register>(envelope);
+  if (!request.is_ok()) return refuse(request.status());
+  if (request->worker_id != identity) {
+    return refuse(error(ErrorCode::kInvalidArgument,
+                        "worker id '" + request->worker_id +
+                            "' differs from its socket identity '" + identity + "'"));
+  }
+  if (!fleet_token_.empty() && request->fleet_token != fleet_token_) {
+    return refuse(error(ErrorCode::kUnauthenticated,
+                        request->fleet_token.empty()
+                            ? "this fleet needs a token; start the worker with --fleet-token-file"
+                            : "wrong fleet token"));
+  }
+  WorkerRecord record;
+  record.id = request->worker_id;
+  record.host = request->host;
+  record.pid = request->pid;
+  record.device = request->device;
+  record.device_idx = request->device_idx;
+  const auto now = Clock::now();
+  if (Status added = membership_.add(record, now); !added.is_ok()) return refuse(added);
+
+  protocol::RegisterReply reply;
+  reply.ok = true;
+  reply.heartbeat_timeout_ms = config_.heartbeat_timeout_ms;
+  reply.heartbeat_interval_ms = config_.heartbeat_timeout_ms / kHeartbeatsPerTimeout;
+  send_to_worker(identity, reply);
+  EEP_LOG_INFO("worker " << record.id << " registered (pid " << record.pid << " on "
+                         << record.host << ", " << record.device << ":" << record.device_idx
+                         << ")");
+  apply(scale_->on_registered(record.id, now));
+
+  // A launched worker that no scale claims (its scale rolled back before it came up) goes away.
+  const WorkerRecord* worker = membership_.find(record.id);
+  const auto live = launcher_->live_workers();
+  if (worker->state == WorkerState::kSpare &&
+      std::find(live.begin(), live.end(), record.id) != live.end() && !scale_->running()) {
+    EEP_CHECK(membership_.transition(record.id, WorkerState::kLeaving, "launched for a scale "
+                                     "that ended", now).is_ok());
+    send_to_worker(record.id, protocol::Shutdown{"the scale it was launched for has ended"});
+    launcher_->stop(record.id, false);
+  }
+}
+
+void Coordinator::on_worker_gone(const std::string& worker_id, const std::string& reason,
+                                 bool clean) {
+  const auto now = Clock::now();
+  WorkerRecord* worker = membership_.find(worker_id);
+  if (worker != nullptr && worker->state == WorkerState::kLeaving) {
+    EEP_LOG_INFO("worker " << worker_id << " left (" << reason << ")");
+    membership_.remove(worker_id);
+  } else if (worker != nullptr && worker->state != WorkerState::kDead) {
+    const bool was_active = worker->state == WorkerState::kActive;
+    const int rank = worker->rank;
+    EEP_CHECK(membership_.transition(worker_id, WorkerState::kDead, reason, now).is_ok());
+    if (was_active) {
+      EEP_LOG_ERROR("worker " << worker_id << " (rank " << rank << " of generation "
+                              << membership_.generation() << ") is DEAD: " << reason);
+    } else {
+      EEP_LOG_WARN("worker " << worker_id << " is DEAD: " << reason);
+    }
+    if (!clean) launcher_->stop(worker_id, true);
+  }
+  apply(scale_->on_worker_gone(worker_id, reason, now));
+}
+
+void Coordinator::reap_launched() {
+  for (const LaunchedExit& exit : launcher_->reap()) {
+    on_worker_gone(exit.worker_id,
+                   exit.launch_failed ? exit.description : "process " + exit.description,
+                   exit.clean);
+  }
+}
+
+void Coordinator::check_heartbeats() {
+  const auto now = Clock::now();
+  for (const std::string& id : membership_.silent_workers(
+           now, std::chrono::milliseconds(config_.heartbeat_timeout_ms))) {
+    on_worker_gone(id, "no heartbeat for " + std::to_string(config_.heartbeat_timeout_ms) + " ms",
+                   false);
+  }
+}
+
+}  // namespace eep::coordinator

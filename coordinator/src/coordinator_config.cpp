@@ -1,0 +1,59 @@
+#include "eep/coordinator/coordinator_config.h"
+
+namespace eep::coordinator {
+
+void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
+  app.add_option("--admin", config.admin_endpoint, "Admin socket (ZeroMQ endpoint)")
+      ->capture_default_str();
+  app.add_option("--control", config.control_endpoint, "Control socket for workers")
+      ->capture_default_str();
+  app.add_option("--http", config.http_address, "HTTP API address HOST:PORT")
+      ->capture_default_str();
+  app.add_option("--admin-token-file", config.admin_token_file,
+                 "File holding the admin token; required when --admin is not loopback");
+  app.add_option("--fleet-token-file", config.fleet_token_file,
+                 "File holding the token workers must present to register");
+  app.add_option("--launcher", config.launcher, "How workers are started")
+      ->check(CLI::IsMember({"local", "systemd", "none"}))
+      ->capture_default_str();
+  app.add_option("--dp", config.initial_dp, "Initial number of active workers (DP = EP ranks)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  app.add_option("--device", config.device, "Worker device")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--model", config.model_dir, "Model checkpoint directory");
+  app.add_option("--worker-binary", config.worker_binary,
+                 "eep-worker to launch (local launcher); default: beside eep-coordinator");
+  app.add_option("--worker-log-dir", config.worker_log_dir,
+                 "Directory for the logs of locally launched workers (default: our stderr)");
+  app.add_option("--worker-arg", config.worker_args,
+                 "Extra argument passed to every launched worker (repeatable)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--systemd-unit", config.systemd_unit,
+                 "Unit template prefix for the systemd launcher (instance = worker index)")
+      ->capture_default_str();
+  app.add_option("--max-workers", config.max_workers,
+                 "Most workers the launcher may run at once")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--port-range", config.port_ranges,
+                 "Store ports: FIRST-LAST for any host or HOST=FIRST-LAST (repeatable)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->capture_default_str();
+  app.add_option("--heartbeat-timeout-ms", config.heartbeat_timeout_ms,
+                 "A worker not heard from for this long is DEAD")
+      ->check(CLI::Range(100, 600000))
+      ->capture_default_str();
+  app.add_option("--scale-timeout-ms", config.scale_timeout_ms,
+                 "A scale not finished in this time rolls back")
+      ->check(CLI::Range(100, 3600000))
+      ->capture_default_str();
+  app.add_option("--ready-file", config.ready_file,
+                 "Write {admin, control, pid} as JSON here once the sockets are bound");
+  app.add_option("--log-level", config.log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->capture_default_str();
+}
+
+}  // namespace eep::coordinator

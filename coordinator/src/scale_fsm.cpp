@@ -1,0 +1,343 @@
+#include "eep/coordinator/scale_fsm.h"
+
+#include <algorithm>
+
+#include "eep/common/log.h"
+
+namespace eep::coordinator {
+namespace {
+
+using protocol::WorkerState;
+
+double seconds_between(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+}  // namespace
+
+std::string_view to_string(ScaleStage stage) {
+  switch (stage) {
+    case ScaleStage::kIdle: return "IDLE";
+    case ScaleStage::kWaitWorkers: return "WAIT_WORKERS";
+    case ScaleStage::kWaitAcks: return "WAIT_ACKS";
+    case ScaleStage::kRetireLeaving: return "RETIRE_LEAVING";
+    case ScaleStage::kSucceeded: return "SUCCEEDED";
+    case ScaleStage::kFailed: return "FAILED";
+  }
+  return "UNKNOWN";
+}
+
+ScaleFsm::ScaleFsm(Membership& membership, PortAllocator& ports, ScaleLimits limits)
+    : membership_(membership), ports_(ports), limits_(std::move(limits)) {}
+
+bool ScaleFsm::running() const {
+  return stage_ == ScaleStage::kWaitWorkers || stage_ == ScaleStage::kWaitAcks ||
+         stage_ == ScaleStage::kRetireLeaving;
+}
+
+void ScaleFsm::enter(ScaleStage stage, Clock::time_point now) {
+  if (running()) timeline_.push_back(StageTiming{stage_, seconds_between(stage_started_, now)});
+  EEP_LOG_INFO("scale " << from_dp_ << "->" << to_dp_ << " (generation " << target_generation_
+                        << "): " << to_string(stage_) << " -> " << to_string(stage) << " after "
+                        << seconds_between(stage_started_, now) << " s");
+  stage_ = stage;
+  stage_started_ = now;
+  if (!running()) finished_ = now;
+}
+
+std::string ScaleFsm::free_worker_id(const std::vector<std::string>& launcher_live,
+                                     const std::set<std::string>& taken, int* index) const {
+  for (int n = 0;; ++n) {
+    std::string id = "w" + std::to_string(n);
+    const WorkerRecord* known = membership_.find(id);
+    const bool alive = known != nullptr && known->state != WorkerState::kDead;
+    if (alive || taken.count(id) ||
+        std::find(launcher_live.begin(), launcher_live.end(), id) != launcher_live.end()) {
+      continue;
+    }
+    *index = n;
+    return id;
+  }
+}
+
+Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
+                                                 const std::vector<std::string>& launcher_live,
+                                                 Clock::time_point now) {
+  if (running()) {
+    return error(ErrorCode::kFailedPrecondition,
+                 "a scale " + std::to_string(from_dp_) + "->" + std::to_string(to_dp_) +
+                     " is already running (stage " + std::string(to_string(stage_)) +
+                     "); wait for it to finish");
+  }
+  if (to_dp < 1) {
+    return error(ErrorCode::kInvalidArgument,
+                 "dp must be at least 1, got " + std::to_string(to_dp) +
+                     "; use the shutdown command to stop the fleet");
+  }
+  const std::vector<const WorkerRecord*> active = membership_.active_by_rank();
+  const int from_dp = static_cast<int>(active.size());
+  if (to_dp == from_dp) return std::vector<ScaleAction>{};
+
+  std::vector<const WorkerRecord*> spares = membership_.in_state(WorkerState::kSpare);
+  const int num_new = std::max(0, to_dp - from_dp);
+  const int num_spares_used = std::min<int>(num_new, static_cast<int>(spares.size()));
+  const int num_launch = num_new - num_spares_used;
+  if (num_launch > 0) {
+    if (!limits_.can_launch) {
+      return error(ErrorCode::kResourceExhausted,
+                   "dp " + std::to_string(to_dp) + " needs " + std::to_string(num_new) +
+                       " more workers but only " + std::to_string(spares.size()) +
+                       " spares are registered and the launcher cannot start workers");
+    }
+    const int num_alive = static_cast<int>(launcher_live.size());
+    if (num_alive + num_launch > limits_.max_workers) {
+      return error(ErrorCode::kResourceExhausted,
+                   "dp " + std::to_string(to_dp) + " needs " + std::to_string(num_launch) +
+                       " new workers but the launcher runs " + std::to_string(num_alive) +
+                       " of at most " + std::to_string(limits_.max_workers) +
+                       " (--max-workers)");
+    }
+  }
+
+  // Rank 0 of g+1 serves the generation's stores: the current rank 0, else the first new worker.
+  std::string store_host = limits_.local_host;
+  if (!active.empty()) {
+    store_host = active.front()->host;
+  } else if (num_spares_used > 0) {
+    store_host = spares.front()->host;
+  }
+  const int64_t target_generation = membership_.generation() + 1;
+  auto control_port = ports_.allocate(store_host, target_generation);
+  if (!control_port.is_ok()) return control_port.status();
+  auto ep_port = ports_.allocate(store_host, target_generation);
+  if (!ep_port.is_ok()) {
+    ports_.release_generation(target_generation);
+    return ep_port.status();
+  }
+
+  // Accepted: from here on nothing can fail synchronously.
+  from_dp_ = from_dp;
+  to_dp_ = to_dp;
+  target_generation_ = target_generation;
+  failure_reason_.clear();
+  timeline_.clear();
+  started_ = now;
+  stage_started_ = now;
+  members_.clear();
+  leaving_.clear();
+  picked_spares_.clear();
+  launched_.clear();
+  awaiting_.clear();
+  control_store_ = {store_host, control_port.value()};
+  ep_store_ = {store_host, ep_port.value()};
+
+  for (int rank = 0; rank < std::min(from_dp, to_dp); ++rank) members_.push_back(active[rank]->id);
+  for (int rank = to_dp; rank < from_dp; ++rank) leaving_.push_back(active[rank]->id);
+
+  std::vector<ScaleAction> actions;
+  std::set<std::string> taken;
+  for (int i = 0; i < num_spares_used; ++i) {
+    const std::string& id = spares[i]->id;
+    EEP_CHECK(membership_.transition(id, WorkerState::kJoining, "", now).is_ok());
+    picked_spares_.insert(id);
+    members_.push_back(id);
+  }
+  for (int i = 0; i < num_launch; ++i) {
+    int index = 0;
+    std::string id = free_worker_id(launcher_live, taken, &index);
+    taken.insert(id);
+    launched_.insert(id);
+    awaiting_.insert(id);
+    members_.push_back(id);
+    actions.push_back(LaunchWorker{id, index});
+  }
+  EEP_LOG_INFO("scale " << from_dp << "->" << to_dp << " accepted: generation "
+                        << target_generation << ", " << num_spares_used << " spares, "
+                        << num_launch << " to launch, " << leaving_.size()
+                        << " leaving; stores on " << store_host << ":" << control_store_.port
+                        << "," << ep_store_.port);
+  stage_ = ScaleStage::kIdle;  // so that enter() records no stage before the first
+  enter(ScaleStage::kWaitWorkers, now);
+  if (awaiting_.empty()) {
+    auto more = send_assignments(now);
+    actions.insert(actions.end(), more.begin(), more.end());
+  }
+  return actions;
+}
+
+protocol::Assign ScaleFsm::assignment_for(int rank, int64_t generation,
+                                          const std::vector<std::string>& members,
+                                          const protocol::StoreEndpoint& control,
+                                          const protocol::StoreEndpoint& ep) const {
+  protocol::Assign assign;
+  assign.generation = generation;
+  assign.rank = rank;
+  assign.world_size = static_cast<int>(members.size());
+  assign.members = members;
+  assign.control_store = control;
+  assign.ep_store = ep;
+  return assign;
+}
+
+std::vector<ScaleAction> ScaleFsm::send_assignments(Clock::time_point now) {
+  std::vector<ScaleAction> actions;
+  for (size_t rank = 0; rank < members_.size(); ++rank) {
+    awaiting_.insert(members_[rank]);
+    actions.push_back(SendAssign{members_[rank],
+                                 assignment_for(static_cast<int>(rank), target_generation_,
+                                                members_, control_store_, ep_store_)});
+  }
+  enter(ScaleStage::kWaitAcks, now);
+  return actions;
+}
+
+std::vector<ScaleAction> ScaleFsm::on_registered(const std::string& worker_id,
+                                                 Clock::time_point now) {
+  if (stage_ != ScaleStage::kWaitWorkers || !launched_.count(worker_id)) return {};
+  if (!awaiting_.erase(worker_id)) return {};
+  EEP_CHECK(membership_.transition(worker_id, WorkerState::kJoining, "", now).is_ok());
+  if (!awaiting_.empty()) return {};
+  return send_assignments(now);
+}
+
+std::vector<ScaleAction> ScaleFsm::on_assign_ack(const std::string& worker_id, int64_t generation,
+                                                 Clock::time_point now) {
+  if (stage_ != ScaleStage::kWaitAcks || generation != target_generation_) return {};
+  if (!awaiting_.erase(worker_id) || !awaiting_.empty()) return {};
+  return switch_generation(now);
+}
+
+std::vector<ScaleAction> ScaleFsm::switch_generation(Clock::time_point now) {
+  std::vector<ScaleAction> actions;
+  for (const std::string& id : leaving_) {
+    EEP_CHECK(membership_.transition(id, WorkerState::kLeaving,
+                                     "retired by scale to dp " + std::to_string(to_dp_), now)
+                  .is_ok());
+  }
+  const int64_t old_generation = membership_.generation();
+  Status committed = membership_.commit_generation(target_generation_, members_, now);
+  EEP_CHECK_MSG(committed.is_ok(), committed.to_string());
+  ports_.release_generation(old_generation);
+  current_members_ = members_;
+  current_control_store_ = control_store_;
+  current_ep_store_ = ep_store_;
+  EEP_LOG_INFO("generation " << target_generation_ << " is live with " << members_.size()
+                             << " ranks");
+  for (const std::string& id : leaving_) {
+    awaiting_.insert(id);
+    actions.push_back(SendShutdown{id, "retired by scale to dp " + std::to_string(to_dp_)});
+    actions.push_back(StopWorker{id, false});
+  }
+  enter(ScaleStage::kRetireLeaving, now);
+  if (awaiting_.empty()) enter(ScaleStage::kSucceeded, now);
+  return actions;
+}
+
+std::vector<ScaleAction> ScaleFsm::on_worker_gone(const std::string& worker_id,
+                                                  const std::string& reason,
+                                                  Clock::time_point now) {
+  if (!running()) return {};
+  if (stage_ == ScaleStage::kRetireLeaving) {
+    if (awaiting_.erase(worker_id) && awaiting_.empty()) enter(ScaleStage::kSucceeded, now);
+    return {};
+  }
+  const bool involved = std::find(members_.begin(), members_.end(), worker_id) != members_.end();
+  if (!involved) return {};
+  return roll_back("worker " + worker_id + " was lost during " +
+                       std::string(to_string(stage_)) + ": " + reason,
+                   now);
+}
+
+std::vector<ScaleAction> ScaleFsm::on_tick(Clock::time_point now) {
+  if (!running() || now - stage_started_ < limits_.stage_timeout) return {};
+  if (stage_ == ScaleStage::kRetireLeaving) {
+    // g+1 already serves; a leaving worker that will not go is killed, the scale stands.
+    std::vector<ScaleAction> actions;
+    for (const std::string& id : awaiting_) {
+      EEP_LOG_WARN("leaving worker " << id << " did not exit in time; killing it");
+      actions.push_back(StopWorker{id, true});
+    }
+    awaiting_.clear();
+    enter(ScaleStage::kSucceeded, now);
+    return actions;
+  }
+  std::string waiting_for;
+  for (const std::string& id : awaiting_) waiting_for += (waiting_for.empty() ? "" : ", ") + id;
+  return roll_back(std::string(to_string(stage_)) + " passed its deadline of " +
+                       std::to_string(limits_.stage_timeout.count()) + " ms waiting for " +
+                       waiting_for,
+                   now);
+}
+
+std::vector<ScaleAction> ScaleFsm::roll_back(const std::string& reason, Clock::time_point now) {
+  EEP_LOG_ERROR("scale " << from_dp_ << "->" << to_dp_ << " failed, rolling back to generation "
+                         << membership_.generation() << ": " << reason);
+  std::vector<ScaleAction> actions;
+  for (const std::string& id : members_) {
+    const WorkerRecord* worker = membership_.find(id);
+    if (worker == nullptr || worker->state == WorkerState::kDead) continue;
+    if (launched_.count(id)) {
+      // Launched for this scale: it goes away again.
+      if (worker->state != WorkerState::kLeaving) {
+        EEP_CHECK(membership_.transition(id, WorkerState::kLeaving, "scale rolled back", now)
+                      .is_ok());
+      }
+      actions.push_back(SendShutdown{id, "scale rolled back: " + reason});
+      actions.push_back(StopWorker{id, false});
+    } else if (picked_spares_.count(id) && worker->state == WorkerState::kJoining) {
+      EEP_CHECK(membership_.transition(id, WorkerState::kSpare, "", now).is_ok());
+    }
+  }
+  // Launched workers that never registered: the launcher stops them.
+  for (const std::string& id : launched_) {
+    if (membership_.find(id) == nullptr) actions.push_back(StopWorker{id, true});
+  }
+  // Members of g that were told about g+1 are told g again.
+  for (size_t rank = 0; rank < current_members_.size(); ++rank) {
+    const WorkerRecord* worker = membership_.find(current_members_[rank]);
+    if (worker == nullptr || worker->state != WorkerState::kActive) continue;
+    actions.push_back(SendAssign{current_members_[rank],
+                                 assignment_for(static_cast<int>(rank), membership_.generation(),
+                                                current_members_, current_control_store_,
+                                                current_ep_store_)});
+  }
+  ports_.release_generation(target_generation_);
+  failure_reason_ = reason;
+  awaiting_.clear();
+  enter(ScaleStage::kFailed, now);
+  return actions;
+}
+
+std::optional<protocol::Assign> ScaleFsm::current_assignment(const std::string& worker_id) const {
+  for (size_t rank = 0; rank < current_members_.size(); ++rank) {
+    if (current_members_[rank] == worker_id) {
+      return assignment_for(static_cast<int>(rank), membership_.generation(), current_members_,
+                            current_control_store_, current_ep_store_);
+    }
+  }
+  return std::nullopt;
+}
+
+protocol::ScaleInfo ScaleFsm::info(Clock::time_point now) const {
+  protocol::ScaleInfo info;
+  switch (stage_) {
+    case ScaleStage::kIdle: info.state = "idle"; break;
+    case ScaleStage::kSucceeded: info.state = "succeeded"; break;
+    case ScaleStage::kFailed: info.state = "failed"; break;
+    default: info.state = "running"; break;
+  }
+  info.stage = std::string(to_string(stage_));
+  info.from_dp = from_dp_;
+  info.to_dp = to_dp_;
+  info.target_generation = target_generation_;
+  info.reason = failure_reason_;
+  if (stage_ != ScaleStage::kIdle) {
+    info.elapsed_s = seconds_between(started_, running() ? now : finished_);
+  }
+  for (const StageTiming& timing : timeline_) {
+    info.timeline.push_back({std::string(to_string(timing.stage)), timing.seconds});
+  }
+  return info;
+}
+
+}  // namespace eep::coordinator

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the build needs, builds, and runs every test through ctest: unit, integration,
+# and GPU tests (which report themselves skipped, visibly, on a machine without a GPU).
+# Then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+BUILD_DIR=${EEP_BUILD_DIR:-build}
+EEP_BUILD_DIR=$BUILD_DIR scripts/build.sh
+(cd "$BUILD_DIR" && ctest --output-on-failure --timeout 600)
+
+if [ "${EEP_SKIP_ASAN:-0}" != 1 ]; then
+  ASAN_DIR=${BUILD_DIR}-asan
+  if [ ! -f "$ASAN_DIR/CMakeCache.txt" ]; then
+    cmake -S . -B "$ASAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DEEP_SANITIZE=ON -DEEP_CUDA=OFF \
+      -DEEP_WERROR=ON
+  fi
+  cmake --build "$ASAN_DIR" -j "$(nproc)" --target eep_unit_tests
+  echo "== unit tests under ASan + UBSan"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    "$ASAN_DIR/bin/eep_unit_tests"
+fi

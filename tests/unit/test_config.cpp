@@ -1,0 +1,72 @@
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "eep/common/config.h"
+
+namespace {
+
+struct Parsed {
+  int dp = 1;
+  std::string launcher = "local";
+  std::vector<std::string> ranges = {"1-2"};
+  std::optional<int> exit_code;
+};
+
+Parsed parse(std::vector<std::string> args) {
+  Parsed parsed;
+  CLI::App app;
+  eep::add_config_option(app);
+  app.add_option("--dp", parsed.dp);
+  app.add_option("--launcher", parsed.launcher);
+  app.add_option("--port-range", parsed.ranges)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  args.insert(args.begin(), "prog");
+  std::vector<const char*> argv;
+  for (auto& a : args) argv.push_back(a.c_str());
+  parsed.exit_code = eep::parse_args(app, static_cast<int>(argv.size()), argv.data());
+  return parsed;
+}
+
+}  // namespace
+
+TEST_CASE("configuration precedence: default < file < environment < flag", "[config]") {
+  const auto path = std::filesystem::temp_directory_path() / "eep_test_config.toml";
+  {
+    std::ofstream file(path);
+    file << "dp = 3\nlauncher = \"systemd\"\nport_range = [\"5-6\", \"7-8\"]\n";
+  }
+  ::unsetenv("EEP_DP");
+  ::unsetenv("EEP_LAUNCHER");
+  CHECK(parse({}).dp == 1);
+  Parsed from_file = parse({"--config", path.string()});
+  CHECK(from_file.dp == 3);
+  CHECK(from_file.launcher == "systemd");
+  CHECK(from_file.ranges == std::vector<std::string>{"5-6", "7-8"});
+
+  ::setenv("EEP_DP", "5", 1);
+  CHECK(parse({"--config", path.string()}).dp == 5);
+  CHECK(parse({"--config", path.string()}).launcher == "systemd");
+  CHECK(parse({"--config", path.string(), "--dp", "7"}).dp == 7);
+  CHECK(parse({"--dp=8"}).dp == 8);
+  ::unsetenv("EEP_DP");
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("bad configuration is a clear error, not a crash", "[config]") {
+  const auto path = std::filesystem::temp_directory_path() / "eep_test_bad_config.toml";
+  {
+    std::ofstream file(path);
+    file << "no_such_option = 1\n";
+  }
+  CHECK(parse({"--config", path.string()}).exit_code.value_or(0) != 0);
+  CHECK(parse({"--config", "/nonexistent/eep.toml"}).exit_code.value_or(0) != 0);
+  CHECK(parse({"--dp", "many"}).exit_code.value_or(0) != 0);
+  ::setenv("EEP_DP", "lots", 1);
+  CHECK(parse({}).exit_code.value_or(0) != 0);
+  ::unsetenv("EEP_DP");
+  std::filesystem::remove(path);
+  CHECK(eep::env_name_for("admin-token-file") == "EEP_ADMIN_TOKEN_FILE");
+}

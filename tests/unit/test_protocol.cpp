@@ -1,0 +1,183 @@
+#include <catch2/catch.hpp>
+
+#include "eep/common/protocol.h"
+
+using namespace eep;
+using namespace eep::protocol;
+using nlohmann::json;
+
+namespace {
+
+// Encodes a message in its envelope, decodes it back and returns the body.
+template <typename T>
+T round_trip(const T& message) {
+  Envelope envelope = make_envelope(message, 42, 7, "sender-1");
+  Frames frames = encode(envelope);
+  auto decoded = decode(frames.type, frames.json);
+  REQUIRE(decoded.is_ok());
+  CHECK(decoded->seq == 42);
+  CHECK(decoded->generation == 7);
+  CHECK(decoded->sender == "sender-1");
+  CHECK(decoded->type == T::kType);
+  CHECK(check_version(decoded.value()).is_ok());
+  auto body = parse_body<T>(decoded.value());
+  REQUIRE(body.is_ok());
+  return body.value();
+}
+
+}  // namespace
+
+TEST_CASE("every control message round-trips through its envelope", "[protocol]") {
+  Register reg{"w3", "node-a", 1234, "cuda", 2, "secret"};
+  Register reg2 = round_trip(reg);
+  CHECK(reg2.worker_id == "w3");
+  CHECK(reg2.host == "node-a");
+  CHECK(reg2.pid == 1234);
+  CHECK(reg2.device == "cuda");
+  CHECK(reg2.device_idx == 2);
+  CHECK(reg2.fleet_token == "secret");
+
+  RegisterReply refused{false, ErrorBody{"unauthenticated", "wrong fleet token"}, 0, 0};
+  RegisterReply refused2 = round_trip(refused);
+  CHECK_FALSE(refused2.ok);
+  REQUIRE(refused2.error);
+  CHECK(refused2.error->code == "unauthenticated");
+  CHECK(refused2.error->message == "wrong fleet token");
+  RegisterReply accepted{true, std::nullopt, 1000, 3000};
+  RegisterReply accepted2 = round_trip(accepted);
+  CHECK(accepted2.ok);
+  CHECK_FALSE(accepted2.error);
+  CHECK(accepted2.heartbeat_interval_ms == 1000);
+  CHECK(accepted2.heartbeat_timeout_ms == 3000);
+
+  Heartbeat beat{5, 3};
+  Heartbeat beat2 = round_trip(beat);
+  CHECK(beat2.generation == 5);
+  CHECK(beat2.rank == 3);
+
+  Assign assign{4, 1, 3, {"w0", "w1", "w2"}, {"node-a", 29500}, {"node-a", 29501}};
+  Assign assign2 = round_trip(assign);
+  CHECK(assign2.generation == 4);
+  CHECK(assign2.rank == 1);
+  CHECK(assign2.world_size == 3);
+  CHECK(assign2.members == std::vector<std::string>{"w0", "w1", "w2"});
+  CHECK(assign2.control_store.host == "node-a");
+  CHECK(assign2.control_store.port == 29500);
+  CHECK(assign2.ep_store.port == 29501);
+
+  AssignAck ack{4, 1};
+  AssignAck ack2 = round_trip(ack);
+  CHECK(ack2.generation == 4);
+  CHECK(ack2.rank == 1);
+
+  CHECK(round_trip(Shutdown{"retired"}).reason == "retired");
+  CHECK(round_trip(WorkerExiting{"signal 15"}).reason == "signal 15");
+}
+
+TEST_CASE("every message type has a name that maps back", "[protocol]") {
+  for (MsgType type : {MsgType::kRegister, MsgType::kRegisterReply, MsgType::kHeartbeat,
+                       MsgType::kAssign, MsgType::kAssignAck, MsgType::kShutdown,
+                       MsgType::kWorkerExiting}) {
+    auto name = to_string(type);
+    CHECK(name != "unknown");
+    CHECK(msg_type_from_string(name) == type);
+  }
+  for (WorkerState state : {WorkerState::kSpare, WorkerState::kJoining, WorkerState::kActive,
+                            WorkerState::kLeaving, WorkerState::kDead}) {
+    CHECK(worker_state_from_string(to_string(state)) == state);
+  }
+}
+
+TEST_CASE("admin status reply round-trips", "[protocol]") {
+  StatusReply status;
+  status.generation = 3;
+  status.active_dp = 2;
+  status.launcher = "local";
+  status.device = "cpu";
+  status.workers.push_back({"w0", "ACTIVE", 0, "node", 11, 3, "cpu", 0, 120, ""});
+  status.workers.push_back({"w5", "DEAD", -1, "node", 12, -1, "cpu", 5, 4000, "no heartbeat"});
+  status.scale = {"failed", "FAILED", 2, 4, 4, "worker w3 lost", 1.5, {{"WAIT_WORKERS", 1.5}}};
+  json j = status;
+  auto back = json::parse(j.dump()).get<StatusReply>();
+  CHECK(back.generation == 3);
+  CHECK(back.active_dp == 2);
+  REQUIRE(back.workers.size() == 2);
+  CHECK(back.workers[1].reason == "no heartbeat");
+  CHECK(back.workers[0].rank == 0);
+  CHECK(back.scale.reason == "worker w3 lost");
+  REQUIRE(back.scale.timeline.size() == 1);
+  CHECK(back.scale.timeline[0].stage == "WAIT_WORKERS");
+}
+
+TEST_CASE("admin requests round-trip and bad ones are refused with a reason", "[protocol]") {
+  AdminRequest scale;
+  scale.cmd = AdminCommand::kScale;
+  scale.seq = 9;
+  scale.dp = 4;
+  scale.token = "t";
+  auto parsed = parse_admin_request(serialize(scale));
+  REQUIRE(parsed.is_ok());
+  CHECK(parsed->cmd == AdminCommand::kScale);
+  CHECK(parsed->dp == 4);
+  CHECK(parsed->seq == 9);
+  CHECK(parsed->token == "t");
+
+  struct Case {
+    const char* input;
+    ErrorCode code;
+    const char* mentions;
+  };
+  const Case cases[] = {
+      {"not json at all", ErrorCode::kInvalidArgument, "not JSON"},
+      {"", ErrorCode::kInvalidArgument, "not JSON"},
+      {"[1,2]", ErrorCode::kInvalidArgument, "object"},
+      {R"({"cmd":"frobnicate"})", ErrorCode::kInvalidArgument, "unknown command"},
+      {R"({"cmd":7})", ErrorCode::kInvalidArgument, "cmd"},
+      {R"({"nocmd":true})", ErrorCode::kInvalidArgument, "cmd"},
+      {R"({"cmd":"scale"})", ErrorCode::kInvalidArgument, "dp"},
+      {R"({"cmd":"scale","dp":"4"})", ErrorCode::kInvalidArgument, "integer"},
+      {R"({"cmd":"scale","dp":2.5})", ErrorCode::kInvalidArgument, "integer"},
+      {R"({"cmd":"status","seq":"x"})", ErrorCode::kInvalidArgument, "seq"},
+      {R"({"cmd":"status","v":99})", ErrorCode::kVersionMismatch, "version"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.input);
+    auto result = parse_admin_request(c.input);
+    REQUIRE_FALSE(result.is_ok());
+    CHECK(result.status().code() == c.code);
+    CHECK_THAT(result.status().message(), Catch::Contains(c.mentions));
+  }
+}
+
+TEST_CASE("malformed control frames are errors, not crashes", "[protocol]") {
+  CHECK_FALSE(decode("bogus", "{}").is_ok());
+  CHECK_FALSE(decode("heartbeat", "not json").is_ok());
+  CHECK_FALSE(decode("heartbeat", R"({"v":1,"type":"assign","seq":1,"generation":0,"sender":"x","body":{}})").is_ok());
+  CHECK_FALSE(decode("heartbeat", R"({"v":1,"type":"heartbeat","seq":"one","generation":0,"sender":"x","body":{}})").is_ok());
+  auto envelope = decode("heartbeat", R"({"v":1,"type":"heartbeat","seq":1,"generation":0,"sender":"x","body":{"generation":"zero","rank":0}})");
+  REQUIRE(envelope.is_ok());
+  auto body = parse_body<Heartbeat>(envelope.value());
+  REQUIRE_FALSE(body.is_ok());
+  CHECK(body.status().code() == ErrorCode::kInvalidArgument);
+  CHECK_FALSE(parse_body<Assign>(envelope.value()).is_ok());
+
+  auto old = decode("register", R"({"v":0,"type":"register","seq":1,"generation":-1,"sender":"w9","body":{}})");
+  REQUIRE(old.is_ok());
+  Status version = check_version(old.value());
+  CHECK(version.code() == ErrorCode::kVersionMismatch);
+  CHECK_THAT(version.message(), Catch::Contains("w9"));
+}
+
+TEST_CASE("admin replies carry ok or an error with code and message", "[protocol]") {
+  json ok = admin_ok(3, {{"message", "fine"}});
+  CHECK(ok["ok"] == true);
+  CHECK(ok["seq"] == 3);
+  CHECK(admin_reply_status(ok).is_ok());
+  json bad = admin_error(4, error(ErrorCode::kResourceExhausted, "no ports"));
+  CHECK(bad["ok"] == false);
+  CHECK(bad["error"]["code"] == "resource_exhausted");
+  CHECK(bad["error"]["message"] == "no ports");
+  Status status = admin_reply_status(bad);
+  CHECK(status.code() == ErrorCode::kResourceExhausted);
+  CHECK(status.message() == "no ports");
+}

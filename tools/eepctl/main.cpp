@@ -1,0 +1,176 @@
+// eepctl: the operator's command line over the coordinator's admin socket.
+//   eepctl [--admin ADDR] [--token-file F] [--json] status | scale --dp N | shutdown
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <thread>
+
+#include "eep/common/admin_client.h"
+#include "eep/common/config.h"
+#include "eep/common/token_file.h"
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string admin = "tcp://127.0.0.1:5710";
+  std::string token_file;
+  bool json_output = false;
+  int timeout_ms = 5000;
+  int dp = -1;
+  int wait_s = 120;
+};
+
+void print_error(const eep::Status& status, bool json_output) {
+  if (json_output) {
+    std::cout << json{{"ok", false},
+                      {"error",
+                       {{"code", eep::to_string(status.code())}, {"message", status.message()}}}}
+                     .dump()
+              << "\n";
+  } else {
+    std::cerr << "eepctl: " << status.to_string() << "\n";
+  }
+}
+
+void print_status_table(const eep::protocol::StatusReply& status) {
+  std::cout << "generation " << status.generation << ", " << status.active_dp
+            << " active ranks, launcher " << status.launcher << ", device " << status.device
+            << "\n";
+  const auto& scale = status.scale;
+  if (scale.state != "idle") {
+    std::cout << "last scale: " << scale.from_dp << " -> " << scale.to_dp << " " << scale.state
+              << " (" << scale.stage << ", " << std::fixed << std::setprecision(2)
+              << scale.elapsed_s << " s)";
+    if (!scale.reason.empty()) std::cout << ": " << scale.reason;
+    std::cout << "\n";
+  }
+  std::cout << "\n"
+            << std::left << std::setw(10) << "ID" << std::setw(9) << "STATE" << std::setw(6)
+            << "RANK" << std::setw(5) << "GEN" << std::setw(18) << "HOST" << std::setw(9) << "PID"
+            << std::setw(8) << "DEVICE" << std::setw(11) << "HEARD(ms)" << "REASON\n";
+  for (const auto& worker : status.workers) {
+    std::cout << std::left << std::setw(10) << worker.id << std::setw(9) << worker.state
+              << std::setw(6) << (worker.rank < 0 ? "-" : std::to_string(worker.rank))
+              << std::setw(5)
+              << (worker.generation < 0 ? "-" : std::to_string(worker.generation))
+              << std::setw(18) << worker.host.substr(0, 17) << std::setw(9) << worker.pid
+              << std::setw(8) << (worker.device + ":" + std::to_string(worker.device_idx))
+              << std::setw(11) << worker.last_heard_ms << worker.reason << "\n";
+  }
+}
+
+void print_timeline(const eep::protocol::ScaleInfo& scale) {
+  for (const auto& stage : scale.timeline) {
+    std::cout << "  " << std::left << std::setw(16) << stage.stage << std::right << std::fixed
+              << std::setprecision(3) << std::setw(8) << stage.seconds << " s\n";
+  }
+}
+
+int run_scale(eep::AdminClient& client, const Options& options) {
+  eep::protocol::AdminRequest request;
+  request.cmd = eep::protocol::AdminCommand::kScale;
+  request.dp = options.dp;
+  auto reply = client.call(request, std::chrono::milliseconds(options.timeout_ms));
+  if (!reply.is_ok()) {
+    print_error(reply.status(), options.json_output);
+    return 1;
+  }
+  if (!reply->value("changed", false)) {
+    if (options.json_output) {
+      std::cout << reply->dump() << "\n";
+    } else {
+      std::cout << reply->value("message", std::string("nothing to do")) << "\n";
+    }
+    return 0;
+  }
+  const int64_t target = reply->at("scale").at("target_generation").get<int64_t>();
+  const auto deadline = Clock::now() + std::chrono::seconds(options.wait_s);
+  while (Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    eep::protocol::AdminRequest status_request;
+    status_request.cmd = eep::protocol::AdminCommand::kStatus;
+    auto status = client.call(status_request, std::chrono::milliseconds(options.timeout_ms));
+    if (!status.is_ok()) {
+      print_error(status.status(), options.json_output);
+      return 1;
+    }
+    auto parsed = status->get<eep::protocol::StatusReply>();
+    const auto& scale = parsed.scale;
+    if (scale.target_generation != target || scale.state == "running") continue;
+    if (options.json_output) {
+      std::cout << json{{"ok", scale.state == "succeeded"}, {"scale", scale}}.dump() << "\n";
+    } else if (scale.state == "succeeded") {
+      std::cout << "scaled " << scale.from_dp << " -> " << scale.to_dp << " in " << std::fixed
+                << std::setprecision(2) << scale.elapsed_s << " s (generation "
+                << scale.target_generation << ")\n";
+      print_timeline(scale);
+    } else {
+      std::cout << "scale " << scale.from_dp << " -> " << scale.to_dp << " FAILED after "
+                << std::fixed << std::setprecision(2) << scale.elapsed_s
+                << " s: " << scale.reason << "\n";
+      print_timeline(scale);
+    }
+    return scale.state == "succeeded" ? 0 : 1;
+  }
+  print_error(eep::error(eep::ErrorCode::kDeadlineExceeded,
+                         "the scale did not finish within " + std::to_string(options.wait_s) +
+                             " s; see `eepctl status`"),
+              options.json_output);
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  CLI::App app{"eepctl: operate an elastic-ep fleet through the coordinator's admin socket"};
+  eep::add_config_option(app);
+  app.add_option("--admin", options.admin, "Coordinator admin endpoint")->capture_default_str();
+  app.add_option("--token-file", options.token_file, "Admin token file");
+  app.add_flag("--json", options.json_output, "Print JSON for scripts");
+  app.add_option("--timeout-ms", options.timeout_ms, "How long to wait for each reply")
+      ->check(CLI::Range(1, 600000))
+      ->capture_default_str();
+  app.require_subcommand(1);
+  app.fallthrough();  // --json and --admin may follow the subcommand too
+  app.add_subcommand("status", "Workers, ranks, generation and the last scale");
+  CLI::App* scale = app.add_subcommand("scale", "Change the number of active ranks and wait");
+  scale->add_option("--dp", options.dp, "New number of data/expert-parallel ranks")->required();
+  scale->add_option("--wait-s", options.wait_s, "How long to wait for the outcome")
+      ->capture_default_str();
+  app.add_subcommand("shutdown", "Stop the workers and the coordinator");
+  if (auto exit_code = eep::parse_args(app, argc, argv)) return *exit_code;
+
+  std::string token;
+  if (!options.token_file.empty()) {
+    auto read = eep::read_token_file(options.token_file, "admin token");
+    if (!read.is_ok()) {
+      print_error(read.status(), options.json_output);
+      return 2;
+    }
+    token = read.value();
+  }
+  eep::AdminClient client(options.admin, token);
+  const std::string command = app.get_subcommands().front()->get_name();
+  if (command == "scale") return run_scale(client, options);
+
+  eep::protocol::AdminRequest request;
+  request.cmd = command == "status" ? eep::protocol::AdminCommand::kStatus
+                                    : eep::protocol::AdminCommand::kShutdown;
+  auto reply = client.call(request, std::chrono::milliseconds(options.timeout_ms));
+  if (!reply.is_ok()) {
+    print_error(reply.status(), options.json_output);
+    return 1;
+  }
+  if (options.json_output) {
+    std::cout << reply->dump() << "\n";
+  } else if (command == "status") {
+    print_status_table(reply->get<eep::protocol::StatusReply>());
+  } else {
+    std::cout << reply->value("message", std::string("ok")) << "\n";
+  }
+  return 0;
+}

@@ -1,0 +1,44 @@
+// The worker daemon's control side: registration, heartbeats, assignments and orders from the
+// coordinator, clean exit on SIGTERM. The engine (model, scheduler) plugs into its loop as the
+// data plane grows. One thread runs it.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "eep/common/protocol.h"
+#include "eep/common/status.h"
+#include "eep/worker/worker_config.h"
+
+namespace eep::worker {
+
+class WorkerDaemon {
+ public:
+  explicit WorkerDaemon(WorkerConfig config);
+
+  // Registers, then serves until told to stop. signal_fd: a signalfd for SIGTERM/SIGINT, or -1.
+  // Returns the exit code: 0 on an order or a signal, 1 when registration failed.
+  int run(int signal_fd);
+
+ private:
+  Status connect_and_register(int signal_fd);
+  void handle(const protocol::Envelope& envelope);
+  template <typename T>
+  void send(const T& message);
+  void update_log_speaker();
+
+  WorkerConfig config_;
+  std::string fleet_token_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  uint64_t next_seq_ = 1;
+  std::chrono::milliseconds heartbeat_interval_{1000};
+  std::optional<protocol::Assign> assignment_;
+  bool stop_ = false;
+  std::string stop_reason_;
+};
+
+}  // namespace eep::worker

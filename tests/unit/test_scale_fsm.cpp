@@ -57,7 +57,7 @@ int count(const std::vector<ScaleAction>& actions) {
 
 }  // namespace
 
-TEST_CASE("scale up launches, assigns, switches; scale down retires the highest ranks",
+TEST_CASE("scale up launches, assigns and switches and scale down retires the highest ranks",
           "[scale]") {
   Fixture f;
   auto started = f.fsm.start(2, {}, f.now);
@@ -159,7 +159,7 @@ TEST_CASE("a stage past its deadline rolls back to the old generation", "[scale]
   CHECK(f.active_ids().size() == 3);
 }
 
-TEST_CASE("a new worker dying during the scale rolls back; old members are re-told", "[scale]") {
+TEST_CASE("a new worker dying during the scale rolls back and old members are re-told", "[scale]") {
   Fixture f;
   f.complete(f.fsm.start(2, {}, f.now).value());
   auto started = f.fsm.start(3, {"w0", "w1"}, f.now);

@@ -1,0 +1,180 @@
+// Test fixture: a real eep-coordinator process (and the workers it launches) on loopback, with
+// helpers to run eepctl and read its output. Teardown terminates, then kills.
+#pragma once
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "eep/common/subprocess.h"
+
+namespace eep::testing {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+inline std::string bin(const std::string& name) { return std::string(EEP_BIN_DIR) + "/" + name; }
+
+// A fresh directory under the system temp dir, removed at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "eep-test-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+inline void write_file(const std::string& path, const std::string& content, int mode = 0644) {
+  std::ofstream(path) << content;
+  ::chmod(path.c_str(), mode);
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+// Runs a command to completion (at most timeout) and returns its exit code and output.
+inline CommandResult run_command(const std::vector<std::string>& argv,
+                                 std::chrono::milliseconds timeout = 30s,
+                                 std::map<std::string, std::string> env = {}) {
+  TempDir dir;
+  SpawnOptions options;
+  options.log_path = dir.file("out.log");
+  options.env = std::move(env);
+  auto child = ChildProcess::spawn(argv, options);
+  REQUIRE(child.is_ok());
+  if (!child->wait_for(timeout)) child->stop(1000ms);
+  CommandResult result;
+  const int status = child->wait_status().value_or(-1);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.output = read_file(dir.file("out.log"));
+  return result;
+}
+
+// Polls `condition` every 50 ms until it holds or `timeout` passes.
+template <typename Condition>
+bool eventually(Condition condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return condition();
+}
+
+inline bool process_alive(pid_t pid) {
+  // A reaped process is gone; a zombie would still answer kill(0), so look at /proc too.
+  if (::kill(pid, 0) != 0) return false;
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+class Fleet {
+ public:
+  // Starts eep-coordinator with admin/control on free loopback ports and the given flags.
+  explicit Fleet(std::vector<std::string> flags, std::map<std::string, std::string> env = {},
+                 bool expect_ready = true) {
+    std::vector<std::string> argv = {bin("eep-coordinator"),
+                                     "--admin",
+                                     "tcp://127.0.0.1:*",
+                                     "--control",
+                                     "tcp://127.0.0.1:*",
+                                     "--ready-file",
+                                     dir_.file("ready.json"),
+                                     "--worker-log-dir",
+                                     dir_.path()};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    SpawnOptions options;
+    options.log_path = log_path();
+    options.env = std::move(env);
+    auto child = ChildProcess::spawn(argv, options);
+    REQUIRE(child.is_ok());
+    coordinator_ = std::move(child).value();
+    if (!expect_ready) return;
+    const bool ready = eventually(
+        [&] { return std::filesystem::exists(dir_.file("ready.json")) || !coordinator_.running(); },
+        10s);
+    INFO(coordinator_log());
+    REQUIRE(ready);
+    REQUIRE(coordinator_.running());
+    json endpoints = json::parse(read_file(dir_.file("ready.json")));
+    admin_ = endpoints["admin"];
+    control_ = endpoints["control"];
+  }
+
+  ~Fleet() {
+    if (coordinator_.running()) {
+      run_command({bin("eepctl"), "--admin", admin_, "shutdown"}, 5s);
+      if (!coordinator_.wait_for(10s)) coordinator_.stop(3s);
+    }
+  }
+
+  const std::string& admin() const { return admin_; }
+  const std::string& control() const { return control_; }
+  ChildProcess& coordinator() { return coordinator_; }
+  const TempDir& dir() const { return dir_; }
+  std::string log_path() const { return dir_.file("coordinator.log"); }
+  std::string coordinator_log() const { return read_file(log_path()); }
+
+  CommandResult eepctl(std::vector<std::string> args, std::chrono::milliseconds timeout = 30s) {
+    std::vector<std::string> argv = {bin("eepctl"), "--admin", admin_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, timeout);
+  }
+
+  // `eepctl status --json`, parsed.
+  json status() {
+    CommandResult result = eepctl({"status", "--json"});
+    INFO(result.output);
+    REQUIRE(result.exit_code == 0);
+    return json::parse(result.output);
+  }
+
+  std::vector<json> workers_in(const std::string& state) {
+    std::vector<json> found;
+    const json current = status();  // kept alive for the loop
+    for (const json& worker : current["workers"]) {
+      if (worker["state"] == state) found.push_back(worker);
+    }
+    return found;
+  }
+
+  bool has_active(size_t n) { return workers_in("ACTIVE").size() == n; }
+
+ private:
+  TempDir dir_;
+  ChildProcess coordinator_;
+  std::string admin_;
+  std::string control_;
+};
+
+}  // namespace eep::testing

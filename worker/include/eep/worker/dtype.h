@@ -1,0 +1,39 @@
+// Element types of checkpoint tensors (the safetensors dtype strings) and the bf16/fp16 <-> fp32
+// conversions used to widen weights on load and to narrow generated weights on write.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace eep::worker {
+
+enum class DType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
+
+// "F32", "BF16", ... exactly as safetensors spells them.
+std::string_view to_string(DType dtype);
+std::optional<DType> dtype_from_string(std::string_view name);
+std::size_t dtype_size_bytes(DType dtype);
+// True for the floating-point types a weight may be stored in (F32, BF16, F16).
+bool is_weight_dtype(DType dtype);
+
+inline float bf16_to_fp32(uint16_t bits) {
+  return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
+}
+
+// Round to nearest, ties to even; NaN stays NaN (quiet), infinities stay infinite.
+inline uint16_t fp32_to_bf16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);
+  const uint32_t rounding_bias = 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((bits + rounding_bias) >> 16);
+}
+
+// IEEE half precision; subnormals handled exactly.
+float fp16_to_fp32(uint16_t bits);
+// Round to nearest, ties to even; overflow gives infinity.
+uint16_t fp32_to_fp16(float value);
+
+}  // namespace eep::worker

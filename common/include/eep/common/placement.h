@@ -1,0 +1,64 @@
+// Expert placement (DESIGN.md section 5): which logical expert each physical expert slot holds,
+// per layer. Rank r owns slots [r * slots_per_rank, (r + 1) * slots_per_rank). A logical expert
+// may have several replicas (redundant experts); every logical expert has at least one. Shared by
+// the coordinator (EPLB planner, scaling) and the workers (which weights to hold, where to send
+// tokens), and carried on the wire as JSON.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eep/common/status.h"
+
+namespace eep {
+
+struct Placement {
+  int num_layers = 0;
+  int num_logical_experts = 0;
+  int num_ranks = 0;
+  int slots_per_rank = 0;
+  // phy2log[layer][slot]: the logical expert held by physical slot `slot` of `layer`.
+  std::vector<std::vector<int>> phy2log;
+
+  int num_slots() const { return num_ranks * slots_per_rank; }
+  int rank_of_slot(int slot) const { return slot / slots_per_rank; }
+  int local_idx_of_slot(int slot) const { return slot % slots_per_rank; }
+  int logical_of(int layer, int slot) const { return phy2log[layer][slot]; }
+
+  // Slot s holds logical expert s % num_logical_experts: experts spread round-robin over ranks,
+  // the surplus slots replicating experts 0, 1, ... . Fails when the slots cannot hold every
+  // expert once.
+  static Result<Placement> round_robin(int num_layers, int num_logical_experts, int num_ranks,
+                                       int slots_per_rank);
+  // The fewest slots per rank that hold every expert once over num_ranks ranks.
+  static int min_slots_per_rank(int num_logical_experts, int num_ranks);
+
+  // Sizes consistent, every id in range, every logical expert replicated at least once.
+  Status validate() const;
+};
+
+// Replicas of each logical expert per layer, in slot order: the inverse of phy2log.
+class ReplicaTable {
+ public:
+  explicit ReplicaTable(const Placement& placement);
+  // The physical slots holding `logical` in `layer`, in increasing slot order (never empty for
+  // a valid placement).
+  const std::vector<int>& replicas(int layer, int logical) const {
+    return replicas_[layer][logical];
+  }
+  // The replica that a token from `src_rank` uses: one on src_rank itself when there is one (no
+  // traffic), else one chosen by `token_key` so that load spreads evenly over the replicas.
+  // Deterministic: the same arguments always give the same slot.
+  int choose(int layer, int logical, int src_rank, uint64_t token_key) const;
+
+ private:
+  int slots_per_rank_;
+  std::vector<std::vector<std::vector<int>>> replicas_;  // [layer][logical] -> slots
+};
+
+void to_json(nlohmann::json& j, const Placement& placement);
+void from_json(const nlohmann::json& j, Placement& placement);
+
+}  // namespace eep

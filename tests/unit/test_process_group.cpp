@@ -329,6 +329,18 @@ TEST_CASE("gloo group: g+1 is built in the background while g carries traffic", 
   CHECK(max_rounds_on_old >= 3);
 }
 
+TEST_CASE("gloo group: the transport binds to a named interface", "[pg]") {
+  auto server = start_server();
+  auto failures = run_ranks(2, [&](int rank) -> std::string {
+    GroupSpec spec = make_spec(*server, 1, rank, 2);
+    spec.bind_interface = "lo";
+    auto group = create_gloo_group(spec);
+    if (!group.is_ok()) return group.status().to_string();
+    return exercise(**group, 0);
+  });
+  CHECK(failures == std::vector<std::string>{});
+}
+
 TEST_CASE("gloo group: use after destroy is a clear error", "[pg]") {
   auto server = start_server();
   auto failures = run_ranks(2, [&](int rank) -> std::string {

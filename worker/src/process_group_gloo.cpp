@@ -319,7 +319,11 @@ Result<std::unique_ptr<ProcessGroup>> create_gloo_group(const GroupSpec& spec) {
   ErrorCode code = ErrorCode::kUnavailable;
   try {
     gloo::transport::tcp::attr attr;
-    attr.hostname = spec.bind_host;
+    if (spec.bind_interface.empty()) {
+      attr.hostname = spec.bind_host;
+    } else {
+      attr.iface = spec.bind_interface;
+    }
     device = gloo::transport::tcp::CreateDevice(attr);
     context = std::make_shared<gloo::rendezvous::Context>(spec.rank, spec.size);
     context->setTimeout(spec.timeout);

@@ -33,6 +33,8 @@ struct GroupSpec {
   std::chrono::milliseconds timeout = kDefaultGroupTimeout;
   // Address the transport listens on and advertises to peers (loopback unless multi-host).
   std::string bind_host = "127.0.0.1";
+  // A network interface ("eth0") to use instead of bind_host, for multi-host fleets.
+  std::string bind_interface;
 };
 
 // Builds the group: rendezvous through the store, a full mesh of TCP connections, a barrier.

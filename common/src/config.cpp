@@ -41,8 +41,9 @@ std::string env_name_for(const std::string& long_option_name) {
 }
 
 void add_config_option(CLI::App& app) {
-  app.add_option(kConfigOption, "Config file (`name = value` lines; precedence: default < file < "
-                                "EEP_* environment < flag)")
+  app.add_option(kConfigOption,
+                 "Config file (`name = value` lines; precedence: default < file < "
+                 "EEP_* environment < flag)")
       ->check(CLI::ExistingFile);
   app.footer("Every option --some-name may also be set as EEP_SOME_NAME in the environment.");
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);

@@ -17,7 +17,8 @@ Result<Placement> Placement::round_robin(int num_layers, int num_logical_experts
   placement.slots_per_rank = slots_per_rank;
   if (num_ranks > 0 && slots_per_rank > 0 && num_logical_experts > 0 && num_layers >= 0) {
     std::vector<int> layer(placement.num_slots());
-    for (int slot = 0; slot < placement.num_slots(); ++slot) layer[slot] = slot % num_logical_experts;
+    for (int slot = 0; slot < placement.num_slots(); ++slot)
+      layer[slot] = slot % num_logical_experts;
     placement.phy2log.assign(num_layers, layer);
   }
   EEP_RETURN_IF_ERROR(placement.validate());
@@ -55,25 +56,24 @@ Status Placement::validate() const {
     std::vector<int> num_replicas(num_logical_experts, 0);
     for (int logical : phy2log[layer]) {
       if (logical < 0 || logical >= num_logical_experts) {
-        return error(ErrorCode::kInvalidArgument,
-                     "placement layer " + std::to_string(layer) + " names expert " +
-                         std::to_string(logical) + " of " + std::to_string(num_logical_experts));
+        return error(ErrorCode::kInvalidArgument, "placement layer " + std::to_string(layer) +
+                                                      " names expert " + std::to_string(logical) +
+                                                      " of " + std::to_string(num_logical_experts));
       }
       ++num_replicas[logical];
     }
     for (int logical = 0; logical < num_logical_experts; ++logical) {
       if (num_replicas[logical] == 0) {
-        return error(ErrorCode::kInvalidArgument,
-                     "placement layer " + std::to_string(layer) + " has no replica of expert " +
-                         std::to_string(logical));
+        return error(ErrorCode::kInvalidArgument, "placement layer " + std::to_string(layer) +
+                                                      " has no replica of expert " +
+                                                      std::to_string(logical));
       }
     }
   }
   return Status::ok();
 }
 
-ReplicaTable::ReplicaTable(const Placement& placement)
-    : slots_per_rank_(placement.slots_per_rank) {
+ReplicaTable::ReplicaTable(const Placement& placement) : slots_per_rank_(placement.slots_per_rank) {
   replicas_.resize(placement.num_layers);
   for (int layer = 0; layer < placement.num_layers; ++layer) {
     replicas_[layer].resize(placement.num_logical_experts);

@@ -34,7 +34,8 @@ constexpr std::array<std::pair<AdminCommand, std::string_view>, 3> kAdminCommand
 }};
 
 template <typename Enum, size_t N>
-std::string_view name_of(const std::array<std::pair<Enum, std::string_view>, N>& table, Enum value) {
+std::string_view name_of(const std::array<std::pair<Enum, std::string_view>, N>& table,
+                         Enum value) {
   for (const auto& [entry, name] : table) {
     if (entry == value) return name;
   }
@@ -65,8 +66,8 @@ void read_field(const json& value, const char* key, T& out) {
     // e.what() is "[json.exception.type_error.302] type must be ..."; keep the readable part.
     std::string what = e.what();
     auto bracket = what.find("] ");
-    throw FieldError("field \"" + std::string(key) + "\": " +
-                     (bracket == std::string::npos ? what : what.substr(bracket + 2)));
+    throw FieldError("field \"" + std::string(key) +
+                     "\": " + (bracket == std::string::npos ? what : what.substr(bracket + 2)));
   }
 }
 
@@ -87,28 +88,40 @@ void optional_field(const json& j, const char* key, T& out) {
 
 }  // namespace
 
-std::string_view to_string(MsgType type) { return name_of(kMsgTypeNames, type); }
+std::string_view to_string(MsgType type) {
+  return name_of(kMsgTypeNames, type);
+}
 std::optional<MsgType> msg_type_from_string(std::string_view name) {
   return value_of(kMsgTypeNames, name);
 }
-std::string_view to_string(WorkerState state) { return name_of(kWorkerStateNames, state); }
+std::string_view to_string(WorkerState state) {
+  return name_of(kWorkerStateNames, state);
+}
 std::optional<WorkerState> worker_state_from_string(std::string_view name) {
   return value_of(kWorkerStateNames, name);
 }
-std::string_view to_string(AdminCommand command) { return name_of(kAdminCommandNames, command); }
+std::string_view to_string(AdminCommand command) {
+  return name_of(kAdminCommandNames, command);
+}
 std::optional<AdminCommand> admin_command_from_string(std::string_view name) {
   return value_of(kAdminCommandNames, name);
 }
 
-void to_json(json& j, const ErrorBody& m) { j = json{{"code", m.code}, {"message", m.message}}; }
+void to_json(json& j, const ErrorBody& m) {
+  j = json{{"code", m.code}, {"message", m.message}};
+}
 void from_json(const json& j, ErrorBody& m) {
   required(j, "code", m.code);
   required(j, "message", m.message);
 }
 
 void to_json(json& j, const Register& m) {
-  j = json{{"worker_id", m.worker_id}, {"host", m.host},       {"pid", m.pid},
-           {"device", m.device},       {"device_idx", m.device_idx}, {"fleet_token", m.fleet_token}};
+  j = json{{"worker_id", m.worker_id},
+           {"host", m.host},
+           {"pid", m.pid},
+           {"device", m.device},
+           {"device_idx", m.device_idx},
+           {"fleet_token", m.fleet_token}};
 }
 void from_json(const json& j, Register& m) {
   required(j, "worker_id", m.worker_id);
@@ -141,15 +154,17 @@ void from_json(const json& j, Heartbeat& m) {
   required(j, "rank", m.rank);
 }
 
-void to_json(json& j, const StoreEndpoint& m) { j = json{{"host", m.host}, {"port", m.port}}; }
+void to_json(json& j, const StoreEndpoint& m) {
+  j = json{{"host", m.host}, {"port", m.port}};
+}
 void from_json(const json& j, StoreEndpoint& m) {
   required(j, "host", m.host);
   required(j, "port", m.port);
 }
 
 void to_json(json& j, const Assign& m) {
-  j = json{{"generation", m.generation}, {"rank", m.rank},
-           {"world_size", m.world_size}, {"members", m.members},
+  j = json{{"generation", m.generation},       {"rank", m.rank},
+           {"world_size", m.world_size},       {"members", m.members},
            {"control_store", m.control_store}, {"ep_store", m.ep_store}};
 }
 void from_json(const json& j, Assign& m) {
@@ -169,19 +184,24 @@ void from_json(const json& j, AssignAck& m) {
   required(j, "rank", m.rank);
 }
 
-void to_json(json& j, const Shutdown& m) { j = json{{"reason", m.reason}}; }
-void from_json(const json& j, Shutdown& m) { required(j, "reason", m.reason); }
+void to_json(json& j, const Shutdown& m) {
+  j = json{{"reason", m.reason}};
+}
+void from_json(const json& j, Shutdown& m) {
+  required(j, "reason", m.reason);
+}
 
-void to_json(json& j, const WorkerExiting& m) { j = json{{"reason", m.reason}}; }
-void from_json(const json& j, WorkerExiting& m) { required(j, "reason", m.reason); }
+void to_json(json& j, const WorkerExiting& m) {
+  j = json{{"reason", m.reason}};
+}
+void from_json(const json& j, WorkerExiting& m) {
+  required(j, "reason", m.reason);
+}
 
 Frames encode(const Envelope& envelope) {
-  json j{{"v", envelope.v},
-         {"type", to_string(envelope.type)},
-         {"seq", envelope.seq},
-         {"generation", envelope.generation},
-         {"sender", envelope.sender},
-         {"body", envelope.body}};
+  json j{{"v", envelope.v},           {"type", to_string(envelope.type)},
+         {"seq", envelope.seq},       {"generation", envelope.generation},
+         {"sender", envelope.sender}, {"body", envelope.body}};
   return Frames{std::string(to_string(envelope.type)), j.dump()};
 }
 
@@ -203,8 +223,8 @@ Result<Envelope> decode(std::string_view type_frame, std::string_view json_frame
     required(j, "type", type_name);
     if (type_name != type_frame) {
       return error(ErrorCode::kInvalidArgument, "type frame '" + std::string(type_frame) +
-                                                    "' disagrees with envelope type '" +
-                                                    type_name + "'");
+                                                    "' disagrees with envelope type '" + type_name +
+                                                    "'");
     }
     envelope.type = *type;
     required(j, "seq", envelope.seq);
@@ -232,8 +252,8 @@ Result<AdminRequest> parse_admin_request(std::string_view frame) {
                  "request is not JSON; send one object such as {\"cmd\":\"status\"}");
   }
   if (!j.is_object()) {
-    return error(ErrorCode::kInvalidArgument, "request must be a JSON object, got " +
-                                                  std::string(j.type_name()));
+    return error(ErrorCode::kInvalidArgument,
+                 "request must be a JSON object, got " + std::string(j.type_name()));
   }
   AdminRequest request;
   try {
@@ -278,9 +298,15 @@ std::string serialize(const AdminRequest& request) {
 }
 
 void to_json(json& j, const WorkerInfo& m) {
-  j = json{{"id", m.id},       {"state", m.state},           {"rank", m.rank},
-           {"host", m.host},   {"pid", m.pid},               {"generation", m.generation},
-           {"device", m.device}, {"device_idx", m.device_idx}, {"last_heard_ms", m.last_heard_ms},
+  j = json{{"id", m.id},
+           {"state", m.state},
+           {"rank", m.rank},
+           {"host", m.host},
+           {"pid", m.pid},
+           {"generation", m.generation},
+           {"device", m.device},
+           {"device_idx", m.device_idx},
+           {"last_heard_ms", m.last_heard_ms},
            {"reason", m.reason}};
 }
 void from_json(const json& j, WorkerInfo& m) {
@@ -305,10 +331,10 @@ void from_json(const json& j, StageDuration& m) {
 }
 
 void to_json(json& j, const ScaleInfo& m) {
-  j = json{{"state", m.state},         {"stage", m.stage},     {"from_dp", m.from_dp},
-           {"timeline", m.timeline},
-           {"to_dp", m.to_dp},         {"target_generation", m.target_generation},
-           {"reason", m.reason},       {"elapsed_s", m.elapsed_s}};
+  j = json{{"state", m.state},     {"stage", m.stage},
+           {"from_dp", m.from_dp}, {"timeline", m.timeline},
+           {"to_dp", m.to_dp},     {"target_generation", m.target_generation},
+           {"reason", m.reason},   {"elapsed_s", m.elapsed_s}};
 }
 void from_json(const json& j, ScaleInfo& m) {
   required(j, "state", m.state);

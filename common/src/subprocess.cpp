@@ -18,7 +18,9 @@ extern char** environ;
 namespace eep {
 namespace {
 
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 std::vector<std::string> merged_environment(const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> env;
@@ -128,14 +130,15 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv,
   child.pid_ = pid;
   if (n == sizeof(exec_errno)) {
     child.wait_for(std::chrono::milliseconds(1000));
-    return error(ErrorCode::kNotFound,
-                 "cannot run " + argv[0] + ": " + std::strerror(exec_errno));
+    return error(ErrorCode::kNotFound, "cannot run " + argv[0] + ": " + std::strerror(exec_errno));
   }
   child.pidfd_ = pidfd_open(pid);
   return child;
 }
 
-ChildProcess::ChildProcess(ChildProcess&& other) noexcept { *this = std::move(other); }
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept {
+  *this = std::move(other);
+}
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   if (this != &other) {

@@ -13,7 +13,8 @@ Result<std::string> read_token_file(const std::string& path, const std::string& 
   content << file.rdbuf();
   std::string token = content.str();
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  if (token.empty()) return error(ErrorCode::kInvalidArgument, what + " file " + path + " is empty");
+  if (token.empty())
+    return error(ErrorCode::kInvalidArgument, what + " file " + path + " is empty");
   return token;
 }
 

@@ -4,7 +4,9 @@
 
 namespace eep {
 
-void set_common_options(zmq::socket_t& socket) { socket.set(zmq::sockopt::linger, 0); }
+void set_common_options(zmq::socket_t& socket) {
+  socket.set(zmq::sockopt::linger, 0);
+}
 
 Result<std::string> bind_socket(zmq::socket_t& socket, const std::string& endpoint) {
   try {
@@ -50,7 +52,8 @@ std::optional<std::vector<zmq::message_t>> recv_frames(zmq::socket_t& socket,
     if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
   }
   std::vector<zmq::message_t> frames;
-  auto received = zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait);
+  auto received =
+      zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait);
   if (!received) return std::nullopt;
   return frames;
 }

@@ -23,8 +23,9 @@ void Coordinator::handle_admin(std::vector<zmq::message_t>& frames) {
   } else if (!admin_token_.empty() && request->token != admin_token_) {
     EEP_LOG_WARN("admin request without a valid token refused");
     reply = protocol::admin_error(
-        request->seq, error(ErrorCode::kUnauthenticated,
-                            "this admin socket needs the token of --admin-token-file in \"token\""));
+        request->seq,
+        error(ErrorCode::kUnauthenticated,
+              "this admin socket needs the token of --admin-token-file in \"token\""));
   } else {
     switch (request->cmd) {
       case protocol::AdminCommand::kStatus:
@@ -55,11 +56,12 @@ protocol::StatusReply Coordinator::status_reply() const {
   status.scale = scale_->info(now);
   std::vector<const WorkerRecord*> workers = membership_.all();
   // Ranked workers first in rank order, then the rest by id.
-  std::stable_sort(workers.begin(), workers.end(), [](const WorkerRecord* a, const WorkerRecord* b) {
-    const int ra = a->rank < 0 ? INT32_MAX : a->rank;
-    const int rb = b->rank < 0 ? INT32_MAX : b->rank;
-    return ra < rb;
-  });
+  std::stable_sort(workers.begin(), workers.end(),
+                   [](const WorkerRecord* a, const WorkerRecord* b) {
+                     const int ra = a->rank < 0 ? INT32_MAX : a->rank;
+                     const int rb = b->rank < 0 ? INT32_MAX : b->rank;
+                     return ra < rb;
+                   });
   for (const WorkerRecord* worker : workers) {
     protocol::WorkerInfo info;
     info.id = worker->id;

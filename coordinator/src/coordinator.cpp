@@ -25,7 +25,9 @@ constexpr std::chrono::minutes kDeadRetention{10};
 // On shutdown, how long queued messages to workers may take to leave.
 constexpr std::chrono::milliseconds kShutdownLinger{1000};
 
-std::string frame_string(const zmq::message_t& frame) { return frame.to_string(); }
+std::string frame_string(const zmq::message_t& frame) {
+  return frame.to_string();
+}
 
 }  // namespace
 
@@ -122,8 +124,8 @@ int Coordinator::run(int signal_fd) {
     }
     auto actions = scale_->start(*pending_initial_dp, launcher_->live_workers(), now);
     if (!actions.is_ok()) {
-      EEP_LOG_ERROR("cannot form the initial fleet of " << *pending_initial_dp
-                                                        << " workers: " << actions.status().to_string());
+      EEP_LOG_ERROR("cannot form the initial fleet of "
+                    << *pending_initial_dp << " workers: " << actions.status().to_string());
     } else {
       apply(actions.value());
     }
@@ -184,8 +186,9 @@ void Coordinator::begin_shutdown(const std::string& why) {
   for (const WorkerRecord* worker : membership_.all()) {
     if (worker->state == WorkerState::kDead) continue;
     if (worker->state != WorkerState::kLeaving) {
-      EEP_CHECK(membership_.transition(worker->id, WorkerState::kLeaving, "coordinator shutdown",
-                                       now).is_ok());
+      EEP_CHECK(
+          membership_.transition(worker->id, WorkerState::kLeaving, "coordinator shutdown", now)
+              .is_ok());
     }
     send_to_worker(worker->id, protocol::Shutdown{"coordinator shutdown: " + why});
   }
@@ -289,9 +292,9 @@ void Coordinator::on_register(const std::string& identity, const protocol::Envel
   auto request = protocol::parse_body<protocol::Register>(envelope);
   if (!request.is_ok()) return refuse(request.status());
   if (request->worker_id != identity) {
-    return refuse(error(ErrorCode::kInvalidArgument,
-                        "worker id '" + request->worker_id +
-                            "' differs from its socket identity '" + identity + "'"));
+    return refuse(error(ErrorCode::kInvalidArgument, "worker id '" + request->worker_id +
+                                                         "' differs from its socket identity '" +
+                                                         identity + "'"));
   }
   if (!fleet_token_.empty() && request->fleet_token != fleet_token_) {
     return refuse(error(ErrorCode::kUnauthenticated,
@@ -313,9 +316,8 @@ void Coordinator::on_register(const std::string& identity, const protocol::Envel
   reply.heartbeat_timeout_ms = config_.heartbeat_timeout_ms;
   reply.heartbeat_interval_ms = config_.heartbeat_timeout_ms / kHeartbeatsPerTimeout;
   send_to_worker(identity, reply);
-  EEP_LOG_INFO("worker " << record.id << " registered (pid " << record.pid << " on "
-                         << record.host << ", " << record.device << ":" << record.device_idx
-                         << ")");
+  EEP_LOG_INFO("worker " << record.id << " registered (pid " << record.pid << " on " << record.host
+                         << ", " << record.device << ":" << record.device_idx << ")");
   apply(scale_->on_registered(record.id, now));
 
   // A launched worker that no scale claims (its scale rolled back before it came up) goes away.
@@ -323,8 +325,12 @@ void Coordinator::on_register(const std::string& identity, const protocol::Envel
   const auto live = launcher_->live_workers();
   if (worker->state == WorkerState::kSpare &&
       std::find(live.begin(), live.end(), record.id) != live.end() && !scale_->running()) {
-    EEP_CHECK(membership_.transition(record.id, WorkerState::kLeaving, "launched for a scale "
-                                     "that ended", now).is_ok());
+    EEP_CHECK(membership_
+                  .transition(record.id, WorkerState::kLeaving,
+                              "launched for a scale "
+                              "that ended",
+                              now)
+                  .is_ok());
     send_to_worker(record.id, protocol::Shutdown{"the scale it was launched for has ended"});
     launcher_->stop(record.id, false);
   }
@@ -362,8 +368,8 @@ void Coordinator::reap_launched() {
 
 void Coordinator::check_heartbeats() {
   const auto now = Clock::now();
-  for (const std::string& id : membership_.silent_workers(
-           now, std::chrono::milliseconds(config_.heartbeat_timeout_ms))) {
+  for (const std::string& id :
+       membership_.silent_workers(now, std::chrono::milliseconds(config_.heartbeat_timeout_ms))) {
     on_worker_gone(id, "no heartbeat for " + std::to_string(config_.heartbeat_timeout_ms) + " ms",
                    false);
   }

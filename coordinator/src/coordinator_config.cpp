@@ -33,8 +33,7 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
   app.add_option("--systemd-unit", config.systemd_unit,
                  "Unit template prefix for the systemd launcher (instance = worker index)")
       ->capture_default_str();
-  app.add_option("--max-workers", config.max_workers,
-                 "Most workers the launcher may run at once")
+  app.add_option("--max-workers", config.max_workers, "Most workers the launcher may run at once")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   app.add_option("--port-range", config.port_ranges,

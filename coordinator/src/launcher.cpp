@@ -36,8 +36,8 @@ Result<std::unique_ptr<Launcher>> make_launcher(const CoordinatorConfig& config,
     binary = (self.parent_path() / "eep-worker").string();
   }
   if (!std::filesystem::exists(binary)) {
-    return error(ErrorCode::kNotFound, "worker binary " + binary +
-                                           " does not exist; pass --worker-binary PATH");
+    return error(ErrorCode::kNotFound,
+                 "worker binary " + binary + " does not exist; pass --worker-binary PATH");
   }
   return make_local_launcher(config, binary, connectable(control_endpoint));
 }

@@ -37,10 +37,10 @@ class LocalLauncher final : public Launcher {
                    "the local launcher already runs " + std::to_string(children_.size()) +
                        " workers (--max-workers " + std::to_string(config_.max_workers) + ")");
     }
-    std::vector<std::string> argv = {worker_binary_,  "--coordinator", control_endpoint_,
-                                     "--worker-id",   worker_id,       "--device",
-                                     config_.device,  "--device-idx",  std::to_string(device_idx),
-                                     "--log-level",   config_.log_level};
+    std::vector<std::string> argv = {worker_binary_, "--coordinator",  control_endpoint_,
+                                     "--worker-id",  worker_id,        "--device",
+                                     config_.device, "--device-idx",   std::to_string(device_idx),
+                                     "--log-level",  config_.log_level};
     if (!config_.model_dir.empty()) argv.insert(argv.end(), {"--model", config_.model_dir});
     if (!config_.fleet_token_file.empty()) {
       argv.insert(argv.end(), {"--fleet-token-file", config_.fleet_token_file});

@@ -65,9 +65,9 @@ class SystemdLauncher final : public Launcher {
         EEP_LOG_ERROR("`" << pending.command << "` " << pending.process.describe_exit());
         if (pending.verb == "start") {
           started_.erase(pending.worker_id);
-          exits.push_back(LaunchedExit{pending.worker_id,
-                                       "`" + pending.command + "` " + pending.process.describe_exit(),
-                                       false, true});
+          exits.push_back(LaunchedExit{
+              pending.worker_id, "`" + pending.command + "` " + pending.process.describe_exit(),
+              false, true});
         }
       }
       it = pending_.erase(it);
@@ -104,8 +104,7 @@ class SystemdLauncher final : public Launcher {
     options.die_with_parent = false;  // a systemctl call should finish even if we die
     auto process = ChildProcess::spawn(argv, options);
     if (!process.is_ok()) {
-      return error(process.status().code(),
-                   "systemd launcher: " + process.status().message());
+      return error(process.status().code(), "systemd launcher: " + process.status().message());
     }
     std::string command = "systemctl " + verb + " " + unit;
     EEP_LOG_INFO("ran " << command);
@@ -143,6 +142,8 @@ std::unique_ptr<Launcher> make_systemd_launcher(const CoordinatorConfig& config)
   return std::make_unique<SystemdLauncher>(config);
 }
 
-std::unique_ptr<Launcher> make_none_launcher() { return std::make_unique<NoneLauncher>(); }
+std::unique_ptr<Launcher> make_none_launcher() {
+  return std::make_unique<NoneLauncher>();
+}
 
 }  // namespace eep::coordinator

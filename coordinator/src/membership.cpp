@@ -13,8 +13,8 @@ struct Transition {
 
 // Every legal move; anything else is refused. DEAD is final: a restarted worker registers anew.
 constexpr std::array kLegalTransitions = {
-    Transition{WorkerState::kSpare, WorkerState::kJoining},   // picked for the next generation
-    Transition{WorkerState::kSpare, WorkerState::kLeaving},   // retired from the spare pool
+    Transition{WorkerState::kSpare, WorkerState::kJoining},  // picked for the next generation
+    Transition{WorkerState::kSpare, WorkerState::kLeaving},  // retired from the spare pool
     Transition{WorkerState::kSpare, WorkerState::kDead},
     Transition{WorkerState::kJoining, WorkerState::kActive},  // the switch
     Transition{WorkerState::kJoining, WorkerState::kSpare},   // the scale rolled back
@@ -22,7 +22,7 @@ constexpr std::array kLegalTransitions = {
     Transition{WorkerState::kJoining, WorkerState::kDead},
     Transition{WorkerState::kActive, WorkerState::kLeaving},  // scale down
     Transition{WorkerState::kActive, WorkerState::kDead},
-    Transition{WorkerState::kLeaving, WorkerState::kSpare},   // back to the pool
+    Transition{WorkerState::kLeaving, WorkerState::kSpare},  // back to the pool
     Transition{WorkerState::kLeaving, WorkerState::kDead},
 };
 
@@ -72,7 +72,9 @@ Status Membership::transition(const std::string& id, WorkerState to, std::string
   return Status::ok();
 }
 
-void Membership::remove(const std::string& id) { workers_.erase(id); }
+void Membership::remove(const std::string& id) {
+  workers_.erase(id);
+}
 
 WorkerRecord* Membership::find(const std::string& id) {
   auto it = workers_.find(id);
@@ -101,9 +103,9 @@ std::vector<const WorkerRecord*> Membership::all() const {
 Status Membership::commit_generation(int64_t generation, const std::vector<std::string>& members,
                                      Clock::time_point now) {
   if (generation <= generation_) {
-    return error(ErrorCode::kFailedPrecondition,
-                 "generation " + std::to_string(generation) + " is not newer than " +
-                     std::to_string(generation_));
+    return error(ErrorCode::kFailedPrecondition, "generation " + std::to_string(generation) +
+                                                     " is not newer than " +
+                                                     std::to_string(generation_));
   }
   for (const std::string& id : members) {
     const WorkerRecord* worker = find(id);

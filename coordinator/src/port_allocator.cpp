@@ -38,15 +38,16 @@ Result<PortAllocator> PortAllocator::create(const std::vector<PortRange>& ranges
   PortAllocator allocator;
   for (const PortRange& range : ranges) {
     if (range.first < 1 || range.last > 65535 || range.first > range.last) {
-      return error(ErrorCode::kInvalidArgument, "empty or invalid port range for host " + range.host);
+      return error(ErrorCode::kInvalidArgument,
+                   "empty or invalid port range for host " + range.host);
     }
     HostPool& pool = allocator.pools_[range.host];
     for (const PortRange& other : pool.ranges) {
       if (range.first <= other.last && other.first <= range.last) {
         return error(ErrorCode::kInvalidArgument,
                      "port ranges " + std::to_string(range.first) + "-" +
-                         std::to_string(range.last) + " and " + std::to_string(other.first) +
-                         "-" + std::to_string(other.last) + " overlap for host " + range.host);
+                         std::to_string(range.last) + " and " + std::to_string(other.first) + "-" +
+                         std::to_string(other.last) + " overlap for host " + range.host);
       }
     }
     pool.ranges.push_back(range);
@@ -77,9 +78,9 @@ std::string PortAllocator::describe_ranges(const HostPool& pool) const {
 Result<int> PortAllocator::allocate(const std::string& host, int64_t generation) {
   HostPool* pool = pool_for(host);
   if (pool == nullptr) {
-    return error(ErrorCode::kResourceExhausted,
-                 "no port range is configured for host '" + host +
-                     "'; add --port-range " + host + "=FIRST-LAST (or a range for every host)");
+    return error(ErrorCode::kResourceExhausted, "no port range is configured for host '" + host +
+                                                    "'; add --port-range " + host +
+                                                    "=FIRST-LAST (or a range for every host)");
   }
   if (pool->free.empty()) {
     return error(ErrorCode::kResourceExhausted,

@@ -17,12 +17,18 @@ double seconds_between(Clock::time_point from, Clock::time_point to) {
 
 std::string_view to_string(ScaleStage stage) {
   switch (stage) {
-    case ScaleStage::kIdle: return "IDLE";
-    case ScaleStage::kWaitWorkers: return "WAIT_WORKERS";
-    case ScaleStage::kWaitAcks: return "WAIT_ACKS";
-    case ScaleStage::kRetireLeaving: return "RETIRE_LEAVING";
-    case ScaleStage::kSucceeded: return "SUCCEEDED";
-    case ScaleStage::kFailed: return "FAILED";
+    case ScaleStage::kIdle:
+      return "IDLE";
+    case ScaleStage::kWaitWorkers:
+      return "WAIT_WORKERS";
+    case ScaleStage::kWaitAcks:
+      return "WAIT_ACKS";
+    case ScaleStage::kRetireLeaving:
+      return "RETIRE_LEAVING";
+    case ScaleStage::kSucceeded:
+      return "SUCCEEDED";
+    case ScaleStage::kFailed:
+      return "FAILED";
   }
   return "UNKNOWN";
 }
@@ -70,9 +76,9 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
                      "); wait for it to finish");
   }
   if (to_dp < 1) {
-    return error(ErrorCode::kInvalidArgument,
-                 "dp must be at least 1, got " + std::to_string(to_dp) +
-                     "; use the shutdown command to stop the fleet");
+    return error(ErrorCode::kInvalidArgument, "dp must be at least 1, got " +
+                                                  std::to_string(to_dp) +
+                                                  "; use the shutdown command to stop the fleet");
   }
   const std::vector<const WorkerRecord*> active = membership_.active_by_rank();
   const int from_dp = static_cast<int>(active.size());
@@ -94,8 +100,7 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
       return error(ErrorCode::kResourceExhausted,
                    "dp " + std::to_string(to_dp) + " needs " + std::to_string(num_launch) +
                        " new workers but the launcher runs " + std::to_string(num_alive) +
-                       " of at most " + std::to_string(limits_.max_workers) +
-                       " (--max-workers)");
+                       " of at most " + std::to_string(limits_.max_workers) + " (--max-workers)");
     }
   }
 
@@ -151,11 +156,10 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
     members_.push_back(id);
     actions.push_back(LaunchWorker{id, index});
   }
-  EEP_LOG_INFO("scale " << from_dp << "->" << to_dp << " accepted: generation "
-                        << target_generation << ", " << num_spares_used << " spares, "
-                        << num_launch << " to launch, " << leaving_.size()
-                        << " leaving; stores on " << store_host << ":" << control_store_.port
-                        << "," << ep_store_.port);
+  EEP_LOG_INFO("scale " << from_dp << "->" << to_dp << " accepted: generation " << target_generation
+                        << ", " << num_spares_used << " spares, " << num_launch << " to launch, "
+                        << leaving_.size() << " leaving; stores on " << store_host << ":"
+                        << control_store_.port << "," << ep_store_.port);
   stage_ = ScaleStage::kIdle;  // so that enter() records no stage before the first
   enter(ScaleStage::kWaitWorkers, now);
   if (awaiting_.empty()) {
@@ -183,9 +187,9 @@ std::vector<ScaleAction> ScaleFsm::send_assignments(Clock::time_point now) {
   std::vector<ScaleAction> actions;
   for (size_t rank = 0; rank < members_.size(); ++rank) {
     awaiting_.insert(members_[rank]);
-    actions.push_back(SendAssign{members_[rank],
-                                 assignment_for(static_cast<int>(rank), target_generation_,
-                                                members_, control_store_, ep_store_)});
+    actions.push_back(
+        SendAssign{members_[rank], assignment_for(static_cast<int>(rank), target_generation_,
+                                                  members_, control_store_, ep_store_)});
   }
   enter(ScaleStage::kWaitAcks, now);
   return actions;
@@ -210,8 +214,9 @@ std::vector<ScaleAction> ScaleFsm::on_assign_ack(const std::string& worker_id, i
 std::vector<ScaleAction> ScaleFsm::switch_generation(Clock::time_point now) {
   std::vector<ScaleAction> actions;
   for (const std::string& id : leaving_) {
-    EEP_CHECK(membership_.transition(id, WorkerState::kLeaving,
-                                     "retired by scale to dp " + std::to_string(to_dp_), now)
+    EEP_CHECK(membership_
+                  .transition(id, WorkerState::kLeaving,
+                              "retired by scale to dp " + std::to_string(to_dp_), now)
                   .is_ok());
   }
   const int64_t old_generation = membership_.generation();
@@ -243,9 +248,9 @@ std::vector<ScaleAction> ScaleFsm::on_worker_gone(const std::string& worker_id,
   }
   const bool involved = std::find(members_.begin(), members_.end(), worker_id) != members_.end();
   if (!involved) return {};
-  return roll_back("worker " + worker_id + " was lost during " +
-                       std::string(to_string(stage_)) + ": " + reason,
-                   now);
+  return roll_back(
+      "worker " + worker_id + " was lost during " + std::string(to_string(stage_)) + ": " + reason,
+      now);
 }
 
 std::vector<ScaleAction> ScaleFsm::on_tick(Clock::time_point now) {
@@ -279,8 +284,8 @@ std::vector<ScaleAction> ScaleFsm::roll_back(const std::string& reason, Clock::t
     if (launched_.count(id)) {
       // Launched for this scale: it goes away again.
       if (worker->state != WorkerState::kLeaving) {
-        EEP_CHECK(membership_.transition(id, WorkerState::kLeaving, "scale rolled back", now)
-                      .is_ok());
+        EEP_CHECK(
+            membership_.transition(id, WorkerState::kLeaving, "scale rolled back", now).is_ok());
       }
       actions.push_back(SendShutdown{id, "scale rolled back: " + reason});
       actions.push_back(StopWorker{id, false});
@@ -296,10 +301,10 @@ std::vector<ScaleAction> ScaleFsm::roll_back(const std::string& reason, Clock::t
   for (size_t rank = 0; rank < current_members_.size(); ++rank) {
     const WorkerRecord* worker = membership_.find(current_members_[rank]);
     if (worker == nullptr || worker->state != WorkerState::kActive) continue;
-    actions.push_back(SendAssign{current_members_[rank],
-                                 assignment_for(static_cast<int>(rank), membership_.generation(),
-                                                current_members_, current_control_store_,
-                                                current_ep_store_)});
+    actions.push_back(
+        SendAssign{current_members_[rank],
+                   assignment_for(static_cast<int>(rank), membership_.generation(),
+                                  current_members_, current_control_store_, current_ep_store_)});
   }
   ports_.release_generation(target_generation_);
   failure_reason_ = reason;
@@ -321,10 +326,18 @@ std::optional<protocol::Assign> ScaleFsm::current_assignment(const std::string& 
 protocol::ScaleInfo ScaleFsm::info(Clock::time_point now) const {
   protocol::ScaleInfo info;
   switch (stage_) {
-    case ScaleStage::kIdle: info.state = "idle"; break;
-    case ScaleStage::kSucceeded: info.state = "succeeded"; break;
-    case ScaleStage::kFailed: info.state = "failed"; break;
-    default: info.state = "running"; break;
+    case ScaleStage::kIdle:
+      info.state = "idle";
+      break;
+    case ScaleStage::kSucceeded:
+      info.state = "succeeded";
+      break;
+    case ScaleStage::kFailed:
+      info.state = "failed";
+      break;
+    default:
+      info.state = "running";
+      break;
   }
   info.stage = std::string(to_string(stage_));
   info.from_dp = from_dp_;

@@ -24,7 +24,9 @@ namespace eep::testing {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-inline std::string bin(const std::string& name) { return std::string(EEP_BIN_DIR) + "/" + name; }
+inline std::string bin(const std::string& name) {
+  return std::string(EEP_BIN_DIR) + "/" + name;
+}
 
 // A fresh directory under the system temp dir, removed at scope exit.
 class TempDir {

@@ -13,7 +13,9 @@ using namespace eep::testing;
 
 namespace {
 
-pid_t pid_of(const json& worker) { return worker["pid"].get<pid_t>(); }
+pid_t pid_of(const json& worker) {
+  return worker["pid"].get<pid_t>();
+}
 
 json find_worker(Fleet& fleet, const std::string& id) {
   const json status = fleet.status();  // kept alive for the loop
@@ -94,8 +96,7 @@ TEST_CASE("scale 2 -> 4 -> 2: each within 5 s, retired processes exit", "[fleet]
   CHECK_THAT(same.output, Catch::Contains("already at dp 2"));
 }
 
-TEST_CASE("a killed worker is DEAD at once, a stopped one after the heartbeat timeout",
-          "[fleet]") {
+TEST_CASE("a killed worker is DEAD at once, a stopped one after the heartbeat timeout", "[fleet]") {
   Fleet fleet({"--dp", "3", "--heartbeat-timeout-ms", "1000"});
   REQUIRE(eventually([&] { return fleet.has_active(3); }, 10s));
   auto active = fleet.workers_in("ACTIVE");
@@ -126,8 +127,7 @@ TEST_CASE("a killed worker is DEAD at once, a stopped one after the heartbeat ti
   CHECK(fleet.status()["ok"] == true);
 }
 
-TEST_CASE("bad admin input gets an error reply and the next good request is served",
-          "[fleet]") {
+TEST_CASE("bad admin input gets an error reply and the next good request is served", "[fleet]") {
   Fleet fleet({"--dp", "1", "--max-workers", "6", "--port-range", "41000-41002"});
   REQUIRE(eventually([&] { return fleet.has_active(1); }, 10s));
   AdminClient client(fleet.admin(), "");
@@ -203,37 +203,39 @@ TEST_CASE("workers with the wrong protocol version or fleet token are refused", 
   send_envelope(socket, std::nullopt, envelope);
   auto frames = recv_frames(socket, 5s);
   REQUIRE(frames);
-  auto reply_envelope = protocol::decode((*frames)[0].to_string_view(), (*frames)[1].to_string_view());
+  auto reply_envelope =
+      protocol::decode((*frames)[0].to_string_view(), (*frames)[1].to_string_view());
   REQUIRE(reply_envelope.is_ok());
   auto reply = protocol::parse_body<protocol::RegisterReply>(reply_envelope.value());
   REQUIRE(reply.is_ok());
   CHECK_FALSE(reply->ok);
   REQUIRE(reply->error);
   CHECK(reply->error->code == "version_mismatch");
-  CHECK(eventually([&] {
-    auto log = fleet.coordinator_log();
-    return log.find("refused registration of 'old-worker'") != std::string::npos &&
-           log.find("protocol version 99") != std::string::npos;
-  }, 2s));
+  CHECK(eventually(
+      [&] {
+        auto log = fleet.coordinator_log();
+        return log.find("refused registration of 'old-worker'") != std::string::npos &&
+               log.find("protocol version 99") != std::string::npos;
+      },
+      2s));
 
   // The real worker with a wrong token exits with the reason; with the right one it joins.
-  CommandResult wrong = run_command({bin("eep-worker"), "--coordinator", fleet.control(),
-                                     "--worker-id", "intruder", "--fleet-token-file",
-                                     secrets.file("wrong.token")},
-                                    10s);
+  CommandResult wrong =
+      run_command({bin("eep-worker"), "--coordinator", fleet.control(), "--worker-id", "intruder",
+                   "--fleet-token-file", secrets.file("wrong.token")},
+                  10s);
   CHECK(wrong.exit_code == 1);
   CHECK_THAT(wrong.output, Catch::Contains("wrong fleet token"));
   CHECK_THAT(fleet.coordinator_log(), Catch::Contains("refused registration of 'intruder'"));
-  CommandResult none = run_command({bin("eep-worker"), "--coordinator", fleet.control(),
-                                    "--worker-id", "tokenless"},
-                                   10s);
+  CommandResult none = run_command(
+      {bin("eep-worker"), "--coordinator", fleet.control(), "--worker-id", "tokenless"}, 10s);
   CHECK(none.exit_code == 1);
   CHECK_THAT(none.output, Catch::Contains("needs a token"));
 
-  auto good = ChildProcess::spawn({bin("eep-worker"), "--coordinator", fleet.control(),
-                                   "--worker-id", "friend", "--fleet-token-file",
-                                   secrets.file("fleet.token")},
-                                  SpawnOptions{{}, secrets.file("friend.log"), true});
+  auto good =
+      ChildProcess::spawn({bin("eep-worker"), "--coordinator", fleet.control(), "--worker-id",
+                           "friend", "--fleet-token-file", secrets.file("fleet.token")},
+                          SpawnOptions{{}, secrets.file("friend.log"), true});
   REQUIRE(good.is_ok());
   CHECK(eventually([&] { return find_worker(fleet, "friend")["state"] == "SPARE"; }, 5s));
   CHECK(fleet.workers_in("SPARE").size() == 1);
@@ -261,17 +263,16 @@ TEST_CASE("a non-loopback admin address needs a token file, and then every reque
       {bin("eepctl"), "--admin", admin, "--token-file", secrets.file("bad.token"), "status"}, 10s);
   CHECK(wrong.exit_code == 1);
   CHECK_THAT(wrong.output, Catch::Contains("unauthenticated"));
-  CommandResult with = run_command(
-      {bin("eepctl"), "--admin", admin, "--token-file", secrets.file("admin.token"), "status",
-       "--json"},
-      10s);
+  CommandResult with = run_command({bin("eepctl"), "--admin", admin, "--token-file",
+                                    secrets.file("admin.token"), "status", "--json"},
+                                   10s);
   INFO(with.output);
   CHECK(with.exit_code == 0);
   CHECK(json::parse(with.output)["ok"] == true);
   // Shut it down with the token (the fixture's own shutdown has none).
-  run_command({bin("eepctl"), "--admin", admin, "--token-file", secrets.file("admin.token"),
-               "shutdown"},
-              10s);
+  run_command(
+      {bin("eepctl"), "--admin", admin, "--token-file", secrets.file("admin.token"), "shutdown"},
+      10s);
   CHECK(fleet.coordinator().wait_for(10s));
 }
 
@@ -311,9 +312,11 @@ esac
   INFO(down.output);
   CHECK(down.exit_code == 0);
   REQUIRE(eventually([&] { return fleet.has_active(1); }, 5s));
-  CHECK(eventually([&] {
-    return read_file(fake.file("systemctl.log")).find("stop eep-worker@1") != std::string::npos;
-  }, 5s));
+  CHECK(eventually(
+      [&] {
+        return read_file(fake.file("systemctl.log")).find("stop eep-worker@1") != std::string::npos;
+      },
+      5s));
   CHECK(eventually([&] { return !process_alive(pid_of(active[1])); }, 5s));
   CHECK(fleet.status()["launcher"] == "systemd");
 }

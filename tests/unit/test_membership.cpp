@@ -29,8 +29,8 @@ TEST_CASE("the legal transitions and only those", "[membership]") {
   CHECK(is_legal_transition(S::kJoining, S::kActive));
   CHECK(is_legal_transition(S::kActive, S::kLeaving));
   CHECK(is_legal_transition(S::kActive, S::kDead));
-  CHECK_FALSE(is_legal_transition(S::kSpare, S::kActive));    // must join first
-  CHECK_FALSE(is_legal_transition(S::kDead, S::kSpare));      // death is final
+  CHECK_FALSE(is_legal_transition(S::kSpare, S::kActive));  // must join first
+  CHECK_FALSE(is_legal_transition(S::kDead, S::kSpare));    // death is final
   CHECK_FALSE(is_legal_transition(S::kActive, S::kJoining));
   CHECK_FALSE(is_legal_transition(S::kActive, S::kActive));
 }
@@ -95,7 +95,8 @@ TEST_CASE("silent workers are found oldest first and dead ones pruned", "[member
   members.heard_from("a", t0 + std::chrono::seconds(5));
   silent = members.silent_workers(t0 + std::chrono::seconds(6), std::chrono::seconds(3));
   CHECK(silent == std::vector<std::string>{"b"});
-  REQUIRE(members.transition("b", WorkerState::kDead, "silent", t0 + std::chrono::seconds(6)).is_ok());
+  REQUIRE(
+      members.transition("b", WorkerState::kDead, "silent", t0 + std::chrono::seconds(6)).is_ok());
   CHECK(members.silent_workers(t0 + std::chrono::seconds(7), std::chrono::seconds(3)).empty());
   members.prune_dead(t0 + std::chrono::seconds(7), std::chrono::seconds(10));
   CHECK(members.find("b") != nullptr);

@@ -75,9 +75,9 @@ TEST_CASE("every control message round-trips through its envelope", "[protocol]"
 }
 
 TEST_CASE("every message type has a name that maps back", "[protocol]") {
-  for (MsgType type : {MsgType::kRegister, MsgType::kRegisterReply, MsgType::kHeartbeat,
-                       MsgType::kAssign, MsgType::kAssignAck, MsgType::kShutdown,
-                       MsgType::kWorkerExiting}) {
+  for (MsgType type :
+       {MsgType::kRegister, MsgType::kRegisterReply, MsgType::kHeartbeat, MsgType::kAssign,
+        MsgType::kAssignAck, MsgType::kShutdown, MsgType::kWorkerExiting}) {
     auto name = to_string(type);
     CHECK(name != "unknown");
     CHECK(msg_type_from_string(name) == type);
@@ -152,16 +152,24 @@ TEST_CASE("admin requests round-trip and bad ones are refused with a reason", "[
 TEST_CASE("malformed control frames are errors, not crashes", "[protocol]") {
   CHECK_FALSE(decode("bogus", "{}").is_ok());
   CHECK_FALSE(decode("heartbeat", "not json").is_ok());
-  CHECK_FALSE(decode("heartbeat", R"({"v":1,"type":"assign","seq":1,"generation":0,"sender":"x","body":{}})").is_ok());
-  CHECK_FALSE(decode("heartbeat", R"({"v":1,"type":"heartbeat","seq":"one","generation":0,"sender":"x","body":{}})").is_ok());
-  auto envelope = decode("heartbeat", R"({"v":1,"type":"heartbeat","seq":1,"generation":0,"sender":"x","body":{"generation":"zero","rank":0}})");
+  CHECK_FALSE(decode("heartbeat",
+                     R"({"v":1,"type":"assign","seq":1,"generation":0,"sender":"x","body":{}})")
+                  .is_ok());
+  CHECK_FALSE(
+      decode("heartbeat",
+             R"({"v":1,"type":"heartbeat","seq":"one","generation":0,"sender":"x","body":{}})")
+          .is_ok());
+  auto envelope = decode(
+      "heartbeat",
+      R"({"v":1,"type":"heartbeat","seq":1,"generation":0,"sender":"x","body":{"generation":"zero","rank":0}})");
   REQUIRE(envelope.is_ok());
   auto body = parse_body<Heartbeat>(envelope.value());
   REQUIRE_FALSE(body.is_ok());
   CHECK(body.status().code() == ErrorCode::kInvalidArgument);
   CHECK_FALSE(parse_body<Assign>(envelope.value()).is_ok());
 
-  auto old = decode("register", R"({"v":0,"type":"register","seq":1,"generation":-1,"sender":"w9","body":{}})");
+  auto old = decode("register",
+                    R"({"v":0,"type":"register","seq":1,"generation":-1,"sender":"w9","body":{}})");
   REQUIRE(old.is_ok());
   Status version = check_version(old.value());
   CHECK(version.code() == ErrorCode::kVersionMismatch);

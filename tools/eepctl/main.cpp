@@ -50,12 +50,12 @@ void print_status_table(const eep::protocol::StatusReply& status) {
   std::cout << "\n"
             << std::left << std::setw(10) << "ID" << std::setw(9) << "STATE" << std::setw(6)
             << "RANK" << std::setw(5) << "GEN" << std::setw(18) << "HOST" << std::setw(9) << "PID"
-            << std::setw(8) << "DEVICE" << std::setw(11) << "HEARD(ms)" << "REASON\n";
+            << std::setw(8) << "DEVICE" << std::setw(11) << "HEARD(ms)"
+            << "REASON\n";
   for (const auto& worker : status.workers) {
     std::cout << std::left << std::setw(10) << worker.id << std::setw(9) << worker.state
               << std::setw(6) << (worker.rank < 0 ? "-" : std::to_string(worker.rank))
-              << std::setw(5)
-              << (worker.generation < 0 ? "-" : std::to_string(worker.generation))
+              << std::setw(5) << (worker.generation < 0 ? "-" : std::to_string(worker.generation))
               << std::setw(18) << worker.host.substr(0, 17) << std::setw(9) << worker.pid
               << std::setw(8) << (worker.device + ":" + std::to_string(worker.device_idx))
               << std::setw(11) << worker.last_heard_ms << worker.reason << "\n";
@@ -109,15 +109,15 @@ int run_scale(eep::AdminClient& client, const Options& options) {
       print_timeline(scale);
     } else {
       std::cout << "scale " << scale.from_dp << " -> " << scale.to_dp << " FAILED after "
-                << std::fixed << std::setprecision(2) << scale.elapsed_s
-                << " s: " << scale.reason << "\n";
+                << std::fixed << std::setprecision(2) << scale.elapsed_s << " s: " << scale.reason
+                << "\n";
       print_timeline(scale);
     }
     return scale.state == "succeeded" ? 0 : 1;
   }
-  print_error(eep::error(eep::ErrorCode::kDeadlineExceeded,
-                         "the scale did not finish within " + std::to_string(options.wait_s) +
-                             " s; see `eepctl status`"),
+  print_error(eep::error(eep::ErrorCode::kDeadlineExceeded, "the scale did not finish within " +
+                                                                std::to_string(options.wait_s) +
+                                                                " s; see `eepctl status`"),
               options.json_output);
   return 1;
 }

@@ -19,9 +19,8 @@ Status KvBlockManager::reserve(uint64_t seq_id, int64_t num_tokens) {
     if (table.empty()) tables_.erase(seq_id);
     return error(ErrorCode::kResourceExhausted,
                  "KV cache full: sequence " + std::to_string(seq_id) + " needs " +
-                     std::to_string(needed) + " more blocks, " +
-                     std::to_string(num_free_blocks()) + " of " + std::to_string(num_blocks_) +
-                     " are free");
+                     std::to_string(needed) + " more blocks, " + std::to_string(num_free_blocks()) +
+                     " of " + std::to_string(num_blocks_) + " are free");
   }
   for (int i = 0; i < needed; ++i) {
     table.push_back(free_blocks_.back());

@@ -56,7 +56,8 @@ Status WorkerDaemon::connect_and_register(int signal_fd) {
     EEP_LOG_INFO("test hook: registering in " << config_.test_register_delay_ms << " ms");
     std::vector<zmq::pollitem_t> items;
     if (signal_fd >= 0) items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(config_.test_register_delay_ms));
+    zmq::poll(items.data(), items.size(),
+              std::chrono::milliseconds(config_.test_register_delay_ms));
     if (!items.empty() && (items[0].revents & ZMQ_POLLIN)) {
       return error(ErrorCode::kUnavailable, "interrupted by a signal before registering");
     }
@@ -81,7 +82,8 @@ Status WorkerDaemon::connect_and_register(int signal_fd) {
       }
       auto frames = recv_frames(socket_, std::chrono::milliseconds(0));
       if (!frames || frames->size() < 2) continue;
-      auto envelope = protocol::decode((*frames)[0].to_string_view(), (*frames)[1].to_string_view());
+      auto envelope =
+          protocol::decode((*frames)[0].to_string_view(), (*frames)[1].to_string_view());
       if (!envelope.is_ok()) continue;
       auto reply = protocol::parse_body<protocol::RegisterReply>(envelope.value());
       if (!reply.is_ok()) continue;  // a late message of an earlier life; keep waiting
@@ -160,7 +162,8 @@ int WorkerDaemon::run(int signal_fd) {
     }
     while (auto frames = recv_frames(socket_, std::chrono::milliseconds(0))) {
       if (frames->size() < 2) continue;
-      auto envelope = protocol::decode((*frames)[0].to_string_view(), (*frames)[1].to_string_view());
+      auto envelope =
+          protocol::decode((*frames)[0].to_string_view(), (*frames)[1].to_string_view());
       if (!envelope.is_ok()) {
         EEP_LOG_WARN("bad message from the coordinator: " << envelope.status().to_string());
         continue;

@@ -9,17 +9,17 @@ namespace eep::detail {
                                const std::string& detail);
 }  // namespace eep::detail
 
-#define EEP_CHECK(cond)                                                    \
-  do {                                                                     \
+#define EEP_CHECK(cond)                                                      \
+  do {                                                                       \
     if (!(cond)) ::eep::detail::check_failed(__FILE__, __LINE__, #cond, ""); \
   } while (0)
 
 // EEP_CHECK_MSG(n > 0, "n=" << n)
-#define EEP_CHECK_MSG(cond, stream_expr)                                         \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      std::ostringstream eep_check_os_;                                          \
-      eep_check_os_ << stream_expr;                                              \
+#define EEP_CHECK_MSG(cond, stream_expr)                                           \
+  do {                                                                             \
+    if (!(cond)) {                                                                 \
+      std::ostringstream eep_check_os_;                                            \
+      eep_check_os_ << stream_expr;                                                \
       ::eep::detail::check_failed(__FILE__, __LINE__, #cond, eep_check_os_.str()); \
-    }                                                                            \
+    }                                                                              \
   } while (0)

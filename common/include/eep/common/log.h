@@ -21,13 +21,13 @@ void log_line(LogLevel level, const std::string& message);
 
 }  // namespace eep
 
-#define EEP_LOG(level, stream_expr)                        \
-  do {                                                     \
+#define EEP_LOG(level, stream_expr)                                        \
+  do {                                                                     \
     if (static_cast<int>(level) >= static_cast<int>(::eep::log_level())) { \
-      std::ostringstream eep_log_os_;                      \
-      eep_log_os_ << stream_expr;                          \
-      ::eep::log_line(level, eep_log_os_.str());           \
-    }                                                      \
+      std::ostringstream eep_log_os_;                                      \
+      eep_log_os_ << stream_expr;                                          \
+      ::eep::log_line(level, eep_log_os_.str());                           \
+    }                                                                      \
   } while (0)
 
 #define EEP_LOG_DEBUG(stream_expr) EEP_LOG(::eep::LogLevel::kDebug, stream_expr)

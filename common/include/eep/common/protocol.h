@@ -1,4 +1,5 @@
-// The wire protocol between the coordinator, the workers and operators: every message, in one place.
+// The wire protocol between the coordinator, the workers and operators: every message, in one
+// place.
 //
 // Control socket (coordinator ROUTER, worker DEALER with identity = worker id). Each message is a
 // ZeroMQ multipart [type][envelope-json] (binary frames may follow for bulk payloads), where the
@@ -26,13 +27,13 @@ namespace eep::protocol {
 inline constexpr int kProtocolVersion = 1;
 
 enum class MsgType {
-  kRegister,        // worker -> coordinator: here I am
-  kRegisterReply,   // coordinator -> worker: accepted (with timing) or refused (with reason)
-  kHeartbeat,       // worker -> coordinator, every heartbeat interval
-  kAssign,          // coordinator -> worker: your role in a generation
-  kAssignAck,       // worker -> coordinator: I hold that role now
-  kShutdown,        // coordinator -> worker: exit now
-  kWorkerExiting,   // worker -> coordinator: I am exiting (SIGTERM, order, fatal error)
+  kRegister,       // worker -> coordinator: here I am
+  kRegisterReply,  // coordinator -> worker: accepted (with timing) or refused (with reason)
+  kHeartbeat,      // worker -> coordinator, every heartbeat interval
+  kAssign,         // coordinator -> worker: your role in a generation
+  kAssignAck,      // worker -> coordinator: I hold that role now
+  kShutdown,       // coordinator -> worker: exit now
+  kWorkerExiting,  // worker -> coordinator: I am exiting (SIGTERM, order, fatal error)
 };
 
 std::string_view to_string(MsgType type);
@@ -156,7 +157,8 @@ Frames encode(const Envelope& envelope);
 Result<Envelope> decode(std::string_view type_frame, std::string_view json_frame);
 Status check_version(const Envelope& envelope);
 
-// Reads the body as T; kInvalidArgument naming the type and the field on a missing or mistyped field.
+// Reads the body as T; kInvalidArgument naming the type and the field on a missing or mistyped
+// field.
 template <typename T>
 Result<T> parse_body(const Envelope& envelope) {
   if (envelope.type != T::kType) {
@@ -182,7 +184,7 @@ struct AdminRequest {
   int v = kProtocolVersion;
   AdminCommand cmd = AdminCommand::kStatus;
   uint64_t seq = 0;
-  std::string token;  // required when the admin socket is not loopback-only
+  std::string token;      // required when the admin socket is not loopback-only
   std::optional<int> dp;  // scale
 };
 

@@ -14,17 +14,17 @@ namespace eep {
 
 enum class ErrorCode {
   kOk,
-  kInvalidArgument,    // the request itself is wrong (bad JSON, bad field, impossible value)
-  kNotFound,           // it names something that does not exist
+  kInvalidArgument,  // the request itself is wrong (bad JSON, bad field, impossible value)
+  kNotFound,         // it names something that does not exist
   kAlreadyExists,
-  kFailedPrecondition, // legal request, wrong time (a scale while another runs)
-  kResourceExhausted,  // no ports, no workers, no memory left for it
-  kUnauthenticated,    // missing or wrong token
-  kVersionMismatch,    // peer speaks another protocol version
-  kUnavailable,        // peer gone or not answering
+  kFailedPrecondition,  // legal request, wrong time (a scale while another runs)
+  kResourceExhausted,   // no ports, no workers, no memory left for it
+  kUnauthenticated,     // missing or wrong token
+  kVersionMismatch,     // peer speaks another protocol version
+  kUnavailable,         // peer gone or not answering
   kDeadlineExceeded,
-  kIoError,            // file or socket error
-  kDataLoss,           // a file is truncated or corrupt
+  kIoError,   // file or socket error
+  kDataLoss,  // a file is truncated or corrupt
   kInternal,
 };
 
@@ -49,12 +49,14 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status error(ErrorCode code, std::string message) { return Status(code, std::move(message)); }
+inline Status error(ErrorCode code, std::string message) {
+  return Status(code, std::move(message));
+}
 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::move(value)) {}  // NOLINT: implicit on purpose
+  Result(T value) : state_(std::move(value)) {}        // NOLINT: implicit on purpose
   Result(Status status) : state_(std::move(status)) {  // NOLINT
     EEP_CHECK(!std::get<Status>(state_).is_ok());
   }
@@ -89,9 +91,9 @@ class [[nodiscard]] Result {
 }  // namespace eep
 
 // Propagates a failed Status out of the current function (which returns Status or Result<T>).
-#define EEP_RETURN_IF_ERROR(expr)          \
-  do {                                     \
-    ::eep::Status eep_status_ = (expr);    \
+#define EEP_RETURN_IF_ERROR(expr)                 \
+  do {                                            \
+    ::eep::Status eep_status_ = (expr);           \
     if (!eep_status_.is_ok()) return eep_status_; \
   } while (0)
 

@@ -29,7 +29,8 @@ void send_envelope(zmq::socket_t& socket, const std::optional<std::string>& iden
 std::optional<std::vector<zmq::message_t>> recv_frames(zmq::socket_t& socket,
                                                        std::chrono::milliseconds timeout);
 
-// Sets the options every socket of ours wants: no linger on close, so a dead peer never blocks exit.
+// Sets the options every socket of ours wants: no linger on close, so a dead peer never blocks
+// exit.
 void set_common_options(zmq::socket_t& socket);
 
 }  // namespace eep

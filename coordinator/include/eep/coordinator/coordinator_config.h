@@ -13,15 +13,15 @@ struct CoordinatorConfig {
   std::string admin_endpoint = "tcp://127.0.0.1:5710";
   std::string control_endpoint = "tcp://127.0.0.1:5711";
   std::string http_address = "127.0.0.1:8000";
-  std::string admin_token_file;  // required when admin_endpoint is not loopback
-  std::string fleet_token_file;  // when set, workers must present this token to register
+  std::string admin_token_file;    // required when admin_endpoint is not loopback
+  std::string fleet_token_file;    // when set, workers must present this token to register
   std::string launcher = "local";  // local | systemd | none
   int initial_dp = 2;
   std::string device = "cpu";  // cpu | cuda
   std::string model_dir;
-  std::string worker_binary;  // local launcher; default: eep-worker beside eep-coordinator
+  std::string worker_binary;   // local launcher; default: eep-worker beside eep-coordinator
   std::string worker_log_dir;  // local launcher: one log per worker; empty: inherit stderr
-  std::vector<std::string> worker_args;  // extra arguments for launched workers
+  std::vector<std::string> worker_args;      // extra arguments for launched workers
   std::string systemd_unit = "eep-worker@";  // systemd launcher: unit template prefix
   int max_workers = 64;
   std::vector<std::string> port_ranges = {"29500-29999"};

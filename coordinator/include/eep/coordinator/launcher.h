@@ -19,8 +19,8 @@ namespace eep::coordinator {
 
 struct LaunchedExit {
   std::string worker_id;
-  std::string description;  // "exited with 0", "killed by signal 9 (Killed)"
-  bool clean = false;       // exited with status 0
+  std::string description;     // "exited with 0", "killed by signal 9 (Killed)"
+  bool clean = false;          // exited with status 0
   bool launch_failed = false;  // the launch itself failed (systemctl start returned an error)
 };
 

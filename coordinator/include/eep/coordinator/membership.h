@@ -21,8 +21,8 @@ using Clock = std::chrono::steady_clock;
 struct WorkerRecord {
   std::string id;
   WorkerState state = WorkerState::kSpare;
-  int rank = -1;             // rank in `generation`, -1 when it has none
-  int64_t generation = -1;   // the generation it serves (or joins), -1 for none
+  int rank = -1;            // rank in `generation`, -1 when it has none
+  int64_t generation = -1;  // the generation it serves (or joins), -1 for none
   std::string host;
   int64_t pid = 0;
   std::string device;

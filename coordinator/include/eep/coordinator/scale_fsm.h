@@ -53,9 +53,9 @@ struct StopWorker {  // through the launcher: SIGTERM (force: SIGKILL) or system
 using ScaleAction = std::variant<LaunchWorker, SendAssign, SendShutdown, StopWorker>;
 
 struct ScaleLimits {
-  int max_workers = 0;       // what the launcher can run; 0 = it launches nothing
+  int max_workers = 0;  // what the launcher can run; 0 = it launches nothing
   bool can_launch = false;
-  std::string local_host;    // host of workers this coordinator launches
+  std::string local_host;  // host of workers this coordinator launches
   std::chrono::milliseconds stage_timeout{60000};
 };
 

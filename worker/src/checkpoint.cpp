@@ -88,9 +88,9 @@ Result<Checkpoint> Checkpoint::open(const std::filesystem::path& dir) {
     for (const auto& [name, file_idx] : mapped) {
       const TensorInfo* info = checkpoint.files_[file_idx].find(name);
       if (info == nullptr) {
-        return error(ErrorCode::kDataLoss,
-                     where + ": tensor '" + name + "' is mapped to " +
-                         checkpoint.files_[file_idx].path().string() + ", which does not hold it");
+        return error(ErrorCode::kDataLoss, where + ": tensor '" + name + "' is mapped to " +
+                                               checkpoint.files_[file_idx].path().string() +
+                                               ", which does not hold it");
       }
       checkpoint.tensors_.emplace(name, Location{file_idx, info});
     }
@@ -121,15 +121,15 @@ Status Checkpoint::validate_tensors() {
                        " expert layout); the weights do not match config.json or are incomplete");
     }
     if (!is_weight_dtype(info->dtype)) {
-      return error(ErrorCode::kInvalidArgument,
-                   dir_.string() + ": tensor '" + spec.name + "' is " +
-                       std::string(to_string(info->dtype)) + "; weights must be F32, BF16 or F16");
+      return error(ErrorCode::kInvalidArgument, dir_.string() + ": tensor '" + spec.name + "' is " +
+                                                    std::string(to_string(info->dtype)) +
+                                                    "; weights must be F32, BF16 or F16");
     }
     if (info->shape != spec.shape) {
-      return error(ErrorCode::kInvalidArgument,
-                   dir_.string() + ": tensor '" + spec.name + "' has shape " +
-                       shape_to_string(info->shape) + ", config.json implies " +
-                       shape_to_string(spec.shape));
+      return error(ErrorCode::kInvalidArgument, dir_.string() + ": tensor '" + spec.name +
+                                                    "' has shape " + shape_to_string(info->shape) +
+                                                    ", config.json implies " +
+                                                    shape_to_string(spec.shape));
     }
   }
   return Status::ok();
@@ -159,10 +159,9 @@ Status Checkpoint::read_f32_into(std::string_view name, const std::vector<int64_
   EEP_ASSIGN_OR_RETURN(const Location location, locate(name));
   const TensorInfo& info = *location.info;
   if (info.shape != expected_shape) {
-    return error(ErrorCode::kInvalidArgument,
-                 dir_.string() + ": tensor '" + std::string(name) + "' has shape " +
-                     shape_to_string(info.shape) + ", expected " +
-                     shape_to_string(expected_shape));
+    return error(ErrorCode::kInvalidArgument, dir_.string() + ": tensor '" + std::string(name) +
+                                                  "' has shape " + shape_to_string(info.shape) +
+                                                  ", expected " + shape_to_string(expected_shape));
   }
   if (!is_weight_dtype(info.dtype)) {
     return error(ErrorCode::kInvalidArgument, dir_.string() + ": tensor '" + std::string(name) +
@@ -170,10 +169,10 @@ Status Checkpoint::read_f32_into(std::string_view name, const std::vector<int64_
                                                   ", not a floating-point weight");
   }
   if (out.size() != static_cast<std::size_t>(info.num_elements())) {
-    return error(ErrorCode::kInvalidArgument,
-                 "read_f32_into('" + std::string(name) + "'): buffer holds " +
-                     std::to_string(out.size()) + " floats, the tensor " +
-                     std::to_string(info.num_elements()));
+    return error(ErrorCode::kInvalidArgument, "read_f32_into('" + std::string(name) +
+                                                  "'): buffer holds " + std::to_string(out.size()) +
+                                                  " floats, the tensor " +
+                                                  std::to_string(info.num_elements()));
   }
   convert_to_f32(info.dtype, files_[location.file_idx].data(info), 0, out);
   return Status::ok();
@@ -235,8 +234,8 @@ Result<ExpertWeights> Checkpoint::read_expert(int layer_idx, int expert_idx) con
   weights.gate_proj.resize(matrix_elements);
   weights.up_proj.resize(matrix_elements);
   weights.down_proj.resize(matrix_elements);
-  EEP_RETURN_IF_ERROR(read_expert_into(
-      layer_idx, expert_idx, {weights.gate_proj, weights.up_proj, weights.down_proj}));
+  EEP_RETURN_IF_ERROR(read_expert_into(layer_idx, expert_idx,
+                                       {weights.gate_proj, weights.up_proj, weights.down_proj}));
   return weights;
 }
 

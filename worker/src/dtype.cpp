@@ -37,7 +37,9 @@ const DTypeName& entry(DType dtype) {
 
 }  // namespace
 
-std::string_view to_string(DType dtype) { return entry(dtype).name; }
+std::string_view to_string(DType dtype) {
+  return entry(dtype).name;
+}
 
 std::optional<DType> dtype_from_string(std::string_view name) {
   for (const auto& e : kDTypes) {
@@ -46,7 +48,9 @@ std::optional<DType> dtype_from_string(std::string_view name) {
   return std::nullopt;
 }
 
-std::size_t dtype_size_bytes(DType dtype) { return entry(dtype).size_bytes; }
+std::size_t dtype_size_bytes(DType dtype) {
+  return entry(dtype).size_bytes;
+}
 
 bool is_weight_dtype(DType dtype) {
   return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
@@ -71,7 +75,7 @@ uint16_t fp32_to_fp16(float value) {
   const uint32_t bits = std::bit_cast<uint32_t>(value);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
   const uint32_t abs_bits = bits & 0x7fffffffu;
-  if (abs_bits > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (abs_bits > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (abs_bits >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to inf
   if (abs_bits < 0x38800000u) {
     // Result is subnormal (or zero) in fp16: scale to units of 2^-24 and round to nearest even.

@@ -33,8 +33,8 @@ class Reader {
     }
     const int64_t value = it->get<int64_t>();
     if (value < 1 || value > max) {
-      return fail("'" + std::string(key) + "' = " + std::to_string(value) + " is out of range [1, " +
-                  std::to_string(max) + "]");
+      return fail("'" + std::string(key) + "' = " + std::to_string(value) +
+                  " is out of range [1, " + std::to_string(max) + "]");
     }
     out = static_cast<int>(value);
     return Status::ok();
@@ -92,15 +92,16 @@ Result<ModelConfig> parse_model_config(const json& config_json, std::string_view
   const auto model_type = config_json.find("model_type");
   if (model_type == config_json.end() || !model_type->is_string() ||
       model_type->get<std::string>() != "qwen3_moe") {
-    return reader.fail("model_type " +
-                       (model_type == config_json.end() ? std::string("(missing)")
-                                                        : model_type->dump()) +
-                       " is not supported; only \"qwen3_moe\" (Qwen3-MoE) is");
+    return reader.fail(
+        "model_type " +
+        (model_type == config_json.end() ? std::string("(missing)") : model_type->dump()) +
+        " is not supported; only \"qwen3_moe\" (Qwen3-MoE) is");
   }
 
   // Architecture features we do not implement yet.
   if (config_json.contains("decoder_sparse_step") &&
-      config_json["decoder_sparse_step"] != json(1) && !config_json["decoder_sparse_step"].is_null()) {
+      config_json["decoder_sparse_step"] != json(1) &&
+      !config_json["decoder_sparse_step"].is_null()) {
     return reader.fail("decoder_sparse_step = " + config_json["decoder_sparse_step"].dump() +
                        " (dense MLP layers between sparse ones) is not supported yet; only 1");
   }
@@ -115,8 +116,8 @@ Result<ModelConfig> parse_model_config(const json& config_json, std::string_view
       return reader.fail(std::string(key) + " = " + it->dump() + " is not supported yet");
     }
   }
-  if (const auto it = config_json.find("rope_scaling"); it != config_json.end() &&
-                                                         !is_default_rope(*it)) {
+  if (const auto it = config_json.find("rope_scaling");
+      it != config_json.end() && !is_default_rope(*it)) {
     return reader.fail("rope_scaling = " + it->dump() +
                        " is not supported yet; only plain RoPE (null)");
   }
@@ -134,8 +135,8 @@ Result<ModelConfig> parse_model_config(const json& config_json, std::string_view
       reader.get_int("num_attention_heads", config.num_attention_heads, kMaxDimension, {}));
   EEP_RETURN_IF_ERROR(reader.get_int("num_key_value_heads", config.num_key_value_heads,
                                      kMaxDimension, config.num_attention_heads));
-  EEP_RETURN_IF_ERROR(reader.get_int("moe_intermediate_size", config.moe_intermediate_size,
-                                     kMaxDimension, {}));
+  EEP_RETURN_IF_ERROR(
+      reader.get_int("moe_intermediate_size", config.moe_intermediate_size, kMaxDimension, {}));
   // transformers 5.x stores num_experts as num_local_experts (an attribute_map alias).
   const char* experts_key =
       config_json.contains("num_experts") ? "num_experts" : "num_local_experts";
@@ -189,13 +190,16 @@ Result<ModelConfig> parse_model_config(const json& config_json, std::string_view
 
 Status ModelConfig::validate() const {
   auto fail = [](const std::string& what) { return error(ErrorCode::kInvalidArgument, what); };
-  for (const auto& [name, value] :
-       {std::pair{"vocab_size", vocab_size}, {"hidden_size", hidden_size},
-        {"num_hidden_layers", num_hidden_layers}, {"num_attention_heads", num_attention_heads},
-        {"num_key_value_heads", num_key_value_heads}, {"head_dim", head_dim},
-        {"moe_intermediate_size", moe_intermediate_size}, {"num_experts", num_experts},
-        {"num_experts_per_tok", num_experts_per_tok},
-        {"max_position_embeddings", max_position_embeddings}}) {
+  for (const auto& [name, value] : {std::pair{"vocab_size", vocab_size},
+                                    {"hidden_size", hidden_size},
+                                    {"num_hidden_layers", num_hidden_layers},
+                                    {"num_attention_heads", num_attention_heads},
+                                    {"num_key_value_heads", num_key_value_heads},
+                                    {"head_dim", head_dim},
+                                    {"moe_intermediate_size", moe_intermediate_size},
+                                    {"num_experts", num_experts},
+                                    {"num_experts_per_tok", num_experts_per_tok},
+                                    {"max_position_embeddings", max_position_embeddings}}) {
     if (value < 1) return fail(std::string(name) + " must be >= 1, is " + std::to_string(value));
   }
   if (num_experts_per_tok > num_experts) {
@@ -203,9 +207,9 @@ Status ModelConfig::validate() const {
                 " exceeds num_experts = " + std::to_string(num_experts));
   }
   if (num_attention_heads % num_key_value_heads != 0) {
-    return fail("num_attention_heads = " + std::to_string(num_attention_heads) +
-                " is not a multiple of num_key_value_heads = " +
-                std::to_string(num_key_value_heads));
+    return fail(
+        "num_attention_heads = " + std::to_string(num_attention_heads) +
+        " is not a multiple of num_key_value_heads = " + std::to_string(num_key_value_heads));
   }
   if (head_dim % 2 != 0) {
     return fail("head_dim = " + std::to_string(head_dim) + " must be even for RoPE");

@@ -31,14 +31,13 @@ uint64_t tensor_key(uint64_t seed, std::string_view name) {
   return splitmix64(hash ^ splitmix64(seed));
 }
 
-// How one logical tensor's values are drawn: offset + scale * U(-sqrt3, sqrt3) (std = scale),
-// plus row_bias / (row_idx + 1) on every element of row row_idx (the router skew).
+// How one logical tensor's values are drawn: offset + scale * U(-sqrt3, sqrt3) (std = scale).
+// row_bias: the router skew, added by emit_tensor as row_bias / (row_idx + 1) per element.
 struct Distribution {
   uint64_t key = 0;
   float scale = 0.0f;
   float offset = 0.0f;
   float row_bias = 0.0f;
-  uint64_t row_elements = 1;
 };
 
 bool ends_with(std::string_view text, std::string_view suffix) {
@@ -50,7 +49,6 @@ Distribution distribution_for(const std::string& name, int64_t fan_in, const Mod
                               const RandomCheckpointOptions& options) {
   Distribution dist;
   dist.key = tensor_key(options.seed, name);
-  dist.row_elements = static_cast<uint64_t>(fan_in);
   if (name == tensor_names::embed_tokens()) {
     dist.scale = 1.0f;
     // With skew, every token carries a shared positive mean that the router rows point along.
@@ -75,11 +73,7 @@ void generate(const Distribution& dist, uint64_t first, std::span<float> out) {
     const uint64_t element_idx = first + i;
     const uint64_t bits = splitmix64(dist.key + element_idx);
     const float unit = static_cast<float>(bits >> 40) * (2.0f / 16777216.0f) - 1.0f;  // [-1, 1)
-    float value = dist.offset + dist.scale * kSqrt3 * unit;
-    if (dist.row_bias != 0.0f) {
-      value += dist.row_bias / static_cast<float>(element_idx / dist.row_elements + 1);
-    }
-    out[i] = value;
+    out[i] = dist.offset + dist.scale * kSqrt3 * unit;
   }
 }
 
@@ -90,23 +84,28 @@ class TensorStreamer {
   // Generates `num_elements` values of `dist` and appends them to `writer` in chunks.
   Status emit(const Distribution& dist, uint64_t num_elements, SafetensorsWriter& writer) {
     for (uint64_t first = 0; first < num_elements; first += kChunkElements) {
-      const auto count = static_cast<std::size_t>(std::min<uint64_t>(kChunkElements,
-                                                                      num_elements - first));
+      const auto count =
+          static_cast<std::size_t>(std::min<uint64_t>(kChunkElements, num_elements - first));
       values_.resize(count);
       generate(dist, first, values_);
-      bytes_.resize(count * dtype_size_bytes(dtype_));
-      for (std::size_t i = 0; i < count; ++i) {
-        if (dtype_ == DType::kF32) {
-          std::memcpy(&bytes_[4 * i], &values_[i], 4);
-        } else {
-          const uint16_t half =
-              dtype_ == DType::kBF16 ? fp32_to_bf16(values_[i]) : fp32_to_fp16(values_[i]);
-          std::memcpy(&bytes_[2 * i], &half, 2);
-        }
-      }
-      EEP_RETURN_IF_ERROR(writer.append(bytes_));
+      EEP_RETURN_IF_ERROR(emit_values(values_, writer));
     }
     return Status::ok();
+  }
+
+  // Converts to the file's dtype and appends.
+  Status emit_values(std::span<const float> values, SafetensorsWriter& writer) {
+    bytes_.resize(values.size() * dtype_size_bytes(dtype_));
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (dtype_ == DType::kF32) {
+        std::memcpy(&bytes_[4 * i], &values[i], 4);
+      } else {
+        const uint16_t half =
+            dtype_ == DType::kBF16 ? fp32_to_bf16(values[i]) : fp32_to_fp16(values[i]);
+        std::memcpy(&bytes_[2 * i], &half, 2);
+      }
+    }
+    return writer.append(bytes_);
   }
 
  private:
@@ -143,6 +142,25 @@ Status emit_tensor(const TensorSpec& spec, int layer_idx, const ModelConfig& con
   }
   uint64_t num_elements = 1;
   for (int64_t dim : spec.shape) num_elements *= static_cast<uint64_t>(dim);
+  if (layer_idx >= 0 && options.router_skew > 0.0 && spec.name == tensor_names::router(layer_idx)) {
+    // Skewed router: every token shares the embedding offset direction, so a row's random mean
+    // would act as a random fixed preference; centre each row's random part so only the Zipf
+    // bias prefers experts. Small ([E, H]), so built whole.
+    Distribution random_part = distribution_for(spec.name, hidden, config, options);
+    const float bias = random_part.row_bias;
+    random_part.row_bias = 0.0f;
+    std::vector<float> values(static_cast<std::size_t>(num_elements));
+    generate(random_part, 0, values);
+    for (int e = 0; e < config.num_experts; ++e) {
+      const std::span<float> row(&values[static_cast<std::size_t>(e * hidden)],
+                                 static_cast<std::size_t>(hidden));
+      double mean = 0;
+      for (float v : row) mean += v;
+      mean /= static_cast<double>(hidden);
+      for (float& v : row) v += static_cast<float>(bias / (e + 1) - mean);
+    }
+    return streamer.emit_values(values, writer);
+  }
   return streamer.emit(distribution_for(spec.name, spec.shape.back(), config, options),
                        num_elements, writer);
 }
@@ -176,7 +194,9 @@ std::string shard_name(std::size_t shard_idx, std::size_t num_shards) {
 
 }  // namespace
 
-std::vector<std::string_view> model_preset_names() { return {"tiny", "small", "qwen3-30b-a3b"}; }
+std::vector<std::string_view> model_preset_names() {
+  return {"tiny", "small", "qwen3-30b-a3b"};
+}
 
 Result<ModelConfig> model_preset(std::string_view name) {
   ModelConfig config;
@@ -222,8 +242,8 @@ Result<ModelConfig> model_preset(std::string_view name) {
     config.bos_token_id = 151643;
     config.eos_token_ids = {151645};
   } else {
-    return error(ErrorCode::kInvalidArgument,
-                 "unknown model preset '" + std::string(name) + "'; use tiny, small or qwen3-30b-a3b");
+    return error(ErrorCode::kInvalidArgument, "unknown model preset '" + std::string(name) +
+                                                  "'; use tiny, small or qwen3-30b-a3b");
   }
   return config;
 }

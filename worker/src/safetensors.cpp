@@ -47,8 +47,10 @@ Status check_nesting(std::string_view text, std::string_view file_name) {
       in_string = true;
     } else if (c == '{' || c == '[') {
       if (++depth > kMaxHeaderNesting) {
-        return data_loss(file_name, "header JSON is nested deeper than a safetensors header (at "
-                                    "byte " + std::to_string(i) + "); the file is corrupt");
+        return data_loss(file_name,
+                         "header JSON is nested deeper than a safetensors header (at "
+                         "byte " +
+                             std::to_string(i) + "); the file is corrupt");
       }
     } else if (c == '}' || c == ']') {
       --depth;
@@ -72,8 +74,7 @@ Result<json> parse_header_json(std::string_view text, std::string_view file_name
         break;
       case json::parse_event_t::key:
         if (parsed.is_string() && !keys_per_object.empty() &&
-            !keys_per_object.back().insert(parsed.get<std::string>()).second &&
-            duplicate.empty()) {
+            !keys_per_object.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
           duplicate = parsed.get<std::string>();
         }
         break;
@@ -92,8 +93,8 @@ Result<json> parse_header_json(std::string_view text, std::string_view file_name
     return data_loss(file_name, "header names '" + duplicate + "' twice");
   }
   if (!header.is_object()) {
-    return data_loss(file_name, std::string("header must be a JSON object, found ") +
-                                    header.type_name());
+    return data_loss(file_name,
+                     std::string("header must be a JSON object, found ") + header.type_name());
   }
   return header;
 }
@@ -161,9 +162,9 @@ Result<TensorInfo> parse_entry(const std::string& name, const json& entry,
   uint64_t end = 0;
   if (!offsets_it->is_array() || offsets_it->size() != 2 || !get_u64((*offsets_it)[0], begin) ||
       !get_u64((*offsets_it)[1], end) || end < begin) {
-    return tensor_error(ErrorCode::kDataLoss, file_name, name,
-                        "data_offsets must be [begin, end] with 0 <= begin <= end, found " +
-                            offsets_it->dump());
+    return tensor_error(
+        ErrorCode::kDataLoss, file_name, name,
+        "data_offsets must be [begin, end] with 0 <= begin <= end, found " + offsets_it->dump());
   }
   info.data_begin = begin;
   info.num_bytes = end - begin;
@@ -203,7 +204,8 @@ Result<SafetensorsHeader> parse_safetensors(std::span<const std::byte> file_byte
   }
   uint64_t header_bytes = 0;
   for (int i = 7; i >= 0; --i) {
-    header_bytes = (header_bytes << 8) | static_cast<uint8_t>(file_bytes[static_cast<std::size_t>(i)]);
+    header_bytes =
+        (header_bytes << 8) | static_cast<uint8_t>(file_bytes[static_cast<std::size_t>(i)]);
   }
   if (header_bytes > kMaxSafetensorsHeaderBytes) {
     return data_loss(file_name, "header length " + std::to_string(header_bytes) +
@@ -212,10 +214,9 @@ Result<SafetensorsHeader> parse_safetensors(std::span<const std::byte> file_byte
                                     " bytes; the file is corrupt or not a safetensors file");
   }
   if (header_bytes > file_bytes.size() - 8) {
-    return data_loss(file_name, "header length " + std::to_string(header_bytes) +
-                                    " runs past the end of the " +
-                                    std::to_string(file_bytes.size()) +
-                                    "-byte file; it is truncated");
+    return data_loss(
+        file_name, "header length " + std::to_string(header_bytes) + " runs past the end of the " +
+                       std::to_string(file_bytes.size()) + "-byte file; it is truncated");
   }
   const std::string_view text(reinterpret_cast<const char*>(file_bytes.data()) + 8,
                               static_cast<std::size_t>(header_bytes));
@@ -375,9 +376,9 @@ Status SafetensorsWriter::append(std::span<const std::byte> bytes) {
     return error(ErrorCode::kFailedPrecondition, path_.string() + ": writer already finished");
   }
   if (bytes.size() > data_bytes_total_ - data_bytes_written_) {
-    return error(ErrorCode::kInvalidArgument,
-                 path_.string() + ": more tensor bytes than the header declares (" +
-                     std::to_string(data_bytes_total_) + ")");
+    return error(ErrorCode::kInvalidArgument, path_.string() +
+                                                  ": more tensor bytes than the header declares (" +
+                                                  std::to_string(data_bytes_total_) + ")");
   }
   if (std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size()) {
     return error(ErrorCode::kIoError,
@@ -407,9 +408,8 @@ Status SafetensorsWriter::finish() {
   std::filesystem::rename(temp_path_, path_, ec);
   if (ec) {
     std::filesystem::remove(temp_path_, ec);
-    return error(ErrorCode::kIoError,
-                 "cannot rename " + temp_path_.string() + " to " + path_.string() + ": " +
-                     ec.message());
+    return error(ErrorCode::kIoError, "cannot rename " + temp_path_.string() + " to " +
+                                          path_.string() + ": " + ec.message());
   }
   return Status::ok();
 }
@@ -419,10 +419,10 @@ Status write_safetensors(const std::filesystem::path& path, std::span<const Tens
   std::vector<TensorSpec> specs;
   for (const auto& tensor : tensors) {
     if (tensor.bytes.size() != tensor.spec.num_bytes()) {
-      return error(ErrorCode::kInvalidArgument,
-                   path.string() + ": tensor '" + tensor.spec.name + "' has " +
-                       std::to_string(tensor.bytes.size()) + " bytes, its shape needs " +
-                       std::to_string(tensor.spec.num_bytes()));
+      return error(ErrorCode::kInvalidArgument, path.string() + ": tensor '" + tensor.spec.name +
+                                                    "' has " + std::to_string(tensor.bytes.size()) +
+                                                    " bytes, its shape needs " +
+                                                    std::to_string(tensor.spec.num_bytes()));
     }
     specs.push_back(tensor.spec);
   }

@@ -19,23 +19,57 @@ std::string expert(int layer_idx, int expert_idx, std::string_view suffix) {
 
 }  // namespace
 
-std::string embed_tokens() { return "model.embed_tokens.weight"; }
-std::string final_norm() { return "model.norm.weight"; }
-std::string lm_head() { return "lm_head.weight"; }
-std::string input_layernorm(int l) { return layer(l, "input_layernorm.weight"); }
-std::string q_proj(int l) { return layer(l, "self_attn.q_proj.weight"); }
-std::string k_proj(int l) { return layer(l, "self_attn.k_proj.weight"); }
-std::string v_proj(int l) { return layer(l, "self_attn.v_proj.weight"); }
-std::string o_proj(int l) { return layer(l, "self_attn.o_proj.weight"); }
-std::string q_norm(int l) { return layer(l, "self_attn.q_norm.weight"); }
-std::string k_norm(int l) { return layer(l, "self_attn.k_norm.weight"); }
-std::string post_attention_layernorm(int l) { return layer(l, "post_attention_layernorm.weight"); }
-std::string router(int l) { return layer(l, "mlp.gate.weight"); }
-std::string expert_gate_proj(int l, int e) { return expert(l, e, "gate_proj.weight"); }
-std::string expert_up_proj(int l, int e) { return expert(l, e, "up_proj.weight"); }
-std::string expert_down_proj(int l, int e) { return expert(l, e, "down_proj.weight"); }
-std::string fused_gate_up_proj(int l) { return layer(l, "mlp.experts.gate_up_proj"); }
-std::string fused_down_proj(int l) { return layer(l, "mlp.experts.down_proj"); }
+std::string embed_tokens() {
+  return "model.embed_tokens.weight";
+}
+std::string final_norm() {
+  return "model.norm.weight";
+}
+std::string lm_head() {
+  return "lm_head.weight";
+}
+std::string input_layernorm(int l) {
+  return layer(l, "input_layernorm.weight");
+}
+std::string q_proj(int l) {
+  return layer(l, "self_attn.q_proj.weight");
+}
+std::string k_proj(int l) {
+  return layer(l, "self_attn.k_proj.weight");
+}
+std::string v_proj(int l) {
+  return layer(l, "self_attn.v_proj.weight");
+}
+std::string o_proj(int l) {
+  return layer(l, "self_attn.o_proj.weight");
+}
+std::string q_norm(int l) {
+  return layer(l, "self_attn.q_norm.weight");
+}
+std::string k_norm(int l) {
+  return layer(l, "self_attn.k_norm.weight");
+}
+std::string post_attention_layernorm(int l) {
+  return layer(l, "post_attention_layernorm.weight");
+}
+std::string router(int l) {
+  return layer(l, "mlp.gate.weight");
+}
+std::string expert_gate_proj(int l, int e) {
+  return expert(l, e, "gate_proj.weight");
+}
+std::string expert_up_proj(int l, int e) {
+  return expert(l, e, "up_proj.weight");
+}
+std::string expert_down_proj(int l, int e) {
+  return expert(l, e, "down_proj.weight");
+}
+std::string fused_gate_up_proj(int l) {
+  return layer(l, "mlp.experts.gate_up_proj");
+}
+std::string fused_down_proj(int l) {
+  return layer(l, "mlp.experts.down_proj");
+}
 
 }  // namespace tensor_names
 

@@ -25,9 +25,9 @@ std::string_view to_string(ExpertLayout layout);
 
 namespace tensor_names {
 
-std::string embed_tokens();  // [V, H]
-std::string final_norm();    // [H]
-std::string lm_head();       // [V, H]; absent when tie_word_embeddings
+std::string embed_tokens();                           // [V, H]
+std::string final_norm();                             // [H]
+std::string lm_head();                                // [V, H]; absent when tie_word_embeddings
 std::string input_layernorm(int layer_idx);           // [H]
 std::string q_proj(int layer_idx);                    // [num_heads * head_dim, H]
 std::string k_proj(int layer_idx);                    // [num_kv_heads * head_dim, H]
@@ -40,8 +40,8 @@ std::string router(int layer_idx);                    // mlp.gate.weight [E, H]
 std::string expert_gate_proj(int layer_idx, int expert_idx);  // [I, H]
 std::string expert_up_proj(int layer_idx, int expert_idx);    // [I, H]
 std::string expert_down_proj(int layer_idx, int expert_idx);  // [H, I]
-std::string fused_gate_up_proj(int layer_idx);  // [E, 2I, H]
-std::string fused_down_proj(int layer_idx);     // [E, H, I]
+std::string fused_gate_up_proj(int layer_idx);                // [E, 2I, H]
+std::string fused_down_proj(int layer_idx);                   // [E, H, I]
 
 }  // namespace tensor_names
 

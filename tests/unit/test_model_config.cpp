@@ -88,6 +88,31 @@ TEST_CASE("model config: transformers 5.x spellings", "[config]") {
   CHECK(parsed->eos_token_ids == std::vector<int64_t>{151645, 151643});
 }
 
+TEST_CASE("model config: the config.json transformers 5.17 save_pretrained writes", "[config]") {
+  // Written by Qwen3MoeForCausalLM.save_pretrained (transformers 5.17.0) for the tiny preset.
+  const auto parsed = parse_model_config(json::parse(R"({
+    "architectures": ["Qwen3MoeForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "bos_token_id": null, "decoder_sparse_step": 1, "dtype": "float32", "eos_token_id": null,
+    "head_dim": 32, "hidden_act": "silu", "hidden_size": 128, "initializer_range": 0.02,
+    "intermediate_size": 256, "max_position_embeddings": 4096, "mlp_only_layers": [],
+    "model_type": "qwen3_moe", "moe_intermediate_size": 64, "norm_topk_prob": true,
+    "num_attention_heads": 4, "num_experts_per_tok": 4, "num_hidden_layers": 4,
+    "num_key_value_heads": 2, "num_local_experts": 16, "output_router_logits": false,
+    "pad_token_id": null, "rms_norm_eps": 1e-06,
+    "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
+    "router_aux_loss_coef": 0.001, "sliding_window": null, "tie_word_embeddings": false,
+    "transformers_version": "5.17.0", "use_cache": true, "use_sliding_window": false,
+    "vocab_size": 512})"),
+                                         "config.json");
+  REQUIRE(parsed.is_ok());
+  auto expected = eep::worker::model_preset("tiny");
+  REQUIRE(expected.is_ok());
+  expected->dtype = "float32";
+  CHECK(parsed->to_json() == expected->to_json());
+  CHECK_FALSE(parsed->bos_token_id.has_value());
+  CHECK(parsed->eos_token_ids.empty());
+}
+
 TEST_CASE("model config: unsupported architectures are refused with a clear message", "[config]") {
   struct Case {
     const char* key;

@@ -380,6 +380,7 @@ Status SafetensorsWriter::append(std::span<const std::byte> bytes) {
                                                   ": more tensor bytes than the header declares (" +
                                                   std::to_string(data_bytes_total_) + ")");
   }
+  if (bytes.empty()) return Status::ok();  // an empty span may carry a null pointer
   if (std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size()) {
     return error(ErrorCode::kIoError,
                  "cannot write " + temp_path_.string() + ": " + std::strerror(errno));

@@ -25,7 +25,10 @@ struct RandomCheckpointOptions {
   ExpertLayout expert_layout = ExpertLayout::kPerExpert;
   // 0: experts equally likely. A > 0 biases router row e by about A / (e + 1) logits (a
   // Zipf-like preference for low expert ids), via a shared offset in the embeddings that the
-  // router rows also point along. For load-balancing (EPLB) experiments.
+  // router rows also point along. For load-balancing (EPLB) experiments. Run through
+  // transformers (tiny, A = 4, 256 random tokens), the top-4 counts of layer 0 were
+  // [242, 164, 160, 8, 44, 162, ...] against about 64 each for A = 0: a few experts take most
+  // tokens, though attention makes the order only roughly follow the expert id.
   double router_skew = 0.0;
   // Files larger than this are split into shards listed by model.safetensors.index.json.
   uint64_t max_shard_bytes = 2ull << 30;

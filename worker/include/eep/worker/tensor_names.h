@@ -7,7 +7,8 @@
 //  - kFused (transformers 5.x Qwen3MoeExperts): model.layers.{l}.mlp.experts.gate_up_proj
 //    [E, 2I, H] (rows [0, I) are gate, [I, 2I) are up) and model.layers.{l}.mlp.experts.down_proj
 //    [E, H, I]; no ".weight" suffix.
-// Every weight is row-major [out_features, in_features], y = W x.
+// Every weight is row-major [out_features, in_features], y = W x. Checked against transformers
+// 5.17: it loads both layouts into the same model, and its save_pretrained writes kPerExpert.
 #pragma once
 
 #include <string>

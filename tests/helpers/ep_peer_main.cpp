@@ -1,0 +1,122 @@
+// One rank of an expert-parallel model run, as a process (test_expert_parallel.cpp): loads the
+// checkpoint with this rank's expert slots, joins the Gloo EP group (rank 0 serves the store),
+// runs its own batch of mixed-length sequences (prefill of every position, then decode steps)
+// and writes every logit row to --out as safetensors ("logits" [rows, vocab]).
+//
+// --seqs-of R/N picks which sequences to run (those of rank R in an N-rank run), so an EP=1 run
+// of the same sequences is the reference.
+#include <fstream>
+#include <random>
+
+#include "eep/common/config.h"
+#include "eep/common/log.h"
+#include "eep/worker/checkpoint.h"
+#include "eep/worker/kv_store.h"
+#include "eep/worker/model_runner.h"
+#include "eep/worker/process_group_gloo.h"
+#include "eep/worker/safetensors.h"
+
+using namespace eep;
+using namespace eep::worker;
+
+namespace {
+
+constexpr int kDecodeSteps = 3;
+
+// The sequences of rank `owner` of `num_owners`: owner + 1 sequences of varied lengths, except
+// that the last owner of 4 or more gets none (its rank takes dummy steps).
+std::vector<std::vector<int32_t>> sequences_of(int owner, int num_owners, int vocab) {
+  std::vector<std::vector<int32_t>> seqs;
+  if (num_owners >= 4 && owner == num_owners - 1) return seqs;
+  std::mt19937 rng(1000 + owner);
+  std::uniform_int_distribution<int32_t> token(0, vocab - 1);
+  for (int s = 0; s <= owner; ++s) {
+    std::vector<int32_t> seq(3 + 7 * s + owner);
+    for (auto& id : seq) id = token(rng);
+    seqs.push_back(seq);
+  }
+  return seqs;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model_dir, out_path, seqs_of = "0/1", store_host = "127.0.0.1";
+  int rank = 0, size = 1, slots_per_rank = 0, store_port = 0;
+  CLI::App app{"eep_ep_peer: one rank of an expert-parallel forward, for tests"};
+  app.add_option("--model", model_dir)->required();
+  app.add_option("--out", out_path)->required();
+  app.add_option("--rank", rank);
+  app.add_option("--size", size);
+  app.add_option("--slots-per-rank", slots_per_rank);
+  app.add_option("--store-host", store_host);
+  app.add_option("--store-port", store_port);
+  app.add_option("--seqs-of", seqs_of);
+  if (auto code = parse_args(app, argc, argv)) return *code;
+  set_log_speaker("ep_peer rank=" + std::to_string(rank) + "/" + std::to_string(size));
+  const int owner = std::stoi(seqs_of.substr(0, seqs_of.find('/')));
+  const int num_owners = std::stoi(seqs_of.substr(seqs_of.find('/') + 1));
+
+  auto checkpoint = Checkpoint::open(model_dir);
+  EEP_CHECK_MSG(checkpoint.is_ok(), checkpoint.status().to_string());
+  const ModelConfig& config = checkpoint->config();
+  if (slots_per_rank == 0) slots_per_rank = Placement::min_slots_per_rank(config.num_experts, size);
+  auto placement =
+      Placement::round_robin(config.num_hidden_layers, config.num_experts, size, slots_per_rank);
+  EEP_CHECK_MSG(placement.is_ok(), placement.status().to_string());
+  auto weights = ModelWeights::load(checkpoint.value(), placement.value(), rank);
+  EEP_CHECK_MSG(weights.is_ok(), weights.status().to_string());
+
+  std::unique_ptr<StoreServer> store;
+  std::unique_ptr<ProcessGroup> group;
+  if (size > 1) {
+    if (rank == 0) {
+      auto server = StoreServer::start(store_host, store_port);
+      EEP_CHECK_MSG(server.is_ok(), server.status().to_string());
+      store = std::move(server).value();
+    }
+    GroupSpec spec;
+    spec.generation = 1;
+    spec.name = "ep";
+    spec.rank = rank;
+    spec.size = size;
+    spec.store_host = store_host;
+    spec.store_port = store_port;
+    auto created = create_gloo_group(spec);
+    EEP_CHECK_MSG(created.is_ok(), created.status().to_string());
+    group = std::move(created).value();
+  }
+  MoeDispatcher moe(placement.value(), rank, group.get());
+  KvBlockManager blocks(256, 8);
+  ModelRunner runner(std::move(weights).value(), blocks.num_blocks(), 8);
+
+  const auto seqs = sequences_of(owner, num_owners, config.vocab_size);
+  std::vector<float> all_logits;
+  std::vector<SequenceChunk> batch;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    EEP_CHECK(blocks.reserve(s, seqs[s].size() + kDecodeSteps).is_ok());
+    batch.push_back({s, 0, seqs[s], true});
+  }
+  // Prefill of everyone, then decode steps feeding each sequence's greedy token.
+  for (int step = 0; step <= kDecodeSteps; ++step) {
+    auto output = runner.forward(batch, blocks, moe);
+    EEP_CHECK_MSG(output.is_ok(), output.status().to_string());
+    all_logits.insert(all_logits.end(), output->logits.begin(), output->logits.end());
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const float* row = output->row(s);
+      const int32_t next =
+          static_cast<int32_t>(std::max_element(row, row + config.vocab_size) - row);
+      batch[s] = {
+          s, batch[s].start_pos + static_cast<int64_t>(batch[s].token_ids.size()), {next}, false};
+    }
+  }
+  const int64_t num_rows = static_cast<int64_t>(all_logits.size()) / config.vocab_size;
+  TensorData logits;
+  logits.spec = {"logits", DType::kF32, {num_rows, config.vocab_size}};
+  logits.bytes = std::as_bytes(std::span(all_logits));
+  Status written = write_safetensors(out_path, std::span(&logits, 1));
+  EEP_CHECK_MSG(written.is_ok(), written.to_string());
+  if (group) group->destroy();
+  EEP_LOG_INFO("wrote " << num_rows << " logit rows for " << seqs.size() << " sequences");
+  return 0;
+}

@@ -1,0 +1,119 @@
+// eep-generate: one process, one rank, one sequence: the debugging and correctness tool.
+//   eep-generate --model DIR --prompt-ids 1,2,3 --max-tokens N [--temperature T --top-p P
+//                --seed S] [--dump-logits FILE]
+// Prints the generated token ids (comma-separated) on stdout, timing on stderr.
+#include <iostream>
+#include <sstream>
+
+#include "eep/common/config.h"
+#include "eep/common/log.h"
+#include "eep/worker/checkpoint.h"
+#include "eep/worker/generate.h"
+#include "eep/worker/safetensors.h"
+
+namespace {
+
+std::optional<std::vector<int32_t>> parse_ids(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    try {
+      size_t used = 0;
+      const long value = std::stol(item, &used);
+      if (used != item.size() || value < 0 || value > INT32_MAX) return std::nullopt;
+      ids.push_back(static_cast<int32_t>(value));
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+  return ids;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace eep::worker;
+  std::string model_dir, prompt_text, dump_path;
+  GenerateOptions options;
+  int block_size = 16;
+  CLI::App app{"eep-generate: run the model on one rank on token ids and print the tokens"};
+  eep::add_config_option(app);
+  app.add_option("--model", model_dir, "Checkpoint directory (config.json + safetensors)")
+      ->required();
+  app.add_option("--prompt-ids", prompt_text, "Prompt token ids, comma-separated")->required();
+  app.add_option("--max-tokens", options.max_tokens, "Tokens to generate")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--temperature", options.temperature, "0 = greedy")
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
+  app.add_option("--top-p", options.top_p, "Nucleus sampling mass")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--seed", options.seed, "Sampling seed")->capture_default_str();
+  app.add_flag("--ignore-eos", options.ignore_eos, "Keep generating after an EOS token");
+  app.add_option("--prefill-chunk", options.prefill_chunk, "Prefill in chunks of this many tokens")
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--block-size", block_size, "KV cache block size")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--dump-logits", dump_path,
+                 "Write the logits that chose each token to this safetensors file ('logits' "
+                 "[num_tokens, vocab] f32)");
+  if (auto exit_code = eep::parse_args(app, argc, argv)) return *exit_code;
+  eep::set_log_speaker("generate");
+
+  auto prompt = parse_ids(prompt_text);
+  if (!prompt || prompt->empty()) {
+    EEP_LOG_ERROR("--prompt-ids must be non-negative integers separated by commas, got '"
+                  << prompt_text << "'");
+    return 2;
+  }
+  auto checkpoint = Checkpoint::open(model_dir);
+  if (!checkpoint.is_ok()) {
+    EEP_LOG_ERROR(checkpoint.status().to_string());
+    return 1;
+  }
+  const ModelConfig& config = checkpoint->config();
+  auto placement = eep::Placement::round_robin(config.num_hidden_layers, config.num_experts, 1,
+                                               config.num_experts);
+  auto weights = ModelWeights::load(checkpoint.value(), placement.value(), 0);
+  if (!weights.is_ok()) {
+    EEP_LOG_ERROR(weights.status().to_string());
+    return 1;
+  }
+  options.keep_logits = !dump_path.empty();
+  KvBlockManager blocks(
+      static_cast<int>((prompt->size() + options.max_tokens + block_size - 1) / block_size),
+      block_size);
+  ModelRunner runner(std::move(weights).value(), blocks.num_blocks(), block_size);
+  MoeDispatcher moe(placement.value(), 0, nullptr);
+  auto result = generate(runner, blocks, moe, *prompt, options);
+  if (!result.is_ok()) {
+    EEP_LOG_ERROR(result.status().to_string());
+    return 1;
+  }
+  for (size_t i = 0; i < result->token_ids.size(); ++i) {
+    std::cout << (i ? "," : "") << result->token_ids[i];
+  }
+  std::cout << "\n";
+  const double decode_tokens = static_cast<double>(result->token_ids.size()) - 1;
+  std::cerr << "prefill: " << prompt->size() << " tokens in " << result->prefill_seconds << " s ("
+            << prompt->size() / result->prefill_seconds << " tok/s); decode: " << decode_tokens
+            << " tokens in " << result->decode_seconds << " s ("
+            << (decode_tokens > 0 ? decode_tokens / result->decode_seconds : 0.0)
+            << " tok/s); finish: " << result->finish_reason << "\n";
+  if (!dump_path.empty()) {
+    TensorData logits;
+    logits.spec = {
+        "logits", DType::kF32, {static_cast<int64_t>(result->token_ids.size()), config.vocab_size}};
+    logits.bytes = std::as_bytes(std::span(result->logits));
+    eep::Status written = write_safetensors(dump_path, std::span(&logits, 1));
+    if (!written.is_ok()) {
+      EEP_LOG_ERROR(written.to_string());
+      return 1;
+    }
+  }
+  return 0;
+}

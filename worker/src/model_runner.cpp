@@ -118,7 +118,7 @@ Result<ForwardOutput> ModelRunner::forward(const std::vector<SequenceChunk>& bat
   topk_weights_.resize(num_tokens * top_k);
   moe_out_.resize(num_tokens * hidden);
 
-  ops::embedding(weights_.embed.data(), ids_.data(), num_tokens, hidden, x_.data());
+  ops::embedding(weights_.embed.data(), c.vocab_size, ids_.data(), num_tokens, hidden, x_.data());
   const float eps = static_cast<float>(c.rms_norm_eps);
   const int64_t intermediate = c.moe_intermediate_size;
   for (int l = 0; l < c.num_hidden_layers; ++l) {

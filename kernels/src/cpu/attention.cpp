@@ -1,5 +1,7 @@
 #include "eep/kernels/attention.h"
 
+#include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -12,12 +14,14 @@ void write_kv_cache(const float* k, const float* v, const int64_t* slot_mapping,
                     int64_t num_kv_heads, int64_t head_dim, float* k_cache, float* v_cache) {
   const int64_t row = num_kv_heads * head_dim;
   for (int64_t t = 0; t < num_tokens; ++t) {
+    assert(slot_mapping[t] >= 0 && "negative KV cache slot");
     std::memcpy(k_cache + slot_mapping[t] * row, k + t * row, row * sizeof(float));
     std::memcpy(v_cache + slot_mapping[t] * row, v + t * row, row * sizeof(float));
   }
 }
 
 void paged_attention(const PagedAttentionArgs& a) {
+  assert(a.num_kv_heads > 0 && a.num_heads % a.num_kv_heads == 0);
   const int64_t group = a.num_heads / a.num_kv_heads;
   const int64_t kv_row = a.num_kv_heads * a.head_dim;
   std::vector<float> scores;
@@ -25,6 +29,8 @@ void paged_attention(const PagedAttentionArgs& a) {
     const int32_t* table =
         a.block_tables + static_cast<int64_t>(a.token_seq_idx[t]) * a.max_blocks_per_seq;
     const int64_t num_keys = static_cast<int64_t>(a.positions[t]) + 1;
+    assert(a.positions[t] >= 0 && num_keys <= a.max_blocks_per_seq * a.block_size &&
+           "position beyond the sequence's block table");
     scores.resize(num_keys);
     for (int64_t h = 0; h < a.num_heads; ++h) {
       const int64_t kv_head = h / group;

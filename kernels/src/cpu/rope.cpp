@@ -1,5 +1,6 @@
 #include "eep/kernels/rope.h"
 
+#include <cassert>
 #include <cmath>
 #include <vector>
 
@@ -7,6 +8,7 @@ namespace eep::kernels::cpu {
 
 void rope(float* x, const int32_t* positions, int64_t num_tokens, int64_t num_heads,
           int64_t head_dim, float theta) {
+  assert(head_dim % 2 == 0 && "RoPE pairs x[i] with x[i + head_dim / 2]");
   const int64_t half = head_dim / 2;
   std::vector<float> inv_freq(half), cos_angle(half), sin_angle(half);
   for (int64_t i = 0; i < half; ++i) {

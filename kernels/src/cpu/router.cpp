@@ -1,6 +1,7 @@
 #include "eep/kernels/router.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <vector>
 
@@ -8,6 +9,7 @@ namespace eep::kernels::cpu {
 
 void router_topk(const float* logits, int64_t num_tokens, int64_t num_experts, int64_t k,
                  bool norm_topk_prob, int32_t* topk_ids, float* topk_weights) {
+  assert(k >= 1 && k <= num_experts);
   std::vector<float> probs(num_experts);
   std::vector<int32_t> order(num_experts);
   for (int64_t t = 0; t < num_tokens; ++t) {

@@ -1,5 +1,7 @@
 // RMSNorm over the last dimension: out[t][i] = x[t][i] / sqrt(mean_i(x[t][i]^2) + eps) * weight[i].
-// Row-major [num_tokens, hidden]; out may alias x.
+// Row-major [num_tokens, hidden]; out may alias x. The mean of squares is summed in double.
+// Per-head norms (Qwen3's q_norm / k_norm, weight [head_dim] shared by all heads) are the same
+// call on [num_tokens * num_heads, head_dim].
 #pragma once
 
 #include <cstdint>

@@ -9,7 +9,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<MsgType, std::string_view>, 7> kMsgTypeNames = {{
+constexpr std::array<std::pair<MsgType, std::string_view>, 12> kMsgTypeNames = {{
     {MsgType::kRegister, "register"},
     {MsgType::kRegisterReply, "register_reply"},
     {MsgType::kHeartbeat, "heartbeat"},
@@ -17,6 +17,11 @@ constexpr std::array<std::pair<MsgType, std::string_view>, 7> kMsgTypeNames = {{
     {MsgType::kAssignAck, "assign_ack"},
     {MsgType::kShutdown, "shutdown"},
     {MsgType::kWorkerExiting, "worker_exiting"},
+    {MsgType::kSubmitRequest, "submit_request"},
+    {MsgType::kCancelRequest, "cancel_request"},
+    {MsgType::kTokenBatch, "token_batch"},
+    {MsgType::kWake, "wake"},
+    {MsgType::kNeedWake, "need_wake"},
 }};
 
 constexpr std::array<std::pair<WorkerState, std::string_view>, 5> kWorkerStateNames = {{
@@ -147,11 +152,12 @@ void from_json(const json& j, RegisterReply& m) {
 }
 
 void to_json(json& j, const Heartbeat& m) {
-  j = json{{"generation", m.generation}, {"rank", m.rank}};
+  j = json{{"generation", m.generation}, {"rank", m.rank}, {"load", m.load}};
 }
 void from_json(const json& j, Heartbeat& m) {
   required(j, "generation", m.generation);
   required(j, "rank", m.rank);
+  optional_field(j, "load", m.load);
 }
 
 void to_json(json& j, const StoreEndpoint& m) {
@@ -176,13 +182,114 @@ void from_json(const json& j, Assign& m) {
   required(j, "ep_store", m.ep_store);
 }
 
+void to_json(json& j, const ModelCapacity& m) {
+  j = json{{"model", m.model},
+           {"vocab_size", m.vocab_size},
+           {"max_model_len", m.max_model_len},
+           {"num_kv_blocks", m.num_kv_blocks},
+           {"block_size", m.block_size}};
+}
+void from_json(const json& j, ModelCapacity& m) {
+  required(j, "model", m.model);
+  required(j, "vocab_size", m.vocab_size);
+  required(j, "max_model_len", m.max_model_len);
+  required(j, "num_kv_blocks", m.num_kv_blocks);
+  required(j, "block_size", m.block_size);
+}
+
 void to_json(json& j, const AssignAck& m) {
   j = json{{"generation", m.generation}, {"rank", m.rank}};
+  if (m.capacity) j["capacity"] = *m.capacity;
 }
 void from_json(const json& j, AssignAck& m) {
   required(j, "generation", m.generation);
   required(j, "rank", m.rank);
+  m.capacity.reset();
+  if (auto it = j.find("capacity"); it != j.end() && !it->is_null()) {
+    m.capacity.emplace();
+    from_json(*it, *m.capacity);
+  }
 }
+
+void to_json(json& j, const SamplingParams& m) {
+  j = json{{"max_tokens", m.max_tokens}, {"temperature", m.temperature},
+           {"top_p", m.top_p},           {"seed", m.seed},
+           {"ignore_eos", m.ignore_eos}, {"stop_token_ids", m.stop_token_ids}};
+}
+void from_json(const json& j, SamplingParams& m) {
+  required(j, "max_tokens", m.max_tokens);
+  required(j, "temperature", m.temperature);
+  required(j, "top_p", m.top_p);
+  required(j, "seed", m.seed);
+  optional_field(j, "ignore_eos", m.ignore_eos);
+  optional_field(j, "stop_token_ids", m.stop_token_ids);
+}
+
+void to_json(json& j, const SubmitRequest& m) {
+  j = json{{"request_id", m.request_id},
+           {"prompt_ids", m.prompt_ids},
+           {"output_ids", m.output_ids},
+           {"params", m.params}};
+}
+void from_json(const json& j, SubmitRequest& m) {
+  required(j, "request_id", m.request_id);
+  required(j, "prompt_ids", m.prompt_ids);
+  optional_field(j, "output_ids", m.output_ids);
+  required(j, "params", m.params);
+}
+
+void to_json(json& j, const CancelRequest& m) {
+  j = json{{"request_id", m.request_id}};
+}
+void from_json(const json& j, CancelRequest& m) {
+  required(j, "request_id", m.request_id);
+}
+
+void to_json(json& j, const RequestOutput& m) {
+  j = json{{"request_id", m.request_id}, {"new_tokens", m.new_tokens}, {"finished", m.finished}};
+  if (m.finished) j["finish_reason"] = m.finish_reason;
+  if (!m.error.empty()) j["error"] = m.error;
+}
+void from_json(const json& j, RequestOutput& m) {
+  required(j, "request_id", m.request_id);
+  required(j, "new_tokens", m.new_tokens);
+  required(j, "finished", m.finished);
+  optional_field(j, "finish_reason", m.finish_reason);
+  optional_field(j, "error", m.error);
+}
+
+void to_json(json& j, const WorkerLoad& m) {
+  j = json{{"num_running", m.num_running},
+           {"num_waiting", m.num_waiting},
+           {"num_free_kv_blocks", m.num_free_kv_blocks},
+           {"num_kv_blocks", m.num_kv_blocks}};
+}
+void from_json(const json& j, WorkerLoad& m) {
+  required(j, "num_running", m.num_running);
+  required(j, "num_waiting", m.num_waiting);
+  required(j, "num_free_kv_blocks", m.num_free_kv_blocks);
+  required(j, "num_kv_blocks", m.num_kv_blocks);
+}
+
+void to_json(json& j, const TokenBatch& m) {
+  j = json{{"step", m.step}, {"outputs", m.outputs}, {"load", m.load}};
+}
+void from_json(const json& j, TokenBatch& m) {
+  required(j, "step", m.step);
+  required(j, "outputs", m.outputs);
+  required(j, "load", m.load);
+}
+
+void to_json(json& j, const Wake& m) {
+  j = json{{"epoch", m.epoch}};
+}
+void from_json(const json& j, Wake& m) {
+  required(j, "epoch", m.epoch);
+}
+void to_json(json& j, const NeedWake&) {
+  j = json::object();
+}
+void from_json(const json&, NeedWake&) {}
 
 void to_json(json& j, const Shutdown& m) {
   j = json{{"reason", m.reason}};
@@ -298,7 +405,8 @@ std::string serialize(const AdminRequest& request) {
 }
 
 void to_json(json& j, const WorkerInfo& m) {
-  j = json{{"id", m.id},
+  j = json{{"load", m.load},
+           {"id", m.id},
            {"state", m.state},
            {"rank", m.rank},
            {"host", m.host},
@@ -320,6 +428,7 @@ void from_json(const json& j, WorkerInfo& m) {
   optional_field(j, "device_idx", m.device_idx);
   optional_field(j, "last_heard_ms", m.last_heard_ms);
   optional_field(j, "reason", m.reason);
+  optional_field(j, "load", m.load);
 }
 
 void to_json(json& j, const StageDuration& m) {

@@ -94,8 +94,8 @@ TEST_CASE("admin status reply round-trips", "[protocol]") {
   status.active_dp = 2;
   status.launcher = "local";
   status.device = "cpu";
-  status.workers.push_back({"w0", "ACTIVE", 0, "node", 11, 3, "cpu", 0, 120, ""});
-  status.workers.push_back({"w5", "DEAD", -1, "node", 12, -1, "cpu", 5, 4000, "no heartbeat"});
+  status.workers.push_back({"w0", "ACTIVE", 0, "node", 11, 3, "cpu", 0, 120, "", {}});
+  status.workers.push_back({"w5", "DEAD", -1, "node", 12, -1, "cpu", 5, 4000, "no heartbeat", {}});
   status.scale = {"failed", "FAILED", 2, 4, 4, "worker w3 lost", 1.5, {{"WAIT_WORKERS", 1.5}}};
   json j = status;
   auto back = json::parse(j.dump()).get<StatusReply>();
@@ -188,4 +188,53 @@ TEST_CASE("admin replies carry ok or an error with code and message", "[protocol
   Status status = admin_reply_status(bad);
   CHECK(status.code() == ErrorCode::kResourceExhausted);
   CHECK(status.message() == "no ports");
+}
+
+TEST_CASE("serving messages round-trip through their envelope", "[protocol]") {
+  SubmitRequest submit;
+  submit.request_id = 77;
+  submit.prompt_ids = {1, 2, 3};
+  submit.output_ids = {9};
+  submit.params = {32, 0.7f, 0.9f, 1234, true, {5, 6}};
+  SubmitRequest submit2 = round_trip(submit);
+  CHECK(submit2.request_id == 77);
+  CHECK(submit2.prompt_ids == std::vector<int32_t>{1, 2, 3});
+  CHECK(submit2.output_ids == std::vector<int32_t>{9});
+  CHECK(submit2.params.max_tokens == 32);
+  CHECK(submit2.params.temperature == Approx(0.7f));
+  CHECK(submit2.params.top_p == Approx(0.9f));
+  CHECK(submit2.params.seed == 1234);
+  CHECK(submit2.params.ignore_eos);
+  CHECK(submit2.params.stop_token_ids == std::vector<int32_t>{5, 6});
+
+  CHECK(round_trip(CancelRequest{77}).request_id == 77);
+
+  TokenBatch batch;
+  batch.step = 12;
+  batch.outputs.push_back({77, {4, 5}, false, "", ""});
+  batch.outputs.push_back({78, {}, true, "error", "KV cache full"});
+  batch.load = {3, 1, 40, 64};
+  TokenBatch batch2 = round_trip(batch);
+  CHECK(batch2.step == 12);
+  REQUIRE(batch2.outputs.size() == 2);
+  CHECK(batch2.outputs[0].new_tokens == std::vector<int32_t>{4, 5});
+  CHECK_FALSE(batch2.outputs[0].finished);
+  CHECK(batch2.outputs[1].finished);
+  CHECK(batch2.outputs[1].finish_reason == "error");
+  CHECK(batch2.outputs[1].error == "KV cache full");
+  CHECK(batch2.load.num_running == 3);
+  CHECK(batch2.load.num_free_kv_blocks == 40);
+
+  CHECK(round_trip(Wake{5}).epoch == 5);
+  round_trip(NeedWake{});
+
+  AssignAck ack{2, 1, ModelCapacity{"tiny", 512, 4096, 256, 16}};
+  AssignAck ack2 = round_trip(ack);
+  REQUIRE(ack2.capacity);
+  CHECK(ack2.capacity->model == "tiny");
+  CHECK(ack2.capacity->max_model_len == 4096);
+  CHECK_FALSE(round_trip(AssignAck{2, 1, std::nullopt}).capacity);
+
+  Heartbeat beat{3, 0, {1, 2, 3, 4}};
+  CHECK(round_trip(beat).load.num_kv_blocks == 4);
 }

@@ -34,6 +34,11 @@ enum class MsgType {
   kAssignAck,      // worker -> coordinator: I hold that role now
   kShutdown,       // coordinator -> worker: exit now
   kWorkerExiting,  // worker -> coordinator: I am exiting (SIGTERM, order, fatal error)
+  kSubmitRequest,  // coordinator -> worker: generate for this request
+  kCancelRequest,  // coordinator -> worker: stop this request, free its KV blocks
+  kTokenBatch,     // worker -> coordinator: one step's tokens of every request that advanced
+  kWake,           // coordinator -> worker: the idle fleet steps again (DESIGN.md section 5)
+  kNeedWake,       // worker -> coordinator: I got work while the fleet is idle
 };
 
 std::string_view to_string(MsgType type);
@@ -67,10 +72,19 @@ struct RegisterReply {
   int64_t heartbeat_timeout_ms = 0;
 };
 
+// A worker's load after a step: what the router balances on and what status reports.
+struct WorkerLoad {
+  int num_running = 0;
+  int num_waiting = 0;
+  int num_free_kv_blocks = 0;
+  int num_kv_blocks = 0;
+};
+
 struct Heartbeat {
   static constexpr MsgType kType = MsgType::kHeartbeat;
   int64_t generation = -1;  // the generation the worker serves in, -1 while spare
   int rank = -1;
+  WorkerLoad load;
 };
 
 // A key-value store endpoint through which one group of one generation rendezvouses.
@@ -89,10 +103,67 @@ struct Assign {
   StoreEndpoint ep_store;            // the generation's expert-parallel group
 };
 
+// What a serving worker can take, reported when it acknowledges an assignment.
+struct ModelCapacity {
+  std::string model;  // the checkpoint directory's name
+  int vocab_size = 0;
+  int max_model_len = 0;  // prompt + generated tokens one request may reach
+  int num_kv_blocks = 0;
+  int block_size = 0;
+};
+
 struct AssignAck {
   static constexpr MsgType kType = MsgType::kAssignAck;
   int64_t generation = 0;
   int rank = 0;
+  std::optional<ModelCapacity> capacity;  // absent when the worker serves no model
+};
+
+// Sampling and stopping parameters, as the API gave them (seed always set by the coordinator).
+struct SamplingParams {
+  int max_tokens = 16;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+  bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;
+};
+
+struct SubmitRequest {
+  static constexpr MsgType kType = MsgType::kSubmitRequest;
+  uint64_t request_id = 0;
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> output_ids;  // generated before (a migrated request continues from here)
+  SamplingParams params;
+};
+
+struct CancelRequest {
+  static constexpr MsgType kType = MsgType::kCancelRequest;
+  uint64_t request_id = 0;
+};
+
+struct RequestOutput {
+  uint64_t request_id = 0;
+  std::vector<int32_t> new_tokens;
+  bool finished = false;
+  std::string finish_reason;  // "length", "stop", "cancelled", "error"
+  std::string error;          // when finish_reason is "error"
+};
+
+struct TokenBatch {
+  static constexpr MsgType kType = MsgType::kTokenBatch;
+  uint64_t step = 0;
+  std::vector<RequestOutput> outputs;
+  WorkerLoad load;
+};
+
+struct Wake {
+  static constexpr MsgType kType = MsgType::kWake;
+  uint64_t epoch = 0;  // increases with every wake; an idle fleet resumes on one above its own
+};
+
+struct NeedWake {
+  static constexpr MsgType kType = MsgType::kNeedWake;
 };
 
 struct Shutdown {
@@ -117,6 +188,24 @@ void to_json(nlohmann::json& j, const StoreEndpoint& m);
 void from_json(const nlohmann::json& j, StoreEndpoint& m);
 void to_json(nlohmann::json& j, const Assign& m);
 void from_json(const nlohmann::json& j, Assign& m);
+void to_json(nlohmann::json& j, const ModelCapacity& m);
+void from_json(const nlohmann::json& j, ModelCapacity& m);
+void to_json(nlohmann::json& j, const SamplingParams& m);
+void from_json(const nlohmann::json& j, SamplingParams& m);
+void to_json(nlohmann::json& j, const SubmitRequest& m);
+void from_json(const nlohmann::json& j, SubmitRequest& m);
+void to_json(nlohmann::json& j, const CancelRequest& m);
+void from_json(const nlohmann::json& j, CancelRequest& m);
+void to_json(nlohmann::json& j, const RequestOutput& m);
+void from_json(const nlohmann::json& j, RequestOutput& m);
+void to_json(nlohmann::json& j, const WorkerLoad& m);
+void from_json(const nlohmann::json& j, WorkerLoad& m);
+void to_json(nlohmann::json& j, const TokenBatch& m);
+void from_json(const nlohmann::json& j, TokenBatch& m);
+void to_json(nlohmann::json& j, const Wake& m);
+void from_json(const nlohmann::json& j, Wake& m);
+void to_json(nlohmann::json& j, const NeedWake& m);
+void from_json(const nlohmann::json& j, NeedWake& m);
 void to_json(nlohmann::json& j, const AssignAck& m);
 void from_json(const nlohmann::json& j, AssignAck& m);
 void to_json(nlohmann::json& j, const Shutdown& m);
@@ -204,6 +293,7 @@ struct WorkerInfo {
   int device_idx = 0;
   int64_t last_heard_ms = 0;  // milliseconds since the coordinator last heard from it
   std::string reason;         // why it is DEAD or LEAVING, empty otherwise
+  WorkerLoad load;            // as of its last token batch or heartbeat
 };
 
 struct StageDuration {

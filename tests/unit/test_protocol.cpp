@@ -50,7 +50,7 @@ TEST_CASE("every control message round-trips through its envelope", "[protocol]"
   CHECK(accepted2.heartbeat_interval_ms == 1000);
   CHECK(accepted2.heartbeat_timeout_ms == 3000);
 
-  Heartbeat beat{5, 3};
+  Heartbeat beat{5, 3, {}};
   Heartbeat beat2 = round_trip(beat);
   CHECK(beat2.generation == 5);
   CHECK(beat2.rank == 3);
@@ -65,7 +65,7 @@ TEST_CASE("every control message round-trips through its envelope", "[protocol]"
   CHECK(assign2.control_store.port == 29500);
   CHECK(assign2.ep_store.port == 29501);
 
-  AssignAck ack{4, 1};
+  AssignAck ack{4, 1, std::nullopt};
   AssignAck ack2 = round_trip(ack);
   CHECK(ack2.generation == 4);
   CHECK(ack2.rank == 1);

@@ -83,6 +83,32 @@ double silu(double g) {
   return g / (1.0 + std::exp(-g));
 }
 
+// sample_token as sampling.h words it: sort everything, scan.
+int32_t reference_sample(const std::vector<float>& logits, float temperature, float top_p,
+                         uint64_t seed, uint64_t step) {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  const float m = *std::max_element(logits.begin(), logits.end());
+  std::vector<float> e(vocab), p(vocab);
+  double s = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) s += (e[i] = std::exp((logits[i] - m) / temperature));
+  for (int64_t i = 0; i < vocab; ++i) p[i] = static_cast<float>(e[i] / s);
+  std::vector<int32_t> order(vocab);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
+  int64_t nucleus = 0;
+  double mass = 0.0;
+  do {
+    mass += p[order[nucleus++]];
+  } while (nucleus < vocab && mass < top_p);
+  const double target = cpu::sampling_uniform(seed, step) * mass;
+  double running = 0.0;
+  for (int64_t i = 0; i < nucleus; ++i) {
+    running += p[order[i]];
+    if (running > target) return order[i];
+  }
+  return order[nucleus - 1];
+}
+
 }  // namespace
 
 TEST_CASE("embedding copies the rows of the ids", "[kernels]") {
@@ -464,4 +490,29 @@ TEST_CASE("sample_token: greedy, nucleus, reproducible, distributed as softmax",
   for (double p : expected_plain) norm += std::sqrt(p);
   for (int i = 0; i < 4; ++i)
     CHECK(std::fabs(warm[i] - std::sqrt(expected_plain[i]) / norm) < tolerance);
+}
+
+TEST_CASE("sample_token draws exactly what the documented procedure draws", "[kernels]") {
+  // Vocabularies above and below the first partial sort, flat and peaked rows (a flat row with
+  // top_p 0.9 makes the nucleus grow past the first sorted tokens), with ties.
+  for (const int64_t vocab : {int64_t{3}, int64_t{300}, int64_t{5000}}) {
+    for (const float spread : {0.1f, 8.0f}) {
+      std::vector<float> logits =
+          random_floats(vocab, 70 + static_cast<uint32_t>(vocab), -spread, spread);
+      for (int64_t i = 0; i + 3 < vocab; i += 7) logits[i + 3] = logits[i];
+      std::vector<std::byte> scratch(cpu::sampling_scratch_bytes(vocab));
+      int64_t num_different = 0;
+      for (const float temperature : {0.7f, 1.0f}) {
+        for (const float top_p : {0.05f, 0.5f, 0.9f, 0.999f, 1.0f}) {
+          for (uint64_t step = 0; step < 25; ++step) {
+            const int32_t got = cpu::sample_token(logits.data(), vocab, temperature, top_p, 11,
+                                                  step, scratch.data());
+            num_different += got != reference_sample(logits, temperature, top_p, 11, step);
+          }
+        }
+      }
+      CAPTURE(vocab, spread);
+      CHECK(num_different == 0);
+    }
+  }
 }

@@ -148,6 +148,7 @@ TileTable make_table() {
 const TileTable& tiles() {
   static const TileTable table = [] {
 #ifdef EEP_GEMM_HAVE_AVX2_PATH
+    __builtin_cpu_init();  // in case the first product runs in a static constructor
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
       return make_table<Avx2Kernel>();
     }

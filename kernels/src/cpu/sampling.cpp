@@ -5,6 +5,12 @@
 #include <numeric>
 
 namespace eep::kernels::cpu {
+namespace {
+
+// Tokens ordered first when looking for a nucleus of top_p < 1 (widened as needed).
+constexpr int64_t kFirstSortedTokens = 256;
+
+}  // namespace
 
 double sampling_uniform(uint64_t seed, uint64_t step) {
   uint64_t z = seed + 0x9E3779B97F4A7C15ull * (step + 1);
@@ -33,13 +39,28 @@ int32_t sample_token(const float* logits, int64_t vocab, float temperature, floa
   }
   for (int64_t i = 0; i < vocab; ++i) probs[i] = static_cast<float>(probs[i] / sum);
   std::iota(order, order + vocab, 0);
-  std::sort(order, order + vocab, [&](int32_t a, int32_t b) {
+  auto ranks_before = [&](int32_t a, int32_t b) {
     return probs[a] > probs[b] || (probs[a] == probs[b] && a < b);
-  });
-  // The nucleus: the shortest prefix whose mass reaches top_p (at least one token).
+  };
+  // The nucleus: the shortest prefix of the tokens by (probability, lower id) whose mass reaches
+  // top_p (at least one token). Only a prefix of the order matters, so sort the most probable
+  // few first and widen only while their mass falls short: same result as sorting everything.
+  int64_t num_sorted = top_p < 1.0f ? std::min<int64_t>(vocab, kFirstSortedTokens) : vocab;
   int64_t nucleus = 0;
   double mass = 0.0;
-  while (nucleus < vocab && (nucleus == 0 || mass < top_p)) mass += probs[order[nucleus++]];
+  for (;;) {
+    if (num_sorted < vocab) {
+      std::nth_element(order, order + num_sorted, order + vocab, ranks_before);
+    }
+    std::sort(order, order + num_sorted, ranks_before);
+    nucleus = 0;
+    mass = 0.0;
+    while (nucleus < num_sorted && (nucleus == 0 || mass < top_p)) {
+      mass += probs[order[nucleus++]];
+    }
+    if (mass >= top_p || num_sorted == vocab) break;
+    num_sorted = std::min(vocab, num_sorted * 16);
+  }
   const double target = sampling_uniform(seed, step) * mass;
   double cumulative = 0.0;
   for (int64_t i = 0; i < nucleus; ++i) {

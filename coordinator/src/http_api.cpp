@@ -1,0 +1,628 @@
+#include "eep/coordinator/http_api.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "eep/common/log.h"
+#include "eep/coordinator/openai_api.h"
+
+namespace eep::coordinator {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+// A request's header and body must arrive within this; it is also how long an idle keep-alive
+// connection is kept.
+constexpr auto kRequestReadTimeout = std::chrono::seconds(60);
+// One write to a client (a reply, or the stream chunks pending) must finish within this, so a
+// client that stops reading cannot hold a request (and its KV blocks) forever.
+constexpr auto kWriteTimeout = std::chrono::seconds(30);
+// After a reply with "Connection: close" we read and drop what the client still sends (the rest
+// of a refused body) for at most this long, so the reply is not lost to a TCP reset.
+constexpr auto kLingerTimeout = std::chrono::seconds(1);
+// While a request runs we read ahead to notice a disconnect; pipelined bytes beyond this stop
+// the reading (the disconnect is then noticed on the next write).
+constexpr size_t kMaxReadAheadBytes = 64 << 10;
+constexpr size_t kReadAheadChunkBytes = 4096;
+// After a failed accept (out of file descriptors), wait before accepting again.
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
+
+// Closed by stop() before the io_context goes away; the frontend's callbacks post onto a
+// strand only while it is open.
+struct EventGate {
+  std::mutex mutex;
+  bool open = true;
+};
+
+struct ServerState {
+  ServingFrontend& frontend;
+  HttpApiOptions options;
+  MetricsRegistry registry;
+  ServingMetrics metrics{registry};
+  std::shared_ptr<EventGate> gate = std::make_shared<EventGate>();
+
+  ServerState(ServingFrontend& f, HttpApiOptions o) : frontend(f), options(std::move(o)) {}
+};
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view sv(beast::string_view text) {
+  return {text.data(), text.size()};
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t idx = 0; idx < a.size(); ++idx) {
+    diff |= static_cast<unsigned char>(a[idx] ^ (idx < b.size() ? b[idx] : 0));
+  }
+  return diff == 0;
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, ServerState& state)
+      : socket_(std::move(socket)), deadline_(socket_.get_executor()), state_(state) {}
+
+  // Destroyed normally after close(), or by stop() with the io_context: then a request still in
+  // flight is cancelled here.
+  ~Session() {
+    if (request_id_) state_.frontend.cancel(*request_id_);
+  }
+
+  void start() { read_request(); }
+
+ private:
+  // The generation guards against a timer that fired just before it was re-armed or cancelled.
+  void arm_deadline(Clock::duration timeout) {
+    deadline_.expires_after(timeout);
+    uint64_t generation = ++deadline_generation_;
+    deadline_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+      if (!ec && generation == self->deadline_generation_) {
+        EEP_LOG_DEBUG("http: connection timed out");
+        self->close();
+      }
+    });
+  }
+
+  void read_request() {
+    parser_.emplace();
+    parser_->body_limit(state_.options.max_body_bytes);
+    parser_->header_limit(static_cast<uint32_t>(state_.options.max_header_bytes));
+    arm_deadline(kRequestReadTimeout);
+    http::async_read_header(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (closed_) return;
+    if (ec) return on_read_error(ec);
+    const auto& request = parser_->get();
+    auto read_body = [self = shared_from_this()] {
+      http::async_read(self->socket_, self->buffer_, *self->parser_,
+                       [self](beast::error_code ec, size_t) { self->on_body(ec); });
+    };
+    if (!parser_->is_done() && beast::iequals(request[http::field::expect], "100-continue")) {
+      // curl asks before sending a large body; answer so it does not wait a second.
+      static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      net::async_write(socket_, net::buffer(kContinue),
+                       [self = shared_from_this(), read_body](beast::error_code ec, size_t) {
+                         if (self->closed_) return;
+                         if (ec) return self->close();
+                         read_body();
+                       });
+      return;
+    }
+    read_body();
+  }
+
+  void on_body(beast::error_code ec) {
+    if (closed_) return;
+    disarm_deadline();
+    if (ec) return on_read_error(ec);
+    handle(parser_->release());
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      return respond_error({413,
+                            "the request body exceeds the limit of " +
+                                std::to_string(state_.options.max_body_bytes) + " bytes",
+                            "invalid_request_error", "", "request_too_large"},
+                           /*close=*/true);
+    }
+    if (ec == http::error::header_limit) {
+      return respond_error({431,
+                            "the request header exceeds the limit of " +
+                                std::to_string(state_.options.max_header_bytes) + " bytes",
+                            "invalid_request_error", "", "header_too_large"},
+                           /*close=*/true);
+    }
+    if (ec.category() == beast::error_code(http::error::end_of_stream).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      return respond_error({400, "malformed HTTP request: " + ec.message(), "invalid_request_error",
+                            "", "bad_request"},
+                           /*close=*/true);
+    }
+    close();  // the client went away, or the timer closed the socket
+  }
+
+  void handle(http::request<http::string_body> request) {
+    received_ = Clock::now();
+    keep_alive_ = request.keep_alive();
+    chunked_ = request.version() >= 11;
+    std::string_view target = sv(request.target());
+    std::string_view path = target.substr(0, target.find('?'));
+    const http::verb method = request.method();
+
+    auto allow = [&](http::verb wanted) {
+      if (method == wanted) return true;
+      respond_error({405,
+                     std::string(sv(http::to_string(method))) + " is not allowed on " +
+                         std::string(path) + "; use " + std::string(sv(http::to_string(wanted))),
+                     "invalid_request_error", "", "method_not_allowed"},
+                    false, "Allow: " + std::string(sv(http::to_string(wanted))) + "\r\n");
+      return false;
+    };
+    if (path == "/v1/completions") {
+      if (allow(http::verb::post) && authorized(request)) start_completion(request.body());
+    } else if (path == "/v1/models") {
+      if (allow(http::verb::get) && authorized(request)) {
+        respond(200, "application/json", models_body(state_.frontend.model_info()));
+      }
+    } else if (path == "/health") {
+      if (!allow(http::verb::get)) return;
+      if (state_.frontend.ready()) {
+        respond(200, "application/json", R"({"status":"ok"})");
+      } else {
+        respond_error({503, "no worker is ready to serve requests yet", "service_unavailable", "",
+                       "service_unavailable"});
+      }
+    } else if (path == "/metrics") {
+      if (!allow(http::verb::get)) return;
+      state_.metrics.update_from(state_.frontend.stats());
+      respond(200, "text/plain; version=0.0.4; charset=utf-8", state_.registry.render());
+    } else {
+      respond_error({404,
+                     "Invalid URL (" + std::string(sv(http::to_string(method))) + " " +
+                         std::string(path) +
+                         "); this server has POST /v1/completions, GET /v1/models, "
+                         "GET /health and GET /metrics",
+                     "invalid_request_error", "", "unknown_url"});
+    }
+  }
+
+  bool authorized(const http::request<http::string_body>& request) {
+    if (!state_.options.api_key) return true;
+    std::string_view header = sv(request[http::field::authorization]);
+    constexpr std::string_view kBearer = "Bearer ";
+    if (header.size() > kBearer.size() &&
+        beast::iequals(beast::string_view(header.data(), kBearer.size()), "Bearer ") &&
+        constant_time_equal(header.substr(kBearer.size()), *state_.options.api_key)) {
+      return true;
+    }
+    respond_error({401,
+                   header.empty() ? "missing API key: send 'Authorization: Bearer <key>'"
+                                  : "incorrect API key",
+                   "invalid_request_error", "", "invalid_api_key"},
+                  false, "WWW-Authenticate: Bearer\r\n");
+    return false;
+  }
+
+  void start_completion(const std::string& body) {
+    ModelInfo model = state_.frontend.model_info();
+    auto parsed = parse_completion_request(body, model);
+    if (auto* failure = std::get_if<ApiError>(&parsed)) return respond_error(*failure);
+    ParsedCompletion& completion = std::get<ParsedCompletion>(parsed);
+
+    std::weak_ptr<Session> weak = weak_from_this();
+    auto executor = socket_.get_executor();
+    CompletionCallback on_event = [gate = state_.gate, weak,
+                                   executor](const CompletionEvent& event) {
+      Clock::time_point arrived = Clock::now();
+      std::lock_guard lock(gate->mutex);
+      if (!gate->open) return;
+      net::post(executor, [weak, event, arrived] {
+        if (auto self = weak.lock()) self->on_event(event, arrived);
+      });
+    };
+    auto submitted = state_.frontend.submit(std::move(completion.request), std::move(on_event));
+    if (!submitted.is_ok()) return respond_error(api_error_from_status(submitted.status()));
+
+    request_id_ = submitted.value();
+    streaming_ = completion.stream;
+    got_first_token_ = false;
+    formatter_.emplace(*request_id_, model, unix_now(), completion.include_usage);
+    EEP_LOG_DEBUG("http: request " << *request_id_ << " submitted ("
+                                   << (streaming_ ? "streaming" : "not streaming") << ")");
+    if (streaming_) {
+      if (!chunked_) keep_alive_ = false;  // HTTP/1.0: the body ends when the connection does
+      state_.metrics.count_http_response(200);
+      queued_ += std::string("HTTP/1.1 200 OK\r\n") +
+                 "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+                 (chunked_ ? "Transfer-Encoding: chunked\r\n" : "") + connection_header() + "\r\n";
+      pump();
+    }
+    watch_for_disconnect();
+  }
+
+  void on_event(const CompletionEvent& event, Clock::time_point arrived) {
+    if (closed_ || !request_id_ || event.request_id != *request_id_) return;
+    observe_latencies(event, arrived);
+    if (streaming_) {
+      queue_chunk(formatter_->stream_events(event));
+      if (event.finished) {
+        if (chunked_) queued_ += "0\r\n\r\n";
+        response_done_ = true;
+      }
+      pump();
+    } else {
+      formatter_->add(event);
+      if (event.finished) {
+        if (event.status.is_ok()) {
+          respond(200, "application/json", formatter_->reply());
+        } else {
+          respond_error(api_error_from_status(event.status));
+        }
+      }
+    }
+    if (event.finished) request_id_.reset();
+  }
+
+  void observe_latencies(const CompletionEvent& event, Clock::time_point arrived) {
+    if (!event.new_tokens.empty()) {
+      if (!got_first_token_) {
+        state_.metrics.observe_time_to_first_token(arrived - received_);
+        got_first_token_ = true;
+      } else {
+        // A batch of k tokens in one event: k gaps of a k-th of the interval each.
+        auto per_token = (arrived - last_token_) / static_cast<int>(event.new_tokens.size());
+        for (size_t idx = 0; idx < event.new_tokens.size(); ++idx) {
+          state_.metrics.observe_inter_token_latency(per_token);
+        }
+      }
+      last_token_ = arrived;
+    }
+    if (event.finished && event.status.is_ok()) {
+      state_.metrics.observe_request_latency(arrived - received_);
+    }
+  }
+
+  std::string connection_header() const {
+    return keep_alive_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  }
+
+  void queue_chunk(const std::string& data) {
+    if (data.empty()) return;
+    if (!chunked_) {
+      queued_ += data;
+      return;
+    }
+    char size[32];
+    std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+    queued_ += size;
+    queued_ += data;
+    queued_ += "\r\n";
+  }
+
+  void respond(int status, std::string_view content_type, const std::string& body,
+               const std::string& extra_headers = "") {
+    state_.metrics.count_http_response(status);
+    std::string_view reason = sv(http::obsolete_reason(http::int_to_status(status)));
+    queued_ += "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+    queued_ += "Content-Type: " + std::string(content_type) + "\r\n";
+    queued_ += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    queued_ += connection_header() + extra_headers + "\r\n";
+    queued_ += body;
+    response_done_ = true;
+    pump();
+  }
+
+  void respond_error(const ApiError& error, bool close = false,
+                     const std::string& extra_headers = "") {
+    if (close) keep_alive_ = false;
+    EEP_LOG_DEBUG("http: " << error.http_status << " " << error.message);
+    respond(error.http_status, "application/json", error_body(error), extra_headers);
+  }
+
+  void pump() {
+    if (write_in_flight_ || queued_.empty() || closed_) return;
+    writing_.swap(queued_);
+    queued_.clear();
+    write_in_flight_ = true;
+    arm_deadline(kWriteTimeout);
+    net::async_write(
+        socket_, net::buffer(writing_),
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_write(ec); });
+  }
+
+  void on_write(beast::error_code ec) {
+    write_in_flight_ = false;
+    disarm_deadline();
+    if (closed_) return;
+    if (ec) return close();  // the client went away mid-reply: close() cancels the request
+    if (!queued_.empty()) return pump();
+    if (response_done_) finish_exchange();
+  }
+
+  // The reply is fully written: the next request on this connection, or the end of it.
+  void finish_exchange() {
+    response_done_ = false;
+    formatter_.reset();
+    if (!keep_alive_) return linger_close();
+    if (watch_in_flight_) {
+      // The read-ahead resumes request reading when it returns (now, from the cancel).
+      resume_after_watch_ = true;
+      beast::error_code ignored;
+      socket_.cancel(ignored);
+      return;
+    }
+    read_request();
+  }
+
+  // While a request runs, a pending read notices the client closing its connection. Bytes that
+  // arrive (a pipelined request) are kept in buffer_ for the parser.
+  void watch_for_disconnect() {
+    if (watch_in_flight_ || closed_ || buffer_.size() >= kMaxReadAheadBytes) return;
+    watch_in_flight_ = true;
+    socket_.async_read_some(buffer_.prepare(kReadAheadChunkBytes),
+                            [self = shared_from_this()](beast::error_code ec, size_t num_bytes) {
+                              self->on_watch(ec, num_bytes);
+                            });
+  }
+
+  void on_watch(beast::error_code ec, size_t num_bytes) {
+    watch_in_flight_ = false;
+    if (closed_) return;
+    if (!ec) buffer_.commit(num_bytes);
+    if (resume_after_watch_) {
+      resume_after_watch_ = false;
+      if (ec && ec != net::error::operation_aborted) return close();
+      return read_request();
+    }
+    if (ec) {
+      if (request_id_) {
+        EEP_LOG_INFO("http: client of request " << *request_id_ << " went away (" << ec.message()
+                                                << "); cancelling it");
+      }
+      return close();
+    }
+    watch_for_disconnect();
+  }
+
+  // Sends FIN, then drops what the client still sends until it closes or kLingerTimeout.
+  void linger_close() {
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    arm_deadline(kLingerTimeout);
+    drain();
+  }
+
+  void drain() {
+    buffer_.consume(buffer_.size());
+    socket_.async_read_some(buffer_.prepare(kReadAheadChunkBytes),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (self->closed_) return;
+                              if (ec) return self->close();
+                              self->drain();
+                            });
+  }
+
+  // Idempotent. Cancels a request still running (the client can no longer receive it).
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    if (request_id_) {
+      state_.frontend.cancel(*request_id_);
+      request_id_.reset();
+    }
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    disarm_deadline();
+  }
+
+  void disarm_deadline() {
+    ++deadline_generation_;
+    deadline_.cancel();
+  }
+
+  tcp::socket socket_;
+  net::steady_timer deadline_;  // closes the socket when it fires
+  uint64_t deadline_generation_ = 0;
+  ServerState& state_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+
+  bool keep_alive_ = true;
+  bool chunked_ = true;  // HTTP/1.1: the stream uses chunked transfer encoding
+  bool closed_ = false;
+
+  std::string queued_;   // bytes to write next
+  std::string writing_;  // bytes of the write in flight
+  bool write_in_flight_ = false;
+  bool response_done_ = false;  // the whole reply is in queued_/writing_
+
+  bool watch_in_flight_ = false;
+  bool resume_after_watch_ = false;
+
+  std::optional<uint64_t> request_id_;  // submitted and not yet finished
+  bool streaming_ = false;
+  std::optional<CompletionFormatter> formatter_;
+  Clock::time_point received_;
+  Clock::time_point last_token_;
+  bool got_first_token_ = false;
+};
+
+}  // namespace
+
+Result<std::pair<std::string, int>> parse_host_port(const std::string& address) {
+  std::string host;
+  std::string port_text;
+  if (!address.empty() && address.front() == '[') {
+    size_t close = address.find("]:");
+    if (close == std::string::npos) {
+      return error(ErrorCode::kInvalidArgument,
+                   "bad HTTP address '" + address + "': expected [IPV6]:PORT");
+    }
+    host = address.substr(1, close - 1);
+    port_text = address.substr(close + 2);
+  } else {
+    size_t colon = address.rfind(':');
+    if (colon == std::string::npos || address.find(':') != colon) {
+      return error(ErrorCode::kInvalidArgument,
+                   "bad HTTP address '" + address + "': expected HOST:PORT");
+    }
+    host = address.substr(0, colon);
+    port_text = address.substr(colon + 1);
+  }
+  int port = -1;
+  if (!port_text.empty() && port_text.size() <= 5 &&
+      port_text.find_first_not_of("0123456789") == std::string::npos) {
+    port = std::stoi(port_text);
+  }
+  if (host.empty() || port < 0 || port > 65535) {
+    return error(ErrorCode::kInvalidArgument,
+                 "bad HTTP address '" + address + "': expected HOST:PORT with PORT in 0..65535");
+  }
+  return std::pair{host, port};
+}
+
+class HttpApi::Impl {
+ public:
+  Impl(std::string address, ServingFrontend& frontend, HttpApiOptions options)
+      : address_(std::move(address)), state_(frontend, std::move(options)) {}
+
+  Status start() {
+    EEP_ASSIGN_OR_RETURN(auto host_port, parse_host_port(address_));
+    beast::error_code ec;
+    std::string host = host_port.first == "localhost" ? "127.0.0.1" : host_port.first;
+    net::ip::address ip = net::ip::make_address(host, ec);
+    if (ec) {
+      return error(ErrorCode::kInvalidArgument, "bad HTTP address '" + address_ + "': '" +
+                                                    host_port.first + "' is not an IP address");
+    }
+    io_context_ = std::make_unique<net::io_context>(state_.options.num_threads);
+    acceptor_.emplace(net::make_strand(*io_context_));
+    tcp::endpoint endpoint(ip, static_cast<unsigned short>(host_port.second));
+    acceptor_->open(endpoint.protocol(), ec);
+    if (!ec) acceptor_->set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_->bind(endpoint, ec);
+    if (!ec) acceptor_->listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      acceptor_.reset();
+      io_context_.reset();
+      return error(ErrorCode::kIoError,
+                   "cannot listen for HTTP on " + address_ + ": " + ec.message());
+    }
+    port_ = acceptor_->local_endpoint().port();
+    work_guard_.emplace(io_context_->get_executor());
+    accept();
+    for (int idx = 0; idx < std::max(1, state_.options.num_threads); ++idx) {
+      threads_.emplace_back([this] { run_thread(); });
+    }
+    EEP_LOG_INFO("http: serving the OpenAI API on " << host << ":" << port_ << " ("
+                                                    << threads_.size() << " threads)");
+    return Status::ok();
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(state_.gate->mutex);
+      state_.gate->open = false;
+    }
+    if (!io_context_) return;
+    work_guard_.reset();
+    io_context_->stop();
+    for (auto& thread : threads_) thread.join();
+    threads_.clear();
+    acceptor_.reset();
+    // Destroys every pending handler, so every Session: each cancels its request in flight.
+    io_context_.reset();
+    port_ = 0;
+  }
+
+  int port() const { return port_; }
+  MetricsRegistry& metrics() { return state_.registry; }
+
+ private:
+  void accept() {
+    acceptor_->async_accept(net::make_strand(*io_context_),
+                            [this](beast::error_code ec, tcp::socket socket) {
+                              if (ec == net::error::operation_aborted) return;
+                              if (ec) {
+                                EEP_LOG_WARN("http: accept failed: " << ec.message());
+                                retry_accept();
+                                return;
+                              }
+                              beast::error_code ignored;
+                              socket.set_option(tcp::no_delay(true), ignored);
+                              std::make_shared<Session>(std::move(socket), state_)->start();
+                              accept();
+                            });
+  }
+
+  void retry_accept() {
+    auto timer = std::make_shared<net::steady_timer>(acceptor_->get_executor(), kAcceptRetryDelay);
+    timer->async_wait([this, timer](beast::error_code ec) {
+      if (!ec) accept();
+    });
+  }
+
+  void run_thread() {
+    // Handlers report errors as values; anything thrown is a bug we log and survive.
+    for (;;) {
+      try {
+        io_context_->run();
+        return;
+      } catch (const std::exception& e) {
+        EEP_LOG_ERROR("http: unexpected exception in a handler: " << e.what());
+      }
+    }
+  }
+
+  std::string address_;
+  ServerState state_;  // outlives io_context_: sessions refer to it until they are destroyed
+  std::unique_ptr<net::io_context> io_context_;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_guard_;
+  std::optional<tcp::acceptor> acceptor_;
+  std::vector<std::thread> threads_;
+  int port_ = 0;
+};
+
+HttpApi::HttpApi(std::string address, ServingFrontend& frontend, HttpApiOptions options)
+    : impl_(std::make_unique<Impl>(std::move(address), frontend, std::move(options))) {}
+
+HttpApi::~HttpApi() {
+  stop();
+}
+
+Status HttpApi::start() {
+  return impl_->start();
+}
+void HttpApi::stop() {
+  impl_->stop();
+}
+int HttpApi::port() const {
+  return impl_->port();
+}
+MetricsRegistry& HttpApi::metrics() {
+  return impl_->metrics();
+}
+
+}  // namespace eep::coordinator

@@ -1,0 +1,84 @@
+// One eep-bench run: asks the server for its model, builds the random dataset, sends the
+// requests at their arrival times under the concurrency limit (all on one thread's io_context),
+// and returns every request's record with the summary and the per-second series.
+//
+// Later (scaling, issue 7): triggers that fire at fixed times during the run (e.g. a scale over
+// the admin socket) run as further coroutines on the same io_context and add RunEvents, so the
+// report can cut the records into before / during / after windows by time.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "eep/bench/http_client.h"
+#include "eep/bench/stats.h"
+#include "eep/bench/workload.h"
+#include "eep/common/status.h"
+
+namespace eep::bench {
+
+struct BenchOptions {
+  std::string base_url = "http://127.0.0.1:8000";
+  std::string model;  // empty: the first one GET /v1/models lists
+  std::string api_key;
+  int num_prompts = 1000;
+  int random_input_len = 1024;
+  int random_output_len = 128;
+  double random_range_ratio = 0;
+  int vocab_size = 0;                // 0: what /v1/models reports, else kDefaultVocabSize
+  std::string request_rate = "inf";  // requests per second or "inf"
+  int max_concurrency = 0;           // 0: unlimited
+  uint64_t seed = 0;
+  std::optional<uint64_t> request_seed;  // none: requests carry no seed
+  bool stream = true;
+  bool mix_stream = false;  // overrides stream
+  double temperature = 0;
+  double top_p = 1;
+  double timeout_s = 600;
+  std::string result_json;   // empty: none written
+  bool save_tokens = false;  // prompt and output ids in the JSON records
+  bool progress = true;      // a progress bar, when stderr is a terminal
+
+  static constexpr int kDefaultVocabSize = 256;
+
+  StreamMode stream_mode() const {
+    return mix_stream ? StreamMode::kMix : stream ? StreamMode::kStream : StreamMode::kNoStream;
+  }
+};
+
+// Registers every flag of eep-bench on `app`, bound to `options`.
+void add_bench_options(CLI::App& app, BenchOptions& options);
+
+// "inf" (or "infinity") -> +inf; a positive number; anything else is an error.
+Result<double> parse_request_rate(const std::string& text);
+
+// Something that happened during the run at a time (reserved for scale triggers).
+struct RunEvent {
+  double time_s = 0;
+  std::string what;
+};
+
+struct BenchReport {
+  ServedModel model;
+  double request_rate = std::numeric_limits<double>::infinity();
+  double duration_s = 0;
+  std::vector<RequestRecord> records;  // by request_idx
+  std::vector<RunEvent> events;
+  Summary summary;
+  std::vector<SecondSample> series;
+};
+
+// Errors: bad options, server unreachable before the run. Failed requests are not errors.
+Result<BenchReport> run_benchmark(const BenchOptions& options);
+
+// The text the tool prints: a short header, the first errors, the vLLM table.
+std::string format_report(const BenchOptions& options, const BenchReport& report);
+nlohmann::json report_to_json(const BenchOptions& options, const BenchReport& report);
+
+}  // namespace eep::bench

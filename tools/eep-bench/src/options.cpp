@@ -1,0 +1,81 @@
+#include <cmath>
+#include <limits>
+
+#include "eep/bench/runner.h"
+
+namespace eep::bench {
+
+void add_bench_options(CLI::App& app, BenchOptions& options) {
+  app.add_option("--base-url", options.base_url, "Server to load, http://host:port[/prefix]")
+      ->capture_default_str();
+  app.add_option("--model", options.model,
+                 "Model name to send; default: the first one GET /v1/models lists");
+  app.add_option("--api-key", options.api_key, "Sent as 'Authorization: Bearer KEY'");
+  app.add_option("--num-prompts", options.num_prompts, "Requests to send")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--random-input-len", options.random_input_len, "Prompt tokens per request")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--random-output-len", options.random_output_len,
+                 "Tokens to generate per request (max_tokens, with ignore_eos)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--random-range-ratio", options.random_range_ratio,
+                 "Lengths drawn from [len * (1 - r), len * (1 + r)]; 0 = fixed")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--vocab-size", options.vocab_size,
+                 "Random prompt ids are drawn from [0, N); default: the model's vocabulary if "
+                 "/v1/models reports it, else 256");
+  app.add_option("--request-rate", options.request_rate,
+                 "Mean requests per second of a Poisson arrival process, or inf (all at once)")
+      ->capture_default_str();
+  app.add_option("--max-concurrency", options.max_concurrency,
+                 "Most requests in flight at once; 0 = no limit")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", options.seed, "Seed of the dataset and the arrivals")
+      ->capture_default_str();
+  app.add_option_function<uint64_t>(
+      "--request-seed", [&options](const uint64_t& seed) { options.request_seed = seed; },
+      "Send seed = S + request index in every request (for sampled runs)");
+  app.add_flag("--stream,!--no-stream", options.stream,
+               "Stream replies (server-sent events); default on");
+  app.add_flag("--mix-stream", options.mix_stream,
+               "Alternate: even request ids streamed, odd not (overrides --stream)");
+  app.add_option("--temperature", options.temperature, "Sampling temperature; 0 = greedy")
+      ->capture_default_str();
+  app.add_option("--top-p", options.top_p)->capture_default_str();
+  app.add_option("--timeout", options.timeout_s, "Seconds one request may take, connect to end")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--result-json", options.result_json,
+                 "Write the records, the per-second series and the summary here");
+  app.add_flag("--save-tokens", options.save_tokens,
+               "Put prompt and output token ids (and text) into the JSON records");
+  app.add_flag("--progress,!--no-progress", options.progress,
+               "Progress bar on stderr (only when it is a terminal)")
+      ->capture_default_str();
+}
+
+Result<double> parse_request_rate(const std::string& text) {
+  if (text == "inf" || text == "infinity" || text == "Inf") {
+    return std::numeric_limits<double>::infinity();
+  }
+  size_t used = 0;
+  double rate = 0;
+  try {
+    rate = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || !(rate > 0)) {
+    return error(ErrorCode::kInvalidArgument,
+                 "--request-rate must be a positive number of requests per second or inf, not '" +
+                     text + "'");
+  }
+  return rate;
+}
+
+}  // namespace eep::bench

@@ -1,0 +1,53 @@
+#include <cmath>
+#include <sstream>
+
+#include "eep/bench/runner.h"
+
+namespace eep::bench {
+
+std::string format_report(const BenchOptions& options, const BenchReport& report) {
+  std::ostringstream out;
+  out << "Model: " << report.model.name << "\n";
+  out << "Traffic request rate: " << options.request_rate << "\n";
+  out << "Maximum request concurrency: "
+      << (options.max_concurrency > 0 ? std::to_string(options.max_concurrency) : "None") << "\n";
+  out << format_errors(report.records);
+  TableOptions table;
+  if (options.max_concurrency > 0) table.max_concurrency = options.max_concurrency;
+  if (!std::isinf(report.request_rate)) table.request_rate = report.request_rate;
+  out << format_table(report.summary, table);
+  return out.str();
+}
+
+nlohmann::json report_to_json(const BenchOptions& options, const BenchReport& report) {
+  nlohmann::json config{{"base_url", options.base_url},
+                        {"model", report.model.name},
+                        {"num_prompts", options.num_prompts},
+                        {"random_input_len", options.random_input_len},
+                        {"random_output_len", options.random_output_len},
+                        {"random_range_ratio", options.random_range_ratio},
+                        {"request_rate", options.request_rate},
+                        {"max_concurrency", options.max_concurrency},
+                        {"seed", options.seed},
+                        {"stream", options.mix_stream ? "mix"
+                                   : options.stream   ? "on"
+                                                      : "off"},
+                        {"temperature", options.temperature},
+                        {"top_p", options.top_p},
+                        {"timeout_s", options.timeout_s}};
+  nlohmann::json events = nlohmann::json::array();
+  for (const RunEvent& event : report.events) {
+    events.push_back({{"time_s", event.time_s}, {"what", event.what}});
+  }
+  nlohmann::json requests = nlohmann::json::array();
+  for (const RequestRecord& record : report.records) {
+    requests.push_back(to_json(record, options.save_tokens));
+  }
+  return {{"config", std::move(config)},
+          {"summary", to_json(report.summary)},
+          {"time_series", to_json(report.series)},
+          {"events", std::move(events)},
+          {"requests", std::move(requests)}};
+}
+
+}  // namespace eep::bench

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -38,11 +39,14 @@ constexpr size_t kReadAheadChunkBytes = 4096;
 // After a failed accept (out of file descriptors), wait before accepting again.
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
 
-// Closed by stop() before the io_context goes away; the frontend's callbacks post onto a
-// strand only while it is open.
+// What the frontend's callbacks hold. Closed by stop() before the io_context goes away; a
+// callback posts only while it is open. It holds the io_context's plain executor (a pointer),
+// not a connection's strand: a strand's state must not outlive the io_context, and the frontend
+// may keep a callback after the API has stopped.
 struct EventGate {
   std::mutex mutex;
-  bool open = true;
+  bool open = false;
+  std::optional<net::io_context::executor_type> executor;
 };
 
 struct ServerState {
@@ -230,15 +234,23 @@ class Session : public std::enable_shared_from_this<Session> {
     if (auto* failure = std::get_if<ApiError>(&parsed)) return respond_error(*failure);
     ParsedCompletion& completion = std::get<ParsedCompletion>(parsed);
 
-    std::weak_ptr<Session> weak = weak_from_this();
-    auto executor = socket_.get_executor();
-    CompletionCallback on_event = [gate = state_.gate, weak,
-                                   executor](const CompletionEvent& event) {
+    // Runs on the core's thread: timestamp, queue, at most one post, return. Events stay in
+    // order through the inbox; the hop onto the strand happens on an HTTP thread.
+    CompletionCallback on_event = [gate = state_.gate, inbox = inbox_,
+                                   weak = weak_from_this()](const CompletionEvent& event) {
       Clock::time_point arrived = Clock::now();
-      std::lock_guard lock(gate->mutex);
+      std::lock_guard gate_lock(gate->mutex);
       if (!gate->open) return;
-      net::post(executor, [weak, event, arrived] {
-        if (auto self = weak.lock()) self->on_event(event, arrived);
+      {
+        std::lock_guard inbox_lock(inbox->mutex);
+        inbox->events.emplace_back(event, arrived);
+        if (inbox->drain_scheduled) return;
+        inbox->drain_scheduled = true;
+      }
+      net::post(*gate->executor, [weak] {
+        if (auto self = weak.lock()) {
+          net::post(self->socket_.get_executor(), [self] { self->drain_inbox(); });
+        }
       });
     };
     auto submitted = state_.frontend.submit(std::move(completion.request), std::move(on_event));
@@ -259,6 +271,16 @@ class Session : public std::enable_shared_from_this<Session> {
       pump();
     }
     watch_for_disconnect();
+  }
+
+  void drain_inbox() {
+    std::deque<std::pair<CompletionEvent, Clock::time_point>> events;
+    {
+      std::lock_guard lock(inbox_->mutex);
+      events.swap(inbox_->events);
+      inbox_->drain_scheduled = false;
+    }
+    for (const auto& [event, arrived] : events) on_event(event, arrived);
   }
 
   void on_event(const CompletionEvent& event, Clock::time_point arrived) {
@@ -410,7 +432,8 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_send, ignored);
     arm_deadline(kLingerTimeout);
-    drain();
+    // A read-ahead still pending does the draining (one read at a time on a socket).
+    if (!watch_in_flight_) drain();
   }
 
   void drain() {
@@ -460,6 +483,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   bool watch_in_flight_ = false;
   bool resume_after_watch_ = false;
+
+  // The frontend's events on their way from the core's thread to this strand.
+  struct EventInbox {
+    std::mutex mutex;
+    std::deque<std::pair<CompletionEvent, Clock::time_point>> events;
+    bool drain_scheduled = false;  // a drain_inbox() is posted and has not taken the events yet
+  };
+  std::shared_ptr<EventInbox> inbox_ = std::make_shared<EventInbox>();
 
   std::optional<uint64_t> request_id_;  // submitted and not yet finished
   bool streaming_ = false;
@@ -532,6 +563,11 @@ class HttpApi::Impl {
     }
     port_ = acceptor_->local_endpoint().port();
     work_guard_.emplace(io_context_->get_executor());
+    {
+      std::lock_guard lock(state_.gate->mutex);
+      state_.gate->executor = io_context_->get_executor();
+      state_.gate->open = true;
+    }
     accept();
     for (int idx = 0; idx < std::max(1, state_.options.num_threads); ++idx) {
       threads_.emplace_back([this] { run_thread(); });

@@ -167,6 +167,19 @@ TEST_CASE("health, models, metrics and a non-streaming completion", "[http]") {
   REQUIRE(frontend.submitted().size() == 1);
   CHECK(frontend.submitted()[0].seed == 3u);
 
+  // "Connection: close" is honoured: the reply says so and the server closes the connection.
+  {
+    HttpClient closing(api.port());
+    HttpReply closed = closing.post("/v1/completions", R"({"prompt":"abc","max_tokens":2})",
+                                    {{"Connection", "close"}});
+    CHECK(closed.status == 200);
+    CHECK(closed.headers["connection"] == "close");
+    char byte;
+    boost::system::error_code ec;
+    closing.socket().read_some(boost::asio::buffer(&byte, 1), ec);
+    CHECK(ec == boost::asio::error::eof);
+  }
+
   // A stop token ends it early.
   HttpReply stopped = client.post("/v1/completions", R"({"prompt":"abc","stop_token_ids":[98]})");
   CHECK(stopped.json()["choices"][0]["text"] == "ab");
@@ -176,9 +189,9 @@ TEST_CASE("health, models, metrics and a non-streaming completion", "[http]") {
   REQUIRE(metrics.status == 200);
   CHECK_THAT(metrics.headers["content-type"], Catch::StartsWith("text/plain; version=0.0.4"));
   for (const char* line :
-       {"eep_requests_finished_total 2", "eep_generation_tokens_total 9", "eep_fleet_size 2",
-        "eep_generation 7", "eep_time_to_first_token_seconds_count 2",
-        "eep_inter_token_latency_seconds_count 7", "eep_http_responses_total{code=\"200\"}",
+       {"eep_requests_finished_total 3", "eep_generation_tokens_total 11", "eep_fleet_size 2",
+        "eep_generation 7", "eep_time_to_first_token_seconds_count 3",
+        "eep_inter_token_latency_seconds_count 8", "eep_http_responses_total{code=\"200\"} 5",
         "eep_http_responses_total{code=\"503\"} 1"}) {
     CHECK_THAT(metrics.body, Catch::Contains(line));
   }
@@ -458,4 +471,28 @@ TEST_CASE("bad addresses are refused", "[http]") {
   HttpApi v6("[::1]:0", frontend, {});
   Status v6_status = v6.start();  // loopback IPv6 may be off in a container; then a clean error
   CHECK((v6_status.is_ok() || v6_status.code() == ErrorCode::kIoError));
+}
+
+TEST_CASE("events that arrive back to back keep their order", "[http]") {
+  FakeFrontend::Options fast;
+  fast.token_interval = std::chrono::milliseconds(0);
+  FakeFrontend frontend(fast);
+  HttpApiOptions options;
+  options.num_threads = 4;
+  HttpApi api("127.0.0.1:0", frontend, options);
+  REQUIRE(api.start().is_ok());
+  HttpClient client(api.port());
+  const std::string prompt = "0123456789abcdefghijklmnopqrstuvwxyz";
+  for (bool stream : {false, true}) {
+    HttpReply reply =
+        client.post("/v1/completions",
+                    json{{"prompt", prompt}, {"max_tokens", 216}, {"stream", stream}}.dump());
+    std::string text;
+    if (stream) {
+      for (const json& chunk : parse_sse(reply.body).chunks) text += chunk["choices"][0]["text"];
+    } else {
+      text = reply.json()["choices"][0]["text"];
+    }
+    CHECK(text == prompt + prompt + prompt + prompt + prompt + prompt);
+  }
 }

@@ -20,7 +20,7 @@ trap cleanup EXIT
 # Free loopback ports, read back from the ready file, so the demo never collides with a fleet
 # already running here.
 "$BIN/eep-coordinator" --config config/demo.toml --admin 'tcp://127.0.0.1:*' \
-  --control 'tcp://127.0.0.1:*' --ready-file "$RUN_DIR/ready.json" \
+  --control 'tcp://127.0.0.1:*' --http 127.0.0.1:0 --ready-file "$RUN_DIR/ready.json" \
   --worker-log-dir "$RUN_DIR" >"$RUN_DIR/coordinator.log" 2>&1 &
 COORD_PID=$!
 for _ in $(seq 100); do [ -f "$RUN_DIR/ready.json" ] && break; sleep 0.1; done

@@ -75,6 +75,7 @@ protocol::StatusReply Coordinator::status_reply() const {
     info.last_heard_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(now - worker->last_heard).count();
     info.reason = worker->reason;
+    info.load = worker->load;
     status.workers.push_back(std::move(info));
   }
   return status;

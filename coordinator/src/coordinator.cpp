@@ -22,6 +22,8 @@ constexpr std::chrono::milliseconds kTick{50};
 constexpr int kHeartbeatsPerTimeout = 3;
 // DEAD records stay visible to operators this long.
 constexpr std::chrono::minutes kDeadRetention{10};
+// How often the throughput line is logged (as vLLM does).
+constexpr std::chrono::seconds kThroughputLogInterval{5};
 // On shutdown, how long queued messages to workers may take to leave.
 constexpr std::chrono::milliseconds kShutdownLinger{1000};
 
@@ -36,7 +38,15 @@ Coordinator::Coordinator(const CoordinatorConfig& config, PortAllocator ports)
       context_(1),
       admin_socket_(context_, zmq::socket_type::router),
       control_socket_(context_, zmq::socket_type::router),
-      ports_(std::move(ports)) {}
+      ports_(std::move(ports)),
+      inbox_(config.max_in_flight),
+      router_(
+          [this](const std::string& worker_id, const protocol::SubmitRequest& request) {
+            send_to_worker(worker_id, request);
+          },
+          [this](const std::string& worker_id, uint64_t request_id) {
+            send_to_worker(worker_id, protocol::CancelRequest{request_id});
+          }) {}
 
 Coordinator::~Coordinator() {
   if (launcher_) launcher_->stop_all();
@@ -81,28 +91,39 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
   ScaleLimits limits;
   limits.can_launch = coordinator->launcher_->max_workers() > 0;
   limits.max_workers = coordinator->launcher_->max_workers();
-  limits.local_host = host_name();
+  // Workers launched here register with --host 127.0.0.1 (launcher_local.cpp).
+  limits.local_host = config.launcher == "local" ? "127.0.0.1" : host_name();
   limits.stage_timeout = std::chrono::milliseconds(config.scale_timeout_ms);
   coordinator->scale_ =
       std::make_unique<ScaleFsm>(coordinator->membership_, coordinator->ports_, limits);
   coordinator->update_log_speaker();
+  if (config.http_address != "off") {
+    HttpApiOptions http_options;
+    if (!config.api_key.empty()) http_options.api_key = config.api_key;
+    coordinator->http_ =
+        std::make_unique<HttpApi>(config.http_address, coordinator->inbox_, http_options);
+    EEP_RETURN_IF_ERROR(coordinator->http_->start());
+  }
   if (!config.ready_file.empty()) {
     // Written to a temporary name and renamed, so a reader never sees half a file.
     const std::string tmp = config.ready_file + ".tmp";
     std::ofstream out(tmp);
-    out << nlohmann::json{{"admin", coordinator->admin_endpoint_},
-                          {"control", coordinator->control_endpoint_},
-                          {"pid", ::getpid()}}
-               .dump()
-        << "\n";
+    nlohmann::json ready{{"admin", coordinator->admin_endpoint_},
+                         {"control", coordinator->control_endpoint_},
+                         {"pid", ::getpid()}};
+    if (coordinator->http_) ready["http_port"] = coordinator->http_->port();
+    out << ready.dump() << "\n";
     out.close();
     if (!out || std::rename(tmp.c_str(), config.ready_file.c_str()) != 0) {
       return error(ErrorCode::kIoError, "cannot write the ready file " + config.ready_file);
     }
   }
   EEP_LOG_INFO("admin on " << coordinator->admin_endpoint_ << ", control on "
-                           << coordinator->control_endpoint_ << ", launcher "
-                           << coordinator->launcher_->name() << ", device " << config.device
+                           << coordinator->control_endpoint_ << ", http on "
+                           << (coordinator->http_ ? std::to_string(coordinator->http_->port())
+                                                  : std::string("(off)"))
+                           << ", launcher " << coordinator->launcher_->name() << ", device "
+                           << config.device
                            << (coordinator->fleet_token_.empty() ? "" : ", fleet token required")
                            << (coordinator->admin_token_.empty() ? "" : ", admin token required"));
   return coordinator;
@@ -139,6 +160,7 @@ int Coordinator::run(int signal_fd) {
         {control_socket_.handle(), 0, ZMQ_POLLIN, 0},
     };
     if (signal_fd >= 0) items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, inbox_.wake_fd(), ZMQ_POLLIN, 0});
     for (int fd : launcher_->watch_fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
     try {
       zmq::poll(items.data(), items.size(), kTick);
@@ -162,15 +184,22 @@ int Coordinator::run(int signal_fd) {
       if (!frames) break;
       handle_control(*frames);
     }
+    drain_inbox();
     reap_launched();
     check_heartbeats();
     apply(scale_->on_tick(now));
     if (pending_initial_dp) try_initial_scale(now);
     membership_.prune_dead(now, kDeadRetention);
+    publish_serving_state();
+    if (now >= next_throughput_log_) {
+      if (auto line = throughput_logger_.line(inbox_.stats(), now)) EEP_LOG_INFO(*line);
+      next_throughput_log_ = now + kThroughputLogInterval;
+    }
     if (shutting_down_) {
       if (launcher_->live_workers().empty() || now > shutdown_deadline_) break;
     }
   }
+  if (http_) http_->stop();  // cancels what is in flight; before the router goes away
   EEP_LOG_INFO("coordinator stopped");
   launcher_->stop_all();
   control_socket_.set(zmq::sockopt::linger, static_cast<int>(kShutdownLinger.count()));
@@ -193,17 +222,6 @@ void Coordinator::begin_shutdown(const std::string& why) {
     send_to_worker(worker->id, protocol::Shutdown{"coordinator shutdown: " + why});
   }
   for (const std::string& id : launcher_->live_workers()) launcher_->stop(id, false);
-}
-
-template <typename T>
-void Coordinator::send_to_worker(const std::string& worker_id, const T& message) {
-  try {
-    send_envelope(control_socket_, worker_id,
-                  protocol::make_envelope(message, next_seq_++, membership_.generation(), "coord"));
-  } catch (const zmq::error_t& e) {
-    EEP_LOG_WARN("cannot send " << protocol::to_string(T::kType) << " to " << worker_id << ": "
-                                << e.what());
-  }
 }
 
 void Coordinator::apply(const std::vector<ScaleAction>& actions) {
@@ -257,13 +275,34 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
   }
   membership_.heard_from(identity, now);
   switch (envelope->type) {
-    case protocol::MsgType::kHeartbeat:
+    case protocol::MsgType::kHeartbeat: {
+      auto beat = protocol::parse_body<protocol::Heartbeat>(envelope.value());
+      if (beat.is_ok()) membership_.find(identity)->load = beat->load;
+      break;
+    }
+    case protocol::MsgType::kTokenBatch: {
+      auto batch = protocol::parse_body<protocol::TokenBatch>(envelope.value());
+      if (!batch.is_ok()) {
+        EEP_LOG_WARN("from " << identity << ": " << batch.status().to_string());
+        break;
+      }
+      membership_.find(identity)->load = batch->load;
+      router_.on_outputs(identity, batch->outputs);
+      break;
+    }
+    case protocol::MsgType::kNeedWake:
+      on_need_wake();
       break;
     case protocol::MsgType::kAssignAck: {
       auto ack = protocol::parse_body<protocol::AssignAck>(envelope.value());
       if (!ack.is_ok()) {
         EEP_LOG_WARN("from " << identity << ": " << ack.status().to_string());
         break;
+      }
+      if (ack->capacity && !capacity_) {
+        capacity_ = ack->capacity;
+        EEP_LOG_INFO("serving model '" << capacity_->model << "' (vocab " << capacity_->vocab_size
+                                       << ", max model len " << capacity_->max_model_len << ")");
       }
       apply(scale_->on_assign_ack(identity, ack->generation, now));
       break;
@@ -356,6 +395,9 @@ void Coordinator::on_worker_gone(const std::string& worker_id, const std::string
     if (!clean) launcher_->stop(worker_id, true);
   }
   apply(scale_->on_worker_gone(worker_id, reason, now));
+  // Its requests continue elsewhere (prompt + tokens so far), or fail if nobody can take them.
+  router_.set_targets(active_ids());
+  router_.on_worker_gone(worker_id, reason);
 }
 
 void Coordinator::reap_launched() {

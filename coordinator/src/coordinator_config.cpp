@@ -7,8 +7,11 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
       ->capture_default_str();
   app.add_option("--control", config.control_endpoint, "Control socket for workers")
       ->capture_default_str();
-  app.add_option("--http", config.http_address, "HTTP API address HOST:PORT")
+  app.add_option("--http", config.http_address,
+                 "HTTP API address HOST:PORT (port 0: any free port; \"off\": no HTTP API)")
       ->capture_default_str();
+  app.add_option("--api-key", config.api_key,
+                 "Require \"Authorization: Bearer KEY\" on /v1/* (prefer EEP_API_KEY)");
   app.add_option("--admin-token-file", config.admin_token_file,
                  "File holding the admin token; required when --admin is not loopback");
   app.add_option("--fleet-token-file", config.fleet_token_file,
@@ -47,6 +50,12 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
   app.add_option("--scale-timeout-ms", config.scale_timeout_ms,
                  "A scale not finished in this time rolls back")
       ->check(CLI::Range(100, 3600000))
+      ->capture_default_str();
+  app.add_option("--served-model-name", config.served_model_name,
+                 "Model id of the API (default: the model directory's name)");
+  app.add_option("--max-in-flight", config.max_in_flight,
+                 "Requests accepted and not finished at most (then 429)")
+      ->check(CLI::Range(1, 1 << 24))
       ->capture_default_str();
   app.add_option("--ready-file", config.ready_file,
                  "Write {admin, control, pid} as JSON here once the sockets are bound");

@@ -15,6 +15,7 @@
 namespace eep::coordinator {
 namespace {
 
+constexpr const char* kLocalHost = "127.0.0.1";
 // A worker told to stop gets this long to exit on its own before SIGKILL.
 constexpr std::chrono::milliseconds kStopGrace{3000};
 
@@ -37,10 +38,12 @@ class LocalLauncher final : public Launcher {
                    "the local launcher already runs " + std::to_string(children_.size()) +
                        " workers (--max-workers " + std::to_string(config_.max_workers) + ")");
     }
-    std::vector<std::string> argv = {worker_binary_, "--coordinator",  control_endpoint_,
-                                     "--worker-id",  worker_id,        "--device",
-                                     config_.device, "--device-idx",   std::to_string(device_idx),
-                                     "--log-level",  config_.log_level};
+    std::vector<std::string> argv = {worker_binary_, "--coordinator", control_endpoint_,
+                                     "--worker-id", worker_id, "--device", config_.device,
+                                     "--device-idx", std::to_string(device_idx), "--log-level",
+                                     config_.log_level,
+                                     // Local workers serve their stores and Gloo on loopback.
+                                     "--host", kLocalHost};
     if (!config_.model_dir.empty()) argv.insert(argv.end(), {"--model", config_.model_dir});
     if (!config_.fleet_token_file.empty()) {
       argv.insert(argv.end(), {"--fleet-token-file", config_.fleet_token_file});

@@ -105,15 +105,10 @@ class Fleet {
   // Starts eep-coordinator with admin/control on free loopback ports and the given flags.
   explicit Fleet(std::vector<std::string> flags, std::map<std::string, std::string> env = {},
                  bool expect_ready = true) {
-    std::vector<std::string> argv = {bin("eep-coordinator"),
-                                     "--admin",
-                                     "tcp://127.0.0.1:*",
-                                     "--control",
-                                     "tcp://127.0.0.1:*",
-                                     "--ready-file",
-                                     dir_.file("ready.json"),
-                                     "--worker-log-dir",
-                                     dir_.path()};
+    std::vector<std::string> argv = {
+        bin("eep-coordinator"),  "--admin",          "tcp://127.0.0.1:*", "--control",
+        "tcp://127.0.0.1:*",     "--http",           "127.0.0.1:0",       "--ready-file",
+        dir_.file("ready.json"), "--worker-log-dir", dir_.path()};
     argv.insert(argv.end(), flags.begin(), flags.end());
     SpawnOptions options;
     options.log_path = log_path();
@@ -131,6 +126,7 @@ class Fleet {
     json endpoints = json::parse(read_file(dir_.file("ready.json")));
     admin_ = endpoints["admin"];
     control_ = endpoints["control"];
+    if (endpoints.contains("http_port")) http_port_ = endpoints["http_port"];
   }
 
   ~Fleet() {
@@ -142,6 +138,8 @@ class Fleet {
 
   const std::string& admin() const { return admin_; }
   const std::string& control() const { return control_; }
+  int http_port() const { return http_port_; }
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(http_port_); }
   ChildProcess& coordinator() { return coordinator_; }
   const TempDir& dir() const { return dir_; }
   std::string log_path() const { return dir_.file("coordinator.log"); }
@@ -177,6 +175,7 @@ class Fleet {
   ChildProcess coordinator_;
   std::string admin_;
   std::string control_;
+  int http_port_ = 0;
 };
 
 }  // namespace eep::testing

@@ -24,6 +24,22 @@ void add_worker_options(CLI::App& app, WorkerConfig& config) {
                  "Test hook: wait this long before registering (simulates a slow start)")
       ->check(CLI::Range(0, 600000))
       ->group("Test hooks");
+  app.add_option("--kv-blocks", config.num_kv_blocks, "KV cache blocks (CPU backend)")
+      ->check(CLI::Range(1, 1 << 24))
+      ->capture_default_str();
+  app.add_option("--block-size", config.block_size, "Positions per KV cache block")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--max-num-seqs", config.max_num_seqs, "Running requests per rank at most")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
+  app.add_option("--max-num-batched-tokens", config.max_num_batched_tokens,
+                 "Tokens per forward step at most (chunked prefill)")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--slots-per-rank", config.slots_per_rank,
+                 "Physical expert slots per rank (0: the fewest that hold every expert once)")
+      ->check(CLI::Range(0, 1 << 16));
   app.add_option("--log-level", config.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -112,18 +112,75 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
         EEP_LOG_WARN(assign.status().to_string());
         return;
       }
-      assignment_ = assign.value();
-      update_log_speaker();
-      EEP_LOG_INFO("assigned rank " << assignment_->rank << " of " << assignment_->world_size
-                                    << " in generation " << assignment_->generation);
-      send(protocol::AssignAck{assignment_->generation, assignment_->rank});
+      EEP_LOG_INFO("assigned rank " << assign->rank << " of " << assign->world_size
+                                    << " in generation " << assign->generation);
+      if (!engine_) {
+        assignment_ = assign.value();
+        update_log_speaker();
+        send(protocol::AssignAck{assignment_->generation, assignment_->rank, std::nullopt});
+        return;
+      }
+      if (engine_->generation() == assign->generation) {  // re-told after a rollback
+        send(protocol::AssignAck{assign->generation, assign->rank, engine_->capacity()});
+        return;
+      }
+      Status begun = engine_->begin_generation(assign.value());
+      if (!begun.is_ok()) {
+        EEP_LOG_ERROR("cannot build generation " << assign->generation << ": "
+                                                 << begun.to_string());
+        return;  // the coordinator's deadline rolls the scale back
+      }
+      pending_ack_ = assign.value();
       return;
     }
     case protocol::MsgType::kShutdown: {
       auto order = protocol::parse_body<protocol::Shutdown>(envelope);
-      stop_ = true;
       stop_reason_ = "ordered by the coordinator: " +
                      (order.is_ok() ? order->reason : std::string("(no reason)"));
+      // A rank still stepping with others leaves at the switch, so their collectives never
+      // wait for it.
+      if (engine_ && engine_->serving() && assignment_ && assignment_->world_size > 1 &&
+          !engine_->retired()) {
+        exit_after_switch_ = true;
+        EEP_LOG_INFO("leaving at the next generation switch");
+        if (idle_) request_wake();
+      } else {
+        stop_ = true;
+      }
+      return;
+    }
+    case protocol::MsgType::kSubmitRequest: {
+      auto request = protocol::parse_body<protocol::SubmitRequest>(envelope);
+      if (!request.is_ok() || !engine_) {
+        EEP_LOG_WARN("refused a request: " << (engine_ ? request.status().to_string()
+                                                       : "this worker serves no model"));
+        if (request.is_ok()) {
+          send_outputs({{request->request_id, {}, true, "error", "this worker serves no model"}});
+        }
+        return;
+      }
+      if (auto refused = engine_->submit(request.value())) {
+        send_outputs({*refused});
+        return;
+      }
+      if (idle_) request_wake();
+      return;
+    }
+    case protocol::MsgType::kCancelRequest: {
+      auto request = protocol::parse_body<protocol::CancelRequest>(envelope);
+      if (request.is_ok() && engine_) {
+        if (auto cancelled = engine_->cancel(request->request_id)) send_outputs({*cancelled});
+      }
+      return;
+    }
+    case protocol::MsgType::kWake: {
+      auto wake = protocol::parse_body<protocol::Wake>(envelope);
+      if (!wake.is_ok()) return;
+      wake_epoch_ = std::max(wake_epoch_, wake->epoch);
+      if (idle_ && wake->epoch > idle_epoch_) {
+        idle_ = false;
+        wake_requested_ = false;
+      }
       return;
     }
     default:
@@ -131,8 +188,82 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
   }
 }
 
+void WorkerDaemon::send_outputs(std::vector<protocol::RequestOutput> outputs) {
+  if (outputs.empty()) return;
+  protocol::TokenBatch batch;
+  batch.step = ++num_batches_;
+  batch.outputs = std::move(outputs);
+  batch.load = engine_ ? engine_->load() : protocol::WorkerLoad{};
+  send(batch);
+}
+
+void WorkerDaemon::request_wake() {
+  // A one-rank fleet wakes itself; a larger one asks the coordinator to wake every rank.
+  if (assignment_ && assignment_->world_size == 1) {
+    idle_ = false;
+    return;
+  }
+  if (!wake_requested_) send(protocol::NeedWake{});
+  wake_requested_ = true;
+}
+
+void WorkerDaemon::serve_once() {
+  if (pending_ack_) {
+    auto built = engine_->next_generation_built();
+    if (!built.is_ok()) {
+      EEP_LOG_ERROR("building generation " << pending_ack_->generation
+                                           << " failed: " << built.status().to_string());
+      pending_ack_.reset();
+    } else if (built.value()) {
+      send(protocol::AssignAck{pending_ack_->generation, pending_ack_->rank, engine_->capacity()});
+      assignment_ = pending_ack_;
+      pending_ack_.reset();
+      if (idle_) request_wake();  // the others must step to agree on the switch
+    }
+  }
+  if (idle_ || !(engine_->serving() || assignment_)) return;
+  auto step = engine_->step(wake_epoch_);
+  if (!step.is_ok()) {
+    if (step.status().code() == ErrorCode::kFailedPrecondition && !engine_->serving()) return;
+    // A broken group: the fleet must rebuild without the rank that failed (recovery).
+    stop_ = true;
+    stop_reason_ = "lockstep failed: " + step.status().to_string();
+    EEP_LOG_ERROR(stop_reason_);
+    return;
+  }
+  if (step->switched) update_log_speaker();
+  send_outputs(std::move(step->outputs));
+  if (engine_->retired()) {
+    stop_ = true;
+    stop_reason_ = "retired from generation " + std::to_string(engine_->generation());
+    return;
+  }
+  if (step->idle) {
+    idle_ = true;
+    idle_epoch_ = step->idle_epoch;
+    wake_requested_ = false;
+    if (engine_->has_work() || exit_after_switch_) request_wake();
+  }
+}
+
 int WorkerDaemon::run(int signal_fd) {
   update_log_speaker();
+  if (!config_.model_dir.empty()) {
+    EngineOptions options;
+    options.model_dir = config_.model_dir;
+    options.num_kv_blocks = config_.num_kv_blocks;
+    options.block_size = config_.block_size;
+    options.max_num_seqs = config_.max_num_seqs;
+    options.max_num_batched_tokens = config_.max_num_batched_tokens;
+    options.slots_per_rank = config_.slots_per_rank;
+    options.bind_host = config_.host.empty() ? "127.0.0.1" : config_.host;
+    auto engine = EngineCore::create(options);
+    if (!engine.is_ok()) {
+      EEP_LOG_ERROR("cannot serve the model: " << engine.status().to_string());
+      return 1;
+    }
+    engine_ = std::move(engine).value();
+  }
   if (Status registered = connect_and_register(signal_fd); !registered.is_ok()) {
     EEP_LOG_ERROR("cannot join the fleet: " << registered.to_string());
     return 1;
@@ -142,14 +273,20 @@ int WorkerDaemon::run(int signal_fd) {
     const auto now = Clock::now();
     if (now >= next_heartbeat) {
       send(protocol::Heartbeat{assignment_ ? assignment_->generation : -1,
-                               assignment_ ? assignment_->rank : -1});
+                               assignment_ ? assignment_->rank : -1,
+                               engine_ ? engine_->load() : protocol::WorkerLoad{}});
       next_heartbeat = now + heartbeat_interval_;
     }
     std::vector<zmq::pollitem_t> items = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
     if (signal_fd >= 0) items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - now);
+    // A fleet that is stepping does not wait for messages between steps.
+    const bool stepping = engine_ && !idle_ && (engine_->serving() || pending_ack_);
+    if (stepping) wait = std::chrono::milliseconds(0);
     try {
-      zmq::poll(items.data(), items.size(), std::max(wait, std::chrono::milliseconds(1)));
+      zmq::poll(
+          items.data(), items.size(),
+          stepping ? std::chrono::milliseconds(0) : std::max(wait, std::chrono::milliseconds(1)));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
@@ -170,6 +307,7 @@ int WorkerDaemon::run(int signal_fd) {
       }
       handle(envelope.value());
     }
+    if (engine_ && !stop_) serve_once();
   }
   EEP_LOG_INFO("exiting: " << stop_reason_);
   send(protocol::WorkerExiting{stop_reason_});

@@ -10,12 +10,18 @@
 
 #include <zmq.hpp>
 
+#include "eep/common/log.h"
+#include "eep/common/zmq_util.h"
+
 #include "eep/common/protocol.h"
 #include "eep/coordinator/coordinator_config.h"
+#include "eep/coordinator/http_api.h"
 #include "eep/coordinator/launcher.h"
 #include "eep/coordinator/membership.h"
 #include "eep/coordinator/port_allocator.h"
+#include "eep/coordinator/router.h"
 #include "eep/coordinator/scale_fsm.h"
+#include "eep/coordinator/serving_inbox.h"
 
 namespace eep::coordinator {
 
@@ -32,6 +38,8 @@ class Coordinator {
   int run(int signal_fd);
 
   const std::string& admin_endpoint() const { return admin_endpoint_; }
+  // What the HTTP API talks to (thread-safe).
+  ServingFrontend& frontend() { return inbox_; }
   const std::string& control_endpoint() const { return control_endpoint_; }
 
  private:
@@ -51,6 +59,11 @@ class Coordinator {
   void send_to_worker(const std::string& worker_id, const T& message);
   void apply(const std::vector<ScaleAction>& actions);
   void check_heartbeats();
+  // serving (serving.cpp)
+  void drain_inbox();
+  void on_need_wake();
+  void publish_serving_state();
+  std::vector<std::string> active_ids() const;
   void reap_launched();
   void update_log_speaker();
   void begin_shutdown(const std::string& why);
@@ -68,8 +81,31 @@ class Coordinator {
   std::unique_ptr<Launcher> launcher_;
   std::unique_ptr<ScaleFsm> scale_;
   uint64_t next_seq_ = 1;
+  ServingInbox inbox_;
+  Router router_;
+  uint64_t wake_epoch_ = 0;
+  int64_t started_unix_ = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  std::optional<protocol::ModelCapacity> capacity_;  // as the first serving worker reported it
+  std::unique_ptr<HttpApi> http_;                    // after inbox_: it calls into it
+  ThroughputLogger throughput_logger_;
+  Clock::time_point next_throughput_log_{};
   bool shutting_down_ = false;
   Clock::time_point shutdown_deadline_{};
 };
+
+// Sends one control message; a worker that is gone is logged, not an error (its death is seen
+// by the launcher or the heartbeat).
+template <typename T>
+void Coordinator::send_to_worker(const std::string& worker_id, const T& message) {
+  try {
+    send_envelope(control_socket_, worker_id,
+                  protocol::make_envelope(message, next_seq_++, membership_.generation(), "coord"));
+  } catch (const zmq::error_t& e) {
+    EEP_LOG_WARN("cannot send " << protocol::to_string(T::kType) << " to " << worker_id << ": "
+                                << e.what());
+  }
+}
 
 }  // namespace eep::coordinator

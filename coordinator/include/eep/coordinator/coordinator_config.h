@@ -26,7 +26,11 @@ struct CoordinatorConfig {
   int max_workers = 64;
   std::vector<std::string> port_ranges = {"29500-29999"};
   int heartbeat_timeout_ms = 3000;
-  int scale_timeout_ms = 60000;  // a membership scale that takes longer rolls back
+  int scale_timeout_ms = 60000;
+  std::string api_key;            // when set, /v1/* needs "Authorization: Bearer <key>"
+  std::string served_model_name;  // default: the model directory's name
+  int64_t max_in_flight = 4096;   // accepted requests not yet finished, beyond which 429  // a
+                                  // membership scale that takes longer rolls back
   std::string log_level = "info";
   // Written once the sockets are bound: {"admin", "control", "pid"} with the real endpoints (so
   // scripts and tests can bind port 0 and still find us).

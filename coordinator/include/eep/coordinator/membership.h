@@ -29,7 +29,8 @@ struct WorkerRecord {
   int device_idx = 0;
   Clock::time_point last_heard{};
   Clock::time_point state_since{};
-  std::string reason;  // why it became DEAD or LEAVING
+  std::string reason;         // why it became DEAD or LEAVING
+  protocol::WorkerLoad load;  // as of its last token batch or heartbeat
 };
 
 bool is_legal_transition(WorkerState from, WorkerState to);

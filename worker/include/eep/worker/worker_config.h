@@ -17,6 +17,12 @@ struct WorkerConfig {
   std::string fleet_token_file;
   int register_timeout_ms = 30000;  // give up (exit 1) when the coordinator never answers
   std::string log_level = "info";
+  // Serving (when model_dir is set).
+  int num_kv_blocks = 1024;
+  int block_size = 16;
+  int max_num_seqs = 256;
+  int max_num_batched_tokens = 2048;
+  int slots_per_rank = 0;  // 0: the fewest that hold every expert once
   // Test hook (off by default): wait this long before registering, as a slow device would.
   int test_register_delay_ms = 0;
 };

@@ -11,6 +11,7 @@
 
 #include "eep/common/protocol.h"
 #include "eep/common/status.h"
+#include "eep/worker/engine_core.h"
 #include "eep/worker/worker_config.h"
 
 namespace eep::worker {
@@ -26,6 +27,10 @@ class WorkerDaemon {
  private:
   Status connect_and_register(int signal_fd);
   void handle(const protocol::Envelope& envelope);
+  // Serving: one pass of the engine between message drains (see engine_core.h).
+  void serve_once();
+  void send_outputs(std::vector<protocol::RequestOutput> outputs);
+  void request_wake();
   template <typename T>
   void send(const T& message);
   void update_log_speaker();
@@ -39,6 +44,15 @@ class WorkerDaemon {
   std::optional<protocol::Assign> assignment_;
   bool stop_ = false;
   std::string stop_reason_;
+
+  std::unique_ptr<EngineCore> engine_;           // null when this worker serves no model
+  std::optional<protocol::Assign> pending_ack_;  // acknowledged once its generation is built
+  uint64_t wake_epoch_ = 0;                      // the newest wake seen
+  bool idle_ = false;                            // the fleet agreed that nobody has work
+  uint64_t idle_epoch_ = 0;                      // ... at this epoch; a wake above it resumes
+  bool wake_requested_ = false;
+  bool exit_after_switch_ = false;  // told to leave while still stepping with the others
+  uint64_t num_batches_ = 0;
 };
 
 }  // namespace eep::worker

@@ -1,0 +1,77 @@
+// The request router (DESIGN.md sections 1 and 7): sends each request to the ACTIVE rank with
+// the least load, keeps every request's prompt and the tokens generated so far (so that a
+// request can be resubmitted elsewhere and continue the same sequence), relays tokens to the
+// request's callback, and cancels on the worker when the client goes away. Only the
+// coordinator's event loop uses it; the actual sending is a callback so that it is testable
+// without sockets.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "eep/common/protocol.h"
+#include "eep/coordinator/serving.h"
+
+namespace eep::coordinator {
+
+class Router {
+ public:
+  using SubmitFn =
+      std::function<void(const std::string& worker_id, const protocol::SubmitRequest&)>;
+  using CancelFn = std::function<void(const std::string& worker_id, uint64_t request_id)>;
+  Router(SubmitFn submit, CancelFn cancel);
+
+  // The workers requests may go to, in rank order (ACTIVE ones). Requests already on a worker
+  // that leaves this set stay there until it finishes or is gone (on_worker_gone).
+  void set_targets(const std::vector<std::string>& worker_ids);
+  bool has_targets() const { return !targets_.empty(); }
+
+  // Routes a new request. kUnavailable when there is no target.
+  Status route(CompletionRequest request, CompletionCallback callback);
+  void cancel(uint64_t request_id);
+  void on_outputs(const std::string& worker_id,
+                  const std::vector<protocol::RequestOutput>& outputs);
+  // Resubmits (prompt + tokens so far) the requests of a worker that died or left to the least
+  // loaded target; fails them when there is none.
+  void on_worker_gone(const std::string& worker_id, const std::string& reason);
+
+  size_t num_in_flight() const { return requests_.size(); }
+  size_t num_on(const std::string& worker_id) const;
+  // Totals since start.
+  int64_t num_finished() const { return num_finished_; }
+  int64_t num_failed() const { return num_failed_; }
+  int64_t num_prompt_tokens() const { return num_prompt_tokens_; }
+  int64_t num_generated_tokens() const { return num_generated_tokens_; }
+  int64_t num_resubmitted() const { return num_resubmitted_; }
+
+ private:
+  struct InFlight {
+    CompletionRequest request;
+    CompletionCallback callback;
+    std::string worker_id;
+    std::vector<int32_t> output_ids;
+    bool cancelled = false;
+  };
+  std::string least_loaded() const;
+  void send(InFlight& in_flight);
+  void finish(std::map<uint64_t, InFlight>::iterator it, const std::string& reason,
+              const Status& status);
+
+  SubmitFn submit_;
+  CancelFn cancel_;
+  std::vector<std::string> targets_;
+  std::map<uint64_t, InFlight> requests_;
+  std::map<std::string, std::set<uint64_t>> by_worker_;
+  int64_t num_finished_ = 0;
+  int64_t num_failed_ = 0;
+  int64_t num_prompt_tokens_ = 0;
+  int64_t num_generated_tokens_ = 0;
+  int64_t num_resubmitted_ = 0;
+};
+
+}  // namespace eep::coordinator

@@ -1,0 +1,252 @@
+#include "eep/worker/engine_core.h"
+
+#include <algorithm>
+
+#include "eep/common/log.h"
+#include "eep/kernels/sampling.h"
+#include "eep/worker/process_group_gloo.h"
+
+namespace eep::worker {
+namespace {
+
+// Slots of the ModelCapacity and the all-reduce of step(): [has work, wake epoch, next
+// generation pending, next generation not built], all reduced with max.
+constexpr int kNumLockstepFields = 4;
+
+std::string checkpoint_name(const std::string& dir) {
+  std::string trimmed = dir;
+  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+  return trimmed.substr(trimmed.rfind('/') + 1);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<EngineCore>> EngineCore::create(const EngineOptions& options) {
+  auto checkpoint = Checkpoint::open(options.model_dir);
+  if (!checkpoint.is_ok()) return checkpoint.status();
+  return std::unique_ptr<EngineCore>(new EngineCore(options, std::move(checkpoint).value()));
+}
+
+EngineCore::EngineCore(EngineOptions options, Checkpoint checkpoint)
+    : options_(std::move(options)),
+      checkpoint_(std::move(checkpoint)),
+      blocks_(options_.num_kv_blocks, options_.block_size),
+      scheduler_(blocks_,
+                 SchedulerConfig{options_.max_num_seqs, options_.max_num_batched_tokens,
+                                 std::min(checkpoint_.config().max_position_embeddings,
+                                          options_.num_kv_blocks * options_.block_size)},
+                 std::vector<int32_t>(checkpoint_.config().eos_token_ids.begin(),
+                                      checkpoint_.config().eos_token_ids.end())),
+      sampling_scratch_(kernels::cpu::sampling_scratch_bytes(checkpoint_.config().vocab_size)) {}
+
+EngineCore::~EngineCore() {
+  if (building_.valid()) building_.wait();
+}
+
+protocol::ModelCapacity EngineCore::capacity() const {
+  protocol::ModelCapacity capacity;
+  capacity.model = checkpoint_name(options_.model_dir);
+  capacity.vocab_size = checkpoint_.config().vocab_size;
+  capacity.max_model_len = scheduler_.config().max_model_len;
+  capacity.num_kv_blocks = blocks_.num_blocks();
+  capacity.block_size = blocks_.block_size();
+  return capacity;
+}
+
+protocol::WorkerLoad EngineCore::load() const {
+  return {scheduler_.num_running(), scheduler_.num_waiting(), blocks_.num_free_blocks(),
+          blocks_.num_blocks()};
+}
+
+Status EngineCore::begin_generation(const protocol::Assign& assign) {
+  if (building_.valid()) building_.wait();  // an older build: let it finish, then drop it
+  built_.reset();
+  // Rank 0 serves the generation's stores; they must listen before anyone connects.
+  std::unique_ptr<StoreServer> control_store, ep_store;
+  if (assign.world_size > 1 && assign.rank == 0) {
+    auto control = StoreServer::start(options_.bind_host, assign.control_store.port);
+    if (!control.is_ok()) return control.status();
+    auto ep = StoreServer::start(options_.bind_host, assign.ep_store.port);
+    if (!ep.is_ok()) return ep.status();
+    control_store = std::move(control).value();
+    ep_store = std::move(ep).value();
+  }
+  building_ = std::async(std::launch::async, [this, assign, control = std::move(control_store),
+                                              ep = std::move(ep_store)]() mutable {
+    return build_generation(assign, std::move(control), std::move(ep));
+  });
+  return Status::ok();
+}
+
+Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
+    const protocol::Assign& assign, std::unique_ptr<StoreServer> control_store,
+    std::unique_ptr<StoreServer> ep_store) {
+  // Runs on the helper thread: touches only its arguments and the (const) checkpoint.
+  const auto started = std::chrono::steady_clock::now();
+  auto generation = std::make_unique<Generation>();
+  generation->assign = assign;
+  generation->control_store = std::move(control_store);
+  generation->ep_store = std::move(ep_store);
+  const ModelConfig& config = checkpoint_.config();
+  const int slots = options_.slots_per_rank > 0
+                        ? options_.slots_per_rank
+                        : Placement::min_slots_per_rank(config.num_experts, assign.world_size);
+  EEP_ASSIGN_OR_RETURN(generation->placement,
+                       Placement::round_robin(config.num_hidden_layers, config.num_experts,
+                                              assign.world_size, slots));
+  if (assign.world_size > 1) {
+    for (const char* name : {"control", "ep"}) {
+      GroupSpec spec;
+      spec.generation = static_cast<uint64_t>(assign.generation);
+      spec.name = name;
+      spec.rank = assign.rank;
+      spec.size = assign.world_size;
+      const auto& store = std::string(name) == "control" ? assign.control_store : assign.ep_store;
+      spec.store_host = store.host;
+      spec.store_port = store.port;
+      spec.timeout = options_.group_timeout;
+      spec.bind_host = options_.bind_host;
+      auto group = create_gloo_group(spec);
+      if (!group.is_ok()) return group.status();
+      (std::string(name) == "control" ? generation->control_group : generation->ep_group) =
+          std::move(group).value();
+    }
+  }
+  auto weights = ModelWeights::load(checkpoint_, generation->placement, assign.rank);
+  if (!weights.is_ok()) return weights.status();
+  generation->weights = std::make_unique<ModelWeights>(std::move(weights).value());
+  EEP_LOG_INFO("generation "
+               << assign.generation << " built in "
+               << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
+               << " s (rank " << assign.rank << " of " << assign.world_size << ", " << slots
+               << " expert slots)");
+  return generation;
+}
+
+Result<bool> EngineCore::next_generation_built() {
+  if (built_) return true;
+  if (!building_.valid()) return false;
+  if (building_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return false;
+  auto built = building_.get();
+  if (!built.is_ok()) return built.status();
+  built_ = std::move(built).value();
+  return true;
+}
+
+void EngineCore::switch_to(std::unique_ptr<Generation> next) {
+  if (current_) {
+    if (current_->control_group) current_->control_group->destroy();
+    if (current_->ep_group) current_->ep_group->destroy();
+  }
+  current_ = std::move(next);
+  if (runner_) {
+    runner_->weights() = std::move(*current_->weights);
+  } else {
+    runner_ = std::make_unique<ModelRunner>(std::move(*current_->weights), blocks_.num_blocks(),
+                                            blocks_.block_size());
+  }
+  current_->weights.reset();
+  moe_ = std::make_unique<MoeDispatcher>(current_->placement, current_->assign.rank,
+                                         current_->ep_group.get());
+  EEP_LOG_INFO("switched to generation " << current_->assign.generation << " as rank "
+                                         << current_->assign.rank << " of "
+                                         << current_->assign.world_size);
+}
+
+std::optional<protocol::RequestOutput> EngineCore::submit(const protocol::SubmitRequest& request) {
+  EngineRequest engine_request;
+  engine_request.id = request.request_id;
+  engine_request.prompt = request.prompt_ids;
+  engine_request.output = request.output_ids;
+  engine_request.params = request.params;
+  for (int32_t id : request.prompt_ids) {
+    if (id < 0 || id >= checkpoint_.config().vocab_size) {
+      return protocol::RequestOutput{request.request_id,
+                                     {},
+                                     true,
+                                     "error",
+                                     "token id " + std::to_string(id) + " outside the vocabulary"};
+    }
+  }
+  Status added = scheduler_.add(std::move(engine_request));
+  if (!added.is_ok()) {
+    return protocol::RequestOutput{request.request_id, {}, true, "error", added.message()};
+  }
+  return std::nullopt;
+}
+
+std::optional<protocol::RequestOutput> EngineCore::cancel(uint64_t request_id) {
+  if (!scheduler_.cancel(request_id)) return std::nullopt;
+  return protocol::RequestOutput{request_id, {}, true, "cancelled", ""};
+}
+
+Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
+  StepResult result;
+  EEP_ASSIGN_OR_RETURN(const bool built, next_generation_built());
+  // A rank that is not in a generation yet (a new rank) switches as soon as it has built one.
+  if (!current_) {
+    if (!built) return error(ErrorCode::kFailedPrecondition, "no generation to step in");
+    switch_to(std::move(built_));
+    result.switched = true;
+  }
+  int64_t fields[kNumLockstepFields] = {
+      scheduler_.has_work() ? 1 : 0, static_cast<int64_t>(wake_epoch),
+      building_.valid() || built_ ? 1 : 0, building_.valid() && !built_ ? 1 : 0};
+  if (current_->control_group) {
+    EEP_RETURN_IF_ERROR(
+        current_->control_group->all_reduce(fields, kNumLockstepFields, ReduceOp::kMax));
+  }
+  if (fields[2] == 1 && fields[3] == 0) {
+    // Every rank has built the next generation (or is not part of it): switch here, together.
+    if (built_) {
+      switch_to(std::move(built_));
+      result.switched = true;
+      return result;  // the next step runs on the new groups
+    }
+    retired_ = true;
+    EEP_LOG_INFO("retired: generation " << current_->assign.generation
+                                        << " switched to the next without this rank");
+    return result;
+  }
+  if (fields[0] == 0) {
+    result.idle = true;
+    result.idle_epoch = static_cast<uint64_t>(fields[1]);
+    return result;
+  }
+
+  // The forward step (a dummy one when this rank has nothing).
+  std::vector<ScheduledChunk> chunks = scheduler_.schedule();
+  std::vector<SequenceChunk> batch;
+  batch.reserve(chunks.size());
+  for (const ScheduledChunk& chunk : chunks) {
+    SequenceChunk sequence{chunk.request->id, chunk.start, {}, false};
+    for (int64_t pos = chunk.start; pos < chunk.start + chunk.num_tokens; ++pos) {
+      sequence.token_ids.push_back(chunk.request->token_at(pos));
+    }
+    batch.push_back(std::move(sequence));
+  }
+  EEP_ASSIGN_OR_RETURN(ForwardOutput output, runner_->forward(batch, blocks_, *moe_));
+  ++step_count_;
+  std::vector<int32_t> sampled;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    if (!chunks[i].samples()) continue;
+    const EngineRequest& request = *chunks[i].request;
+    const int32_t token = kernels::cpu::sample_token(
+        output.row(i), output.vocab, request.params.temperature, request.params.top_p,
+        request.params.seed, request.output.size(), sampling_scratch_.data());
+    sampled.push_back(token);
+    result.outputs.push_back({request.id, {token}, false, "", ""});
+  }
+  for (const FinishedRequest& finished : scheduler_.update(chunks, sampled)) {
+    for (auto& out : result.outputs) {
+      if (out.request_id == finished.id) {
+        out.finished = true;
+        out.finish_reason = finished.finish_reason;
+        out.error = finished.error;
+      }
+    }
+  }
+  return result;
+}
+
+}  // namespace eep::worker

@@ -226,7 +226,6 @@ class HttpClient {
 
   boost::asio::ip::tcp::socket& socket() { return socket_; }
 
- private:
   HttpReply read_reply() {
     namespace http = boost::beast::http;
     http::response_parser<http::string_body> parser;
@@ -243,6 +242,7 @@ class HttpClient {
     return reply;
   }
 
+ private:
   boost::asio::io_context io_;
   boost::asio::ip::tcp::socket socket_;
   boost::beast::flat_buffer buffer_;

@@ -180,6 +180,22 @@ TEST_CASE("health, models, metrics and a non-streaming completion", "[http]") {
     CHECK(ec == boost::asio::error::eof);
   }
 
+  // Pipelined requests are answered in order.
+  {
+    HttpClient pipelined(api.port());
+    std::string first = R"({"prompt":"one","max_tokens":3})";
+    std::string second = R"({"prompt":"two","max_tokens":3})";
+    auto request = [](const std::string& body) {
+      return "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n" + body;
+    };
+    HttpReply reply_one =
+        pipelined.raw(request(first) + request(second) + "GET /health HTTP/1.1\r\n\r\n");
+    CHECK(reply_one.json()["choices"][0]["text"] == "one");
+    CHECK(pipelined.read_reply().json()["choices"][0]["text"] == "two");
+    CHECK(pipelined.read_reply().status == 200);
+  }
+
   // A stop token ends it early.
   HttpReply stopped = client.post("/v1/completions", R"({"prompt":"abc","stop_token_ids":[98]})");
   CHECK(stopped.json()["choices"][0]["text"] == "ab");
@@ -189,9 +205,9 @@ TEST_CASE("health, models, metrics and a non-streaming completion", "[http]") {
   REQUIRE(metrics.status == 200);
   CHECK_THAT(metrics.headers["content-type"], Catch::StartsWith("text/plain; version=0.0.4"));
   for (const char* line :
-       {"eep_requests_finished_total 3", "eep_generation_tokens_total 11", "eep_fleet_size 2",
-        "eep_generation 7", "eep_time_to_first_token_seconds_count 3",
-        "eep_inter_token_latency_seconds_count 8", "eep_http_responses_total{code=\"200\"} 5",
+       {"eep_requests_finished_total 5", "eep_generation_tokens_total 17", "eep_fleet_size 2",
+        "eep_generation 7", "eep_time_to_first_token_seconds_count 5",
+        "eep_inter_token_latency_seconds_count 12", "eep_http_responses_total{code=\"200\"} 8",
         "eep_http_responses_total{code=\"503\"} 1"}) {
     CHECK_THAT(metrics.body, Catch::Contains(line));
   }

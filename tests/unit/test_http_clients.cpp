@@ -170,7 +170,7 @@ TEST_CASE("the openai npm package completes requests", "[http]") {
   if (!fs::exists(dir / "node_modules" / "openai" / "package.json")) {
     ProcessOutput install = run(
         {*npm, "install", "--prefix", dir.string(), "--no-audit", "--no-fund", "--loglevel=error"},
-        std::chrono::seconds(180));
+        std::chrono::seconds(100));  // within ctest's 120 s
     if (install.exit_code != 0) {
       FAIL(
           "npm could not install the openai package from the npm registry (is the registry "

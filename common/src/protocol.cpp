@@ -200,6 +200,7 @@ void from_json(const json& j, ModelCapacity& m) {
 void to_json(json& j, const AssignAck& m) {
   j = json{{"generation", m.generation}, {"rank", m.rank}};
   if (m.capacity) j["capacity"] = *m.capacity;
+  if (!m.error.empty()) j["error"] = m.error;
 }
 void from_json(const json& j, AssignAck& m) {
   required(j, "generation", m.generation);
@@ -209,6 +210,7 @@ void from_json(const json& j, AssignAck& m) {
     m.capacity.emplace();
     from_json(*it, *m.capacity);
   }
+  optional_field(j, "error", m.error);
 }
 
 void to_json(json& j, const SamplingParams& m) {

@@ -299,6 +299,12 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
         EEP_LOG_WARN("from " << identity << ": " << ack.status().to_string());
         break;
       }
+      if (!ack->error.empty()) {
+        EEP_LOG_ERROR("worker " << identity << " cannot join generation " << ack->generation << ": "
+                                << ack->error);
+        apply(scale_->on_assign_failed(identity, ack->generation, ack->error, now));
+        break;
+      }
       if (ack->capacity && !capacity_) {
         capacity_ = ack->capacity;
         EEP_LOG_INFO("serving model '" << capacity_->model << "' (vocab " << capacity_->vocab_size

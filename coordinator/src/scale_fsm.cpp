@@ -253,6 +253,18 @@ std::vector<ScaleAction> ScaleFsm::on_worker_gone(const std::string& worker_id,
       now);
 }
 
+std::vector<ScaleAction> ScaleFsm::on_assign_failed(const std::string& worker_id,
+                                                    int64_t generation, const std::string& reason,
+                                                    Clock::time_point now) {
+  if (stage_ != ScaleStage::kWaitAcks || generation != target_generation_ ||
+      !awaiting_.count(worker_id)) {
+    return {};
+  }
+  return roll_back("worker " + worker_id + " cannot join generation " + std::to_string(generation) +
+                       ": " + reason,
+                   now);
+}
+
 std::vector<ScaleAction> ScaleFsm::on_tick(Clock::time_point now) {
   if (!running() || now - stage_started_ < limits_.stage_timeout) return {};
   if (stage_ == ScaleStage::kRetireLeaving) {

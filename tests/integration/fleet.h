@@ -3,7 +3,11 @@
 #pragma once
 
 #include <signal.h>
+#include <unistd.h>
+
 #include <sys/stat.h>
+#include <algorithm>
+#include <atomic>
 
 #include <chrono>
 #include <filesystem>
@@ -109,6 +113,13 @@ class Fleet {
         bin("eep-coordinator"),  "--admin",          "tcp://127.0.0.1:*", "--control",
         "tcp://127.0.0.1:*",     "--http",           "127.0.0.1:0",       "--ready-file",
         dir_.file("ready.json"), "--worker-log-dir", dir_.path()};
+    // A store port range of its own, so fleets of tests running side by side rarely meet.
+    static std::atomic<int> num_fleets{0};
+    const int base = 30000 + (::getpid() * 7 + num_fleets++ * 50) % 20000;
+    if (std::find(flags.begin(), flags.end(), "--port-range") == flags.end()) {
+      argv.insert(argv.end(),
+                  {"--port-range", std::to_string(base) + "-" + std::to_string(base + 49)});
+    }
     argv.insert(argv.end(), flags.begin(), flags.end());
     SpawnOptions options;
     options.log_path = log_path();

@@ -65,7 +65,7 @@ TEST_CASE("every control message round-trips through its envelope", "[protocol]"
   CHECK(assign2.control_store.port == 29500);
   CHECK(assign2.ep_store.port == 29501);
 
-  AssignAck ack{4, 1, std::nullopt};
+  AssignAck ack{4, 1, std::nullopt, ""};
   AssignAck ack2 = round_trip(ack);
   CHECK(ack2.generation == 4);
   CHECK(ack2.rank == 1);
@@ -228,12 +228,13 @@ TEST_CASE("serving messages round-trip through their envelope", "[protocol]") {
   CHECK(round_trip(Wake{5}).epoch == 5);
   round_trip(NeedWake{});
 
-  AssignAck ack{2, 1, ModelCapacity{"tiny", 512, 4096, 256, 16}};
+  AssignAck ack{2, 1, ModelCapacity{"tiny", 512, 4096, 256, 16}, ""};
   AssignAck ack2 = round_trip(ack);
   REQUIRE(ack2.capacity);
   CHECK(ack2.capacity->model == "tiny");
   CHECK(ack2.capacity->max_model_len == 4096);
-  CHECK_FALSE(round_trip(AssignAck{2, 1, std::nullopt}).capacity);
+  CHECK_FALSE(round_trip(AssignAck{2, 1, std::nullopt, ""}).capacity);
+  CHECK(round_trip(AssignAck{2, 1, std::nullopt, "cannot bind"}).error == "cannot bind");
 
   Heartbeat beat{3, 0, {1, 2, 3, 4}};
   CHECK(round_trip(beat).load.num_kv_blocks == 4);

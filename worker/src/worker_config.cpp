@@ -40,6 +40,10 @@ void add_worker_options(CLI::App& app, WorkerConfig& config) {
   app.add_option("--slots-per-rank", config.slots_per_rank,
                  "Physical expert slots per rank (0: the fewest that hold every expert once)")
       ->check(CLI::Range(0, 1 << 16));
+  app.add_option("--cpu-threads", config.cpu_threads,
+                 "Threads per GEMM on the CPU backend (ranks on one host share its cores)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   app.add_option("--log-level", config.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -7,6 +7,7 @@
 #include "eep/common/log.h"
 #include "eep/common/token_file.h"
 #include "eep/common/zmq_util.h"
+#include "eep/kernels/gemm.h"
 
 namespace eep::worker {
 namespace {
@@ -117,18 +118,20 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
       if (!engine_) {
         assignment_ = assign.value();
         update_log_speaker();
-        send(protocol::AssignAck{assignment_->generation, assignment_->rank, std::nullopt});
+        send(protocol::AssignAck{assignment_->generation, assignment_->rank, std::nullopt, ""});
         return;
       }
       if (engine_->generation() == assign->generation) {  // re-told after a rollback
-        send(protocol::AssignAck{assign->generation, assign->rank, engine_->capacity()});
+        send(protocol::AssignAck{assign->generation, assign->rank, engine_->capacity(), ""});
         return;
       }
       Status begun = engine_->begin_generation(assign.value());
       if (!begun.is_ok()) {
         EEP_LOG_ERROR("cannot build generation " << assign->generation << ": "
                                                  << begun.to_string());
-        return;  // the coordinator's deadline rolls the scale back
+        send(protocol::AssignAck{assign->generation, assign->rank, std::nullopt,
+                                 begun.to_string()});  // the coordinator rolls the scale back
+        return;
       }
       pending_ack_ = assign.value();
       return;
@@ -213,9 +216,12 @@ void WorkerDaemon::serve_once() {
     if (!built.is_ok()) {
       EEP_LOG_ERROR("building generation " << pending_ack_->generation
                                            << " failed: " << built.status().to_string());
+      send(protocol::AssignAck{pending_ack_->generation, pending_ack_->rank, std::nullopt,
+                               built.status().to_string()});
       pending_ack_.reset();
     } else if (built.value()) {
-      send(protocol::AssignAck{pending_ack_->generation, pending_ack_->rank, engine_->capacity()});
+      send(protocol::AssignAck{pending_ack_->generation, pending_ack_->rank, engine_->capacity(),
+                               ""});
       assignment_ = pending_ack_;
       pending_ack_.reset();
       if (idle_) request_wake();  // the others must step to agree on the switch
@@ -249,6 +255,7 @@ void WorkerDaemon::serve_once() {
 int WorkerDaemon::run(int signal_fd) {
   update_log_speaker();
   if (!config_.model_dir.empty()) {
+    kernels::cpu::set_gemm_num_threads(config_.cpu_threads);
     EngineOptions options;
     options.model_dir = config_.model_dir;
     options.num_kv_blocks = config_.num_kv_blocks;

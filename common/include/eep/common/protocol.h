@@ -117,6 +117,7 @@ struct AssignAck {
   int64_t generation = 0;
   int rank = 0;
   std::optional<ModelCapacity> capacity;  // absent when the worker serves no model
+  std::string error;  // set when the worker could not build the generation (nothing else holds)
 };
 
 // Sampling and stopping parameters, as the API gave them (seed always set by the coordinator).

@@ -84,6 +84,9 @@ class ScaleFsm {
   // The worker died, exited or was declared dead (the membership already says so).
   std::vector<ScaleAction> on_worker_gone(const std::string& worker_id, const std::string& reason,
                                           Clock::time_point now);
+  // A member could not take its part in g+1 (it acknowledged with an error): roll back.
+  std::vector<ScaleAction> on_assign_failed(const std::string& worker_id, int64_t generation,
+                                            const std::string& reason, Clock::time_point now);
   std::vector<ScaleAction> on_tick(Clock::time_point now);
 
   protocol::ScaleInfo info(Clock::time_point now) const;

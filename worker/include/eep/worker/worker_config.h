@@ -23,6 +23,7 @@ struct WorkerConfig {
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;
   int slots_per_rank = 0;  // 0: the fewest that hold every expert once
+  int cpu_threads = 1;     // GEMM threads of the CPU backend; several ranks often share a host
   // Test hook (off by default): wait this long before registering, as a slow device would.
   int test_register_delay_ms = 0;
 };

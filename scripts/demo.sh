@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The embedded demo: installs what is needed, builds, starts a coordinator with 2 CPU workers,
-# scales the fleet to 4 and back to 2 while printing what the operator sees, then shuts down.
+# The embedded demo: installs what is needed, builds, generates the `tiny` model, serves it with
+# a coordinator and 2 CPU workers, runs eep-bench against the OpenAI API, scales the fleet to 4
+# (and benchmarks again) and back to 2, printing what an operator sees; then shuts down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -19,22 +20,39 @@ trap cleanup EXIT
 
 # Free loopback ports, read back from the ready file, so the demo never collides with a fleet
 # already running here.
-"$BIN/eep-coordinator" --config config/demo.toml --admin 'tcp://127.0.0.1:*' \
+echo "== eep-mkmodel --preset tiny"
+"$BIN/eep-mkmodel" --preset tiny --seed 1 --out "$RUN_DIR/tiny"
+"$BIN/eep-coordinator" --config config/demo.toml --model "$RUN_DIR/tiny" --admin 'tcp://127.0.0.1:*' \
   --control 'tcp://127.0.0.1:*' --http 127.0.0.1:0 --ready-file "$RUN_DIR/ready.json" \
   --worker-log-dir "$RUN_DIR" >"$RUN_DIR/coordinator.log" 2>&1 &
 COORD_PID=$!
 for _ in $(seq 100); do [ -f "$RUN_DIR/ready.json" ] && break; sleep 0.1; done
 ADMIN=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$RUN_DIR/ready.json")
-echo "== coordinator up (admin $ADMIN), waiting for 2 workers"
-for _ in $(seq 100); do
-  "$BIN/eepctl" --admin "$ADMIN" status --json | grep -q '"active_dp":2' && break
+HTTP_PORT=$(sed -n 's/.*"http_port":\([0-9]*\).*/\1/p' "$RUN_DIR/ready.json")
+URL="http://127.0.0.1:$HTTP_PORT"
+echo "== coordinator up (admin $ADMIN, OpenAI API $URL), waiting for 2 workers"
+for _ in $(seq 300); do
+  curl -sf "$URL/health" >/dev/null && break
   sleep 0.1
 done
 "$BIN/eepctl" --admin "$ADMIN" status
 echo
+echo "== curl $URL/v1/completions"
+curl -s "$URL/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"model": "tiny", "prompt": "Hello", "max_tokens": 8, "temperature": 0}'
+echo
+echo
+echo "== eep-bench on 2 workers"
+"$BIN/eep-bench" --base-url "$URL" --num-prompts 64 --random-input-len 32 \
+  --random-output-len 32 --seed 0 --no-progress
+echo
 echo "== eepctl scale --dp 4"
 "$BIN/eepctl" --admin "$ADMIN" scale --dp 4
 "$BIN/eepctl" --admin "$ADMIN" status
+echo
+echo "== eep-bench on 4 workers"
+"$BIN/eep-bench" --base-url "$URL" --num-prompts 64 --random-input-len 32 \
+  --random-output-len 32 --seed 0 --no-progress
 echo
 echo "== eepctl scale --dp 2"
 "$BIN/eepctl" --admin "$ADMIN" scale --dp 2
@@ -45,4 +63,4 @@ echo "== eepctl shutdown"
 wait "$COORD_PID"
 COORD_PID=
 echo "demo finished; the coordinator's log was:"
-sed 's/^/  /' "$RUN_DIR/coordinator.log" | tail -n 25
+sed 's/^/  /' "$RUN_DIR/coordinator.log" | tail -n 12

@@ -228,10 +228,12 @@ std::vector<ScaleAction> ScaleFsm::switch_generation(Clock::time_point now) {
   current_ep_store_ = ep_store_;
   EEP_LOG_INFO("generation " << target_generation_ << " is live with " << members_.size()
                              << " ranks");
+  // Leaving workers are told, not stopped: a serving one still takes part in the lockstep step
+  // where everybody switches, and exits right after it. One that never goes is killed at the
+  // stage's deadline.
   for (const std::string& id : leaving_) {
     awaiting_.insert(id);
     actions.push_back(SendShutdown{id, "retired by scale to dp " + std::to_string(to_dp_)});
-    actions.push_back(StopWorker{id, false});
   }
   enter(ScaleStage::kRetireLeaving, now);
   if (awaiting_.empty()) enter(ScaleStage::kSucceeded, now);

@@ -32,9 +32,9 @@ struct Fixture {
         more = fsm.on_registered(launch->worker_id, now);
       } else if (auto* assign = std::get_if<SendAssign>(&seen[i])) {
         more = fsm.on_assign_ack(assign->worker_id, assign->assign.generation, now);
-      } else if (auto* stop = std::get_if<StopWorker>(&seen[i])) {
-        more = fsm.on_worker_gone(stop->worker_id, "exited", now);
-        membership.remove(stop->worker_id);
+      } else if (auto* shutdown = std::get_if<SendShutdown>(&seen[i])) {
+        more = fsm.on_worker_gone(shutdown->worker_id, "exited", now);
+        membership.remove(shutdown->worker_id);
       }
       seen.insert(seen.end(), more.begin(), more.end());
     }

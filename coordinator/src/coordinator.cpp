@@ -388,6 +388,8 @@ void Coordinator::on_worker_gone(const std::string& worker_id, const std::string
   if (worker != nullptr && worker->state == WorkerState::kLeaving) {
     EEP_LOG_INFO("worker " << worker_id << " left (" << reason << ")");
     membership_.remove(worker_id);
+    // The launcher forgets it too (systemctl stop of a unit whose process exited is harmless).
+    launcher_->stop(worker_id, false);
   } else if (worker != nullptr && worker->state != WorkerState::kDead) {
     const bool was_active = worker->state == WorkerState::kActive;
     const int rank = worker->rank;

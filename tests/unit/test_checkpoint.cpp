@@ -11,6 +11,7 @@
 #include "eep/worker/checkpoint.h"
 #include "eep/worker/random_checkpoint.h"
 #include "eep/worker/tensor_names.h"
+#include "scratch_dir.h"
 
 namespace {
 
@@ -20,8 +21,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 fs::path fresh_dir(const std::string& name) {
-  const auto dir =
-      fs::temp_directory_path() / ("eep_test_checkpoint_" + std::to_string(::getpid())) / name;
+  const auto dir = eep::testing::process_scratch_dir("eep_test_checkpoint") / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;

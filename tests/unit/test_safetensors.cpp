@@ -10,6 +10,7 @@
 
 #include "eep/worker/dtype.h"
 #include "eep/worker/safetensors.h"
+#include "scratch_dir.h"
 
 namespace {
 
@@ -17,9 +18,7 @@ using namespace eep::worker;
 namespace fs = std::filesystem;
 
 fs::path temp_dir() {
-  auto dir = fs::temp_directory_path() / ("eep_test_safetensors_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir;
+  return eep::testing::process_scratch_dir("eep_test_safetensors");
 }
 
 std::vector<std::byte> read_bytes(const fs::path& path) {

@@ -20,6 +20,7 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <zmq.hpp>
 
 #include "eep/common/subprocess.h"
 
@@ -102,6 +103,16 @@ inline bool process_alive(pid_t pid) {
   std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
   auto close = stat.rfind(')');
   return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+// A loopback port that was free a moment ago (a race with other processes is possible, and
+// harmless for tests: the bind then fails loudly).
+inline int free_port() {
+  zmq::context_t context;
+  zmq::socket_t socket(context, zmq::socket_type::rep);
+  socket.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
+  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
 }
 
 class Fleet {

@@ -29,14 +29,6 @@ std::vector<float> read_logits(const std::string& path) {
   return logits;
 }
 
-int free_port() {
-  zmq::context_t context;
-  zmq::socket_t socket(context, zmq::socket_type::rep);
-  socket.bind("tcp://127.0.0.1:*");
-  std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
-  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-}
-
 // Runs an EP=size group; returns the worst relative error against EP=1 over every rank's rows.
 double compare_with_ep1(const std::string& model, int size, int slots_per_rank,
                         const TempDir& dir) {

@@ -25,15 +25,6 @@ json find_worker(Fleet& fleet, const std::string& id) {
   return json();
 }
 
-// A loopback port that was free a moment ago.
-int free_port() {
-  zmq::context_t context;
-  zmq::socket_t socket(context, zmq::socket_type::rep);
-  socket.bind("tcp://127.0.0.1:*");
-  std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
-  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-}
-
 }  // namespace
 
 TEST_CASE("coordinator with 2 local workers: two ACTIVE ranks 0 and 1", "[fleet]") {

@@ -40,7 +40,7 @@ struct CompletionEvent {
 using CompletionCallback = std::function<void(const CompletionEvent&)>;
 
 struct ModelInfo {
-  std::string name;            // the id /v1/models lists and requests must name
+  std::string name;  // the id /v1/models lists and requests must name
   int vocab_size = 0;
   int max_model_len = 0;       // prompt + max_tokens must fit
   bool byte_tokenizer = true;  // text prompts are bytes (generated models); false: ids only
@@ -55,7 +55,7 @@ struct ServingStats {
   int64_t requests_failed = 0;
   int64_t prompt_tokens = 0;
   int64_t generation_tokens = 0;
-  int fleet_size = 0;   // ACTIVE workers
+  int fleet_size = 0;  // ACTIVE workers
   int64_t generation = 0;
 };
 

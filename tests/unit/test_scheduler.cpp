@@ -13,9 +13,11 @@ using namespace eep::worker;
 namespace {
 
 int32_t fake_next_token(const EngineRequest& request) {
-  int64_t sum = request.context_len();
-  for (int64_t pos = 0; pos < request.context_len(); ++pos) sum = sum * 31 + request.token_at(pos);
-  return static_cast<int32_t>(((sum % 97) + 97) % 97) + 3;  // never 0..2
+  uint64_t hash = static_cast<uint64_t>(request.context_len());  // wraps on purpose
+  for (int64_t pos = 0; pos < request.context_len(); ++pos) {
+    hash = hash * 31 + static_cast<uint64_t>(request.token_at(pos));
+  }
+  return static_cast<int32_t>(hash % 97) + 3;  // never 0..2
 }
 
 EngineRequest make_request(uint64_t id, int prompt_len, int max_tokens) {

@@ -14,6 +14,8 @@ namespace {
 
 // Registration is re-sent this often until the coordinator answers (it may start after us).
 constexpr std::chrono::milliseconds kRegisterRetry{500};
+// How often a worker checks whether the generation it builds on a helper thread is ready.
+constexpr std::chrono::milliseconds kBuildPollInterval{5};
 // Queued messages (the exit notice) may take this long to leave when we close.
 constexpr int kExitLingerMs = 500;
 
@@ -288,8 +290,10 @@ int WorkerDaemon::run(int signal_fd) {
     if (signal_fd >= 0) items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - now);
     // A fleet that is stepping does not wait for messages between steps.
-    const bool stepping = engine_ && !idle_ && (engine_->serving() || pending_ack_);
+    const bool stepping = engine_ && !idle_ && engine_->serving();
     if (stepping) wait = std::chrono::milliseconds(0);
+    // A generation being built is polled for now and then, not spun on.
+    if (pending_ack_) wait = std::min(wait, kBuildPollInterval);
     try {
       zmq::poll(
           items.data(), items.size(),

@@ -42,10 +42,8 @@ ExpertTokenCounts make_load(int num_layers, int num_experts, const std::string& 
 
 std::vector<int> slots_per_rank_of(const Placement& placement, int layer) {
   std::vector<int> slots(placement.num_ranks, 0);
-  for (int slot = 0; slot < placement.num_slots(); ++slot) {
+  for (int slot = 0; slot < static_cast<int>(placement.phy2log[layer].size()); ++slot)
     ++slots[placement.rank_of_slot(slot)];
-    (void)placement.logical_of(layer, slot);
-  }
   return slots;
 }
 

@@ -9,7 +9,7 @@
 namespace eep::worker {
 namespace {
 
-// Slots of the ModelCapacity and the all-reduce of step(): [has work, wake epoch, next
+// The fields of step()'s all-reduce: [has work, wake epoch, next
 // generation pending, next generation not built], all reduced with max.
 constexpr int kNumLockstepFields = 4;
 

@@ -1,0 +1,31 @@
+// The experts of a MoE layer as one grouped GEMM (no loop of per-expert launches): the rows of
+// every expert sit contiguously in one activation matrix, expert g's rows at
+// [offsets[g], offsets[g + 1]), and each group multiplies by its own weight matrix. The row
+// counts live in device memory, so one launch (and one captured graph node) serves any split of
+// rows over experts. CPU contract: expert g's rows equal kernels::cpu::matmul_nt of those rows
+// with b[g] (inputs rounded to bf16, output rounded to bf16).
+#pragma once
+
+#include <cstdint>
+
+#include "eep/kernels/cuda/types.h"
+
+namespace eep::kernels::cuda {
+
+// For every group g < num_groups: c[r, :] = a[r, :] * b[g]^T for r in [offsets[g], offsets[g+1]).
+// a [max_rows, k], b [num_groups, n, k] (Hugging Face [out, in] layout), c [max_rows, n]; bf16
+// with fp32 accumulation. offsets: device, num_groups + 1 non-decreasing values from 0, the last
+// <= max_rows. Rows at or beyond offsets[num_groups] are neither read nor written. A row's result
+// does not depend on the other rows (fixed summation order over k), so it is the same whichever
+// rows share its launch. n and k must be multiples of 64.
+cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offsets,
+                              int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, bf16* c,
+                              cudaStream_t stream);
+
+// SwiGLU's activation on the fused gate/up product: out[r, i] = silu(gate_up[r, i]) *
+// gate_up[r, intermediate + i] (silu(g) = g / (1 + e^-g), in fp32) for r < *num_rows (device) and
+// i < intermediate. gate_up [max_rows, 2 * intermediate], out [max_rows, intermediate].
+cudaError_t silu_mul(const bf16* gate_up, const int32_t* num_rows, int64_t max_rows,
+                     int64_t intermediate, bf16* out, cudaStream_t stream);
+
+}  // namespace eep::kernels::cuda

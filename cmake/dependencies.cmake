@@ -33,6 +33,12 @@ if(EEP_CUDA_ENABLED)
     set(CMAKE_CUDA_ARCHITECTURES 90)  # H100 / H200
   endif()
   enable_language(CUDA)
+  # CMake 3.25 does not know nvcc's C++20 flag (nvcc has it since CUDA 12.0) and would refuse
+  # CUDA_STANDARD 20 ("does not support this dialect").
+  if(NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+  endif()
   set(CMAKE_CUDA_STANDARD 20)
   add_library(eep_nccl INTERFACE)
   target_include_directories(eep_nccl SYSTEM INTERFACE ${NCCL_INCLUDE_DIR})

@@ -22,6 +22,18 @@ cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offse
                               int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, bf16* c,
                               cudaStream_t stream);
 
+// The tile shapes grouped_matmul_nt chooses among, by rows of c per tile. kAuto (what the
+// overload above uses) picks by the average rows per group, max_rows / num_groups, and n; the
+// others are there so that tests and benchmarks can run each variant. kRows64 and kRows128 need
+// n to be a multiple of 128 (cudaErrorInvalidValue otherwise). Every variant gives bitwise the
+// same results. Also cudaErrorInvalidValue: n or k not a multiple of 64, a or b not 16-byte
+// aligned, c not 4-byte aligned.
+enum class GroupedGemmTile { kAuto, kRows32, kRows64, kRows128 };
+
+cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offsets,
+                              int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, bf16* c,
+                              cudaStream_t stream, GroupedGemmTile tile);
+
 // SwiGLU's activation on the fused gate/up product: out[r, i] = silu(gate_up[r, i]) *
 // gate_up[r, intermediate + i] (silu(g) = g / (1 + e^-g), in fp32) for r < *num_rows (device) and
 // i < intermediate. gate_up [max_rows, 2 * intermediate], out [max_rows, intermediate].

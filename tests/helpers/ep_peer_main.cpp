@@ -1,7 +1,8 @@
-// One rank of an expert-parallel model run, as a process (test_expert_parallel.cpp): loads the
-// checkpoint with this rank's expert slots, joins the Gloo EP group (rank 0 serves the store),
-// runs its own batch of mixed-length sequences (prefill of every position, then decode steps)
-// and writes every logit row to --out as safetensors ("logits" [rows, vocab]).
+// One rank of an expert-parallel model run, as a process (test_expert_parallel.cpp on the CPU,
+// tests/gpu/test_model_cuda.cpp on GPUs): loads the checkpoint with this rank's expert slots,
+// joins the EP group (Gloo or NCCL; rank 0 serves the store), runs its own batch of mixed-length
+// sequences (prefill of every position, then decode steps) and writes every logit row to --out
+// as safetensors ("logits" [rows, vocab]).
 //
 // --seqs-of R/N picks which sequences to run (those of rank R in an N-rank run), so an EP=1 run
 // of the same sequences is the reference.
@@ -10,10 +11,9 @@
 
 #include "eep/common/config.h"
 #include "eep/common/log.h"
+#include "eep/worker/backend.h"
 #include "eep/worker/checkpoint.h"
 #include "eep/worker/kv_store.h"
-#include "eep/worker/model_runner.h"
-#include "eep/worker/process_group_gloo.h"
 #include "eep/worker/safetensors.h"
 
 using namespace eep;
@@ -43,6 +43,10 @@ std::vector<std::vector<int32_t>> sequences_of(int owner, int num_owners, int vo
 int main(int argc, char** argv) {
   std::string model_dir, out_path, seqs_of = "0/1", store_host = "127.0.0.1";
   int rank = 0, size = 1, slots_per_rank = 0, store_port = 0;
+  BackendOptions backend_options;
+  backend_options.num_kv_blocks = 256;
+  backend_options.block_size = 8;
+  backend_options.gpu_memory_utilization = 0.3;
   CLI::App app{"eep_ep_peer: one rank of an expert-parallel forward, for tests"};
   app.add_option("--model", model_dir)->required();
   app.add_option("--out", out_path)->required();
@@ -52,6 +56,8 @@ int main(int argc, char** argv) {
   app.add_option("--store-host", store_host);
   app.add_option("--store-port", store_port);
   app.add_option("--seqs-of", seqs_of);
+  app.add_option("--device", backend_options.device);
+  app.add_flag("!--no-cuda-graphs", backend_options.cuda_graphs);
   if (auto code = parse_args(app, argc, argv)) return *code;
   set_log_speaker("ep_peer rank=" + std::to_string(rank) + "/" + std::to_string(size));
   const int owner = std::stoi(seqs_of.substr(0, seqs_of.find('/')));
@@ -64,8 +70,21 @@ int main(int argc, char** argv) {
   auto placement =
       Placement::round_robin(config.num_hidden_layers, config.num_experts, size, slots_per_rank);
   EEP_CHECK_MSG(placement.is_ok(), placement.status().to_string());
-  auto weights = ModelWeights::load(checkpoint.value(), placement.value(), rank);
-  EEP_CHECK_MSG(weights.is_ok(), weights.status().to_string());
+  // Every rank's batch, to agree on each step's shape as the engine's lockstep does.
+  std::vector<std::vector<std::vector<int32_t>>> every_owner;
+  for (int o = 0; o < num_owners; ++o) every_owner.push_back(sequences_of(o, num_owners, config.vocab_size));
+  int64_t max_prefill_tokens = 1, max_seqs = 1;
+  for (const auto& owner_seqs : every_owner) {
+    int64_t tokens = 0;
+    for (const auto& seq : owner_seqs) tokens += static_cast<int64_t>(seq.size());
+    max_prefill_tokens = std::max(max_prefill_tokens, tokens);
+    max_seqs = std::max<int64_t>(max_seqs, static_cast<int64_t>(owner_seqs.size()));
+  }
+  backend_options.device_idx = rank;
+  backend_options.max_num_seqs = static_cast<int>(max_seqs);
+  backend_options.max_num_batched_tokens = static_cast<int>(max_prefill_tokens);
+  auto backend = make_backend(backend_options, config);
+  EEP_CHECK_MSG(backend.is_ok(), backend.status().to_string());
 
   std::unique_ptr<StoreServer> store;
   std::unique_ptr<ProcessGroup> group;
@@ -82,13 +101,18 @@ int main(int argc, char** argv) {
     spec.size = size;
     spec.store_host = store_host;
     spec.store_port = store_port;
-    auto created = create_gloo_group(spec);
+    auto created = (*backend)->create_ep_group(spec);
     EEP_CHECK_MSG(created.is_ok(), created.status().to_string());
     group = std::move(created).value();
   }
-  MoeDispatcher moe(placement.value(), rank, group.get());
-  KvBlockManager blocks(256, 8);
-  ModelRunner runner(std::move(weights).value(), blocks.num_blocks(), 8);
+  auto state = (*backend)->build(checkpoint.value(), placement.value(), rank, group.get());
+  EEP_CHECK_MSG(state.is_ok(), state.status().to_string());
+  auto num_kv_blocks = (*backend)->plan_kv_blocks();
+  EEP_CHECK_MSG(num_kv_blocks.is_ok(), num_kv_blocks.status().to_string());
+  EEP_CHECK(
+      (*backend)->install(std::move(state).value(), std::min(num_kv_blocks.value(), 4096)).is_ok());
+  KvBlockManager blocks(std::min(num_kv_blocks.value(), 4096), backend_options.block_size);
+  ModelExecutor& executor = (*backend)->executor();
 
   const auto seqs = sequences_of(owner, num_owners, config.vocab_size);
   std::vector<float> all_logits;
@@ -99,7 +123,8 @@ int main(int argc, char** argv) {
   }
   // Prefill of everyone, then decode steps feeding each sequence's greedy token.
   for (int step = 0; step <= kDecodeSteps; ++step) {
-    auto output = runner.forward(batch, blocks, moe);
+    const StepPlan plan{step == 0 ? max_prefill_tokens : max_seqs, step > 0};
+    auto output = executor.forward(batch, blocks, plan);
     EEP_CHECK_MSG(output.is_ok(), output.status().to_string());
     all_logits.insert(all_logits.end(), output->logits.begin(), output->logits.end());
     for (size_t s = 0; s < batch.size(); ++s) {

@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   using namespace eep::worker;
   std::string model_dir, prompt_text, dump_path;
   GenerateOptions options;
-  int block_size = 16;
+  BackendOptions backend_options;
   CLI::App app{"eep-generate: run the model on one rank on token ids and print the tokens"};
   eep::add_config_option(app);
   app.add_option("--model", model_dir, "Checkpoint directory (config.json + safetensors)")
@@ -55,7 +55,17 @@ int main(int argc, char** argv) {
   app.add_flag("--ignore-eos", options.ignore_eos, "Keep generating after an EOS token");
   app.add_option("--prefill-chunk", options.prefill_chunk, "Prefill in chunks of this many tokens")
       ->check(CLI::Range(0, 1 << 20));
-  app.add_option("--block-size", block_size, "KV cache block size")
+  app.add_option("--device", backend_options.device, "cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--device-idx", backend_options.device_idx, "GPU index (cuda)")
+      ->check(CLI::Range(0, 1023));
+  app.add_flag("!--no-cuda-graphs", backend_options.cuda_graphs,
+               "cuda: run decode steps eagerly instead of from captured CUDA graphs");
+  app.add_option("--gpu-memory-utilization", backend_options.gpu_memory_utilization,
+                 "cuda: share of the GPU's memory to use")
+      ->check(CLI::Range(0.05, 0.99));
+  app.add_option("--block-size", backend_options.block_size, "KV cache block size")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   app.add_option("--dump-logits", dump_path,
@@ -76,20 +86,25 @@ int main(int argc, char** argv) {
     return 1;
   }
   const ModelConfig& config = checkpoint->config();
-  auto placement = eep::Placement::round_robin(config.num_hidden_layers, config.num_experts, 1,
-                                               config.num_experts);
-  auto weights = ModelWeights::load(checkpoint.value(), placement.value(), 0);
-  if (!weights.is_ok()) {
-    EEP_LOG_ERROR(weights.status().to_string());
+  options.keep_logits = !dump_path.empty();
+  const int block_size = backend_options.block_size;
+  backend_options.num_kv_blocks =
+      static_cast<int>((prompt->size() + options.max_tokens + block_size - 1) / block_size);
+  backend_options.max_num_seqs = 1;
+  backend_options.max_num_batched_tokens = std::max<int>(
+      16, options.prefill_chunk > 0 ? options.prefill_chunk : static_cast<int>(prompt->size()));
+  auto backend = make_backend(backend_options, config);
+  if (!backend.is_ok()) {
+    EEP_LOG_ERROR(backend.status().to_string());
     return 1;
   }
-  options.keep_logits = !dump_path.empty();
-  KvBlockManager blocks(
-      static_cast<int>((prompt->size() + options.max_tokens + block_size - 1) / block_size),
-      block_size);
-  ModelRunner runner(std::move(weights).value(), blocks.num_blocks(), block_size);
-  MoeDispatcher moe(placement.value(), 0, nullptr);
-  auto result = generate(runner, blocks, moe, *prompt, options);
+  auto num_kv_blocks = install_single_rank(**backend, checkpoint.value());
+  if (!num_kv_blocks.is_ok()) {
+    EEP_LOG_ERROR(num_kv_blocks.status().to_string());
+    return 1;
+  }
+  KvBlockManager blocks(num_kv_blocks.value(), block_size);
+  auto result = generate((*backend)->executor(), blocks, *prompt, options);
   if (!result.is_ok()) {
     EEP_LOG_ERROR(result.status().to_string());
     return 1;

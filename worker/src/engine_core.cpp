@@ -3,15 +3,14 @@
 #include <algorithm>
 
 #include "eep/common/log.h"
-#include "eep/kernels/sampling.h"
 #include "eep/worker/process_group_gloo.h"
 
 namespace eep::worker {
 namespace {
 
-// The fields of step()'s all-reduce: [has work, wake epoch, next
-// generation pending, next generation not built], all reduced with max.
-constexpr int kNumLockstepFields = 4;
+// The fields of step()'s all-reduce, all reduced with max: [has work, wake epoch, next
+// generation pending, next generation not built, tokens this step, has a prefill chunk].
+constexpr int kNumLockstepFields = 6;
 
 std::string checkpoint_name(const std::string& dir) {
   std::string trimmed = dir;
@@ -24,20 +23,27 @@ std::string checkpoint_name(const std::string& dir) {
 Result<std::unique_ptr<EngineCore>> EngineCore::create(const EngineOptions& options) {
   auto checkpoint = Checkpoint::open(options.model_dir);
   if (!checkpoint.is_ok()) return checkpoint.status();
-  return std::unique_ptr<EngineCore>(new EngineCore(options, std::move(checkpoint).value()));
+  const ModelConfig& config = checkpoint->config();
+  BackendOptions backend_options;
+  backend_options.device = options.device;
+  backend_options.device_idx = options.device_idx;
+  backend_options.num_kv_blocks = options.num_kv_blocks;
+  backend_options.block_size = options.block_size;
+  backend_options.max_num_seqs = options.max_num_seqs;
+  backend_options.max_num_batched_tokens = options.max_num_batched_tokens;
+  backend_options.gpu_memory_utilization = options.gpu_memory_utilization;
+  backend_options.cuda_graphs = options.cuda_graphs;
+  backend_options.group_timeout = options.group_timeout;
+  EEP_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, make_backend(backend_options, config));
+  return std::unique_ptr<EngineCore>(
+      new EngineCore(options, std::move(checkpoint).value(), std::move(backend)));
 }
 
-EngineCore::EngineCore(EngineOptions options, Checkpoint checkpoint)
+EngineCore::EngineCore(EngineOptions options, Checkpoint checkpoint,
+                       std::unique_ptr<Backend> backend)
     : options_(std::move(options)),
       checkpoint_(std::move(checkpoint)),
-      blocks_(options_.num_kv_blocks, options_.block_size),
-      scheduler_(blocks_,
-                 SchedulerConfig{options_.max_num_seqs, options_.max_num_batched_tokens,
-                                 std::min(checkpoint_.config().max_position_embeddings,
-                                          options_.num_kv_blocks * options_.block_size)},
-                 std::vector<int32_t>(checkpoint_.config().eos_token_ids.begin(),
-                                      checkpoint_.config().eos_token_ids.end())),
-      sampling_scratch_(kernels::cpu::sampling_scratch_bytes(checkpoint_.config().vocab_size)) {}
+      backend_(std::move(backend)) {}
 
 EngineCore::~EngineCore() {
   if (building_.valid()) building_.wait();
@@ -47,15 +53,18 @@ protocol::ModelCapacity EngineCore::capacity() const {
   protocol::ModelCapacity capacity;
   capacity.model = checkpoint_name(options_.model_dir);
   capacity.vocab_size = checkpoint_.config().vocab_size;
-  capacity.max_model_len = scheduler_.config().max_model_len;
-  capacity.num_kv_blocks = blocks_.num_blocks();
-  capacity.block_size = blocks_.block_size();
+  capacity.block_size = options_.block_size;
+  if (scheduler_) {
+    capacity.max_model_len = scheduler_->config().max_model_len;
+    capacity.num_kv_blocks = blocks_->num_blocks();
+  }
   return capacity;
 }
 
 protocol::WorkerLoad EngineCore::load() const {
-  return {scheduler_.num_running(), scheduler_.num_waiting(), blocks_.num_free_blocks(),
-          blocks_.num_blocks()};
+  if (!scheduler_) return {};
+  return {scheduler_->num_running(), scheduler_->num_waiting(), blocks_->num_free_blocks(),
+          blocks_->num_blocks()};
 }
 
 Status EngineCore::begin_generation(const protocol::Assign& assign) {
@@ -71,17 +80,19 @@ Status EngineCore::begin_generation(const protocol::Assign& assign) {
     control_store = std::move(control).value();
     ep_store = std::move(ep).value();
   }
+  const bool first = blocks_ == nullptr;
   building_ = std::async(std::launch::async, [this, assign, control = std::move(control_store),
-                                              ep = std::move(ep_store)]() mutable {
-    return build_generation(assign, std::move(control), std::move(ep));
+                                              ep = std::move(ep_store), first]() mutable {
+    return build_generation(assign, std::move(control), std::move(ep), first);
   });
   return Status::ok();
 }
 
 Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
     const protocol::Assign& assign, std::unique_ptr<StoreServer> control_store,
-    std::unique_ptr<StoreServer> ep_store) {
-  // Runs on the helper thread: touches only its arguments and the (const) checkpoint.
+    std::unique_ptr<StoreServer> ep_store, bool first) {
+  // Runs on the helper thread: touches only its arguments, the (const) checkpoint and the
+  // backend's helper-thread methods.
   const auto started = std::chrono::steady_clock::now();
   auto generation = std::make_unique<Generation>();
   generation->assign = assign;
@@ -106,15 +117,19 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
       spec.store_port = store.port;
       spec.timeout = options_.group_timeout;
       spec.bind_host = options_.bind_host;
-      auto group = create_gloo_group(spec);
+      auto group = std::string(name) == "control" ? create_gloo_group(spec)
+                                                  : backend_->create_ep_group(spec);
       if (!group.is_ok()) return group.status();
       (std::string(name) == "control" ? generation->control_group : generation->ep_group) =
           std::move(group).value();
     }
   }
-  auto weights = ModelWeights::load(checkpoint_, generation->placement, assign.rank);
-  if (!weights.is_ok()) return weights.status();
-  generation->weights = std::make_unique<ModelWeights>(std::move(weights).value());
+  EEP_ASSIGN_OR_RETURN(generation->state,
+                       backend_->build(checkpoint_, generation->placement, assign.rank,
+                                       generation->ep_group.get()));
+  if (first) {
+    EEP_ASSIGN_OR_RETURN(generation->num_kv_blocks, backend_->plan_kv_blocks());
+  }
   EEP_LOG_INFO("generation "
                << assign.generation << " built in "
                << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
@@ -130,27 +145,31 @@ Result<bool> EngineCore::next_generation_built() {
   auto built = building_.get();
   if (!built.is_ok()) return built.status();
   built_ = std::move(built).value();
+  if (!blocks_) {
+    const ModelConfig& config = checkpoint_.config();
+    blocks_ = std::make_unique<KvBlockManager>(built_->num_kv_blocks, options_.block_size);
+    scheduler_ = std::make_unique<Scheduler>(
+        *blocks_,
+        SchedulerConfig{options_.max_num_seqs, options_.max_num_batched_tokens,
+                        std::min(config.max_position_embeddings,
+                                 built_->num_kv_blocks * options_.block_size)},
+        std::vector<int32_t>(config.eos_token_ids.begin(), config.eos_token_ids.end()));
+  }
   return true;
 }
 
-void EngineCore::switch_to(std::unique_ptr<Generation> next) {
+Status EngineCore::switch_to(std::unique_ptr<Generation> next) {
   if (current_) {
     if (current_->control_group) current_->control_group->destroy();
     if (current_->ep_group) current_->ep_group->destroy();
   }
   current_ = std::move(next);
-  if (runner_) {
-    runner_->weights() = std::move(*current_->weights);
-  } else {
-    runner_ = std::make_unique<ModelRunner>(std::move(*current_->weights), blocks_.num_blocks(),
-                                            blocks_.block_size());
-  }
-  current_->weights.reset();
-  moe_ = std::make_unique<MoeDispatcher>(current_->placement, current_->assign.rank,
-                                         current_->ep_group.get());
+  EEP_RETURN_IF_ERROR(backend_->install(std::move(current_->state), blocks_->num_blocks()));
   EEP_LOG_INFO("switched to generation " << current_->assign.generation << " as rank "
                                          << current_->assign.rank << " of "
-                                         << current_->assign.world_size);
+                                         << current_->assign.world_size << " (" << backend_->name()
+                                         << ")");
+  return Status::ok();
 }
 
 std::optional<protocol::RequestOutput> EngineCore::submit(const protocol::SubmitRequest& request) {
@@ -168,7 +187,11 @@ std::optional<protocol::RequestOutput> EngineCore::submit(const protocol::Submit
                                      "token id " + std::to_string(id) + " outside the vocabulary"};
     }
   }
-  Status added = scheduler_.add(std::move(engine_request));
+  if (!scheduler_) {
+    return protocol::RequestOutput{request.request_id, {}, true, "error",
+                                   "this rank is not serving yet"};
+  }
+  Status added = scheduler_->add(std::move(engine_request));
   if (!added.is_ok()) {
     return protocol::RequestOutput{request.request_id, {}, true, "error", added.message()};
   }
@@ -176,7 +199,7 @@ std::optional<protocol::RequestOutput> EngineCore::submit(const protocol::Submit
 }
 
 std::optional<protocol::RequestOutput> EngineCore::cancel(uint64_t request_id) {
-  if (!scheduler_.cancel(request_id)) return std::nullopt;
+  if (!scheduler_ || !scheduler_->cancel(request_id)) return std::nullopt;
   return protocol::RequestOutput{request_id, {}, true, "cancelled", ""};
 }
 
@@ -186,12 +209,24 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   // A rank that is not in a generation yet (a new rank) switches as soon as it has built one.
   if (!current_) {
     if (!built) return error(ErrorCode::kFailedPrecondition, "no generation to step in");
-    switch_to(std::move(built_));
+    EEP_RETURN_IF_ERROR(switch_to(std::move(built_)));
     result.switched = true;
   }
-  int64_t fields[kNumLockstepFields] = {
-      scheduler_.has_work() ? 1 : 0, static_cast<int64_t>(wake_epoch),
-      building_.valid() || built_ ? 1 : 0, building_.valid() && !built_ ? 1 : 0};
+  // Scheduled before the agreement so that every rank learns the step's shape. If the step does
+  // not run (a switch, idle), the chunks are dropped: the scheduler gives them again next time.
+  std::vector<ScheduledChunk> chunks = scheduler_->schedule();
+  int64_t num_tokens = 0;
+  bool has_prefill = false;
+  for (const ScheduledChunk& chunk : chunks) {
+    num_tokens += chunk.num_tokens;
+    has_prefill = has_prefill || chunk.num_tokens != 1;
+  }
+  int64_t fields[kNumLockstepFields] = {scheduler_->has_work() ? 1 : 0,
+                                        static_cast<int64_t>(wake_epoch),
+                                        building_.valid() || built_ ? 1 : 0,
+                                        building_.valid() && !built_ ? 1 : 0,
+                                        num_tokens,
+                                        has_prefill ? 1 : 0};
   if (current_->control_group) {
     EEP_RETURN_IF_ERROR(
         current_->control_group->all_reduce(fields, kNumLockstepFields, ReduceOp::kMax));
@@ -199,7 +234,7 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   if (fields[2] == 1 && fields[3] == 0) {
     // Every rank has built the next generation (or is not part of it): switch here, together.
     if (built_) {
-      switch_to(std::move(built_));
+      EEP_RETURN_IF_ERROR(switch_to(std::move(built_)));
       result.switched = true;
       return result;  // the next step runs on the new groups
     }
@@ -215,8 +250,8 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   }
 
   // The forward step (a dummy one when this rank has nothing).
-  std::vector<ScheduledChunk> chunks = scheduler_.schedule();
   std::vector<SequenceChunk> batch;
+  std::vector<std::optional<SamplingSpec>> sampling;
   batch.reserve(chunks.size());
   for (const ScheduledChunk& chunk : chunks) {
     SequenceChunk sequence{chunk.request->id, chunk.start, {}, false};
@@ -224,20 +259,23 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
       sequence.token_ids.push_back(chunk.request->token_at(pos));
     }
     batch.push_back(std::move(sequence));
+    const EngineRequest& request = *chunk.request;
+    sampling.push_back(chunk.samples()
+                           ? std::optional<SamplingSpec>(SamplingSpec{
+                                 request.params.temperature, request.params.top_p,
+                                 request.params.seed, request.output.size()})
+                           : std::nullopt);
   }
-  EEP_ASSIGN_OR_RETURN(ForwardOutput output, runner_->forward(batch, blocks_, *moe_));
+  const StepPlan plan{std::max<int64_t>(fields[4], 1), fields[5] == 0};
+  EEP_ASSIGN_OR_RETURN(std::vector<int32_t> sampled,
+                       backend_->executor().forward_sample(batch, sampling, *blocks_, plan));
   ++step_count_;
-  std::vector<int32_t> sampled;
+  size_t sampled_idx = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
-    if (!chunks[i].samples()) continue;
-    const EngineRequest& request = *chunks[i].request;
-    const int32_t token = kernels::cpu::sample_token(
-        output.row(i), output.vocab, request.params.temperature, request.params.top_p,
-        request.params.seed, request.output.size(), sampling_scratch_.data());
-    sampled.push_back(token);
-    result.outputs.push_back({request.id, {token}, false, "", ""});
+    if (!sampling[i]) continue;
+    result.outputs.push_back({chunks[i].request->id, {sampled[sampled_idx++]}, false, "", ""});
   }
-  for (const FinishedRequest& finished : scheduler_.update(chunks, sampled)) {
+  for (const FinishedRequest& finished : scheduler_->update(chunks, sampled)) {
     for (auto& out : result.outputs) {
       if (out.request_id == finished.id) {
         out.finished = true;

@@ -22,7 +22,14 @@ double seconds_since(Clock::time_point start) {
 Result<GenerateResult> generate(ModelRunner& runner, KvBlockManager& blocks, MoeDispatcher& moe,
                                 const std::vector<int32_t>& prompt,
                                 const GenerateOptions& options) {
-  const ModelConfig& config = runner.config();
+  CpuExecutor executor(runner, moe);
+  return generate(executor, blocks, prompt, options);
+}
+
+Result<GenerateResult> generate(ModelExecutor& executor, KvBlockManager& blocks,
+                                const std::vector<int32_t>& prompt,
+                                const GenerateOptions& options) {
+  const ModelConfig& config = executor.config();
   if (prompt.empty()) return error(ErrorCode::kInvalidArgument, "the prompt is empty");
   if (options.max_tokens < 1) {
     return error(ErrorCode::kInvalidArgument, "max_tokens must be at least 1");
@@ -66,7 +73,7 @@ Result<GenerateResult> generate(ModelRunner& runner, KvBlockManager& blocks, Moe
     const int64_t end = std::min<int64_t>(begin + chunk, prompt.size());
     SequenceChunk step{kSequenceId, begin,
                        std::vector<int32_t>(prompt.begin() + begin, prompt.begin() + end), false};
-    auto forward = runner.forward({step}, blocks, moe);
+    auto forward = executor.forward({step}, blocks, StepPlan{end - begin, end - begin == 1});
     if (!forward.is_ok()) return forward.status();
     output = std::move(forward).value();
   }
@@ -76,8 +83,8 @@ Result<GenerateResult> generate(ModelRunner& runner, KvBlockManager& blocks, Moe
   start = Clock::now();
   while (!stopped && static_cast<int>(result.token_ids.size()) < options.max_tokens) {
     const int64_t pos = static_cast<int64_t>(prompt.size() + result.token_ids.size()) - 1;
-    auto forward =
-        runner.forward({{kSequenceId, pos, {result.token_ids.back()}, false}}, blocks, moe);
+    auto forward = executor.forward({{kSequenceId, pos, {result.token_ids.back()}, false}}, blocks,
+                                    StepPlan{1, true});
     if (!forward.is_ok()) return forward.status();
     stopped = choose(forward->row(0));
   }

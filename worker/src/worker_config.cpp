@@ -27,6 +27,13 @@ void add_worker_options(CLI::App& app, WorkerConfig& config) {
   app.add_option("--kv-blocks", config.num_kv_blocks, "KV cache blocks (CPU backend)")
       ->check(CLI::Range(1, 1 << 24))
       ->capture_default_str();
+  app.add_option("--gpu-memory-utilization", config.gpu_memory_utilization,
+                 "cuda: share of the GPU's memory for weights, buffers and KV cache; the KV "
+                 "cache gets what the rest leaves")
+      ->check(CLI::Range(0.05, 0.99))
+      ->capture_default_str();
+  app.add_flag("!--no-cuda-graphs", config.cuda_graphs,
+               "cuda: run decode steps eagerly instead of from captured CUDA graphs");
   app.add_option("--block-size", config.block_size, "Positions per KV cache block")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();

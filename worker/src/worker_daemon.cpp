@@ -260,7 +260,11 @@ int WorkerDaemon::run(int signal_fd) {
     kernels::cpu::set_gemm_num_threads(config_.cpu_threads);
     EngineOptions options;
     options.model_dir = config_.model_dir;
+    options.device = config_.device;
+    options.device_idx = config_.device_idx;
     options.num_kv_blocks = config_.num_kv_blocks;
+    options.gpu_memory_utilization = config_.gpu_memory_utilization;
+    options.cuda_graphs = config_.cuda_graphs;
     options.block_size = config_.block_size;
     options.max_num_seqs = config_.max_num_seqs;
     options.max_num_batched_tokens = config_.max_num_batched_tokens;

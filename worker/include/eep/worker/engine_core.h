@@ -21,9 +21,9 @@
 
 #include "eep/common/protocol.h"
 #include "eep/common/status.h"
+#include "eep/worker/backend.h"
 #include "eep/worker/checkpoint.h"
 #include "eep/worker/kv_store.h"
-#include "eep/worker/model_runner.h"
 #include "eep/worker/process_group.h"
 #include "eep/worker/scheduler.h"
 
@@ -31,7 +31,11 @@ namespace eep::worker {
 
 struct EngineOptions {
   std::string model_dir;
-  int num_kv_blocks = 1024;
+  std::string device = "cpu";  // "cpu" or "cuda"
+  int device_idx = 0;          // the GPU of a cuda rank
+  int num_kv_blocks = 1024;    // cpu; cuda sizes its cache from gpu_memory_utilization
+  double gpu_memory_utilization = 0.9;
+  bool cuda_graphs = true;
   int block_size = 16;
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;
@@ -71,7 +75,7 @@ class EngineCore {
   std::optional<protocol::RequestOutput> submit(const protocol::SubmitRequest& request);
   // Drops a request and frees its KV blocks; its final "cancelled" output, or nullopt if unknown.
   std::optional<protocol::RequestOutput> cancel(uint64_t request_id);
-  bool has_work() const { return scheduler_.has_work(); }
+  bool has_work() const { return scheduler_ && scheduler_->has_work(); }
 
   // One lockstep iteration (see the header comment). `wake_epoch` is the newest wake seen.
   Result<StepResult> step(uint64_t wake_epoch);
@@ -83,27 +87,28 @@ class EngineCore {
     std::unique_ptr<StoreServer> ep_store;
     std::unique_ptr<ProcessGroup> control_group;  // null when world_size == 1
     std::unique_ptr<ProcessGroup> ep_group;
-    std::unique_ptr<ModelWeights> weights;
+    std::unique_ptr<GenerationState> state;  // this rank's weights and exchange on the device
     Placement placement;
+    int num_kv_blocks = 0;  // set by the first generation a rank builds
   };
-  EngineCore(EngineOptions options, Checkpoint checkpoint);
+  EngineCore(EngineOptions options, Checkpoint checkpoint, std::unique_ptr<Backend> backend);
   Result<std::unique_ptr<Generation>> build_generation(const protocol::Assign& assign,
                                                        std::unique_ptr<StoreServer> control_store,
-                                                       std::unique_ptr<StoreServer> ep_store);
-  void switch_to(std::unique_ptr<Generation> next);
+                                                       std::unique_ptr<StoreServer> ep_store,
+                                                       bool first);
+  Status switch_to(std::unique_ptr<Generation> next);
 
   EngineOptions options_;
   Checkpoint checkpoint_;
-  KvBlockManager blocks_;
-  Scheduler scheduler_;
-  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<Backend> backend_;
+  // Created with the first generation (the CUDA backend sizes the cache after its weights).
+  std::unique_ptr<KvBlockManager> blocks_;
+  std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Generation> current_;
-  std::unique_ptr<MoeDispatcher> moe_;
   std::future<Result<std::unique_ptr<Generation>>> building_;
   std::unique_ptr<Generation> built_;  // built, waiting for every rank to have built it
   bool retired_ = false;
   uint64_t step_count_ = 0;
-  std::vector<std::byte> sampling_scratch_;
 };
 
 }  // namespace eep::worker

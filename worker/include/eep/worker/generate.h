@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "eep/common/status.h"
+#include "eep/worker/backend.h"
 #include "eep/worker/model_runner.h"
 
 namespace eep::worker {
@@ -30,7 +31,11 @@ struct GenerateResult {
   double decode_seconds = 0;
 };
 
-// Generates from `prompt` with a fresh sequence of `blocks` (released at the end).
+// Generates from `prompt` with a fresh sequence of `blocks` (released at the end), on either
+// backend. Tokens are drawn on the host from the returned logits (kernels/sampling.h).
+Result<GenerateResult> generate(ModelExecutor& executor, KvBlockManager& blocks,
+                                const std::vector<int32_t>& prompt, const GenerateOptions& options);
+// The same on the CPU ModelRunner.
 Result<GenerateResult> generate(ModelRunner& runner, KvBlockManager& blocks, MoeDispatcher& moe,
                                 const std::vector<int32_t>& prompt, const GenerateOptions& options);
 

@@ -1,0 +1,21 @@
+# Sourced by the scripts in scripts/gpu on the GPU machine (Ubuntu 24.04, CUDA 13.0, NCCL 2.28.9
+# in PyTorch's virtual environment, no ZeroMQ or Gloo): unpacks the packages that
+# scripts/gpu/fetch-deps.sh downloaded (.deps/debs) into .deps/prefix and sets the paths that the
+# build and the binaries need. NVLink multicast stays off for every process (it can take the
+# host's GPUs down).
+EEP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+EEP_PREFIX="$EEP_ROOT/.deps/prefix"
+if [ -d "$EEP_ROOT/.deps/debs" ] && [ ! -f "$EEP_PREFIX/.unpacked" ]; then
+  mkdir -p "$EEP_PREFIX"
+  for deb in "$EEP_ROOT"/.deps/debs/*.deb; do dpkg -x "$deb" "$EEP_PREFIX"; done
+  touch "$EEP_PREFIX/.unpacked"
+fi
+EEP_NCCL_DIR="${EEP_NCCL_DIR:-$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null || true)}"
+if [ -z "$EEP_NCCL_DIR" ] || [ ! -d "$EEP_NCCL_DIR/lib" ]; then
+  EEP_NCCL_DIR="$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/nccl 2>/dev/null | head -1)"
+fi
+export EEP_NCCL_DIR
+export CMAKE_PREFIX_PATH="$EEP_PREFIX/usr;$EEP_NCCL_DIR${CMAKE_PREFIX_PATH:+;$CMAKE_PREFIX_PATH}"
+export LD_LIBRARY_PATH="$EEP_PREFIX/usr/lib/x86_64-linux-gnu:$EEP_PREFIX/usr/lib:$EEP_NCCL_DIR/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PATH="/usr/local/cuda/bin:$PATH"
+export NCCL_NVLS_ENABLE=0

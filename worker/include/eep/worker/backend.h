@@ -1,0 +1,124 @@
+// One model, two devices (DESIGN.md section 5): what the engine needs from a device backend.
+// The CPU backend (fp32, Gloo) and the CUDA backend (bf16, NCCL, CUDA graphs) implement it, so
+// the scheduler, placement, protocol and state machine are shared.
+//
+// Threads: create_ep_group() and build() run on the engine's helper thread while the current
+// generation serves on the engine thread; everything else runs on the engine thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "eep/common/placement.h"
+#include "eep/common/status.h"
+#include "eep/worker/checkpoint.h"
+#include "eep/worker/kv_cache.h"
+#include "eep/worker/model_runner.h"
+#include "eep/worker/process_group.h"
+#include "eep/worker/process_group_gloo.h"
+
+namespace eep::worker {
+
+// What every rank of the step agreed on (the engine's lockstep all-reduce): the most tokens any
+// rank runs, and whether every rank runs decode tokens only. Expert-parallel exchanges size their
+// per-peer buffers from `capacity`; decode-only steps may replay a captured CUDA graph.
+struct StepPlan {
+  int64_t capacity = 0;
+  bool decode_only = false;
+};
+
+// How a chunk's next token is drawn (kernels/sampling.h's procedure).
+struct SamplingSpec {
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+  uint64_t step = 0;  // tokens the sequence generated before this one
+};
+
+// Runs forward steps of one rank over its KV cache.
+class ModelExecutor {
+ public:
+  virtual ~ModelExecutor() = default;
+  virtual const ModelConfig& config() const = 0;
+  // Logits of the chunks' rows (host memory), as ModelRunner::forward.
+  virtual Result<ForwardOutput> forward(const std::vector<SequenceChunk>& batch,
+                                        const KvBlockManager& blocks, const StepPlan& plan) = 0;
+  // The step and its sampling: one token for every chunk with a SamplingSpec, in chunk order.
+  virtual Result<std::vector<int32_t>> forward_sample(
+      const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
+      const KvBlockManager& blocks, const StepPlan& plan) = 0;
+  // Tokens this rank routed to each physical slot since the last take: [layer][slot] (EPLB).
+  virtual std::vector<std::vector<int64_t>> take_slot_counts() = 0;
+};
+
+// A generation's device state, built on the helper thread: this rank's weights for a placement
+// and whatever the device keeps per generation. Opaque to the engine.
+class GenerationState {
+ public:
+  virtual ~GenerationState() = default;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // Helper thread: the generation's expert-parallel group (Gloo on CPU, NCCL on CUDA).
+  virtual Result<std::unique_ptr<ProcessGroup>> create_ep_group(const GroupSpec& spec) = 0;
+  // Helper thread: this rank's weights for `placement`, and the exchange over `ep_group` (null at
+  // one rank; it outlives the state).
+  virtual Result<std::unique_ptr<GenerationState>> build(const Checkpoint& checkpoint,
+                                                         const Placement& placement, int rank,
+                                                         ProcessGroup* ep_group) = 0;
+  // Helper thread, once, after the first build: the KV blocks this rank holds for good.
+  virtual Result<int> plan_kv_blocks() = 0;
+  // Engine thread: serve on `state` from now on; the previous generation's state is released.
+  virtual Status install(std::unique_ptr<GenerationState> state, int num_kv_blocks) = 0;
+  // Engine thread, after the first install.
+  virtual ModelExecutor& executor() = 0;
+};
+
+struct BackendOptions {
+  std::string device = "cpu";  // "cpu" or "cuda"
+  int device_idx = 0;          // the GPU (cuda)
+  int num_kv_blocks = 1024;    // cpu; cuda sizes its cache from gpu_memory_utilization
+  int block_size = 16;
+  int max_num_seqs = 256;
+  int max_num_batched_tokens = 2048;
+  double gpu_memory_utilization = 0.9;
+  bool cuda_graphs = true;
+  std::chrono::milliseconds group_timeout = kDefaultGroupTimeout;
+};
+
+// The backend for options.device; kFailedPrecondition for cuda in a build without it.
+Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options,
+                                              const ModelConfig& config);
+
+// A one-rank generation (every expert local, no group) built and installed: what eep-generate,
+// benchmarks and tests run on. Returns the KV blocks the backend holds.
+Result<int> install_single_rank(Backend& backend, const Checkpoint& checkpoint);
+
+// A ModelExecutor over the CPU ModelRunner and a MoeDispatcher (tests and eep-generate).
+class CpuExecutor final : public ModelExecutor {
+ public:
+  CpuExecutor(ModelRunner& runner, MoeDispatcher& moe) : runner_(runner), moe_(moe) {}
+  const ModelConfig& config() const override { return runner_.config(); }
+  Result<ForwardOutput> forward(const std::vector<SequenceChunk>& batch,
+                                const KvBlockManager& blocks, const StepPlan& plan) override;
+  Result<std::vector<int32_t>> forward_sample(
+      const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
+      const KvBlockManager& blocks, const StepPlan& plan) override;
+  std::vector<std::vector<int64_t>> take_slot_counts() override { return moe_.take_slot_counts(); }
+
+ private:
+  ModelRunner& runner_;
+  MoeDispatcher& moe_;
+  std::vector<std::byte> sampling_scratch_;
+};
+
+}  // namespace eep::worker

@@ -1,0 +1,132 @@
+// The Qwen3-MoE forward of one rank on the CUDA backend (DESIGN.md section 5): bf16 weights and
+// activations, an fp32 residual stream, cuBLAS for the dense products, our kernels for the rest,
+// the expert-parallel exchange of MoeDispatcherCuda, sampling on the device.
+//
+// Every buffer is allocated once for the largest step (max_num_tokens tokens, max_num_seqs
+// sequences), so the step's kernels always see the same addresses. Decode-only steps replay a
+// CUDA graph captured per batch-size bucket: the batch is padded to the bucket (padding tokens
+// have id -1, no KV slot and no experts), and the step's inputs are copied into the captured
+// buffers before the replay. Every rank of a step uses the same bucket, because the bucket is a
+// function of the agreed StepPlan, so the captured all-to-alls have the same sizes everywhere.
+// Graphs name the generation's weights and communicator: installing a generation drops them and
+// the next decode steps capture again.
+//
+// One thread (the engine loop) uses it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "eep/kernels/cuda/gemm.h"
+#include "eep/kernels/cuda/sampling.h"
+#include "eep/worker/backend.h"
+#include "eep/worker/cuda/device_weights.h"
+#include "eep/worker/cuda/moe_dispatcher_cuda.h"
+
+namespace eep::worker {
+
+struct CudaRunnerOptions {
+  int block_size = 16;
+  int max_num_seqs = 256;
+  int64_t max_num_tokens = 2048;  // tokens per step at most (the scheduler's budget)
+  int max_model_len = 4096;
+  bool cuda_graphs = true;
+};
+
+class ModelRunnerCuda final : public ModelExecutor {
+ public:
+  // Allocates the activations and a KV cache of num_kv_blocks blocks on the current device.
+  static Result<std::unique_ptr<ModelRunnerCuda>> create(const ModelConfig& config,
+                                                         const CudaRunnerOptions& options,
+                                                         int num_kv_blocks, cudaStream_t stream);
+  // Device bytes create() allocates besides the KV cache.
+  static size_t workspace_bytes(const ModelConfig& config, const CudaRunnerOptions& options);
+  // Device bytes of one KV block (keys and values of every layer).
+  static size_t kv_block_bytes(const ModelConfig& config, int block_size);
+  ~ModelRunnerCuda() override;
+
+  // Serve with these from now on (both outlive their use); drops the captured graphs.
+  void install(const DeviceWeights* weights, MoeDispatcherCuda* moe);
+
+  const ModelConfig& config() const override { return config_; }
+  Result<ForwardOutput> forward(const std::vector<SequenceChunk>& batch,
+                                const KvBlockManager& blocks, const StepPlan& plan) override;
+  Result<std::vector<int32_t>> forward_sample(
+      const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
+      const KvBlockManager& blocks, const StepPlan& plan) override;
+  std::vector<std::vector<int64_t>> take_slot_counts() override;
+
+  // The decode batch sizes graphs are captured for (ascending; the last is max_num_seqs).
+  const std::vector<int64_t>& graph_buckets() const { return buckets_; }
+  int num_captured_graphs() const { return static_cast<int>(graphs_.size()); }
+
+ private:
+  // How a step runs: its (padded) token count, the exchange capacity, the LM-head rows.
+  struct Shape {
+    int64_t num_tokens = 0;
+    int64_t capacity = 0;
+    int64_t num_rows = 0;
+    int64_t graph_bucket = 0;  // 0: eager
+  };
+
+  ModelRunnerCuda(const ModelConfig& config, const CudaRunnerOptions& options, cudaStream_t stream);
+  Status allocate(int num_kv_blocks);
+  // Validates the batch, packs its inputs on the host and copies them to the device. The LM-head
+  // rows are every chunk's wanted rows (rows_out says which), or with `sampling` only the last
+  // row of each chunk that samples, with its parameters.
+  Result<Shape> stage(const std::vector<SequenceChunk>& batch, const KvBlockManager& blocks,
+                      const StepPlan& plan,
+                      const std::vector<std::optional<SamplingSpec>>* sampling,
+                      ForwardOutput* rows_out);
+  // Enqueues the layers for `shape` (captured or run as is), then the LM head for the first
+  // min(num_rows, max_logit_rows) rows.
+  Status enqueue_layers(const Shape& shape);
+  Status enqueue_head(int64_t first_row, int64_t num_rows);
+  Status run(const Shape& shape);
+
+  ModelConfig config_;
+  CudaRunnerOptions options_;
+  cudaStream_t stream_;
+  std::unique_ptr<kernels::cuda::Blas> blas_;
+  const DeviceWeights* weights_ = nullptr;
+  MoeDispatcherCuda* moe_ = nullptr;
+  int64_t max_blocks_per_seq_ = 0;
+  int64_t max_logit_rows_ = 0;
+  std::vector<int64_t> buckets_;
+  std::map<int64_t, cudaGraphExec_t> graphs_;
+
+  // Device memory: one arena for the activations and step inputs, one for the KV cache.
+  void* arena_ = nullptr;
+  void* kv_arena_ = nullptr;
+  size_t kv_layer_elems_ = 0;  // bf16 elements of one layer's keys (or values)
+  // Step inputs (device), filled from the pinned staging buffer in one copy.
+  int32_t* ids_ = nullptr;            // [max_num_tokens]
+  int32_t* positions_ = nullptr;      // [max_num_tokens]
+  int32_t* token_seq_idx_ = nullptr;  // [max_num_tokens]
+  int32_t* logit_rows_ = nullptr;     // [max_num_tokens]
+  int32_t* num_valid_ = nullptr;      // [1]
+  int32_t* block_tables_ = nullptr;   // [max_num_seqs, max_blocks_per_seq]
+  int64_t* slot_mapping_ = nullptr;   // [max_num_tokens]
+  kernels::cuda::DeviceSamplingParams* sampling_params_ = nullptr;  // [max_num_seqs]
+  size_t inputs_bytes_ = 0;
+  void* staging_ = nullptr;  // pinned host mirror of the step inputs
+  // Activations.
+  float* x_ = nullptr;                    // [T, H] residual stream
+  kernels::cuda::bf16* h_ = nullptr;      // [T, H] normed
+  kernels::cuda::bf16* qkv_ = nullptr;    // [T, q_dim + 2 kv_dim]
+  kernels::cuda::bf16* q_ = nullptr;      // [T, q_dim]
+  kernels::cuda::bf16* attn_ = nullptr;   // [T, q_dim]
+  float* router_logits_ = nullptr;        // [T, E]
+  int32_t* topk_ids_ = nullptr;           // [T, k]
+  float* topk_weights_ = nullptr;         // [T, k]
+  kernels::cuda::bf16* head_in_ = nullptr;  // [max_logit_rows, H]
+  float* logits_ = nullptr;                 // [max_logit_rows, V]
+  int32_t* sampled_ = nullptr;              // [max_num_seqs]
+  void* sampling_workspace_ = nullptr;
+  size_t sampling_workspace_bytes_ = 0;
+  int32_t* sampled_host_ = nullptr;  // pinned [max_num_seqs]
+};
+
+}  // namespace eep::worker

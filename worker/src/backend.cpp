@@ -1,0 +1,39 @@
+#include "eep/worker/backend.h"
+
+#include "eep/worker/cpu_backend.h"
+#ifdef EEP_WITH_CUDA
+#include "eep/worker/cuda/cuda_backend.h"
+#endif
+
+namespace eep::worker {
+
+Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options,
+                                              const ModelConfig& config) {
+  if (options.device == "cpu") return make_cpu_backend(options);
+  if (options.device == "cuda") {
+#ifdef EEP_WITH_CUDA
+    return make_cuda_backend(options, config);
+#else
+    (void)config;
+    return error(ErrorCode::kFailedPrecondition,
+                 "this build has no CUDA backend (configure with -DEEP_CUDA=ON on a machine with "
+                 "nvcc and NCCL)");
+#endif
+  }
+  return error(ErrorCode::kInvalidArgument,
+               "unknown device '" + options.device + "' (cpu or cuda)");
+}
+
+Result<int> install_single_rank(Backend& backend, const Checkpoint& checkpoint) {
+  const ModelConfig& config = checkpoint.config();
+  EEP_ASSIGN_OR_RETURN(Placement placement,
+                       Placement::round_robin(config.num_hidden_layers, config.num_experts, 1,
+                                              config.num_experts));
+  EEP_ASSIGN_OR_RETURN(std::unique_ptr<GenerationState> state,
+                       backend.build(checkpoint, placement, 0, nullptr));
+  EEP_ASSIGN_OR_RETURN(const int num_kv_blocks, backend.plan_kv_blocks());
+  EEP_RETURN_IF_ERROR(backend.install(std::move(state), num_kv_blocks));
+  return num_kv_blocks;
+}
+
+}  // namespace eep::worker

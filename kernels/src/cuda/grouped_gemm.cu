@@ -1,0 +1,459 @@
+// Grouped GEMM of the MoE experts on tensor cores (mma.sync m16n8k16 bf16, fp32 accumulation),
+// and the SwiGLU activation between the two expert GEMMs.
+//
+// One persistent launch per GEMM: the grid depends only on host arguments (so the launch can be
+// captured in a CUDA graph), and each thread block walks the list of output tiles
+//   tile = global row tile * (n / kBlockN) + column tile,
+// where the global row tiles are the groups' ceil(rows_g / kBlockM) row tiles in group order.
+// Every warp maps its tiles to groups itself from the device offsets (a warp-wide prefix over 32
+// groups at a time, with a cursor that only moves forward since a block's tiles increase).
+//
+// Main loop: a multi-stage cp.async pipeline fills shared memory with kBlockK = 64 columns of k
+// per stage (one 128-byte row per tile row, 16-byte chunks XOR-swizzled by row so that ldmatrix
+// and cp.async hit distinct banks); warps load fragments with ldmatrix and multiply with
+// mma.sync. Rows of a partial tile beyond the group's end are zero-filled (cp.async with source
+// size 0, nothing read) and not written.
+//
+// Summation order: every output element starts from +0 and adds the 16-wide mma products over k
+// in increasing k, whatever the tile shape, the block or the other rows. So a row's result is
+// bitwise the same in every launch and every tile variant.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+#include "eep/kernels/cuda/grouped_gemm.h"
+
+namespace eep::kernels::cuda {
+namespace {
+
+constexpr int kBlockK = 64;                 // k per pipeline stage
+constexpr int kChunksPerRow = kBlockK / 8;  // 16-byte chunks of 8 bf16 per tile row and stage
+
+template <int kBlockM_, int kBlockN_, int kWarpM_, int kWarpN_, int kStages_, int kMinBlocks_>
+struct TileShape {
+  static constexpr int kBlockM = kBlockM_;  // rows of c per tile
+  static constexpr int kBlockN = kBlockN_;  // columns of c per tile
+  static constexpr int kWarpM = kWarpM_;    // rows of c per warp
+  static constexpr int kWarpN = kWarpN_;    // columns of c per warp
+  static constexpr int kStages = kStages_;
+  static constexpr int kMinBlocks = kMinBlocks_;  // blocks per SM the registers must allow
+  static constexpr int kWarpsM = kBlockM / kWarpM;
+  static constexpr int kWarpsN = kBlockN / kWarpN;
+  static constexpr int kThreads = 32 * kWarpsM * kWarpsN;
+  static constexpr int kMmaM = kWarpM / 16;  // m16 fragments per warp
+  static constexpr int kMmaN = kWarpN / 8;   // n8 fragments per warp
+  static constexpr int kStageElems = (kBlockM + kBlockN) * kBlockK;
+  static constexpr int kSmemBytes = kStages * kStageElems * static_cast<int>(sizeof(bf16));
+
+  static_assert(kBlockM % kWarpM == 0 && kBlockN % kWarpN == 0);
+  static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "B fragments are loaded two n8 at a time");
+  static_assert(kBlockM * kChunksPerRow % kThreads == 0, "A chunks split evenly over threads");
+  static_assert(kBlockN * kChunksPerRow % kThreads == 0, "B chunks split evenly over threads");
+  static_assert(kStages >= 2);
+};
+
+// Decode: a few rows per group; the weights stream once, 4 blocks per SM keep loads in flight.
+using Rows32 = TileShape<32, 64, 32, 16, 4, 4>;  // 128 threads, 48 KB shared memory
+// Mid-size groups (tens of rows): less padding than 128-row tiles.
+using Rows64 = TileShape<64, 128, 32, 64, 3, 3>;  // 128 threads, 72 KB
+// Prefill: 64 x 64 warp tiles (the best mma-to-ldmatrix ratio that fits the registers).
+using Rows128 = TileShape<128, 128, 64, 64, 3, 2>;  // 128 threads, 96 KB
+
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, bypassing L1; when !valid nothing is read and the 16 bytes are zeros.
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(src_bytes));
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Waits until at most kPending of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// d += a * b for one m16n8k16 tile (a row-major 16 x 16, b column-major 16 x 8).
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                               uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Element offset of (row, 16-byte chunk) in a [rows][kBlockK] stage tile: chunk c of row r sits
+// at chunk position c ^ (r % 8), so 8 consecutive rows at the same chunk cover all 32 banks.
+__device__ __forceinline__ int swizzled(int row, int chunk) {
+  return row * kBlockK + ((chunk ^ (row & 7)) << 3);
+}
+
+// Where a global row tile lies: its group and rows. Each warp keeps its own cursor; all lanes
+// hold the same values.
+template <int kBlockM>
+class RowTileCursor {
+ public:
+  // Finds the group of global row tile `row_tile` (non-decreasing from call to call). Returns
+  // false when row_tile is beyond the last row tile. Called by all 32 lanes of the warp.
+  __device__ bool find(int64_t row_tile, const int32_t* __restrict__ offsets, int num_groups,
+                       int lane, int& tile_row_begin, int& group_row_end, int& group_idx) {
+    while (chunk_first_group_ < num_groups) {
+      const int g = chunk_first_group_ + lane;
+      int begin = 0;
+      int end = 0;
+      if (g < num_groups) {
+        begin = offsets[g];
+        end = offsets[g + 1];
+      }
+      const int count = end > begin ? (end - begin + kBlockM - 1) / kBlockM : 0;
+      int inclusive = count;
+#pragma unroll
+      for (int delta = 1; delta < 32; delta <<= 1) {
+        const int v = __shfl_up_sync(0xffffffffu, inclusive, delta);
+        if (lane >= delta) inclusive += v;
+      }
+      const int chunk_total = __shfl_sync(0xffffffffu, inclusive, 31);
+      if (row_tile < row_tiles_before_ + chunk_total) {
+        // The first lane whose inclusive count passes row_tile owns it (and has count > 0).
+        const unsigned passed =
+            __ballot_sync(0xffffffffu, row_tiles_before_ + inclusive > row_tile);
+        const int owner = __ffs(passed) - 1;
+        const int owner_exclusive = __shfl_sync(0xffffffffu, inclusive - count, owner);
+        const int owner_begin = __shfl_sync(0xffffffffu, begin, owner);
+        group_row_end = __shfl_sync(0xffffffffu, end, owner);
+        group_idx = chunk_first_group_ + owner;
+        const int64_t tile_in_group = row_tile - row_tiles_before_ - owner_exclusive;
+        tile_row_begin = owner_begin + static_cast<int>(tile_in_group) * kBlockM;
+        return true;
+      }
+      row_tiles_before_ += chunk_total;
+      chunk_first_group_ += 32;
+    }
+    return false;
+  }
+
+ private:
+  int chunk_first_group_ = 0;     // the groups [chunk_first_group_, + 32) are the current chunk
+  int64_t row_tiles_before_ = 0;  // row tiles of the groups before the current chunk
+};
+
+template <class Shape>
+__global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
+    grouped_matmul_nt_kernel(const bf16* __restrict__ a, const bf16* __restrict__ b,
+                             const int32_t* __restrict__ offsets, int num_groups, int n, int k,
+                             bf16* __restrict__ c) {
+  constexpr int kBlockM = Shape::kBlockM;
+  constexpr int kBlockN = Shape::kBlockN;
+  constexpr int kThreads = Shape::kThreads;
+  constexpr int kStages = Shape::kStages;
+  constexpr int kMmaM = Shape::kMmaM;
+  constexpr int kMmaN = Shape::kMmaN;
+
+  extern __shared__ __align__(128) unsigned char shared_bytes[];
+  bf16* const stages = reinterpret_cast<bf16*>(shared_bytes);
+
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp_idx = static_cast<int>(threadIdx.x) / 32;
+  const int warp_row = (warp_idx / Shape::kWarpsN) * Shape::kWarpM;  // within the tile
+  const int warp_col = (warp_idx % Shape::kWarpsN) * Shape::kWarpN;
+  const int num_col_tiles = n / kBlockN;
+  const int num_k_tiles = k / kBlockK;
+
+  RowTileCursor<kBlockM> cursor;
+  for (int64_t tile_idx = blockIdx.x;; tile_idx += gridDim.x) {
+    const int64_t row_tile = tile_idx / num_col_tiles;
+    const int col_tile = static_cast<int>(tile_idx % num_col_tiles);
+    int tile_row_begin = 0;
+    int group_row_end = 0;
+    int group_idx = 0;
+    // Every warp computes the same answer, so the whole block leaves together.
+    if (!cursor.find(row_tile, offsets, num_groups, lane, tile_row_begin, group_row_end,
+                     group_idx)) {
+      break;
+    }
+    const int valid_rows = min(kBlockM, group_row_end - tile_row_begin);
+    const bf16* const b_tile =
+        b + (static_cast<int64_t>(group_idx) * n + static_cast<int64_t>(col_tile) * kBlockN) * k;
+
+    // One stage: kBlockM rows of a and kBlockN rows of b, columns [k_tile * 64, + 64).
+    auto load_stage = [&](int stage, int k_tile) {
+      bf16* const a_stage = stages + stage * Shape::kStageElems;
+      bf16* const b_stage = a_stage + kBlockM * kBlockK;
+      const int k0 = k_tile * kBlockK;
+#pragma unroll
+      for (int i = 0; i < kBlockM * kChunksPerRow / kThreads; ++i) {
+        const int chunk_idx = static_cast<int>(threadIdx.x) + i * kThreads;
+        const int row = chunk_idx / kChunksPerRow;
+        const int chunk = chunk_idx % kChunksPerRow;
+        const bool valid = row < valid_rows;
+        // A padding row points at the tile's first row (always in the group) and reads nothing.
+        const bf16* src =
+            a + static_cast<int64_t>(tile_row_begin + (valid ? row : 0)) * k + k0 + chunk * 8;
+        cp_async_16(shared_address(a_stage + swizzled(row, chunk)), src, valid);
+      }
+#pragma unroll
+      for (int i = 0; i < kBlockN * kChunksPerRow / kThreads; ++i) {
+        const int chunk_idx = static_cast<int>(threadIdx.x) + i * kThreads;
+        const int row = chunk_idx / kChunksPerRow;
+        const int chunk = chunk_idx % kChunksPerRow;
+        const bf16* src = b_tile + static_cast<int64_t>(row) * k + k0 + chunk * 8;
+        cp_async_16(shared_address(b_stage + swizzled(row, chunk)), src, true);
+      }
+    };
+
+    float acc[kMmaM][kMmaN][4];
+#pragma unroll
+    for (int mi = 0; mi < kMmaM; ++mi) {
+#pragma unroll
+      for (int ni = 0; ni < kMmaN; ++ni) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.0f;
+      }
+    }
+
+    // Prologue: stages 0 .. kStages - 2 in flight, one commit group per k tile (empty past the
+    // end, so the wait arithmetic below holds for any number of k tiles).
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (s < num_k_tiles) load_stage(s, s);
+      cp_async_commit();
+    }
+
+    for (int k_tile = 0; k_tile < num_k_tiles; ++k_tile) {
+      // k_tile + kStages - 1 groups are committed; at most kStages - 2 pending means k_tile's
+      // group has landed (for this thread); the barrier makes every thread's copies visible and
+      // ensures everyone finished computing on the stage the prefetch below overwrites.
+      cp_async_wait<kStages - 2>();
+      __syncthreads();
+      const int prefetch = k_tile + kStages - 1;
+      if (prefetch < num_k_tiles) load_stage(prefetch % kStages, prefetch);
+      cp_async_commit();
+
+      const bf16* const a_stage = stages + (k_tile % kStages) * Shape::kStageElems;
+      const bf16* const b_stage = a_stage + kBlockM * kBlockK;
+#pragma unroll
+      for (int kk = 0; kk < kBlockK / 16; ++kk) {
+        uint32_t a_frag[kMmaM][4];
+        uint32_t b_frag[kMmaN][2];
+#pragma unroll
+        for (int mi = 0; mi < kMmaM; ++mi) {
+          // Matrices: rows 0-7 / 8-15 of the m16 tile at k 0-7, then the same at k 8-15.
+          const int row = warp_row + mi * 16 + (lane & 15);
+          const int chunk = kk * 2 + (lane >> 4);
+          ldmatrix_x4(a_frag[mi], shared_address(a_stage + swizzled(row, chunk)));
+        }
+#pragma unroll
+        for (int nj = 0; nj < kMmaN / 2; ++nj) {
+          // Matrices: n 0-7 at k 0-7, n 0-7 at k 8-15, n 8-15 at k 0-7, n 8-15 at k 8-15.
+          const int row = warp_col + nj * 16 + (lane & 7) + ((lane >> 4) << 3);
+          const int chunk = kk * 2 + ((lane >> 3) & 1);
+          uint32_t r[4];
+          ldmatrix_x4(r, shared_address(b_stage + swizzled(row, chunk)));
+          b_frag[2 * nj][0] = r[0];
+          b_frag[2 * nj][1] = r[1];
+          b_frag[2 * nj + 1][0] = r[2];
+          b_frag[2 * nj + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int mi = 0; mi < kMmaM; ++mi) {
+#pragma unroll
+          for (int ni = 0; ni < kMmaN; ++ni) {
+            mma_bf16_16816(acc[mi][ni], a_frag[mi], b_frag[ni][0], b_frag[ni][1]);
+          }
+        }
+      }
+    }
+    cp_async_wait<0>();
+
+    // Accumulator layout: lane holds rows lane / 4 and lane / 4 + 8 of each m16 tile, columns
+    // 2 * (lane % 4) and + 1 of each n8 tile.
+    const int64_t col0 = static_cast<int64_t>(col_tile) * kBlockN + warp_col + 2 * (lane & 3);
+#pragma unroll
+    for (int mi = 0; mi < kMmaM; ++mi) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int row = warp_row + mi * 16 + (lane >> 2) + half * 8;
+        if (row < valid_rows) {
+          bf16* const out = c + static_cast<int64_t>(tile_row_begin + row) * n + col0;
+#pragma unroll
+          for (int ni = 0; ni < kMmaN; ++ni) {
+            *reinterpret_cast<__nv_bfloat162*>(out + ni * 8) =
+                __floats2bfloat162_rn(acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
+          }
+        }
+      }
+    }
+    // The next tile's prologue overwrites stages other warps may still be reading.
+    __syncthreads();
+  }
+}
+
+// Blocks per SM of one kernel on one device, cached (0 = not yet known). Sets the kernel's
+// shared-memory limit on first use on a device, as the runtime requires per device.
+constexpr int kMaxDevices = 64;
+
+template <class Shape>
+cudaError_t blocks_per_sm(int device, int& blocks) {
+  static std::atomic<int> cached[kMaxDevices] = {};
+  if (device >= 0 && device < kMaxDevices) {
+    blocks = cached[device].load(std::memory_order_relaxed);
+    if (blocks > 0) return cudaSuccess;
+  }
+  const auto kernel = grouped_matmul_nt_kernel<Shape>;
+  cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes);
+  if (err != cudaSuccess) return err;
+  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Shape::kThreads,
+                                                      Shape::kSmemBytes);
+  if (err != cudaSuccess) return err;
+  if (blocks < 1) return cudaErrorInvalidConfiguration;
+  if (device >= 0 && device < kMaxDevices) cached[device].store(blocks, std::memory_order_relaxed);
+  return cudaSuccess;
+}
+
+template <class Shape>
+cudaError_t launch_grouped(const bf16* a, const bf16* b, const int32_t* offsets, int64_t num_groups,
+                           int64_t max_rows, int64_t n, int64_t k, bf16* c, cudaStream_t stream) {
+  if (n % Shape::kBlockN != 0) return cudaErrorInvalidValue;
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  int num_sms = 0;
+  err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
+  if (err != cudaSuccess) return err;
+  int blocks = 0;
+  err = blocks_per_sm<Shape>(device, blocks);
+  if (err != cudaSuccess) return err;
+  // Upper bound on the row tiles: each non-empty group adds at most one partial tile.
+  const int64_t max_row_tiles = max_rows / Shape::kBlockM + std::min(num_groups, max_rows);
+  const int64_t max_tiles = max_row_tiles * (n / Shape::kBlockN);
+  const int64_t grid = std::min<int64_t>(static_cast<int64_t>(num_sms) * blocks, max_tiles);
+  if (grid <= 0) return cudaSuccess;
+  grouped_matmul_nt_kernel<Shape>
+      <<<static_cast<unsigned>(grid), Shape::kThreads, Shape::kSmemBytes, stream>>>(
+          a, b, offsets, static_cast<int>(num_groups), static_cast<int>(n), static_cast<int>(k), c);
+  return cudaGetLastError();
+}
+
+bool aligned(const void* p, uintptr_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+template <int kVec>
+__global__ void silu_mul_kernel(const bf16* __restrict__ gate_up,
+                                const int32_t* __restrict__ num_rows, int64_t max_rows,
+                                int64_t intermediate, bf16* __restrict__ out) {
+  const int64_t rows = *num_rows < 0 ? 0 : (*num_rows < max_rows ? *num_rows : max_rows);
+  const int64_t vecs_per_row = intermediate / kVec;
+  const int64_t total = rows * vecs_per_row;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; v < total;
+       v += stride) {
+    const int64_t row = v / vecs_per_row;
+    const int64_t col = (v % vecs_per_row) * kVec;
+    const bf16* const gate = gate_up + row * 2 * intermediate + col;
+    alignas(16) bf16 g[kVec];
+    alignas(16) bf16 u[kVec];
+    alignas(16) bf16 y[kVec];
+    if constexpr (kVec == 8) {
+      *reinterpret_cast<uint4*>(g) = *reinterpret_cast<const uint4*>(gate);
+      *reinterpret_cast<uint4*>(u) = *reinterpret_cast<const uint4*>(gate + intermediate);
+    } else {
+      g[0] = gate[0];
+      u[0] = gate[intermediate];
+    }
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+      const float gf = __bfloat162float(g[i]);
+      y[i] = __float2bfloat16_rn(gf / (1.0f + expf(-gf)) * __bfloat162float(u[i]));
+    }
+    bf16* const dst = out + row * intermediate + col;
+    if constexpr (kVec == 8) {
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(y);
+    } else {
+      dst[0] = y[0];
+    }
+  }
+}
+
+}  // namespace
+
+cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offsets,
+                              int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, bf16* c,
+                              cudaStream_t stream, GroupedGemmTile tile) {
+  if (num_groups < 0 || max_rows < 0 || n <= 0 || k <= 0 || n % 64 != 0 || k % 64 != 0) {
+    return cudaErrorInvalidValue;
+  }
+  // 32-bit indices inside the kernel (rows, offsets, n, k, group count).
+  if (num_groups > INT32_MAX - 1 || max_rows > INT32_MAX || n > INT32_MAX || k > INT32_MAX) {
+    return cudaErrorInvalidValue;
+  }
+  // cp.async copies 16-byte chunks of a and b; c is written two bf16 at a time.
+  if (!aligned(a, 16) || !aligned(b, 16) || !aligned(c, 4)) return cudaErrorInvalidValue;
+  if (num_groups == 0 || max_rows == 0) return cudaSuccess;
+
+  if (tile == GroupedGemmTile::kAuto) {
+    // Padding of the last row tile of each group against the efficiency of large tiles.
+    const int64_t avg_rows = max_rows / num_groups;
+    if (n % 128 != 0 || avg_rows < 24) {
+      tile = GroupedGemmTile::kRows32;
+    } else if (avg_rows < 192) {
+      tile = GroupedGemmTile::kRows64;
+    } else {
+      tile = GroupedGemmTile::kRows128;
+    }
+  }
+  switch (tile) {
+    case GroupedGemmTile::kRows32:
+      return launch_grouped<Rows32>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
+    case GroupedGemmTile::kRows64:
+      return launch_grouped<Rows64>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
+    case GroupedGemmTile::kRows128:
+      return launch_grouped<Rows128>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
+    case GroupedGemmTile::kAuto:
+      break;
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offsets,
+                              int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, bf16* c,
+                              cudaStream_t stream) {
+  return grouped_matmul_nt(a, b, offsets, num_groups, max_rows, n, k, c, stream,
+                           GroupedGemmTile::kAuto);
+}
+
+cudaError_t silu_mul(const bf16* gate_up, const int32_t* num_rows, int64_t max_rows,
+                     int64_t intermediate, bf16* out, cudaStream_t stream) {
+  if (max_rows < 0 || intermediate < 0) return cudaErrorInvalidValue;
+  if (max_rows == 0 || intermediate == 0) return cudaSuccess;
+  constexpr int kThreads = 256;
+  constexpr int64_t kMaxBlocks = 4096;  // grid-stride beyond this
+  const bool vectorized = intermediate % 8 == 0 && aligned(gate_up, 16) && aligned(out, 16);
+  const int64_t max_items = max_rows * (vectorized ? intermediate / 8 : intermediate);
+  const int64_t blocks = std::min(kMaxBlocks, (max_items + kThreads - 1) / kThreads);
+  if (vectorized) {
+    silu_mul_kernel<8><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+        gate_up, num_rows, max_rows, intermediate, out);
+  } else {
+    silu_mul_kernel<1><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+        gate_up, num_rows, max_rows, intermediate, out);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace eep::kernels::cuda

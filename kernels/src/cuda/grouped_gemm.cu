@@ -29,14 +29,13 @@ namespace {
 constexpr int kBlockK = 64;                 // k per pipeline stage
 constexpr int kChunksPerRow = kBlockK / 8;  // 16-byte chunks of 8 bf16 per tile row and stage
 
-template <int kBlockM_, int kBlockN_, int kWarpM_, int kWarpN_, int kStages_, int kMinBlocks_>
+template <int kBlockM_, int kBlockN_, int kWarpM_, int kWarpN_, int kStages_>
 struct TileShape {
   static constexpr int kBlockM = kBlockM_;  // rows of c per tile
   static constexpr int kBlockN = kBlockN_;  // columns of c per tile
   static constexpr int kWarpM = kWarpM_;    // rows of c per warp
   static constexpr int kWarpN = kWarpN_;    // columns of c per warp
   static constexpr int kStages = kStages_;
-  static constexpr int kMinBlocks = kMinBlocks_;  // blocks per SM the registers must allow
   static constexpr int kWarpsM = kBlockM / kWarpM;
   static constexpr int kWarpsN = kBlockN / kWarpN;
   static constexpr int kThreads = 32 * kWarpsM * kWarpsN;
@@ -52,12 +51,30 @@ struct TileShape {
   static_assert(kStages >= 2);
 };
 
-// Decode: a few rows per group; the weights stream once, 4 blocks per SM keep loads in flight.
-using Rows32 = TileShape<32, 64, 32, 16, 4, 4>;  // 128 threads, 48 KB shared memory
+// Every variant: 128 threads, 96 KB of shared memory, 2 blocks per SM, so that one kernel can
+// hold all three and pick on the device (the auto kernel below).
+// Decode: a few rows per group; 64-column tiles for more blocks, 8 stages keep the weight
+// stream in flight.
+using Rows32 = TileShape<32, 64, 32, 16, 8>;
 // Mid-size groups (tens of rows): less padding than 128-row tiles.
-using Rows64 = TileShape<64, 128, 32, 64, 3, 3>;  // 128 threads, 72 KB
+using Rows64 = TileShape<64, 128, 32, 64, 4>;
 // Prefill: 64 x 64 warp tiles (the best mma-to-ldmatrix ratio that fits the registers).
-using Rows128 = TileShape<128, 128, 64, 64, 3, 2>;  // 128 threads, 96 KB
+using Rows128 = TileShape<128, 128, 64, 64, 3>;
+constexpr int kGemmThreads = 128;
+constexpr int kGemmMinBlocks = 2;
+constexpr int kGemmSmemBytes = 96 * 1024;
+static_assert(Rows32::kThreads == kGemmThreads && Rows64::kThreads == kGemmThreads &&
+              Rows128::kThreads == kGemmThreads);
+static_assert(Rows32::kSmemBytes == kGemmSmemBytes && Rows64::kSmemBytes == kGemmSmemBytes &&
+              Rows128::kSmemBytes == kGemmSmemBytes);
+
+// Relative time per row of a tile (a padding row costs as much as a real one), so the auto
+// kernel picks the variant of least padded_tiles * kBlockM * cost: small tiles waste less on
+// partial tiles but run slower (fewer mma per ldmatrix). Guesses from the mma/ldmatrix ratios;
+// calibrate with bench_grouped_gemm (columns rows32/rows64/rows128).
+constexpr int kRowCost32 = 8;   // 2.0x
+constexpr int kRowCost64 = 5;   // 1.25x
+constexpr int kRowCost128 = 4;  // 1.0x
 
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -151,20 +168,18 @@ class RowTileCursor {
   int64_t row_tiles_before_ = 0;  // row tiles of the groups before the current chunk
 };
 
+// The whole grouped product with tiles of one shape: this block's tiles, in increasing order.
+// `stages`: Shape::kSmemBytes of shared memory.
 template <class Shape>
-__global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
-    grouped_matmul_nt_kernel(const bf16* __restrict__ a, const bf16* __restrict__ b,
-                             const int32_t* __restrict__ offsets, int num_groups, int n, int k,
-                             bf16* __restrict__ c) {
+__device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16* __restrict__ b,
+                                          const int32_t* __restrict__ offsets, int num_groups,
+                                          int n, int k, bf16* __restrict__ c, bf16* stages) {
   constexpr int kBlockM = Shape::kBlockM;
   constexpr int kBlockN = Shape::kBlockN;
   constexpr int kThreads = Shape::kThreads;
   constexpr int kStages = Shape::kStages;
   constexpr int kMmaM = Shape::kMmaM;
   constexpr int kMmaN = Shape::kMmaN;
-
-  extern __shared__ __align__(128) unsigned char shared_bytes[];
-  bf16* const stages = reinterpret_cast<bf16*>(shared_bytes);
 
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp_idx = static_cast<int>(threadIdx.x) / 32;
@@ -302,33 +317,92 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
   }
 }
 
-// Blocks per SM of one kernel on one device, cached (0 = not yet known). Sets the kernel's
-// shared-memory limit on first use on a device, as the runtime requires per device.
-constexpr int kMaxDevices = 64;
+// Rows of the tile variant of least estimated time for this split (see kRowCost*). Called by
+// all 32 lanes of a warp; every warp of every block computes the same answer.
+__device__ __forceinline__ int choose_tile_rows(const int32_t* __restrict__ offsets, int num_groups,
+                                                int lane) {
+  long long tiles32 = 0;
+  long long tiles64 = 0;
+  long long tiles128 = 0;
+  for (int g = lane; g < num_groups; g += 32) {
+    const int rows = max(0, offsets[g + 1] - offsets[g]);
+    tiles32 += (rows + 31) / 32;
+    tiles64 += (rows + 63) / 64;
+    tiles128 += (rows + 127) / 128;
+  }
+#pragma unroll
+  for (int mask = 16; mask > 0; mask >>= 1) {
+    tiles32 += __shfl_xor_sync(0xffffffffu, tiles32, mask);
+    tiles64 += __shfl_xor_sync(0xffffffffu, tiles64, mask);
+    tiles128 += __shfl_xor_sync(0xffffffffu, tiles128, mask);
+  }
+  const long long cost32 = tiles32 * 32 * kRowCost32;
+  const long long cost64 = tiles64 * 64 * kRowCost64;
+  const long long cost128 = tiles128 * 128 * kRowCost128;
+  if (cost128 <= cost64 && cost128 <= cost32) return 128;
+  return cost64 <= cost32 ? 64 : 32;
+}
+
+extern __shared__ __align__(128) unsigned char grouped_gemm_shared[];
 
 template <class Shape>
-cudaError_t blocks_per_sm(int device, int& blocks) {
-  static std::atomic<int> cached[kMaxDevices] = {};
-  if (device >= 0 && device < kMaxDevices) {
-    blocks = cached[device].load(std::memory_order_relaxed);
+__global__ void __launch_bounds__(kGemmThreads, kGemmMinBlocks)
+    grouped_matmul_nt_kernel(const bf16* __restrict__ a, const bf16* __restrict__ b,
+                             const int32_t* __restrict__ offsets, int num_groups, int n, int k,
+                             bf16* __restrict__ c) {
+  run_tiles<Shape>(a, b, offsets, num_groups, n, k, c,
+                   reinterpret_cast<bf16*>(grouped_gemm_shared));
+}
+
+// Picks the tile variant from the device row counts (the host only knows max_rows, which may
+// be far above the rows present). Needs n % 128 == 0.
+__global__ void __launch_bounds__(kGemmThreads, kGemmMinBlocks)
+    grouped_matmul_nt_auto_kernel(const bf16* __restrict__ a, const bf16* __restrict__ b,
+                                  const int32_t* __restrict__ offsets, int num_groups, int n, int k,
+                                  bf16* __restrict__ c) {
+  bf16* const stages = reinterpret_cast<bf16*>(grouped_gemm_shared);
+  const int tile_rows = choose_tile_rows(offsets, num_groups, static_cast<int>(threadIdx.x) % 32);
+  if (tile_rows == 128) {
+    run_tiles<Rows128>(a, b, offsets, num_groups, n, k, c, stages);
+  } else if (tile_rows == 64) {
+    run_tiles<Rows64>(a, b, offsets, num_groups, n, k, c, stages);
+  } else {
+    run_tiles<Rows32>(a, b, offsets, num_groups, n, k, c, stages);
+  }
+}
+
+// Blocks per SM of one kernel on each device (0 = not yet known), found on first use on a
+// device, where the kernel's shared-memory limit is also raised (a per-device setting).
+constexpr int kMaxDevices = 64;
+struct KernelOccupancy {
+  std::atomic<int> blocks[kMaxDevices] = {};
+};
+
+using GroupedKernel = void (*)(const bf16*, const bf16*, const int32_t*, int, int, int, bf16*);
+
+cudaError_t blocks_per_sm(GroupedKernel kernel, KernelOccupancy& cache, int device, int& blocks) {
+  const bool cacheable = device >= 0 && device < kMaxDevices;
+  if (cacheable) {
+    blocks = cache.blocks[device].load(std::memory_order_relaxed);
     if (blocks > 0) return cudaSuccess;
   }
-  const auto kernel = grouped_matmul_nt_kernel<Shape>;
   cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes);
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kGemmSmemBytes);
   if (err != cudaSuccess) return err;
-  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Shape::kThreads,
-                                                      Shape::kSmemBytes);
+  err =
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kGemmThreads, kGemmSmemBytes);
   if (err != cudaSuccess) return err;
   if (blocks < 1) return cudaErrorInvalidConfiguration;
-  if (device >= 0 && device < kMaxDevices) cached[device].store(blocks, std::memory_order_relaxed);
+  if (cacheable) cache.blocks[device].store(blocks, std::memory_order_relaxed);
   return cudaSuccess;
 }
 
-template <class Shape>
-cudaError_t launch_grouped(const bf16* a, const bf16* b, const int32_t* offsets, int64_t num_groups,
-                           int64_t max_rows, int64_t n, int64_t k, bf16* c, cudaStream_t stream) {
-  if (n % Shape::kBlockN != 0) return cudaErrorInvalidValue;
+// A persistent grid: as many blocks as fit on the device at once, but no more than the tiles
+// of the smallest tile shape `kernel` may use (min_block_m x min_block_n) could number.
+cudaError_t launch_grouped(GroupedKernel kernel, KernelOccupancy& cache, int min_block_m,
+                           int min_block_n, const bf16* a, const bf16* b, const int32_t* offsets,
+                           int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, bf16* c,
+                           cudaStream_t stream) {
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
@@ -336,17 +410,25 @@ cudaError_t launch_grouped(const bf16* a, const bf16* b, const int32_t* offsets,
   err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
   if (err != cudaSuccess) return err;
   int blocks = 0;
-  err = blocks_per_sm<Shape>(device, blocks);
+  err = blocks_per_sm(kernel, cache, device, blocks);
   if (err != cudaSuccess) return err;
   // Upper bound on the row tiles: each non-empty group adds at most one partial tile.
-  const int64_t max_row_tiles = max_rows / Shape::kBlockM + std::min(num_groups, max_rows);
-  const int64_t max_tiles = max_row_tiles * (n / Shape::kBlockN);
+  const int64_t max_row_tiles = max_rows / min_block_m + std::min(num_groups, max_rows);
+  const int64_t max_tiles = max_row_tiles * (n / min_block_n);
   const int64_t grid = std::min<int64_t>(static_cast<int64_t>(num_sms) * blocks, max_tiles);
   if (grid <= 0) return cudaSuccess;
-  grouped_matmul_nt_kernel<Shape>
-      <<<static_cast<unsigned>(grid), Shape::kThreads, Shape::kSmemBytes, stream>>>(
-          a, b, offsets, static_cast<int>(num_groups), static_cast<int>(n), static_cast<int>(k), c);
+  kernel<<<static_cast<unsigned>(grid), kGemmThreads, kGemmSmemBytes, stream>>>(
+      a, b, offsets, static_cast<int>(num_groups), static_cast<int>(n), static_cast<int>(k), c);
   return cudaGetLastError();
+}
+
+template <class Shape>
+cudaError_t launch_shape(const bf16* a, const bf16* b, const int32_t* offsets, int64_t num_groups,
+                         int64_t max_rows, int64_t n, int64_t k, bf16* c, cudaStream_t stream) {
+  static KernelOccupancy cache;
+  if (n % Shape::kBlockN != 0) return cudaErrorInvalidValue;
+  return launch_grouped(grouped_matmul_nt_kernel<Shape>, cache, Shape::kBlockM, Shape::kBlockN, a,
+                        b, offsets, num_groups, max_rows, n, k, c, stream);
 }
 
 bool aligned(const void* p, uintptr_t bytes) {
@@ -406,26 +488,22 @@ cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offse
   if (!aligned(a, 16) || !aligned(b, 16) || !aligned(c, 4)) return cudaErrorInvalidValue;
   if (num_groups == 0 || max_rows == 0) return cudaSuccess;
 
-  if (tile == GroupedGemmTile::kAuto) {
-    // Padding of the last row tile of each group against the efficiency of large tiles.
-    const int64_t avg_rows = max_rows / num_groups;
-    if (n % 128 != 0 || avg_rows < 24) {
-      tile = GroupedGemmTile::kRows32;
-    } else if (avg_rows < 192) {
-      tile = GroupedGemmTile::kRows64;
-    } else {
-      tile = GroupedGemmTile::kRows128;
-    }
-  }
   switch (tile) {
-    case GroupedGemmTile::kRows32:
-      return launch_grouped<Rows32>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
-    case GroupedGemmTile::kRows64:
-      return launch_grouped<Rows64>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
-    case GroupedGemmTile::kRows128:
-      return launch_grouped<Rows128>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
     case GroupedGemmTile::kAuto:
-      break;
+      if (n % 128 != 0) {
+        return launch_shape<Rows32>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
+      } else {
+        static KernelOccupancy cache;
+        return launch_grouped(grouped_matmul_nt_auto_kernel, cache, Rows32::kBlockM,
+                              Rows32::kBlockN, a, b, offsets, num_groups, max_rows, n, k, c,
+                              stream);
+      }
+    case GroupedGemmTile::kRows32:
+      return launch_shape<Rows32>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
+    case GroupedGemmTile::kRows64:
+      return launch_shape<Rows64>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
+    case GroupedGemmTile::kRows128:
+      return launch_shape<Rows128>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -23,11 +23,13 @@ cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offse
                               cudaStream_t stream);
 
 // The tile shapes grouped_matmul_nt chooses among, by rows of c per tile. kAuto (what the
-// overload above uses) picks by the average rows per group, max_rows / num_groups, and n; the
+// overload above uses) picks on the device from the actual row counts (least padded work); the
 // others are there so that tests and benchmarks can run each variant. kRows64 and kRows128 need
-// n to be a multiple of 128 (cudaErrorInvalidValue otherwise). Every variant gives bitwise the
-// same results. Also cudaErrorInvalidValue: n or k not a multiple of 64, a or b not 16-byte
-// aligned, c not 4-byte aligned.
+// n to be a multiple of 128 (cudaErrorInvalidValue otherwise; kAuto then uses kRows32). Every
+// variant gives bitwise the same results. Also cudaErrorInvalidValue: n or k not a multiple of
+// 64, a or b not 16-byte aligned, c not 4-byte aligned, a size beyond 32-bit indices.
+// The first call per device and variant sets the kernel's shared-memory limit
+// (cudaFuncSetAttribute); later calls only launch.
 enum class GroupedGemmTile { kAuto, kRows32, kRows64, kRows128 };
 
 cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offsets,

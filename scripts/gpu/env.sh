@@ -19,3 +19,6 @@ export CMAKE_PREFIX_PATH="$EEP_PREFIX/usr;$EEP_NCCL_DIR${CMAKE_PREFIX_PATH:+;$CM
 export LD_LIBRARY_PATH="$EEP_PREFIX/usr/lib/x86_64-linux-gnu:$EEP_PREFIX/usr/lib:$EEP_NCCL_DIR/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="/usr/local/cuda/bin:$PATH"
 export NCCL_NVLS_ENABLE=0
+# The tests find the binaries and test data here even when they were built elsewhere.
+export EEP_BIN_DIR="$EEP_ROOT/build-gpu/bin"
+export EEP_TEST_DATA_DIR="$EEP_ROOT/tests/data"

@@ -19,7 +19,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kGoldenDir = std::string(EEP_TEST_DATA_DIR) + "/golden";
+// $EEP_TEST_DATA_DIR overrides the path compiled in (see bin()).
+const std::string kGoldenDir =
+    std::string(std::getenv("EEP_TEST_DATA_DIR") != nullptr ? std::getenv("EEP_TEST_DATA_DIR")
+                                                             : EEP_TEST_DATA_DIR) +
+    "/golden";
 // Relative to a row's largest |logit|: a bf16 model against an fp32 reference drifts by a few
 // bf16 roundings per layer.
 constexpr double kLogitTolerance = 3e-2;

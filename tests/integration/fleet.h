@@ -10,6 +10,7 @@
 #include <atomic>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -29,8 +30,11 @@ namespace eep::testing {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
+// The build's binaries; $EEP_BIN_DIR overrides the path compiled in (binaries built on one
+// machine and run on another, as scripts/gpu/test.sh does).
 inline std::string bin(const std::string& name) {
-  return std::string(EEP_BIN_DIR) + "/" + name;
+  const char* dir = std::getenv("EEP_BIN_DIR");
+  return std::string(dir != nullptr ? dir : EEP_BIN_DIR) + "/" + name;
 }
 
 // A fresh directory under the system temp dir, removed at scope exit.

@@ -74,7 +74,7 @@ Status narrow(const Checkpoint& checkpoint, const TensorInfo& info, int64_t firs
   const size_t width = dtype_size_bytes(info.dtype);
   const std::byte* src = raw.data() + first * width;
   if (info.dtype == DType::kBF16) {  // stored as the device keeps it
-    std::memcpy(out, src, count * sizeof(bf16));
+    std::memcpy(static_cast<void*>(out), src, count * sizeof(bf16));
     return Status::ok();
   }
   for (int64_t i = 0; i < count; ++i) {
@@ -94,7 +94,7 @@ Status narrow(const Checkpoint& checkpoint, const TensorInfo& info, int64_t firs
                          ", not a weight type");
     }
     const uint16_t narrowed = fp32_to_bf16(value);
-    std::memcpy(&out[i], &narrowed, 2);
+    std::memcpy(static_cast<void*>(&out[i]), &narrowed, 2);
   }
   return Status::ok();
 }

@@ -411,12 +411,11 @@ Status ModelRunnerCuda::run(const Shape& shape) {
     cudaGraphDestroy(graph);
     EEP_CUDA_RETURN_IF_ERROR(instantiated);
     it = graphs_.emplace(shape.graph_bucket, exec).first;
-    EEP_LOG_INFO("captured the decode graph of batch size "
-                 << shape.graph_bucket << " in "
-                 << std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                              started)
-                        .count()
-                 << " ms");
+    const double capture_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count();
+    EEP_LOG_INFO("captured the decode graph of batch size " << shape.graph_bucket << " in "
+                                                             << capture_ms << " ms");
   }
   return cuda_status(cudaGraphLaunch(it->second, stream_), "decode graph launch");
 }

@@ -106,6 +106,20 @@ class ScopedDevice {
   int saved_ = -1;
 };
 
+// CUDA calls that a graph capture on another thread forbids (allocations, stream creation)
+// are made in relaxed capture mode, as NCCL does for its own: a group is built on a helper
+// thread while the engine thread may be capturing a decode graph.
+class RelaxedCaptureMode {
+ public:
+  RelaxedCaptureMode() { (void)cudaThreadExchangeStreamCaptureMode(&mode_); }
+  ~RelaxedCaptureMode() { (void)cudaThreadExchangeStreamCaptureMode(&mode_); }
+  RelaxedCaptureMode(const RelaxedCaptureMode&) = delete;
+  RelaxedCaptureMode& operator=(const RelaxedCaptureMode&) = delete;
+
+ private:
+  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
+};
+
 // NVLink multicast (NVLS) can take every GPU of a shared host out of service; NCCL uses it by
 // default where the hardware has it. Someone who wants it sets NCCL_NVLS_ENABLE=1 explicitly.
 void default_nvls_off() {
@@ -163,17 +177,25 @@ std::string NcclProcessGroup::who() const {
 }
 
 Status NcclProcessGroup::init(const ncclUniqueId& unique_id, Deadline deadline) {
-  EEP_CHECK(comm_ == nullptr && barrier_word_ == nullptr);
-  // Stream-ordered, so destroy() can free it without waiting on a stream that an aborted
-  // communicator may have left stuck.
+  EEP_CHECK(comm_ == nullptr && barrier_word_ == nullptr && internal_stream_ == nullptr);
+  // The build runs on a helper thread while stream() may carry the previous generation's work
+  // (the engine shares one stream between generations) or be capturing a graph: nothing of
+  // the build goes on it, or it would interleave with that work differently on each rank.
+  cudaError_t err = cudaStreamCreateWithFlags(&internal_stream_, cudaStreamNonBlocking);
+  if (err != cudaSuccess) {
+    internal_stream_ = nullptr;
+    return fail("init", ErrorCode::kResourceExhausted, "cudaStreamCreate: " + cuda_text(err));
+  }
+  // Stream-ordered on the private stream, so destroy() frees it without waiting on a stream
+  // that an aborted communicator may have left stuck.
   void* word = nullptr;
-  cudaError_t err = cudaMallocAsync(&word, sizeof(int32_t), stream_);
+  err = cudaMallocAsync(&word, sizeof(int32_t), internal_stream_);
   if (err != cudaSuccess) {
     return fail("init", ErrorCode::kResourceExhausted,
                 "cudaMallocAsync of the barrier word: " + cuda_text(err));
   }
   barrier_word_ = static_cast<int32_t*>(word);
-  err = cudaMemsetAsync(barrier_word_, 0, sizeof(int32_t), stream_);
+  err = cudaMemsetAsync(barrier_word_, 0, sizeof(int32_t), internal_stream_);
   if (err != cudaSuccess) {
     return fail("init", ErrorCode::kInternal, "cudaMemsetAsync: " + cuda_text(err));
   }
@@ -186,7 +208,13 @@ Status NcclProcessGroup::init(const ncclUniqueId& unique_id, Deadline deadline) 
   const ncclResult_t result =
       ncclCommInitRankConfig(&comm_, spec_.size, unique_id, spec_.rank, &config);
   EEP_RETURN_IF_ERROR(settle("init", result, deadline));
-  return barrier_until(deadline);
+  // A first collective proves the communicator works end to end; waiting for it also makes the
+  // barrier word's allocation and memset visible to later work on stream().
+  EEP_RETURN_IF_ERROR(settle(
+      "init",
+      ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, internal_stream_),
+      deadline));
+  return wait_stream("init", internal_stream_, deadline);
 }
 
 void NcclProcessGroup::abort_comm() {
@@ -248,17 +276,17 @@ Status NcclProcessGroup::settle(const char* op, ncclResult_t result, Deadline de
     }
     if (Clock::now() >= deadline) {
       return fail(op, ErrorCode::kDeadlineExceeded,
-                  "NCCL still in progress after " + std::to_string(spec_.timeout.count()) +
-                      " ms (a peer did not join)");
+                  "NCCL still in progress at the deadline (group timeout " +
+                      std::to_string(spec_.timeout.count()) + " ms): a peer did not join");
     }
     poller.pause();
   }
 }
 
-Status NcclProcessGroup::wait_stream(const char* op, Deadline deadline) {
+Status NcclProcessGroup::wait_stream(const char* op, cudaStream_t stream, Deadline deadline) {
   Poller poller;
   while (true) {
-    const cudaError_t err = cudaStreamQuery(stream_);
+    const cudaError_t err = cudaStreamQuery(stream);
     if (err != cudaSuccess && err != cudaErrorNotReady) {
       (void)cudaGetLastError();  // clear a non-sticky error so the next call does not see it
       return fail(op, ErrorCode::kUnavailable, "the stream failed: " + cuda_text(err));
@@ -282,19 +310,16 @@ Status NcclProcessGroup::wait_stream(const char* op, Deadline deadline) {
 
 Status NcclProcessGroup::synchronize(std::chrono::milliseconds timeout) {
   EEP_RETURN_IF_ERROR(check_usable("synchronize"));
-  return wait_stream("synchronize", Clock::now() + timeout);
-}
-
-Status NcclProcessGroup::barrier_until(Deadline deadline) {
-  EEP_RETURN_IF_ERROR(check_usable("barrier"));
-  EEP_RETURN_IF_ERROR(settle(
-      "barrier", ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, stream_),
-      deadline));
-  return wait_stream("barrier", deadline);
+  return wait_stream("synchronize", stream_, Clock::now() + timeout);
 }
 
 Status NcclProcessGroup::barrier() {
-  return barrier_until(Clock::now() + spec_.timeout);
+  EEP_RETURN_IF_ERROR(check_usable("barrier"));
+  const auto deadline = Clock::now() + spec_.timeout;
+  EEP_RETURN_IF_ERROR(settle(
+      "barrier", ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, stream_),
+      deadline));
+  return wait_stream("barrier", stream_, deadline);
 }
 
 Status NcclProcessGroup::send(const void* data, size_t num_bytes, int peer, uint32_t /*tag*/) {
@@ -358,8 +383,9 @@ Status NcclProcessGroup::all_to_all_v(const void* send, const size_t* send_bytes
 
   // Empty blocks travel as nothing at all: both sides know the size is zero.
   ncclResult_t result = ncclGroupStart();
-  if (result != ncclSuccess)
+  if (result != ncclSuccess) {
     return fail("all_to_all_v", ErrorCode::kUnavailable, nccl_text(result, comm_));
+  }
   ncclResult_t first_failure = ncclSuccess;
   send_offset = 0;
   recv_offset = 0;
@@ -423,6 +449,7 @@ Status NcclProcessGroup::broadcast(void* data, size_t num_bytes, int root) {
 void NcclProcessGroup::destroy() {
   if (state_ == State::kDestroyed) return;
   ScopedDevice device(device_);
+  RelaxedCaptureMode relaxed;
   const auto started = Clock::now();
   bool finalized = false;
   if (comm_ != nullptr && state_ == State::kReady) {
@@ -451,8 +478,13 @@ void NcclProcessGroup::destroy() {
   }
   abort_comm();  // a broken group, or a finalize that failed
   if (barrier_word_ != nullptr) {
-    (void)cudaFreeAsync(barrier_word_, stream_);
+    // The communicator is finalized or aborted: no operation of it uses the word any more.
+    (void)cudaFreeAsync(barrier_word_, internal_stream_);
     barrier_word_ = nullptr;
+  }
+  if (internal_stream_ != nullptr) {
+    (void)cudaStreamDestroy(internal_stream_);  // returns at once; goes when its work is done
+    internal_stream_ = nullptr;
   }
   if (owns_stream_ && stream_ != nullptr) {
     // Returns at once; the stream's resources go when its work is done.
@@ -513,6 +545,7 @@ Result<std::unique_ptr<ProcessGroup>> create_nccl_group(const GroupSpec& spec,
     }
   }  // the store is not needed any more: do not hold its socket
 
+  RelaxedCaptureMode relaxed;
   cudaStream_t stream = options.stream;
   const bool owns_stream = stream == nullptr;
   if (owns_stream) {

@@ -14,7 +14,13 @@
 //   device, so they may be captured in a CUDA graph (the MoE dispatch captures fixed-size
 //   all_to_all_v in decode graphs). NCCL connects peers lazily on their first operation, which
 //   cannot happen inside a capture: run the same operation eagerly once before capturing it.
-//   barrier() and synchronize() wait on the host and must not be captured.
+//   NCCL enqueues a non-blocking communicator's work from a thread of its own, so capture in
+//   cudaStreamCaptureModeThreadLocal (or Relaxed). barrier() and synchronize() wait on the host
+//   and must not be captured. Destroy every graph that holds an operation of the group before
+//   destroy(): NCCL's teardown waits for those graphs to go.
+// - Each operation waits on the host (bounded by the group's timeout) until NCCL's thread has
+//   enqueued it: on a non-blocking communicator NCCL says ncclInProgress until then, and
+//   nothing else may be enqueued on the stream meanwhile.
 // - send/recv: NCCL keeps the order of messages per peer; the tag is checked by nobody (it is
 //   there for the Gloo backend and for readers). A send completes on the GPU only when the
 //   peer's matching recv runs, so two ranks that both send before they receive deadlock on their
@@ -28,7 +34,9 @@
 //   waits): the engine notices through synchronize()'s deadline.
 //
 // Threads: calls on one group come from one thread at a time whose current device is
-// options.device (create sets it on the thread it runs on).
+// options.device (create sets it on the thread it runs on). Several groups may share one
+// stream (generation g serving while g+1 is built): the group enqueues on stream() only inside
+// the calls its user makes; its build and teardown use a private stream.
 #pragma once
 
 #include <chrono>
@@ -114,9 +122,8 @@ class NcclProcessGroup final : public ProcessGroup {
   // Turns the result of an NCCL call (and the communicator's state after it) into a Status:
   // waits out ncclInProgress until `deadline`, breaks the group on any failure.
   Status settle(const char* op, ncclResult_t result, Deadline deadline);
-  // Polls the stream and the communicator until the stream is idle (synchronize, barrier).
-  Status wait_stream(const char* op, Deadline deadline);
-  Status barrier_until(Deadline deadline);
+  // Polls `stream` and the communicator until the stream is idle.
+  Status wait_stream(const char* op, cudaStream_t stream, Deadline deadline);
   // Aborts the communicator and marks the group broken; returns `code` with the message.
   Status fail(const char* op, ErrorCode code, const std::string& what);
   template <typename T>
@@ -127,8 +134,10 @@ class NcclProcessGroup final : public ProcessGroup {
   int device_;
   cudaStream_t stream_;
   bool owns_stream_;
+  // The group's own stream for its build and teardown (never the caller's work).
+  cudaStream_t internal_stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
-  int32_t* barrier_word_ = nullptr;  // device memory, one int32 (stream-ordered allocation)
+  int32_t* barrier_word_ = nullptr;  // device memory, one int32, allocated on internal_stream_
   State state_ = State::kReady;
   std::string broken_reason_;
 };

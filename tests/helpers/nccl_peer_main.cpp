@@ -488,6 +488,28 @@ void test_graph(const Peer& peer, NcclProcessGroup& group) {
   cudaGraphDestroy(graph);
 }
 
+// How long an eager all_to_all_v keeps the host (a non-blocking communicator hands each call to
+// a thread of NCCL's and says ncclInProgress until it is enqueued): printed, not checked.
+void measure_enqueue_latency(const Peer& peer, NcclProcessGroup& group) {
+  constexpr int kNumCalls = 200;
+  constexpr size_t kBlock = 8192;
+  std::vector<size_t> bytes(peer.size, kBlock);
+  DeviceBytes send(kBlock * peer.size), recv(kBlock * peer.size);
+  double enqueue_seconds = 0;
+  for (int call = 0; call < kNumCalls; ++call) {
+    const auto started = Clock::now();
+    if (!ok_or_report(group.all_to_all_v(send.data(), bytes.data(), recv.data(), bytes.data()),
+                      "enqueue latency")) {
+      return;
+    }
+    enqueue_seconds += seconds_since(started);
+    if (!ok_or_report(group.synchronize(peer.timeout), "enqueue latency")) return;
+  }
+  std::cout << "eager all_to_all_v of " << kBlock
+            << " bytes per peer: " << enqueue_seconds / kNumCalls * 1e6
+            << " us on the host per call (mean of " << kNumCalls << ")" << std::endl;
+}
+
 // ---- generation g+1 built while g serves ----------------------------------------------------
 
 std::unique_ptr<ProcessGroup> test_build_while_serving(const Peer& peer,
@@ -667,6 +689,7 @@ int run_all(const Peer& peer) {
     barriers_ok = ok_or_report(group.barrier(), "barrier") && barriers_ok;
   report(barriers_ok, "barrier x3");
   test_graph(peer, group);
+  measure_enqueue_latency(peer, group);
 
   auto g2 = test_build_while_serving(peer, std::move(g1));
   if (g2 != nullptr) {

@@ -84,7 +84,11 @@ class Fleet {
            ("eep_nccl_" + std::to_string(::getpid()) + "_" + std::to_string(next_id_++));
     fs::create_directories(dir_);
     store_ = start_store();
-    const std::string binary = std::string(EEP_BIN_DIR) + "/eep_nccl_peer";
+    // $EEP_BIN_DIR overrides the path compiled in (binaries built on one machine, run on another).
+    const char* bin_dir = std::getenv("EEP_BIN_DIR");
+    const std::string binary =
+        std::string(bin_dir != nullptr ? bin_dir : EEP_BIN_DIR) + "/eep_nccl_peer";
+    INFO("peer binary " << binary);
     REQUIRE(fs::exists(binary));
     for (int rank = 0; rank < num_ranks; ++rank) {
       std::vector<std::string> argv{binary,

@@ -52,6 +52,28 @@ std::string fail_lines(const std::string& log) {
   return lines;
 }
 
+// The lines of a peer's log that hold measurements (cycle footprint, enqueue latency, times),
+// shown even when the test passes: one GPU run should answer how well it went, not only whether.
+std::string measurement_lines(const std::string& log) {
+  static const char* const kMarkers[] = {"cycles in", "us on the host", "while gen 2 was built",
+                                         "survivor:"};
+  std::string lines;
+  size_t at = 0;
+  while (at < log.size()) {
+    size_t end = log.find('\n', at);
+    if (end == std::string::npos) end = log.size();
+    const std::string line = log.substr(at, end - at);
+    for (const char* marker : kMarkers) {
+      if (line.find(marker) != std::string::npos) {
+        lines += line + "\n";
+        break;
+      }
+    }
+    at = end + 1;
+  }
+  return lines;
+}
+
 // NVLink multicast can take a shared host's GPUs out of service: off in this process (before
 // NCCL reads it) and in every process started from here.
 void nvls_off() {
@@ -158,6 +180,8 @@ void run_fleet(int num_ranks) {
     CHECK(fleet.peer(rank).describe_exit() == "exited with 0");
     CHECK(fail_lines(fleet.log(rank)).empty());
     CHECK(fleet.log(rank).find("PASS all") != std::string::npos);
+    if (rank == 0)
+      WARN(num_ranks << " ranks, rank 0 measured:\n" << measurement_lines(fleet.log(0)));
   }
 }
 
@@ -347,6 +371,8 @@ TEST_CASE("nccl group: a killed peer turns into an error, not a hang", "[gpu][nc
   CHECK(fail_lines(fleet.log(0)).empty());
   CHECK(fleet.log(0).find("PASS kill: the error came within the timeout") != std::string::npos);
   CHECK(fleet.log(0).find("PASS all") != std::string::npos);
+  WARN("kill test, " << seconds << " s from the kill to the survivor's exit:\n"
+                     << measurement_lines(fleet.log(0)));
 }
 
 TEST_CASE("nccl group: rank 0 alone gives up on its peers and aborts the communicator",

@@ -114,7 +114,8 @@ class NcclProcessGroup final : public ProcessGroup {
   using Deadline = std::chrono::steady_clock::time_point;
 
   // Part of create_nccl_group: allocates the barrier's word, creates the communicator from the
-  // unique id, polls it until it is ready and runs a first barrier, all before `deadline`.
+  // unique id, polls it until it is ready and runs a first all-reduce on internal_stream_, all
+  // before `deadline`.
   Status init(const ncclUniqueId& unique_id, Deadline deadline);
 
   Status check_usable(const char* op) const;
@@ -145,7 +146,8 @@ class NcclProcessGroup final : public ProcessGroup {
 // Builds the group: rank 0 calls ncclGetUniqueId and publishes the id in the group's store
 // under store_prefix(generation, name) + "nccl_unique_id"; the other ranks wait for it; every
 // rank creates its communicator non-blocking on options.device (cudaSetDevice on the calling
-// thread), waits until it is ready and ends with a barrier. Bounded by spec.timeout in all:
+// thread), waits until it is ready and ends with an all-reduce on a private stream (never on
+// options.stream, which may be serving the previous generation). Bounded by spec.timeout in all:
 // kDeadlineExceeded naming the group and the generation when a rank does not come.
 // The result is an NcclProcessGroup (dynamic_cast to reach stream() and synchronize()).
 // If NCCL_NVLS_ENABLE is not set in the environment, this sets it to 0: NVLink multicast can

@@ -67,7 +67,9 @@ class MoeDispatcherCuda {
   // contribute nothing and are not counted. capacity: the same on every rank,
   // num_tokens <= capacity <= max_capacity. No host synchronisation and no host reads of device
   // memory, so a forward can be captured in a CUDA graph (its sizes are fixed by num_tokens and
-  // capacity). Returns an error for bad arguments, a failed launch or a failed exchange.
+  // capacity; pad a bucket with ids of -1). With an NCCL group, run one eager forward before the
+  // first capture (NCCL connects peers lazily, which cannot happen inside a capture). Returns an
+  // error for bad arguments, a failed launch or a failed exchange (then the group is broken).
   Status forward(int layer_idx, const kernels::cuda::bf16* h, const int32_t* topk_ids,
                  const float* topk_weights, int64_t num_tokens, int64_t capacity,
                  const MoeLayerWeightsCuda& weights, float* x);

@@ -152,6 +152,7 @@ int main(int argc, char** argv) {
                       time_steps(batch, StepPlan{batch_size, true}, iters)});
       for (int s = 0; s < batch_size; ++s) blocks.release(s);
     }
+    backend->reset();  // its captured graphs hold the NCCL communicator's work
     if (group) {
       group->destroy();
       group.reset();

@@ -141,6 +141,8 @@ int main(int argc, char** argv) {
   logits.bytes = std::as_bytes(std::span(all_logits));
   Status written = write_safetensors(out_path, std::span(&logits, 1));
   EEP_CHECK_MSG(written.is_ok(), written.to_string());
+  // The backend first: its captured graphs hold the NCCL communicator's work.
+  backend->reset();
   if (group) group->destroy();
   EEP_LOG_INFO("wrote " << num_rows << " logit rows for " << seqs.size() << " sequences");
   return 0;

@@ -159,12 +159,15 @@ Result<bool> EngineCore::next_generation_built() {
 }
 
 Status EngineCore::switch_to(std::unique_ptr<Generation> next) {
-  if (current_) {
-    if (current_->control_group) current_->control_group->destroy();
-    if (current_->ep_group) current_->ep_group->destroy();
-  }
+  std::unique_ptr<Generation> previous = std::move(current_);
   current_ = std::move(next);
+  // Install first: the backend drops what still names the old groups (captured CUDA graphs hold
+  // the old NCCL communicator's work, and finalising it would wait for them).
   EEP_RETURN_IF_ERROR(backend_->install(std::move(current_->state), blocks_->num_blocks()));
+  if (previous) {
+    if (previous->control_group) previous->control_group->destroy();
+    if (previous->ep_group) previous->ep_group->destroy();
+  }
   EEP_LOG_INFO("switched to generation " << current_->assign.generation << " as rank "
                                          << current_->assign.rank << " of "
                                          << current_->assign.world_size << " (" << backend_->name()

@@ -10,13 +10,15 @@ if [ -d "$EEP_ROOT/.deps/debs" ] && [ ! -f "$EEP_PREFIX/.unpacked" ]; then
   for deb in "$EEP_ROOT"/.deps/debs/*.deb; do dpkg -x "$deb" "$EEP_PREFIX"; done
   touch "$EEP_PREFIX/.unpacked"
 fi
-EEP_NCCL_DIR="${EEP_NCCL_DIR:-$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null || true)}"
-if [ -z "$EEP_NCCL_DIR" ] || [ ! -d "$EEP_NCCL_DIR/lib" ]; then
-  EEP_NCCL_DIR="$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/nccl 2>/dev/null | head -1)"
+# NCCL 2.28.9 (the version of the CUDA headers here) sits in PyTorch's virtual environment there.
+if [ -z "${EEP_NCCL_DIR:-}" ]; then
+  for dir in /opt/torch/.venv/lib/python3*/site-packages/nvidia/nccl; do
+    [ -d "$dir/lib" ] && EEP_NCCL_DIR=$dir
+  done
 fi
-export EEP_NCCL_DIR
-export CMAKE_PREFIX_PATH="$EEP_PREFIX/usr;$EEP_NCCL_DIR${CMAKE_PREFIX_PATH:+;$CMAKE_PREFIX_PATH}"
-export LD_LIBRARY_PATH="$EEP_PREFIX/usr/lib/x86_64-linux-gnu:$EEP_PREFIX/usr/lib:$EEP_NCCL_DIR/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export EEP_NCCL_DIR=${EEP_NCCL_DIR:-}
+export CMAKE_PREFIX_PATH="$EEP_PREFIX/usr${EEP_NCCL_DIR:+;$EEP_NCCL_DIR}${CMAKE_PREFIX_PATH:+;$CMAKE_PREFIX_PATH}"
+export LD_LIBRARY_PATH="$EEP_PREFIX/usr/lib/x86_64-linux-gnu:$EEP_PREFIX/usr/lib${EEP_NCCL_DIR:+:$EEP_NCCL_DIR/lib}:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="/usr/local/cuda/bin:$PATH"
 export NCCL_NVLS_ENABLE=0
 # The tests find the binaries and test data here even when they were built elsewhere.

@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
     EEP_LOG_ERROR(backend.status().to_string());
     return 1;
   }
-  auto num_kv_blocks = install_single_rank(**backend, checkpoint.value());
+  auto num_kv_blocks =
+      install_single_rank(**backend, checkpoint.value(), backend_options.num_kv_blocks);
   if (!num_kv_blocks.is_ok()) {
     EEP_LOG_ERROR(num_kv_blocks.status().to_string());
     return 1;

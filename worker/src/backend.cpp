@@ -1,5 +1,7 @@
 #include "eep/worker/backend.h"
 
+#include <algorithm>
+
 #include "eep/worker/cpu_backend.h"
 #ifdef EEP_WITH_CUDA
 #include "eep/worker/cuda/cuda_backend.h"
@@ -24,14 +26,16 @@ Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options,
                "unknown device '" + options.device + "' (cpu or cuda)");
 }
 
-Result<int> install_single_rank(Backend& backend, const Checkpoint& checkpoint) {
+Result<int> install_single_rank(Backend& backend, const Checkpoint& checkpoint,
+                                int max_kv_blocks) {
   const ModelConfig& config = checkpoint.config();
   EEP_ASSIGN_OR_RETURN(Placement placement,
                        Placement::round_robin(config.num_hidden_layers, config.num_experts, 1,
                                               config.num_experts));
   EEP_ASSIGN_OR_RETURN(std::unique_ptr<GenerationState> state,
                        backend.build(checkpoint, placement, 0, nullptr));
-  EEP_ASSIGN_OR_RETURN(const int num_kv_blocks, backend.plan_kv_blocks());
+  EEP_ASSIGN_OR_RETURN(int num_kv_blocks, backend.plan_kv_blocks());
+  num_kv_blocks = std::min(num_kv_blocks, max_kv_blocks);
   EEP_RETURN_IF_ERROR(backend.install(std::move(state), num_kv_blocks));
   return num_kv_blocks;
 }

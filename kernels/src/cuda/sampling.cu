@@ -15,6 +15,7 @@ constexpr int kPrepareThreads = 1024;
 constexpr int kSumTile = 4096;
 // sampling_draw_kernel: one CTA per row, sorted probabilities staged in tiles of kScanTile.
 constexpr int kDrawThreads = 256;
+constexpr int kGreedyThreads = 256;
 constexpr int kScanTile = 4096;
 // Probabilities are in [0, 1], so their float bits above bit 29 are zero: the sort looks at 30.
 constexpr int kSortKeyBits = 30;
@@ -285,6 +286,41 @@ __global__ void __launch_bounds__(kDrawThreads)
   out_tokens[row] = ids[token_idx];
 }
 
+// Greedy rows: the lowest id among the maximal logits, written last (after the sort and the
+// draw), so nothing that runs for the sampled rows can touch a greedy row's token afterwards.
+__global__ void __launch_bounds__(kGreedyThreads)
+    sampling_greedy_kernel(const float* __restrict__ logits, int64_t vocab,
+                           const DeviceSamplingParams* __restrict__ params,
+                           int32_t* __restrict__ out_tokens) {
+  __shared__ float best_value[kGreedyThreads];
+  __shared__ int64_t best_index[kGreedyThreads];
+  const int64_t row = blockIdx.x;
+  if (params[row].temperature > 0.0f) return;
+  const float* row_logits = logits + row * vocab;
+  float best = -INFINITY;
+  int64_t best_idx = vocab;
+  for (int64_t i = threadIdx.x; i < vocab; i += kGreedyThreads) {
+    if (beats(row_logits[i], i, best, best_idx)) {
+      best = row_logits[i];
+      best_idx = i;
+    }
+  }
+  best_value[threadIdx.x] = best;
+  best_index[threadIdx.x] = best_idx;
+  __syncthreads();
+  for (int half = kGreedyThreads / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half &&
+        beats(best_value[threadIdx.x + half], best_index[threadIdx.x + half],
+              best_value[threadIdx.x], best_index[threadIdx.x])) {
+      best_value[threadIdx.x] = best_value[threadIdx.x + half];
+      best_index[threadIdx.x] = best_index[threadIdx.x + half];
+    }
+    __syncthreads();
+  }
+  // All logits NaN leaves vocab: fall back to id 0 (the CPU's max_element returns the first).
+  if (threadIdx.x == 0) out_tokens[row] = static_cast<int32_t>(best_index[0] < vocab ? best_index[0] : 0);
+}
+
 __global__ void sampling_exp_kernel(const float* __restrict__ x, int64_t n,
                                     float* __restrict__ out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -332,6 +368,8 @@ cudaError_t sample_tokens(const float* logits, int64_t num_rows, int64_t vocab,
   if (err != cudaSuccess) return err;
   sampling_draw_kernel<<<grid, kDrawThreads, 0, stream>>>(
       sorted_keys.Current(), sorted_ids.Current(), vocab, params, checkpoints, out_tokens);
+  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  sampling_greedy_kernel<<<grid, kGreedyThreads, 0, stream>>>(logits, vocab, params, out_tokens);
   return cudaGetLastError();
 }
 

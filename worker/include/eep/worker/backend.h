@@ -100,8 +100,10 @@ Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options,
                                               const ModelConfig& config);
 
 // A one-rank generation (every expert local, no group) built and installed: what eep-generate,
-// benchmarks and tests run on. Returns the KV blocks the backend holds.
-Result<int> install_single_rank(Backend& backend, const Checkpoint& checkpoint);
+// benchmarks and tests run on, with at most max_kv_blocks KV blocks (several such backends may
+// share a GPU). Returns the KV blocks the backend holds.
+Result<int> install_single_rank(Backend& backend, const Checkpoint& checkpoint,
+                                int max_kv_blocks = 1 << 30);
 
 // A ModelExecutor over the CPU ModelRunner and a MoeDispatcher (tests and eep-generate).
 class CpuExecutor final : public ModelExecutor {

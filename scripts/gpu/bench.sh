@@ -5,7 +5,8 @@
 #      and at EP=2 / EP=4 over NCCL (as many as the machine has)
 #   c  serving: eep-bench --num-prompts 512 --random-input-len 256 --random-output-len 128 on
 #      that checkpoint at EP=2 and EP=4
-# Usage: scripts/gpu/bench.sh [a] [b] [c]   (default: all). Output also in $OUT/bench-*.txt.
+# Usage: scripts/gpu/bench.sh [a] [b] [c]   (default: all; EEP_BENCH_SIZES="4" limits b and c to
+# those GPU counts). Output also in $OUT/bench-*.txt.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$EEP_ROOT"
@@ -46,13 +47,13 @@ for w in $WHAT; do
         python3 scripts/gpu/bench_moe_transformers.py --tokens 256,4096; } 2>&1 | tee "$OUTDIR/bench-a.txt" ;;
     b)
       need_model
-      { for n in 1 2 4; do
+      { for n in ${EEP_BENCH_SIZES:-1 2 4}; do
           [ "$n" -le "$NUM_GPUS" ] || { echo "(b) EP=$n skipped: $NUM_GPUS GPUs"; continue; }
           echo "== (b) model step, $n GPU(s)"; step_bench "$n"
         done; } 2>&1 | tee "$OUTDIR/bench-b.txt" ;;
     c)
       need_model
-      { for n in 2 4; do
+      { for n in ${EEP_BENCH_SIZES:-2 4}; do
           [ "$n" -le "$NUM_GPUS" ] || { echo "(c) EP=$n skipped: $NUM_GPUS GPUs"; continue; }
           echo "== (c) serving, EP=$n"
           scripts/gpu/serve_bench.sh qwen3-30b-a3b "$n" --num-prompts 512 --random-input-len 256 \

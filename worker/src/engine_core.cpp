@@ -47,6 +47,11 @@ EngineCore::EngineCore(EngineOptions options, Checkpoint checkpoint,
 
 EngineCore::~EngineCore() {
   if (building_.valid()) building_.wait();
+  built_.reset();
+  // The backend before the groups: its captured CUDA graphs hold NCCL work, and finalising a
+  // communicator waits for them.
+  backend_.reset();
+  current_.reset();
 }
 
 protocol::ModelCapacity EngineCore::capacity() const {

@@ -95,15 +95,13 @@ __device__ __forceinline__ bool beats(float value, int64_t idx, float best, int6
   return value > best || (value == best && idx < best_idx);
 }
 
-// Per row: the arg-max (the token of a greedy row, the maximum of a sampled one); for a sampled
-// row e[i] = expf((logit - max) / temperature), their sum in double in id order (one thread, as
+// Per row: the maximum logit; for a sampled row e[i] = expf((logit - max) / temperature), their sum in double in id order (one thread, as
 // the CPU), p[i] = float(e[i] / sum) as sort keys with ids as values, and the row's segment.
 __global__ void __launch_bounds__(kPrepareThreads)
     sampling_prepare_kernel(const float* __restrict__ logits, int64_t vocab,
                             const DeviceSamplingParams* __restrict__ params,
                             uint32_t* __restrict__ keys, int32_t* __restrict__ ids,
-                            int* __restrict__ segment_begin, int* __restrict__ segment_end,
-                            int32_t* __restrict__ out_tokens) {
+                            int* __restrict__ segment_begin, int* __restrict__ segment_end) {
   __shared__ float tile[2][kSumTile];
   __shared__ float warp_value[kPrepareThreads / 32];
   __shared__ int64_t warp_idx[kPrepareThreads / 32];
@@ -147,8 +145,7 @@ __global__ void __launch_bounds__(kPrepareThreads)
   const float temperature = params[row].temperature;
   const int row_begin = static_cast<int>(row * vocab);
   if (temperature <= 0.0f) {
-    if (threadIdx.x == 0) {
-      out_tokens[row] = static_cast<int32_t>(best_idx);
+    if (threadIdx.x == 0) {  // sampling_greedy_kernel writes the token
       segment_begin[row] = row_begin;
       segment_end[row] = row_begin;
     }
@@ -206,7 +203,7 @@ __global__ void __launch_bounds__(kDrawThreads)
   __shared__ int64_t draw_tile;
   const int64_t row = blockIdx.x;
   const DeviceSamplingParams p = params[row];
-  if (p.temperature <= 0.0f) return;  // greedy: sampling_prepare_kernel wrote the token
+  if (p.temperature <= 0.0f) return;  // greedy: sampling_greedy_kernel writes the token
   const uint32_t* keys = sorted_keys + row * vocab;
   const int32_t* ids = sorted_ids + row * vocab;
   const int64_t num_tiles = num_scan_tiles(vocab);
@@ -357,7 +354,7 @@ cudaError_t sample_tokens(const float* logits, int64_t num_rows, int64_t vocab,
 
   const unsigned grid = static_cast<unsigned>(num_rows);
   sampling_prepare_kernel<<<grid, kPrepareThreads, 0, stream>>>(
-      logits, vocab, params, keys[0], ids[0], segment_begin, segment_end, out_tokens);
+      logits, vocab, params, keys[0], ids[0], segment_begin, segment_end);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
   // The sorted buffers are whichever the pass count leaves current (known on the host).
   cub::DoubleBuffer<uint32_t> sorted_keys(keys[0], keys[1]);

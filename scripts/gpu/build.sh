@@ -5,8 +5,9 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$EEP_ROOT"
+mkdir -p build-gpu
 cmake -S . -B build-gpu -G Ninja -DEEP_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_EXE_LINKER_FLAGS=-s "$@" > build-gpu.configure.log || { cat build-gpu.configure.log; exit 1; }
+  -DCMAKE_EXE_LINKER_FLAGS=-s "$@" > build-gpu/configure.log || { cat build-gpu/configure.log; exit 1; }
 cmake --build build-gpu --target eep_gpu_tests eep_nccl_peer eep_ep_peer eep-worker \
   eep-coordinator eepctl eep-bench eep-mkmodel eep-generate \
   $(cd build-gpu && ninja -t targets all 2>/dev/null | grep -oE '^bench_[a-z_]+:' | tr -d ':' | sort -u)

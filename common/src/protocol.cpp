@@ -9,7 +9,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<MsgType, std::string_view>, 12> kMsgTypeNames = {{
+constexpr std::array<std::pair<MsgType, std::string_view>, 15> kMsgTypeNames = {{
     {MsgType::kRegister, "register"},
     {MsgType::kRegisterReply, "register_reply"},
     {MsgType::kHeartbeat, "heartbeat"},
@@ -22,6 +22,9 @@ constexpr std::array<std::pair<MsgType, std::string_view>, 12> kMsgTypeNames = {
     {MsgType::kTokenBatch, "token_batch"},
     {MsgType::kWake, "wake"},
     {MsgType::kNeedWake, "need_wake"},
+    {MsgType::kExpertLoad, "expert_load"},
+    {MsgType::kRebalance, "rebalance"},
+    {MsgType::kRebalanceDone, "rebalance_done"},
 }};
 
 constexpr std::array<std::pair<WorkerState, std::string_view>, 5> kWorkerStateNames = {{
@@ -32,10 +35,11 @@ constexpr std::array<std::pair<WorkerState, std::string_view>, 5> kWorkerStateNa
     {WorkerState::kDead, "DEAD"},
 }};
 
-constexpr std::array<std::pair<AdminCommand, std::string_view>, 3> kAdminCommandNames = {{
+constexpr std::array<std::pair<AdminCommand, std::string_view>, 4> kAdminCommandNames = {{
     {AdminCommand::kStatus, "status"},
     {AdminCommand::kScale, "scale"},
     {AdminCommand::kShutdown, "shutdown"},
+    {AdminCommand::kEplbRebalance, "eplb_rebalance"},
 }};
 
 template <typename Enum, size_t N>
@@ -172,6 +176,7 @@ void to_json(json& j, const Assign& m) {
   j = json{{"generation", m.generation},       {"rank", m.rank},
            {"world_size", m.world_size},       {"members", m.members},
            {"control_store", m.control_store}, {"ep_store", m.ep_store}};
+  if (m.placement) j["placement"] = *m.placement;
 }
 void from_json(const json& j, Assign& m) {
   required(j, "generation", m.generation);
@@ -180,6 +185,10 @@ void from_json(const json& j, Assign& m) {
   required(j, "members", m.members);
   required(j, "control_store", m.control_store);
   required(j, "ep_store", m.ep_store);
+  m.placement.reset();
+  if (auto it = j.find("placement"); it != j.end() && !it->is_null()) {
+    m.placement = it->get<Placement>();
+  }
 }
 
 void to_json(json& j, const ModelCapacity& m) {
@@ -288,6 +297,51 @@ void to_json(json& j, const Wake& m) {
 void from_json(const json& j, Wake& m) {
   required(j, "epoch", m.epoch);
 }
+void to_json(json& j, const ExpertLoad& m) {
+  j = json{{"generation", m.generation},
+           {"rank", m.rank},
+           {"num_steps", m.num_steps},
+           {"counts", m.counts}};
+}
+void from_json(const json& j, ExpertLoad& m) {
+  required(j, "generation", m.generation);
+  required(j, "rank", m.rank);
+  required(j, "num_steps", m.num_steps);
+  required(j, "counts", m.counts);
+}
+
+void to_json(json& j, const Rebalance& m) {
+  j = json{{"generation", m.generation},
+           {"plan_id", m.plan_id},
+           {"layers_per_step", m.layers_per_step},
+           {"placement", m.placement}};
+}
+void from_json(const json& j, Rebalance& m) {
+  required(j, "generation", m.generation);
+  required(j, "plan_id", m.plan_id);
+  required(j, "layers_per_step", m.layers_per_step);
+  required(j, "placement", m.placement);
+}
+
+void to_json(json& j, const RebalanceDone& m) {
+  j = json{{"generation", m.generation},
+           {"plan_id", m.plan_id},
+           {"rank", m.rank},
+           {"bytes_moved", m.bytes_moved},
+           {"seconds", m.seconds},
+           {"longest_step_gap_ms", m.longest_step_gap_ms}};
+  if (!m.error.empty()) j["error"] = m.error;
+}
+void from_json(const json& j, RebalanceDone& m) {
+  required(j, "generation", m.generation);
+  required(j, "plan_id", m.plan_id);
+  required(j, "rank", m.rank);
+  required(j, "bytes_moved", m.bytes_moved);
+  required(j, "seconds", m.seconds);
+  required(j, "longest_step_gap_ms", m.longest_step_gap_ms);
+  optional_field(j, "error", m.error);
+}
+
 void to_json(json& j, const NeedWake&) {
   j = json::object();
 }

@@ -38,6 +38,10 @@ void Coordinator::handle_admin(std::vector<zmq::message_t>& frames) {
         reply = protocol::admin_ok(request->seq, {{"message", "shutting down"}});
         if (!shutting_down_) begin_shutdown("admin request");
         break;
+      case protocol::AdminCommand::kEplbRebalance:
+        reply = protocol::admin_error(
+            request->seq, error(ErrorCode::kFailedPrecondition, "EPLB is not enabled"));
+        break;
     }
   }
   const std::string text = reply.dump();

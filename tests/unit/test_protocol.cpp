@@ -55,7 +55,7 @@ TEST_CASE("every control message round-trips through its envelope", "[protocol]"
   CHECK(beat2.generation == 5);
   CHECK(beat2.rank == 3);
 
-  Assign assign{4, 1, 3, {"w0", "w1", "w2"}, {"node-a", 29500}, {"node-a", 29501}};
+  Assign assign{4, 1, 3, {"w0", "w1", "w2"}, {"node-a", 29500}, {"node-a", 29501}, std::nullopt};
   Assign assign2 = round_trip(assign);
   CHECK(assign2.generation == 4);
   CHECK(assign2.rank == 1);
@@ -238,4 +238,41 @@ TEST_CASE("serving messages round-trip through their envelope", "[protocol]") {
 
   Heartbeat beat{3, 0, {1, 2, 3, 4}};
   CHECK(round_trip(beat).load.num_kv_blocks == 4);
+}
+
+TEST_CASE("EPLB messages round-trip, and Assign carries an optional placement", "[protocol]") {
+  for (MsgType type : {MsgType::kExpertLoad, MsgType::kRebalance, MsgType::kRebalanceDone}) {
+    CHECK(msg_type_from_string(to_string(type)) == type);
+  }
+  ExpertLoad load{3, 1, 16, {{1, 2, 3, 4}, {5, 6, 7, 8}}};
+  ExpertLoad load2 = round_trip(load);
+  CHECK(load2.generation == 3);
+  CHECK(load2.rank == 1);
+  CHECK(load2.num_steps == 16);
+  CHECK(load2.counts == load.counts);
+
+  auto placement = Placement::round_robin(2, 3, 2, 2);
+  REQUIRE(placement.is_ok());
+  Rebalance rebalance{3, 7, 2, placement.value()};
+  Rebalance rebalance2 = round_trip(rebalance);
+  CHECK(rebalance2.plan_id == 7);
+  CHECK(rebalance2.layers_per_step == 2);
+  CHECK(rebalance2.placement.phy2log == placement->phy2log);
+
+  RebalanceDone done{3, 7, 1, 1 << 20, 0.25, 4.5, ""};
+  RebalanceDone done2 = round_trip(done);
+  CHECK(done2.bytes_moved == (1u << 20));
+  CHECK(done2.longest_step_gap_ms == 4.5);
+  CHECK(done2.error.empty());
+
+  Assign assign{4, 1, 2, {"w0", "w1"}, {"h", 1}, {"h", 2}, placement.value()};
+  Assign assign2 = round_trip(assign);
+  REQUIRE(assign2.placement);
+  CHECK(assign2.placement->phy2log == placement->phy2log);
+  Assign bare{4, 1, 2, {"w0", "w1"}, {"h", 1}, {"h", 2}, std::nullopt};
+  CHECK_FALSE(round_trip(bare).placement);
+
+  auto admin = parse_admin_request(R"({"v": 1, "cmd": "eplb_rebalance", "seq": 3})");
+  REQUIRE(admin.is_ok());
+  CHECK(admin->cmd == AdminCommand::kEplbRebalance);
 }

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eep/common/placement.h"
 #include "eep/common/status.h"
 
 namespace eep::protocol {
@@ -39,6 +40,9 @@ enum class MsgType {
   kTokenBatch,     // worker -> coordinator: one step's tokens of every request that advanced
   kWake,           // coordinator -> worker: the idle fleet steps again (DESIGN.md section 5)
   kNeedWake,       // worker -> coordinator: I got work while the fleet is idle
+  kExpertLoad,     // worker -> coordinator: tokens this rank routed to each expert slot (EPLB)
+  kRebalance,      // coordinator -> worker: move to this expert placement, a few layers a step
+  kRebalanceDone,  // worker -> coordinator: every layer of a rebalance moved
 };
 
 std::string_view to_string(MsgType type);
@@ -101,6 +105,9 @@ struct Assign {
   std::vector<std::string> members;  // worker ids, index = rank
   StoreEndpoint control_store;       // the generation's control (Gloo) group
   StoreEndpoint ep_store;            // the generation's expert-parallel group
+  // The generation's expert placement (its num_ranks == world_size). Absent: every rank computes
+  // Placement::round_robin with its own --slots-per-rank (workers of older coordinators).
+  std::optional<Placement> placement;
 };
 
 // What a serving worker can take, reported when it acknowledges an assignment.
@@ -167,6 +174,36 @@ struct NeedWake {
   static constexpr MsgType kType = MsgType::kNeedWake;
 };
 
+// EPLB (DESIGN.md section 8). Every rank counts the tokens it routes to each physical slot and
+// reports them every few steps; counts[layer][slot] over the generation's placement.
+struct ExpertLoad {
+  static constexpr MsgType kType = MsgType::kExpertLoad;
+  int64_t generation = 0;
+  int rank = 0;
+  uint64_t num_steps = 0;  // forward steps these counts cover (since the previous report)
+  std::vector<std::vector<int64_t>> counts;
+};
+// Move the generation to `placement` (same ranks and slots per rank): `layers_per_step` layers
+// per step boundary, every rank at the same steps; a layer's new placement is used once its
+// experts have moved on every rank. plan_id increases with every rebalance of a generation.
+struct Rebalance {
+  static constexpr MsgType kType = MsgType::kRebalance;
+  int64_t generation = 0;
+  uint64_t plan_id = 0;
+  int layers_per_step = 1;
+  Placement placement;
+};
+struct RebalanceDone {
+  static constexpr MsgType kType = MsgType::kRebalanceDone;
+  int64_t generation = 0;
+  uint64_t plan_id = 0;
+  int rank = 0;
+  uint64_t bytes_moved = 0;        // expert weight bytes this rank received
+  double seconds = 0;              // from the first moved layer to the last
+  double longest_step_gap_ms = 0;  // the longest gap between two steps while moving
+  std::string error;               // set when the move failed (the old placement stays)
+};
+
 struct Shutdown {
   static constexpr MsgType kType = MsgType::kShutdown;
   std::string reason;
@@ -209,6 +246,12 @@ void to_json(nlohmann::json& j, const NeedWake& m);
 void from_json(const nlohmann::json& j, NeedWake& m);
 void to_json(nlohmann::json& j, const AssignAck& m);
 void from_json(const nlohmann::json& j, AssignAck& m);
+void to_json(nlohmann::json& j, const ExpertLoad& m);
+void from_json(const nlohmann::json& j, ExpertLoad& m);
+void to_json(nlohmann::json& j, const Rebalance& m);
+void from_json(const nlohmann::json& j, Rebalance& m);
+void to_json(nlohmann::json& j, const RebalanceDone& m);
+void from_json(const nlohmann::json& j, RebalanceDone& m);
 void to_json(nlohmann::json& j, const Shutdown& m);
 void from_json(const nlohmann::json& j, Shutdown& m);
 void to_json(nlohmann::json& j, const WorkerExiting& m);
@@ -266,7 +309,7 @@ Result<T> parse_body(const Envelope& envelope) {
 
 // ---- admin socket ----
 
-enum class AdminCommand { kStatus, kScale, kShutdown };
+enum class AdminCommand { kStatus, kScale, kShutdown, kEplbRebalance };
 std::string_view to_string(AdminCommand command);
 std::optional<AdminCommand> admin_command_from_string(std::string_view name);
 

@@ -96,4 +96,9 @@ std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
   return std::make_unique<CpuBackend>(options);
 }
 
+
+Result<uint64_t> CpuExecutor::move_layer_experts(int, const std::vector<int>&, ProcessGroup*) {
+  return error(ErrorCode::kFailedPrecondition, "expert moves are not built yet");
+}
+
 }  // namespace eep::worker

@@ -464,4 +464,9 @@ Result<std::vector<int32_t>> ModelRunnerCuda::forward_sample(
   return tokens;
 }
 
+
+Result<uint64_t> ModelRunnerCuda::move_layer_experts(int, const std::vector<int>&, ProcessGroup*) {
+  return error(ErrorCode::kFailedPrecondition, "expert moves are not built yet");
+}
+
 }  // namespace eep::worker

@@ -54,6 +54,13 @@ class ModelExecutor {
       const KvBlockManager& blocks, const StepPlan& plan) = 0;
   // Tokens this rank routed to each physical slot since the last take: [layer][slot] (EPLB).
   virtual std::vector<std::vector<int64_t>> take_slot_counts() = 0;
+  // EPLB (DESIGN.md section 8): moves layer `layer_idx` to `new_phy2log` (a row of a placement
+  // with this generation's ranks and slots), expert weights peer to peer over `ep_group` (null at
+  // one rank) as paired by plan_expert_moves (eep/common/placement.h). A collective: every rank
+  // of the group calls it for the same layer between the same two steps. From the next forward
+  // on, the layer uses its new placement. Returns the expert weight bytes this rank received.
+  virtual Result<uint64_t> move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,
+                                              ProcessGroup* ep_group) = 0;
 };
 
 // A generation's device state, built on the helper thread: this rank's weights for a placement
@@ -116,6 +123,8 @@ class CpuExecutor final : public ModelExecutor {
       const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
       const KvBlockManager& blocks, const StepPlan& plan) override;
   std::vector<std::vector<int64_t>> take_slot_counts() override { return moe_.take_slot_counts(); }
+  Result<uint64_t> move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,
+                                      ProcessGroup* ep_group) override;
 
  private:
   ModelRunner& runner_;

@@ -57,6 +57,8 @@ class ModelRunnerCuda final : public ModelExecutor {
       const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
       const KvBlockManager& blocks, const StepPlan& plan) override;
   std::vector<std::vector<int64_t>> take_slot_counts() override;
+  Result<uint64_t> move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,
+                                      ProcessGroup* ep_group) override;
 
   // The decode batch sizes graphs are captured for (ascending; the last is max_num_seqs).
   const std::vector<int64_t>& graph_buckets() const { return buckets_; }

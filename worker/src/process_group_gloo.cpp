@@ -289,7 +289,9 @@ class GlooProcessGroup final : public ProcessGroup {
   std::string broken_reason_;
 };
 
-Status validate(const GroupSpec& spec) {
+}  // namespace
+
+Status validate_group_spec(const GroupSpec& spec) {
   if (spec.size < 1 || spec.rank < 0 || spec.rank >= spec.size) {
     return error(ErrorCode::kInvalidArgument, "group " + spec.name + ": rank " +
                                                   std::to_string(spec.rank) + " of size " +
@@ -305,10 +307,8 @@ Status validate(const GroupSpec& spec) {
   return Status::ok();
 }
 
-}  // namespace
-
 Result<std::unique_ptr<ProcessGroup>> create_gloo_group(const GroupSpec& spec) {
-  EEP_RETURN_IF_ERROR(validate(spec));
+  EEP_RETURN_IF_ERROR(validate_group_spec(spec));
   const auto started = Clock::now();
   EEP_ASSIGN_OR_RETURN(auto store, StoreClient::connect(spec.store_host, spec.store_port));
   const std::string prefix = store_prefix(spec.generation, spec.name);

@@ -133,18 +133,7 @@ void default_nvls_off() {
 }
 
 Status validate(const GroupSpec& spec, const NcclGroupOptions& options) {
-  if (spec.size < 1 || spec.rank < 0 || spec.rank >= spec.size) {
-    return error(ErrorCode::kInvalidArgument, "group " + spec.name + ": rank " +
-                                                  std::to_string(spec.rank) + " of size " +
-                                                  std::to_string(spec.size) + " is impossible");
-  }
-  if (spec.name.empty() || spec.name.find('/') != std::string::npos) {
-    return error(ErrorCode::kInvalidArgument,
-                 "group name '" + spec.name + "' must be non-empty and hold no '/'");
-  }
-  if (spec.timeout.count() <= 0) {
-    return error(ErrorCode::kInvalidArgument, "group " + spec.name + ": timeout must be > 0");
-  }
+  EEP_RETURN_IF_ERROR(validate_group_spec(spec));
   int num_devices = 0;
   const cudaError_t err = cudaGetDeviceCount(&num_devices);
   if (err != cudaSuccess) {

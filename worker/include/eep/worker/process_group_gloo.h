@@ -37,6 +37,10 @@ struct GroupSpec {
   std::string bind_interface;
 };
 
+// The spec's own consistency (rank within size, a name without '/', a positive timeout), checked
+// by every implementation before it builds.
+Status validate_group_spec(const GroupSpec& spec);
+
 // Builds the group: rendezvous through the store, a full mesh of TCP connections, a barrier.
 // Blocks until every rank of the spec arrived or spec.timeout passed (kDeadlineExceeded /
 // kUnavailable naming what is missing).

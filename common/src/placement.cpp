@@ -1,5 +1,6 @@
 #include "eep/common/placement.h"
 
+#include <algorithm>
 #include <string>
 
 namespace eep {
@@ -47,27 +48,30 @@ Status Placement::validate() const {
                                                   std::to_string(num_layers));
   }
   for (int layer = 0; layer < num_layers; ++layer) {
-    if (static_cast<int>(phy2log[layer].size()) != num_slots()) {
+    EEP_RETURN_IF_ERROR(validate_row(phy2log[layer], layer));
+  }
+  return Status::ok();
+}
+
+Status Placement::validate_row(const std::vector<int>& row, int layer_idx) const {
+  const std::string where = "placement layer " + std::to_string(layer_idx);
+  if (static_cast<int>(row.size()) != num_slots()) {
+    return error(ErrorCode::kInvalidArgument, where + " has " + std::to_string(row.size()) +
+                                                  " slots, expected " +
+                                                  std::to_string(num_slots()));
+  }
+  std::vector<int> num_replicas(num_logical_experts, 0);
+  for (int logical : row) {
+    if (logical < 0 || logical >= num_logical_experts) {
+      return error(ErrorCode::kInvalidArgument, where + " names expert " + std::to_string(logical) +
+                                                    " of " + std::to_string(num_logical_experts));
+    }
+    ++num_replicas[logical];
+  }
+  for (int logical = 0; logical < num_logical_experts; ++logical) {
+    if (num_replicas[logical] == 0) {
       return error(ErrorCode::kInvalidArgument,
-                   "placement layer " + std::to_string(layer) + " has " +
-                       std::to_string(phy2log[layer].size()) + " slots, expected " +
-                       std::to_string(num_slots()));
-    }
-    std::vector<int> num_replicas(num_logical_experts, 0);
-    for (int logical : phy2log[layer]) {
-      if (logical < 0 || logical >= num_logical_experts) {
-        return error(ErrorCode::kInvalidArgument, "placement layer " + std::to_string(layer) +
-                                                      " names expert " + std::to_string(logical) +
-                                                      " of " + std::to_string(num_logical_experts));
-      }
-      ++num_replicas[logical];
-    }
-    for (int logical = 0; logical < num_logical_experts; ++logical) {
-      if (num_replicas[logical] == 0) {
-        return error(ErrorCode::kInvalidArgument, "placement layer " + std::to_string(layer) +
-                                                      " has no replica of expert " +
-                                                      std::to_string(logical));
-      }
+                   where + " has no replica of expert " + std::to_string(logical));
     }
   }
   return Status::ok();
@@ -83,6 +87,16 @@ ReplicaTable::ReplicaTable(const Placement& placement) : slots_per_rank_(placeme
   }
 }
 
+void ReplicaTable::set_layer(int layer, const std::vector<int>& row) {
+  EEP_CHECK(layer >= 0 && layer < static_cast<int>(replicas_.size()));
+  auto& experts = replicas_[layer];
+  for (auto& slots : experts) slots.clear();
+  for (int slot = 0; slot < static_cast<int>(row.size()); ++slot) {
+    EEP_CHECK(row[slot] >= 0 && row[slot] < static_cast<int>(experts.size()));
+    experts[row[slot]].push_back(slot);
+  }
+}
+
 int ReplicaTable::choose(int layer, int logical, int src_rank, uint64_t token_key) const {
   const std::vector<int>& slots = replicas_[layer][logical];
   EEP_CHECK(!slots.empty());
@@ -90,6 +104,46 @@ int ReplicaTable::choose(int layer, int logical, int src_rank, uint64_t token_ke
     if (slot / slots_per_rank_ == src_rank) return slot;
   }
   return slots[token_key % slots.size()];
+}
+
+std::vector<ExpertMove> plan_expert_moves(const std::vector<int>& from_row,
+                                          const std::vector<int>& to_row, int slots_per_rank) {
+  EEP_CHECK(slots_per_rank > 0);
+  EEP_CHECK(from_row.size() == to_row.size());
+  const int num_slots = static_cast<int>(from_row.size());
+  EEP_CHECK(num_slots % slots_per_rank == 0);
+  // Holders of each expert in from_row, in slot order.
+  int max_expert = -1;
+  for (int logical : from_row) max_expert = std::max(max_expert, logical);
+  for (int logical : to_row) max_expert = std::max(max_expert, logical);
+  std::vector<std::vector<int>> holders(max_expert + 1);
+  for (int slot = 0; slot < num_slots; ++slot) {
+    if (from_row[slot] >= 0) holders[from_row[slot]].push_back(slot);
+  }
+  std::vector<int> num_remote_taken(max_expert + 1, 0);  // k per expert, for the round robin
+  std::vector<ExpertMove> moves;
+  for (int dst = 0; dst < num_slots; ++dst) {
+    const int logical = to_row[dst];
+    if (logical == from_row[dst]) continue;
+    EEP_CHECK_MSG(logical >= 0 && !holders[logical].empty(), "expert move to slot "
+                                                                 << dst << ": no slot holds expert "
+                                                                 << logical << " before the move");
+    const std::vector<int>& sources = holders[logical];
+    const int dst_rank = dst / slots_per_rank;
+    int src = -1;
+    for (int slot : sources) {
+      if (slot / slots_per_rank == dst_rank) {
+        src = slot;
+        break;
+      }
+    }
+    if (src < 0) {
+      const int k = num_remote_taken[logical]++;
+      src = sources[k % static_cast<int>(sources.size())];
+    }
+    moves.push_back({src, dst});
+  }
+  return moves;
 }
 
 void to_json(nlohmann::json& j, const Placement& placement) {

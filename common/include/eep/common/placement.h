@@ -37,12 +37,16 @@ struct Placement {
 
   // Sizes consistent, every id in range, every logical expert replicated at least once.
   Status validate() const;
+  // The same checks for one layer's row (num_slots() ids) against this placement's sizes.
+  Status validate_row(const std::vector<int>& row, int layer_idx) const;
 };
 
 // Replicas of each logical expert per layer, in slot order: the inverse of phy2log.
 class ReplicaTable {
  public:
   explicit ReplicaTable(const Placement& placement);
+  // Rebuilds one layer's replicas from its new phy2log row (a valid row of the same sizes).
+  void set_layer(int layer, const std::vector<int>& row);
   // The physical slots holding `logical` in `layer`, in increasing slot order (never empty for
   // a valid placement).
   const std::vector<int>& replicas(int layer, int logical) const {
@@ -57,6 +61,27 @@ class ReplicaTable {
   int slots_per_rank_;
   std::vector<std::vector<std::vector<int>>> replicas_;  // [layer][logical] -> slots
 };
+
+// One expert copy of a placement change: physical slot dst_slot receives the expert that slot
+// src_slot holds before the change (src_slot == dst_slot never occurs).
+struct ExpertMove {
+  int src_slot = 0;
+  int dst_slot = 0;
+};
+
+// Pairs every physical slot whose logical expert changes from `from_row` to `to_row` (one
+// layer's phy2log before and after, same size, a multiple of slots_per_rank) with a source slot
+// that holds its new expert in from_row: one on the destination's own rank when there is one (a
+// local copy, the lowest such slot), else a replica chosen round-robin: the k-th destination
+// needing expert e from another rank takes e's (k mod n)-th replica in slot order, so the sends
+// spread over the n replicas. Slots whose expert does not change move nothing. The result is
+// ordered by dst_slot and depends only on the arguments, so every rank computes the same pairs.
+// A negative id in from_row is an empty slot (holds no expert, never a source: e.g. the slots of
+// a rank joining at scale-up). Precondition (EEP_CHECK): every id of to_row is >= 0 and occurs in
+// from_row, which holds when from_row holds every logical expert (a valid placement's row) and
+// to_row's ids are in range; callers validate a row that came from elsewhere first.
+std::vector<ExpertMove> plan_expert_moves(const std::vector<int>& from_row,
+                                          const std::vector<int>& to_row, int slots_per_rank);
 
 void to_json(nlohmann::json& j, const Placement& placement);
 void from_json(const nlohmann::json& j, Placement& placement);

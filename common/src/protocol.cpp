@@ -95,6 +95,17 @@ void optional_field(const json& j, const char* key, T& out) {
   if (it != j.end() && !it->is_null()) read_field(*it, key, out);
 }
 
+// Absent or null: nullopt; otherwise read (a wrong type still fails).
+template <typename T>
+void optional_value(const json& j, const char* key, std::optional<T>& out) {
+  out.reset();
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return;
+  T value{};
+  read_field(*it, key, value);
+  out = std::move(value);
+}
+
 }  // namespace
 
 std::string_view to_string(MsgType type) {
@@ -428,7 +439,8 @@ Result<AdminRequest> parse_admin_request(std::string_view frame) {
     auto command = admin_command_from_string(cmd);
     if (!command) {
       return error(ErrorCode::kInvalidArgument,
-                   "unknown command '" + cmd.substr(0, 64) + "'; known: status, scale, shutdown");
+                   "unknown command '" + cmd.substr(0, 64) +
+                       "'; known: status, scale, shutdown, eplb_rebalance");
     }
     request.cmd = *command;
     if (request.cmd == AdminCommand::kScale) {
@@ -512,9 +524,48 @@ void from_json(const json& j, ScaleInfo& m) {
   optional_field(j, "timeline", m.timeline);
 }
 
+void to_json(json& j, const EplbRebalanceInfo& m) {
+  j = json{{"plan_id", m.plan_id},
+           {"generation", m.generation},
+           {"ok", m.ok},
+           {"before_balancedness", m.before_balancedness},
+           {"after_balancedness", m.after_balancedness},
+           {"bytes_moved", m.bytes_moved},
+           {"seconds", m.seconds},
+           {"longest_step_gap_ms", m.longest_step_gap_ms}};
+  if (!m.error.empty()) j["error"] = m.error;
+}
+void from_json(const json& j, EplbRebalanceInfo& m) {
+  required(j, "plan_id", m.plan_id);
+  required(j, "generation", m.generation);
+  required(j, "ok", m.ok);
+  optional_field(j, "error", m.error);
+  optional_field(j, "before_balancedness", m.before_balancedness);
+  optional_field(j, "after_balancedness", m.after_balancedness);
+  optional_field(j, "bytes_moved", m.bytes_moved);
+  optional_field(j, "seconds", m.seconds);
+  optional_field(j, "longest_step_gap_ms", m.longest_step_gap_ms);
+}
+
+void to_json(json& j, const EplbInfo& m) {
+  j = json{{"enabled", m.enabled}, {"window_steps", m.window_steps}, {"per_layer", m.per_layer}};
+  j["balancedness"] = m.balancedness ? json(*m.balancedness) : json(nullptr);
+  j["in_progress"] = m.in_progress ? json(*m.in_progress) : json(nullptr);
+  j["last_rebalance"] = m.last_rebalance ? json(*m.last_rebalance) : json(nullptr);
+}
+void from_json(const json& j, EplbInfo& m) {
+  required(j, "enabled", m.enabled);
+  optional_field(j, "window_steps", m.window_steps);
+  optional_field(j, "per_layer", m.per_layer);
+  optional_value(j, "balancedness", m.balancedness);
+  optional_value(j, "in_progress", m.in_progress);
+  optional_value(j, "last_rebalance", m.last_rebalance);
+}
+
 void to_json(json& j, const StatusReply& m) {
   j = json{{"generation", m.generation}, {"active_dp", m.active_dp}, {"workers", m.workers},
            {"scale", m.scale},           {"launcher", m.launcher},   {"device", m.device}};
+  if (m.eplb) j["eplb"] = *m.eplb;
 }
 void from_json(const json& j, StatusReply& m) {
   required(j, "generation", m.generation);
@@ -523,6 +574,7 @@ void from_json(const json& j, StatusReply& m) {
   required(j, "scale", m.scale);
   optional_field(j, "launcher", m.launcher);
   optional_field(j, "device", m.device);
+  optional_value(j, "eplb", m.eplb);
 }
 
 json admin_ok(uint64_t seq, const json& payload) {

@@ -107,6 +107,38 @@ TEST_CASE("admin status reply round-trips", "[protocol]") {
   CHECK(back.scale.reason == "worker w3 lost");
   REQUIRE(back.scale.timeline.size() == 1);
   CHECK(back.scale.timeline[0].stage == "WAIT_WORKERS");
+  CHECK_FALSE(back.eplb);  // no model known: no "eplb" object
+
+  EplbInfo eplb;
+  eplb.enabled = true;
+  eplb.window_steps = 1000;
+  eplb.balancedness = 0.75;
+  eplb.per_layer = {0.5, 1.0};
+  eplb.in_progress = 4;
+  eplb.last_rebalance =
+      EplbRebalanceInfo{3, 3, false, "rank 1: peer gone", 0.5, 0.9, 4096, 1.5, 20.0};
+  status.eplb = eplb;
+  back = json::parse(json(status).dump()).get<StatusReply>();
+  REQUIRE(back.eplb);
+  CHECK(back.eplb->enabled);
+  CHECK(back.eplb->window_steps == 1000);
+  CHECK(back.eplb->balancedness == 0.75);
+  CHECK(back.eplb->per_layer == eplb.per_layer);
+  CHECK(back.eplb->in_progress == 4u);
+  REQUIRE(back.eplb->last_rebalance);
+  CHECK(back.eplb->last_rebalance->error == "rank 1: peer gone");
+  CHECK(back.eplb->last_rebalance->bytes_moved == 4096);
+  CHECK(back.eplb->last_rebalance->longest_step_gap_ms == 20.0);
+
+  // An empty window and nothing in flight travel as nulls.
+  status.eplb = EplbInfo{};
+  j = status;
+  CHECK(j["eplb"]["balancedness"].is_null());
+  back = json::parse(j.dump()).get<StatusReply>();
+  REQUIRE(back.eplb);
+  CHECK_FALSE(back.eplb->balancedness);
+  CHECK_FALSE(back.eplb->in_progress);
+  CHECK_FALSE(back.eplb->last_rebalance);
 }
 
 TEST_CASE("admin requests round-trip and bad ones are refused with a reason", "[protocol]") {

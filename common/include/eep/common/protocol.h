@@ -356,6 +356,31 @@ struct ScaleInfo {
   std::vector<StageDuration> timeline;  // stages passed, in order, with their durations
 };
 
+// The last rebalance of the expert placement (EPLB) that ended, well or not.
+struct EplbRebalanceInfo {
+  uint64_t plan_id = 0;
+  int64_t generation = 0;
+  bool ok = false;
+  std::string error;               // why it failed (the old placement stayed)
+  double before_balancedness = 0;  // measured over the window it was planned on
+  double after_balancedness = 0;   // predicted for the new placement on that window
+  uint64_t bytes_moved = 0;        // expert weight bytes received, summed over ranks
+  double seconds = 0;              // the slowest rank's move
+  double longest_step_gap_ms = 0;  // the longest gap between two steps on any rank
+};
+
+// Expert load balancing as the coordinator sees it (docs/eplb.md).
+struct EplbInfo {
+  bool enabled = false;
+  uint64_t window_steps = 0;  // steps the load window covers (0: no load reported yet)
+  // Mean over max tokens per rank of the window on the current placement: overall (the mean
+  // over layers) and per layer. Absent while the window is empty.
+  std::optional<double> balancedness;
+  std::vector<double> per_layer;
+  std::optional<uint64_t> in_progress;  // the plan id being moved to
+  std::optional<EplbRebalanceInfo> last_rebalance;
+};
+
 struct StatusReply {
   int64_t generation = 0;
   int active_dp = 0;
@@ -363,6 +388,7 @@ struct StatusReply {
   ScaleInfo scale;
   std::string launcher;
   std::string device;
+  std::optional<EplbInfo> eplb;  // absent when the coordinator knows no model (no --model)
 };
 
 void to_json(nlohmann::json& j, const WorkerInfo& m);
@@ -371,6 +397,10 @@ void to_json(nlohmann::json& j, const StageDuration& m);
 void from_json(const nlohmann::json& j, StageDuration& m);
 void to_json(nlohmann::json& j, const ScaleInfo& m);
 void from_json(const nlohmann::json& j, ScaleInfo& m);
+void to_json(nlohmann::json& j, const EplbRebalanceInfo& m);
+void from_json(const nlohmann::json& j, EplbRebalanceInfo& m);
+void to_json(nlohmann::json& j, const EplbInfo& m);
+void from_json(const nlohmann::json& j, EplbInfo& m);
 void to_json(nlohmann::json& j, const StatusReply& m);
 void from_json(const nlohmann::json& j, StatusReply& m);
 

@@ -83,6 +83,12 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
   const std::vector<const WorkerRecord*> active = membership_.active_by_rank();
   const int from_dp = static_cast<int>(active.size());
   if (to_dp == from_dp) return std::vector<ScaleAction>{};
+  std::optional<Placement> placement;
+  if (limits_.experts) {
+    auto initial = limits_.experts->initial_placement(to_dp);
+    if (!initial.is_ok()) return initial.status();
+    placement = std::move(initial).value();
+  }
 
   std::vector<const WorkerRecord*> spares = membership_.in_state(WorkerState::kSpare);
   const int num_new = std::max(0, to_dp - from_dp);
@@ -135,6 +141,7 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
   awaiting_.clear();
   control_store_ = {store_host, control_port.value()};
   ep_store_ = {store_host, ep_port.value()};
+  placement_ = std::move(placement);
 
   for (int rank = 0; rank < std::min(from_dp, to_dp); ++rank) members_.push_back(active[rank]->id);
   for (int rank = to_dp; rank < from_dp; ++rank) leaving_.push_back(active[rank]->id);
@@ -172,7 +179,8 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
 protocol::Assign ScaleFsm::assignment_for(int rank, int64_t generation,
                                           const std::vector<std::string>& members,
                                           const protocol::StoreEndpoint& control,
-                                          const protocol::StoreEndpoint& ep) const {
+                                          const protocol::StoreEndpoint& ep,
+                                          const std::optional<Placement>& placement) const {
   protocol::Assign assign;
   assign.generation = generation;
   assign.rank = rank;
@@ -180,6 +188,7 @@ protocol::Assign ScaleFsm::assignment_for(int rank, int64_t generation,
   assign.members = members;
   assign.control_store = control;
   assign.ep_store = ep;
+  assign.placement = placement;
   return assign;
 }
 
@@ -187,9 +196,9 @@ std::vector<ScaleAction> ScaleFsm::send_assignments(Clock::time_point now) {
   std::vector<ScaleAction> actions;
   for (size_t rank = 0; rank < members_.size(); ++rank) {
     awaiting_.insert(members_[rank]);
-    actions.push_back(
-        SendAssign{members_[rank], assignment_for(static_cast<int>(rank), target_generation_,
-                                                  members_, control_store_, ep_store_)});
+    actions.push_back(SendAssign{
+        members_[rank], assignment_for(static_cast<int>(rank), target_generation_, members_,
+                                       control_store_, ep_store_, placement_)});
   }
   enter(ScaleStage::kWaitAcks, now);
   return actions;
@@ -226,6 +235,7 @@ std::vector<ScaleAction> ScaleFsm::switch_generation(Clock::time_point now) {
   current_members_ = members_;
   current_control_store_ = control_store_;
   current_ep_store_ = ep_store_;
+  current_placement_ = placement_;
   EEP_LOG_INFO("generation " << target_generation_ << " is live with " << members_.size()
                              << " ranks");
   // Leaving workers are told, not stopped: a serving one still takes part in the lockstep step
@@ -315,10 +325,10 @@ std::vector<ScaleAction> ScaleFsm::roll_back(const std::string& reason, Clock::t
   for (size_t rank = 0; rank < current_members_.size(); ++rank) {
     const WorkerRecord* worker = membership_.find(current_members_[rank]);
     if (worker == nullptr || worker->state != WorkerState::kActive) continue;
-    actions.push_back(
-        SendAssign{current_members_[rank],
-                   assignment_for(static_cast<int>(rank), membership_.generation(),
-                                  current_members_, current_control_store_, current_ep_store_)});
+    actions.push_back(SendAssign{
+        current_members_[rank],
+        assignment_for(static_cast<int>(rank), membership_.generation(), current_members_,
+                       current_control_store_, current_ep_store_, current_placement_)});
   }
   ports_.release_generation(target_generation_);
   failure_reason_ = reason;
@@ -331,10 +341,18 @@ std::optional<protocol::Assign> ScaleFsm::current_assignment(const std::string& 
   for (size_t rank = 0; rank < current_members_.size(); ++rank) {
     if (current_members_[rank] == worker_id) {
       return assignment_for(static_cast<int>(rank), membership_.generation(), current_members_,
-                            current_control_store_, current_ep_store_);
+                            current_control_store_, current_ep_store_, current_placement_);
     }
   }
   return std::nullopt;
+}
+
+void ScaleFsm::set_current_placement(Placement placement) {
+  EEP_CHECK(current_placement_.has_value());
+  EEP_CHECK(placement.num_ranks == current_placement_->num_ranks &&
+            placement.slots_per_rank == current_placement_->slots_per_rank &&
+            placement.num_layers == current_placement_->num_layers);
+  current_placement_ = std::move(placement);
 }
 
 protocol::ScaleInfo ScaleFsm::info(Clock::time_point now) const {

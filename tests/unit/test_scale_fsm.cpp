@@ -11,7 +11,7 @@ namespace {
 struct Fixture {
   Membership membership;
   PortAllocator ports = PortAllocator::create({{"*", 100, 109}}).value();
-  ScaleLimits limits{8, true, "here", 1000ms};
+  ScaleLimits limits{8, true, "here", 1000ms, std::nullopt};
   ScaleFsm fsm{membership, ports, limits};
   Clock::time_point now = Clock::now();
 
@@ -182,4 +182,71 @@ TEST_CASE("a new worker dying during the scale rolls back and old members are re
   CHECK(reassigned == 2);
   CHECK(f.active_ids() == std::vector<std::string>{"w0", "w1"});
   CHECK(f.ports.num_live() == 2);
+}
+
+TEST_CASE("with a known model every Assign carries its generation's placement", "[scale]") {
+  Fixture f;
+  ExpertLayout experts;
+  experts.num_layers = 2;
+  experts.num_experts = 6;
+  experts.num_redundant_experts = 1;
+  ScaleLimits limits = f.limits;
+  limits.experts = experts;
+  ScaleFsm fsm{f.membership, f.ports, limits};
+  Fixture* fixture = &f;
+  auto complete = [&](std::vector<ScaleAction> actions) {
+    std::vector<ScaleAction> seen = actions;
+    for (size_t i = 0; i < seen.size(); ++i) {
+      std::vector<ScaleAction> more;
+      if (auto* launch = std::get_if<LaunchWorker>(&seen[i])) {
+        fixture->register_worker(launch->worker_id);
+        more = fsm.on_registered(launch->worker_id, fixture->now);
+      } else if (auto* assign = std::get_if<SendAssign>(&seen[i])) {
+        more = fsm.on_assign_ack(assign->worker_id, assign->assign.generation, fixture->now);
+      } else if (auto* shutdown = std::get_if<SendShutdown>(&seen[i])) {
+        more = fsm.on_worker_gone(shutdown->worker_id, "exited", fixture->now);
+        fixture->membership.remove(shutdown->worker_id);
+      }
+      seen.insert(seen.end(), more.begin(), more.end());
+    }
+    return seen;
+  };
+  CHECK_FALSE(fsm.current_placement());
+  auto seen = complete(fsm.start(2, {}, f.now).value());
+  for (const auto& action : seen) {
+    if (auto* assign = std::get_if<SendAssign>(&action)) {
+      REQUIRE(assign->assign.placement);
+      const Placement& placement = *assign->assign.placement;
+      CHECK(placement.num_ranks == 2);
+      CHECK(placement.slots_per_rank == 4);  // ceil((6 + 1) / 2)
+      CHECK(placement.phy2log == Placement::round_robin(2, 6, 2, 4)->phy2log);
+    }
+  }
+  REQUIRE(fsm.current_placement());
+  CHECK(fsm.current_placement()->num_ranks == 2);
+
+  // A rebalance moved generation 1; a rollback re-tells that placement, not round-robin.
+  Placement moved = *fsm.current_placement();
+  std::swap(moved.phy2log[0][0], moved.phy2log[0][7]);
+  fsm.set_current_placement(moved);
+  auto started = fsm.start(3, {"w0", "w1"}, f.now);
+  REQUIRE(started.is_ok());
+  f.register_worker("w2");
+  for (const auto& action : fsm.on_registered("w2", f.now)) {
+    const auto& assign = std::get<SendAssign>(action).assign;
+    REQUIRE(assign.placement);
+    CHECK(assign.placement->num_ranks == 3);
+    CHECK(assign.placement->slots_per_rank == 3);  // ceil(7 / 3)
+  }
+  REQUIRE(f.membership.transition("w2", WorkerState::kDead, "killed", f.now).is_ok());
+  int reassigned = 0;
+  for (const auto& action : fsm.on_worker_gone("w2", "killed", f.now)) {
+    if (auto* assign = std::get_if<SendAssign>(&action)) {
+      REQUIRE(assign->assign.placement);
+      CHECK(assign->assign.placement->phy2log == moved.phy2log);
+      ++reassigned;
+    }
+  }
+  CHECK(reassigned == 2);
+  CHECK(fsm.current_placement()->phy2log == moved.phy2log);
 }

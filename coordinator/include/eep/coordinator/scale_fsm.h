@@ -19,6 +19,7 @@
 
 #include "eep/common/protocol.h"
 #include "eep/common/status.h"
+#include "eep/coordinator/expert_layout.h"
 #include "eep/coordinator/membership.h"
 #include "eep/coordinator/port_allocator.h"
 
@@ -57,6 +58,10 @@ struct ScaleLimits {
   bool can_launch = false;
   std::string local_host;  // host of workers this coordinator launches
   std::chrono::milliseconds stage_timeout{60000};
+  // The model's experts when the coordinator knows them (--model): every Assign then carries its
+  // generation's placement, round-robin for a new generation. Absent: workers place by
+  // themselves.
+  std::optional<ExpertLayout> experts;
 };
 
 struct StageTiming {
@@ -95,6 +100,12 @@ class ScaleFsm {
   // The assignment of the current generation for one active worker (used to re-tell workers).
   std::optional<protocol::Assign> current_assignment(const std::string& worker_id) const;
 
+  // The current generation's expert placement (absent without an ExpertLayout or before the
+  // first generation). set_current_placement: a rebalance moved the generation to `placement`
+  // (same ranks and slots), so assignments re-told from now on carry it.
+  const std::optional<Placement>& current_placement() const { return current_placement_; }
+  void set_current_placement(Placement placement);
+
  private:
   void enter(ScaleStage stage, Clock::time_point now);
   std::vector<ScaleAction> send_assignments(Clock::time_point now);
@@ -104,7 +115,8 @@ class ScaleFsm {
   protocol::Assign assignment_for(int rank, int64_t generation,
                                   const std::vector<std::string>& members,
                                   const protocol::StoreEndpoint& control,
-                                  const protocol::StoreEndpoint& ep) const;
+                                  const protocol::StoreEndpoint& ep,
+                                  const std::optional<Placement>& placement) const;
   std::string free_worker_id(const std::vector<std::string>& launcher_live,
                              const std::set<std::string>& taken, int* index) const;
 
@@ -129,11 +141,13 @@ class ScaleFsm {
   std::set<std::string> awaiting_;         // registrations, acks or exits still due
   protocol::StoreEndpoint control_store_;  // of g+1
   protocol::StoreEndpoint ep_store_;
+  std::optional<Placement> placement_;  // of g+1
 
   // What the current generation's members were told (re-sent after a rollback).
   std::vector<std::string> current_members_;
   protocol::StoreEndpoint current_control_store_;
   protocol::StoreEndpoint current_ep_store_;
+  std::optional<Placement> current_placement_;
 };
 
 }  // namespace eep::coordinator

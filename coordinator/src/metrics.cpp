@@ -257,6 +257,46 @@ void ServingMetrics::count_http_response(int status_code) {
       .inc();
 }
 
+EplbMetrics::EplbMetrics(MetricsRegistry& registry)
+    : registry_(registry),
+      balancedness_(registry.gauge(
+          "eep_eplb_balancedness",
+          "Expert load balance of the EPLB window: mean over max tokens per rank, averaged over "
+          "layers (1 = perfect).")),
+      rebalances_(registry.counter("eep_eplb_rebalances_total",
+                                   "Expert rebalances completed on every rank.")),
+      failed_rebalances_(registry.counter("eep_eplb_rebalances_failed_total",
+                                          "Expert rebalances that failed or timed out (the old "
+                                          "placement stayed).")),
+      bytes_moved_(registry.counter("eep_eplb_bytes_moved_total",
+                                    "Expert weight bytes moved by rebalances, over all ranks.")),
+      last_longest_step_gap_ms_(registry.gauge(
+          "eep_eplb_last_longest_step_gap_ms",
+          "Longest gap between two steps on any rank during the last completed rebalance, in "
+          "milliseconds.")) {}
+
+void EplbMetrics::set_balancedness(double mean, const std::vector<double>& per_layer) {
+  balancedness_.set(mean);
+  for (size_t layer = 0; layer < per_layer.size(); ++layer) {
+    registry_
+        .gauge("eep_eplb_layer_balancedness",
+               "Expert load balance of one layer over the EPLB window (mean over max tokens per "
+               "rank).",
+               {{"layer", std::to_string(layer)}})
+        .set(per_layer[layer]);
+  }
+}
+
+void EplbMetrics::count_rebalance(uint64_t bytes_moved, double longest_step_gap_ms) {
+  rebalances_.inc();
+  bytes_moved_.inc(static_cast<double>(bytes_moved));
+  last_longest_step_gap_ms_.set(longest_step_gap_ms);
+}
+
+void EplbMetrics::count_failed_rebalance() {
+  failed_rebalances_.inc();
+}
+
 std::optional<std::string> ThroughputLogger::line(const ServingStats& stats,
                                                   Clock::time_point now) {
   if (!previous_) {

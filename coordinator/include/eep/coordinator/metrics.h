@@ -130,6 +130,27 @@ class ServingMetrics {
   Histogram& e2e_;
 };
 
+// Expert load balancing (docs/eplb.md): the measured balancedness of the window and what the
+// rebalances moved. The coordinator's event loop sets them; a scrape reads them.
+class EplbMetrics {
+ public:
+  explicit EplbMetrics(MetricsRegistry& registry);
+
+  // Mean over max tokens per rank, overall (mean over layers) and one series per layer.
+  void set_balancedness(double mean, const std::vector<double>& per_layer);
+  // A rebalance that completed: its bytes (summed over ranks) and the longest step gap (ms).
+  void count_rebalance(uint64_t bytes_moved, double longest_step_gap_ms);
+  void count_failed_rebalance();
+
+ private:
+  MetricsRegistry& registry_;
+  Gauge& balancedness_;
+  Counter& rebalances_;
+  Counter& failed_rebalances_;
+  Counter& bytes_moved_;
+  Gauge& last_longest_step_gap_ms_;
+};
+
 // The periodic log line of vLLM:
 //   Avg prompt throughput: 120.0 tokens/s, Avg generation throughput: 340.5 tokens/s,
 //   Running: 12 reqs, Waiting: 0 reqs

@@ -1,0 +1,148 @@
+// Expert load balancing, the coordinator's bookkeeping (DESIGN.md section 8, docs/eplb.md): the
+// sliding window of the expert loads the ranks report, the balancedness it measures, when a
+// rebalance is due, the plan being moved to and how the last one ended. Pure logic over one
+// generation at a time: the coordinator feeds it messages and the clock and does the I/O
+// (sending Rebalance to every rank, logging, metrics). Only the coordinator's event loop calls it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "eep/common/placement.h"
+#include "eep/common/protocol.h"
+#include "eep/common/status.h"
+#include "eep/coordinator/eplb.h"
+
+namespace eep::coordinator {
+
+struct EplbOptions {
+  bool enabled = false;           // plan automatically; off: only measure
+  uint64_t window_size = 1000;    // steps of load the window keeps, per rank
+  uint64_t step_interval = 3000;  // rank 0's steps between two automatic checks
+  int layers_per_step = 4;        // sent with each plan: layers moved per step boundary
+  // An automatic plan is sent only when it predicts at least this much more balancedness than
+  // the current placement measures: moving experts costs step time, a tiny gain does not pay.
+  double min_improvement = 0.01;
+  // A plan whose RebalanceDone messages have not all arrived by then is given up as failed (a
+  // rank died or hangs); generous because the move runs a few layers per step, and steps may be
+  // slow under load.
+  std::chrono::milliseconds rebalance_timeout{std::chrono::minutes(10)};
+};
+
+// A placement computed on the window, with the balancedness measured on the current placement
+// and predicted for the new one (both over the same window).
+struct RebalancePlan {
+  uint64_t plan_id = 0;
+  int64_t generation = 0;
+  Placement placement;
+  double current_balancedness = 1.0;
+  double predicted_balancedness = 1.0;
+  uint64_t window_steps = 0;
+};
+
+// An automatic check: `send` when the plan is worth moving to (it is then in progress).
+struct PlanDecision {
+  RebalancePlan plan;
+  bool send = false;
+};
+
+// How a plan in progress ended: every rank answered (ok, or one reported an error), or it ran
+// past its deadline. On success the plan's placement is now the current one.
+struct RebalanceOutcome {
+  RebalancePlan plan;
+  Status status;                   // ok, or what failed (the old placement stays)
+  uint64_t bytes_moved = 0;        // summed over the ranks that answered
+  double seconds = 0;              // the slowest rank
+  double longest_step_gap_ms = 0;  // the worst rank
+};
+
+class EplbState {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit EplbState(EplbOptions options);
+
+  const EplbOptions& options() const { return options_; }
+  int64_t generation() const { return generation_; }
+  const std::optional<Placement>& placement() const { return placement_; }
+  bool in_progress() const { return plan_.has_value(); }
+
+  // A new generation (a scale switched, or the first one formed) with its placement (none when
+  // the model is unknown: then nothing is measured or planned). The window restarts; a plan in
+  // progress belongs to the old generation and is dropped: its id is returned.
+  std::optional<uint64_t> reset(int64_t generation, std::optional<Placement> placement);
+
+  // One rank's report. Reports of another generation are stale and ignored (ok); so are reports
+  // while a plan is in progress, since layers then change placement one by one and slot counts
+  // would be credited to the wrong experts. kInvalidArgument for a rank out of range, a shape
+  // other than layers x slots of the placement, or a negative count.
+  Status add_load(const protocol::ExpertLoad& report);
+
+  // The automatic trigger, after add_load: when enabled, nothing is in progress, the window has
+  // data and rank 0 reported step_interval steps since the last check, plans on the window. The
+  // plan is sent (send = true, now in progress) only when it beats the current placement by
+  // min_improvement; either way the next check is step_interval steps later. nullopt: no check
+  // was due. An error only if the planner refuses the window (a broken invariant upstream).
+  Result<std::optional<PlanDecision>> due_plan(Clock::time_point now);
+
+  // An operator's forced rebalance: plans on the window now and sends whatever it gives (even
+  // without EPLB enabled: the caller decides whether that is allowed). kFailedPrecondition when
+  // there is no placement, a plan is in progress, or no load was reported yet.
+  Result<RebalancePlan> force_plan(Clock::time_point now);
+
+  // One rank's answer to the plan in progress (answers to other plans or generations are
+  // ignored: nullopt). Once every rank answered, the outcome.
+  std::optional<RebalanceOutcome> on_done(const protocol::RebalanceDone& done);
+  // The plan in progress when it ran past rebalance_timeout, as a failed outcome.
+  std::optional<RebalanceOutcome> on_tick(Clock::time_point now);
+
+  // Balancedness of the window on the current placement; nullopt while the window is empty.
+  std::optional<Balancedness> measured() const;
+  // The most steps any rank's window covers (ranks step in lockstep, so about all of them).
+  uint64_t window_steps() const;
+  // Logical load of the window: load[layer][expert], every rank's slot counts mapped through the
+  // current placement. Empty without a placement.
+  ExpertTokenCounts logical_load() const;
+
+  protocol::EplbInfo info() const;
+
+ private:
+  struct Report {
+    uint64_t num_steps = 0;
+    std::vector<std::vector<int64_t>> counts;  // [layer][slot]
+  };
+  struct RankWindow {
+    std::deque<Report> reports;              // oldest first
+    uint64_t num_steps = 0;                  // sum over reports
+    std::vector<std::vector<int64_t>> sums;  // [layer][slot], sum over reports
+  };
+
+  void clear_window();
+  Result<RebalancePlan> make_plan();
+  // Assigns the plan its id and makes it the one in progress.
+  void begin(RebalancePlan& plan, Clock::time_point now);
+  RebalanceOutcome finish(Status status);
+
+  EplbOptions options_;
+  int64_t generation_ = -1;
+  std::optional<Placement> placement_;
+  std::vector<RankWindow> windows_;  // index = rank
+  uint64_t steps_since_check_ = 0;   // rank 0's steps
+  uint64_t next_plan_id_ = 1;        // across generations, so ids never repeat in logs
+  // measured() of the window, recomputed after the window changed.
+  mutable bool measured_valid_ = false;
+  mutable std::optional<Balancedness> measured_;
+
+  std::optional<RebalancePlan> plan_;  // in progress
+  Clock::time_point plan_started_{};
+  std::set<int> answered_;    // ranks whose RebalanceDone arrived
+  RebalanceOutcome answers_;  // accumulates bytes, seconds, gap and the first error
+  std::optional<protocol::EplbRebalanceInfo> last_;
+};
+
+}  // namespace eep::coordinator

@@ -1,0 +1,248 @@
+#include "eep/coordinator/eplb_state.h"
+
+#include <algorithm>
+
+#include "eep/common/check.h"
+
+namespace eep::coordinator {
+
+EplbState::EplbState(EplbOptions options) : options_(std::move(options)) {
+  EEP_CHECK(options_.window_size > 0 && options_.step_interval > 0);
+  EEP_CHECK(options_.layers_per_step > 0);
+}
+
+std::optional<uint64_t> EplbState::reset(int64_t generation, std::optional<Placement> placement) {
+  EEP_CHECK(!placement || placement->validate().is_ok());
+  std::optional<uint64_t> dropped;
+  if (plan_) dropped = plan_->plan_id;
+  generation_ = generation;
+  placement_ = std::move(placement);
+  plan_.reset();
+  answered_.clear();
+  clear_window();
+  return dropped;
+}
+
+void EplbState::clear_window() {
+  windows_.assign(placement_ ? placement_->num_ranks : 0, RankWindow{});
+  for (RankWindow& window : windows_) {
+    window.sums.assign(placement_->num_layers,
+                       std::vector<int64_t>(static_cast<size_t>(placement_->num_slots()), 0));
+  }
+  steps_since_check_ = 0;
+  measured_valid_ = false;
+}
+
+Status EplbState::add_load(const protocol::ExpertLoad& report) {
+  if (!placement_ || report.generation != generation_ || plan_) return Status::ok();
+  const Placement& placement = *placement_;
+  const std::string from = "expert load of rank " + std::to_string(report.rank) + " (generation " +
+                           std::to_string(report.generation) + ")";
+  if (report.rank < 0 || report.rank >= placement.num_ranks) {
+    return error(ErrorCode::kInvalidArgument, from + ": rank out of range; the generation has " +
+                                                  std::to_string(placement.num_ranks) + " ranks");
+  }
+  bool shape_ok = static_cast<int>(report.counts.size()) == placement.num_layers;
+  for (size_t l = 0; shape_ok && l < report.counts.size(); ++l) {
+    shape_ok = static_cast<int>(report.counts[l].size()) == placement.num_slots();
+  }
+  if (!shape_ok) {
+    return error(ErrorCode::kInvalidArgument,
+                 from + ": counts must be " + std::to_string(placement.num_layers) + " layers x " +
+                     std::to_string(placement.num_slots()) +
+                     " slots, the generation's placement; is the worker on another model?");
+  }
+  for (const auto& row : report.counts) {
+    if (std::any_of(row.begin(), row.end(), [](int64_t count) { return count < 0; })) {
+      return error(ErrorCode::kInvalidArgument, from + ": a negative token count");
+    }
+  }
+
+  RankWindow& window = windows_[report.rank];
+  window.reports.push_back(Report{report.num_steps, report.counts});
+  window.num_steps += report.num_steps;
+  for (size_t l = 0; l < report.counts.size(); ++l) {
+    for (size_t s = 0; s < report.counts[l].size(); ++s) window.sums[l][s] += report.counts[l][s];
+  }
+  // Whole reports leave, oldest first, as long as the rest still covers window_size steps.
+  while (window.reports.size() > 1 &&
+         window.num_steps - window.reports.front().num_steps >= options_.window_size) {
+    const Report& oldest = window.reports.front();
+    window.num_steps -= oldest.num_steps;
+    for (size_t l = 0; l < oldest.counts.size(); ++l) {
+      for (size_t s = 0; s < oldest.counts[l].size(); ++s) window.sums[l][s] -= oldest.counts[l][s];
+    }
+    window.reports.pop_front();
+  }
+  if (report.rank == 0) steps_since_check_ += report.num_steps;
+  measured_valid_ = false;
+  return Status::ok();
+}
+
+uint64_t EplbState::window_steps() const {
+  uint64_t steps = 0;
+  for (const RankWindow& window : windows_) steps = std::max(steps, window.num_steps);
+  return steps;
+}
+
+ExpertTokenCounts EplbState::logical_load() const {
+  if (!placement_) return {};
+  const Placement& placement = *placement_;
+  ExpertTokenCounts load(placement.num_layers,
+                         std::vector<int64_t>(placement.num_logical_experts, 0));
+  for (const RankWindow& window : windows_) {
+    for (int l = 0; l < placement.num_layers; ++l) {
+      for (int s = 0; s < placement.num_slots(); ++s) {
+        load[l][placement.logical_of(l, s)] += window.sums[l][s];
+      }
+    }
+  }
+  return load;
+}
+
+std::optional<Balancedness> EplbState::measured() const {
+  if (!measured_valid_) {
+    measured_.reset();
+    if (placement_ && window_steps() > 0) {
+      auto value = balancedness(logical_load(), *placement_);
+      EEP_CHECK_MSG(value.is_ok(), value.status().to_string());  // shapes match by construction
+      measured_ = std::move(value).value();
+    }
+    measured_valid_ = true;
+  }
+  return measured_;
+}
+
+Result<RebalancePlan> EplbState::make_plan() {
+  const Placement& current = *placement_;
+  const ExpertTokenCounts load = logical_load();
+  EplbConfig config;
+  config.num_ranks = current.num_ranks;
+  config.slots_per_rank = current.slots_per_rank;
+  RebalancePlan plan;
+  plan.generation = generation_;
+  plan.window_steps = window_steps();
+  EEP_ASSIGN_OR_RETURN(plan.placement, rebalance_experts(load, config));
+  EEP_ASSIGN_OR_RETURN(Balancedness before, balancedness(load, current));
+  EEP_ASSIGN_OR_RETURN(Balancedness after, balancedness(load, plan.placement));
+  plan.current_balancedness = before.mean;
+  plan.predicted_balancedness = after.mean;
+  return plan;
+}
+
+void EplbState::begin(RebalancePlan& plan, Clock::time_point now) {
+  plan.plan_id = next_plan_id_++;
+  plan_ = plan;
+  plan_started_ = now;
+  answered_.clear();
+  answers_ = RebalanceOutcome{};
+  steps_since_check_ = 0;
+}
+
+Result<std::optional<PlanDecision>> EplbState::due_plan(Clock::time_point now) {
+  if (!options_.enabled || !placement_ || plan_ || window_steps() == 0 ||
+      steps_since_check_ < options_.step_interval) {
+    return std::optional<PlanDecision>{};
+  }
+  steps_since_check_ = 0;
+  PlanDecision decision;
+  EEP_ASSIGN_OR_RETURN(decision.plan, make_plan());
+  decision.send = decision.plan.predicted_balancedness >
+                  decision.plan.current_balancedness + options_.min_improvement;
+  if (decision.send) begin(decision.plan, now);
+  return std::optional<PlanDecision>{std::move(decision)};
+}
+
+Result<RebalancePlan> EplbState::force_plan(Clock::time_point now) {
+  if (!placement_) {
+    return error(ErrorCode::kFailedPrecondition,
+                 "no expert placement is known: start the coordinator with --model and wait for "
+                 "the fleet to form");
+  }
+  if (plan_) {
+    return error(ErrorCode::kFailedPrecondition,
+                 "rebalance " + std::to_string(plan_->plan_id) +
+                     " is in progress; wait for it to finish (eepctl status)");
+  }
+  if (window_steps() == 0) {
+    return error(ErrorCode::kFailedPrecondition,
+                 "no expert load reported yet in generation " + std::to_string(generation_) +
+                     "; the workers report it while they serve requests, try again under load");
+  }
+  EEP_ASSIGN_OR_RETURN(RebalancePlan plan, make_plan());
+  begin(plan, now);
+  return plan;
+}
+
+std::optional<RebalanceOutcome> EplbState::on_done(const protocol::RebalanceDone& done) {
+  if (!plan_ || done.generation != generation_ || done.plan_id != plan_->plan_id) {
+    return std::nullopt;
+  }
+  if (done.rank < 0 || done.rank >= placement_->num_ranks || !answered_.insert(done.rank).second) {
+    return std::nullopt;
+  }
+  answers_.bytes_moved += done.bytes_moved;
+  answers_.seconds = std::max(answers_.seconds, done.seconds);
+  answers_.longest_step_gap_ms = std::max(answers_.longest_step_gap_ms, done.longest_step_gap_ms);
+  if (!done.error.empty() && answers_.status.is_ok()) {
+    answers_.status = error(ErrorCode::kInternal, "rank " + std::to_string(done.rank) +
+                                                      " could not move its experts: " + done.error);
+  }
+  if (static_cast<int>(answered_.size()) < placement_->num_ranks) return std::nullopt;
+  return finish(answers_.status);
+}
+
+std::optional<RebalanceOutcome> EplbState::on_tick(Clock::time_point now) {
+  if (!plan_ || now - plan_started_ < options_.rebalance_timeout) return std::nullopt;
+  std::string missing;
+  for (int rank = 0; rank < placement_->num_ranks; ++rank) {
+    if (!answered_.count(rank)) missing += (missing.empty() ? "" : ", ") + std::to_string(rank);
+  }
+  return finish(error(ErrorCode::kDeadlineExceeded,
+                      "no RebalanceDone from rank(s) " + missing + " within " +
+                          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                             options_.rebalance_timeout)
+                                             .count()) +
+                          " s; the coordinator keeps the old placement"));
+}
+
+RebalanceOutcome EplbState::finish(Status status) {
+  RebalanceOutcome outcome = answers_;
+  outcome.plan = std::move(*plan_);
+  outcome.status = std::move(status);
+  plan_.reset();
+  answered_.clear();
+  if (outcome.status.is_ok()) {
+    placement_ = outcome.plan.placement;
+    clear_window();  // the old counts are per slot of the old placement
+  }
+  steps_since_check_ = 0;
+
+  protocol::EplbRebalanceInfo last;
+  last.plan_id = outcome.plan.plan_id;
+  last.generation = outcome.plan.generation;
+  last.ok = outcome.status.is_ok();
+  if (!last.ok) last.error = outcome.status.message();
+  last.before_balancedness = outcome.plan.current_balancedness;
+  last.after_balancedness = outcome.plan.predicted_balancedness;
+  last.bytes_moved = outcome.bytes_moved;
+  last.seconds = outcome.seconds;
+  last.longest_step_gap_ms = outcome.longest_step_gap_ms;
+  last_ = last;
+  return outcome;
+}
+
+protocol::EplbInfo EplbState::info() const {
+  protocol::EplbInfo info;
+  info.enabled = options_.enabled;
+  info.window_steps = window_steps();
+  if (auto value = measured()) {
+    info.balancedness = value->mean;
+    info.per_layer = value->per_layer;
+  }
+  if (plan_) info.in_progress = plan_->plan_id;
+  info.last_rebalance = last_;
+  return info;
+}
+
+}  // namespace eep::coordinator

@@ -39,8 +39,7 @@ void Coordinator::handle_admin(std::vector<zmq::message_t>& frames) {
         if (!shutting_down_) begin_shutdown("admin request");
         break;
       case protocol::AdminCommand::kEplbRebalance:
-        reply = protocol::admin_error(
-            request->seq, error(ErrorCode::kFailedPrecondition, "EPLB is not enabled"));
+        reply = admin_eplb_rebalance(request.value());
         break;
     }
   }
@@ -58,6 +57,7 @@ protocol::StatusReply Coordinator::status_reply() const {
   status.launcher = std::string(launcher_->name());
   status.device = config_.device;
   status.scale = scale_->info(now);
+  if (knows_experts_) status.eplb = eplb_.info();
   std::vector<const WorkerRecord*> workers = membership_.all();
   // Ranked workers first in rank order, then the rest by id.
   std::stable_sort(workers.begin(), workers.end(),
@@ -86,6 +86,7 @@ protocol::StatusReply Coordinator::status_reply() const {
 }
 
 json Coordinator::admin_status(uint64_t seq) {
+  sync_eplb_generation();  // a switch in this loop turn: report the new generation's window
   json payload = status_reply();
   return protocol::admin_ok(seq, payload);
 }

@@ -31,6 +31,33 @@ std::string frame_string(const zmq::message_t& frame) {
   return frame.to_string();
 }
 
+EplbOptions eplb_options(const CoordinatorConfig& config) {
+  EplbOptions options;
+  options.enabled = config.enable_eplb;
+  options.window_size = static_cast<uint64_t>(config.eplb_window_size);
+  options.step_interval = static_cast<uint64_t>(config.eplb_step_interval);
+  options.layers_per_step = config.eplb_layers_per_step;
+  return options;
+}
+
+// The EPLB settings the constructor relies on (CLI11 checks them too; a config built in code
+// may not have been through it).
+Status validate_eplb_config(const CoordinatorConfig& config) {
+  if (config.eplb_window_size < 1 || config.eplb_step_interval < 1 ||
+      config.eplb_layers_per_step < 1 || config.num_redundant_experts < 0) {
+    return error(ErrorCode::kInvalidArgument,
+                 "--eplb-window-size, --eplb-step-interval and --eplb-layers-per-step must be at "
+                 "least 1 and --num-redundant-experts at least 0");
+  }
+  if (config.model_dir.empty() && (config.enable_eplb || config.num_redundant_experts > 0)) {
+    return error(ErrorCode::kInvalidArgument,
+                 std::string(config.enable_eplb ? "--enable-eplb" : "--num-redundant-experts") +
+                     " needs --model: the coordinator reads the model's layers and experts "
+                     "from its config.json to place the experts");
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Coordinator::Coordinator(const CoordinatorConfig& config, PortAllocator ports)
@@ -46,7 +73,8 @@ Coordinator::Coordinator(const CoordinatorConfig& config, PortAllocator ports)
           },
           [this](const std::string& worker_id, uint64_t request_id) {
             send_to_worker(worker_id, protocol::CancelRequest{request_id});
-          }) {}
+          }),
+      eplb_(eplb_options(config)) {}
 
 Coordinator::~Coordinator() {
   if (launcher_) launcher_->stop_all();
@@ -68,6 +96,12 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
   }
   auto ports = PortAllocator::create(ranges);
   if (!ports.is_ok()) return ports.status();
+  EEP_RETURN_IF_ERROR(validate_eplb_config(config));
+  std::optional<ExpertLayout> experts;
+  if (!config.model_dir.empty()) {
+    EEP_ASSIGN_OR_RETURN(experts,
+                         read_expert_layout(config.model_dir, config.num_redundant_experts));
+  }
 
   std::unique_ptr<Coordinator> coordinator(new Coordinator(config, std::move(ports).value()));
   if (!config.admin_token_file.empty()) {
@@ -94,6 +128,8 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
   // Workers launched here register with --host 127.0.0.1 (launcher_local.cpp).
   limits.local_host = config.launcher == "local" ? "127.0.0.1" : host_name();
   limits.stage_timeout = std::chrono::milliseconds(config.scale_timeout_ms);
+  limits.experts = experts;
+  coordinator->knows_experts_ = experts.has_value();
   coordinator->scale_ =
       std::make_unique<ScaleFsm>(coordinator->membership_, coordinator->ports_, limits);
   coordinator->update_log_speaker();
@@ -103,6 +139,18 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
     coordinator->http_ =
         std::make_unique<HttpApi>(config.http_address, coordinator->inbox_, http_options);
     EEP_RETURN_IF_ERROR(coordinator->http_->start());
+    if (experts) {
+      coordinator->eplb_metrics_ = std::make_unique<EplbMetrics>(coordinator->http_->metrics());
+    }
+  }
+  if (experts) {
+    EEP_LOG_INFO("model " << config.model_dir << ": " << experts->num_layers << " layers x "
+                          << experts->num_experts << " experts, " << experts->num_redundant_experts
+                          << " redundant slots asked; EPLB "
+                          << (config.enable_eplb ? "on" : "off (measuring only)") << ", window "
+                          << config.eplb_window_size << " steps, every "
+                          << config.eplb_step_interval << " steps, " << config.eplb_layers_per_step
+                          << " layers per step");
   }
   if (!config.ready_file.empty()) {
     // Written to a temporary name and renamed, so a reader never sees half a file.
@@ -188,6 +236,7 @@ int Coordinator::run(int signal_fd) {
     reap_launched();
     check_heartbeats();
     apply(scale_->on_tick(now));
+    advance_eplb(now);
     if (pending_initial_dp) try_initial_scale(now);
     membership_.prune_dead(now, kDeadRetention);
     publish_serving_state();
@@ -292,6 +341,12 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
     }
     case protocol::MsgType::kNeedWake:
       on_need_wake();
+      break;
+    case protocol::MsgType::kExpertLoad:
+      on_expert_load(identity, envelope.value());
+      break;
+    case protocol::MsgType::kRebalanceDone:
+      on_rebalance_done(identity, envelope.value());
       break;
     case protocol::MsgType::kAssignAck: {
       auto ack = protocol::parse_body<protocol::AssignAck>(envelope.value());

@@ -59,6 +59,25 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
       ->capture_default_str();
   app.add_option("--ready-file", config.ready_file,
                  "Write {admin, control, pid} as JSON here once the sockets are bound");
+  app.add_flag("--enable-eplb", config.enable_eplb,
+               "Rebalance the expert placement from the measured load (EPLB; needs --model)");
+  app.add_option("--eplb-window-size", config.eplb_window_size,
+                 "Steps of expert load the EPLB window keeps")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--eplb-step-interval", config.eplb_step_interval,
+                 "Steps (of rank 0) between two automatic EPLB checks")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--num-redundant-experts", config.num_redundant_experts,
+                 "Extra expert slots per layer over all ranks (slots per rank = ceil((experts + "
+                 "redundant) / ranks))")
+      ->check(CLI::Range(0, 1 << 16))
+      ->capture_default_str();
+  app.add_option("--eplb-layers-per-step", config.eplb_layers_per_step,
+                 "Layers whose experts move per step boundary during a rebalance")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   app.add_option("--log-level", config.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();

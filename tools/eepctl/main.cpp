@@ -1,5 +1,6 @@
 // eepctl: the operator's command line over the coordinator's admin socket.
-//   eepctl [--admin ADDR] [--token-file F] [--json] status | scale --dp N | shutdown
+//   eepctl [--admin ADDR] [--token-file F] [--json] status | scale --dp N | eplb rebalance |
+//          shutdown
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
@@ -35,6 +36,33 @@ void print_error(const eep::Status& status, bool json_output) {
   }
 }
 
+// One line on expert load balancing, e.g.
+//   EPLB on: balancedness 0.8123 over 1000 steps, rebalance 3 in progress; last: rebalance 2 ok,
+//   0.6100 -> 0.9700, 12.6 MB in 1.20 s, longest step gap 35.0 ms
+void print_eplb_line(const eep::protocol::EplbInfo& eplb) {
+  std::cout << "EPLB " << (eplb.enabled ? "on" : "off") << ": ";
+  if (eplb.balancedness) {
+    std::cout << "balancedness " << std::fixed << std::setprecision(4) << *eplb.balancedness
+              << " over " << eplb.window_steps << " steps";
+  } else {
+    std::cout << "no expert load in the window yet";
+  }
+  if (eplb.in_progress) std::cout << ", rebalance " << *eplb.in_progress << " in progress";
+  if (const auto& last = eplb.last_rebalance) {
+    std::cout << "; last: rebalance " << last->plan_id << " ";
+    if (last->ok) {
+      std::cout << "ok, " << std::fixed << std::setprecision(4) << last->before_balancedness
+                << " -> " << last->after_balancedness << std::setprecision(1) << ", "
+                << last->bytes_moved / 1e6 << " MB in " << std::setprecision(2) << last->seconds
+                << " s, longest step gap " << std::setprecision(1) << last->longest_step_gap_ms
+                << " ms";
+    } else {
+      std::cout << "FAILED: " << last->error;
+    }
+  }
+  std::cout << "\n";
+}
+
 void print_status_table(const eep::protocol::StatusReply& status) {
   std::cout << "generation " << status.generation << ", " << status.active_dp
             << " active ranks, launcher " << status.launcher << ", device " << status.device
@@ -47,6 +75,7 @@ void print_status_table(const eep::protocol::StatusReply& status) {
     if (!scale.reason.empty()) std::cout << ": " << scale.reason;
     std::cout << "\n";
   }
+  if (status.eplb) print_eplb_line(*status.eplb);
   std::cout << "\n"
             << std::left << std::setw(10) << "ID" << std::setw(9) << "STATE" << std::setw(6)
             << "RANK" << std::setw(5) << "GEN" << std::setw(18) << "HOST" << std::setw(9) << "PID"
@@ -122,6 +151,26 @@ int run_scale(eep::AdminClient& client, const Options& options) {
   return 1;
 }
 
+int run_eplb_rebalance(eep::AdminClient& client, const Options& options) {
+  eep::protocol::AdminRequest request;
+  request.cmd = eep::protocol::AdminCommand::kEplbRebalance;
+  auto reply = client.call(request, std::chrono::milliseconds(options.timeout_ms));
+  if (!reply.is_ok()) {
+    print_error(reply.status(), options.json_output);
+    return 1;
+  }
+  if (options.json_output) {
+    std::cout << reply->dump() << "\n";
+  } else {
+    std::cout << "rebalance " << reply->value("plan_id", uint64_t{0}) << " sent: balancedness "
+              << std::fixed << std::setprecision(4) << reply->value("current_balancedness", 0.0)
+              << " -> predicted " << reply->value("predicted_balancedness", 0.0) << " over "
+              << reply->value("window_steps", uint64_t{0})
+              << " steps; `eepctl status` shows when it is done\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -141,6 +190,10 @@ int main(int argc, char** argv) {
   scale->add_option("--dp", options.dp, "New number of data/expert-parallel ranks")->required();
   scale->add_option("--wait-s", options.wait_s, "How long to wait for the outcome")
       ->capture_default_str();
+  CLI::App* eplb = app.add_subcommand("eplb", "Expert load balancing");
+  eplb->require_subcommand(1);
+  eplb->add_subcommand("rebalance",
+                       "Plan a new expert placement from the measured load and move to it now");
   app.add_subcommand("shutdown", "Stop the workers and the coordinator");
   if (auto exit_code = eep::parse_args(app, argc, argv)) return *exit_code;
 
@@ -156,6 +209,7 @@ int main(int argc, char** argv) {
   eep::AdminClient client(options.admin, token);
   const std::string command = app.get_subcommands().front()->get_name();
   if (command == "scale") return run_scale(client, options);
+  if (command == "eplb") return run_eplb_rebalance(client, options);
 
   eep::protocol::AdminRequest request;
   request.cmd = command == "status" ? eep::protocol::AdminCommand::kStatus

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <zmq.hpp>
@@ -15,9 +16,11 @@
 
 #include "eep/common/protocol.h"
 #include "eep/coordinator/coordinator_config.h"
+#include "eep/coordinator/eplb_state.h"
 #include "eep/coordinator/http_api.h"
 #include "eep/coordinator/launcher.h"
 #include "eep/coordinator/membership.h"
+#include "eep/coordinator/metrics.h"
 #include "eep/coordinator/port_allocator.h"
 #include "eep/coordinator/router.h"
 #include "eep/coordinator/scale_fsm.h"
@@ -67,6 +70,14 @@ class Coordinator {
   void reap_launched();
   void update_log_speaker();
   void begin_shutdown(const std::string& why);
+  // EPLB (eplb_loop.cpp)
+  void on_expert_load(const std::string& worker_id, const protocol::Envelope& envelope);
+  void on_rebalance_done(const std::string& worker_id, const protocol::Envelope& envelope);
+  void advance_eplb(Clock::time_point now);
+  void sync_eplb_generation();
+  void send_rebalance(const RebalancePlan& plan, const std::string& why);
+  void finish_rebalance(const RebalanceOutcome& outcome);
+  nlohmann::json admin_eplb_rebalance(const protocol::AdminRequest& request);
 
   CoordinatorConfig config_;
   std::string admin_token_;
@@ -89,6 +100,11 @@ class Coordinator {
                               .count();
   std::optional<protocol::ModelCapacity> capacity_;  // as the first serving worker reported it
   std::unique_ptr<HttpApi> http_;                    // after inbox_: it calls into it
+  bool knows_experts_ = false;  // --model given: generations carry placements, EPLB measures
+  EplbState eplb_;
+  std::unique_ptr<EplbMetrics> eplb_metrics_;  // after http_: it registers in its registry
+  Clock::time_point next_eplb_metrics_{};
+  std::set<std::string> eplb_warned_;  // workers whose bad load reports were logged, this gen
   ThroughputLogger throughput_logger_;
   Clock::time_point next_throughput_log_{};
   bool shutting_down_ = false;

@@ -32,6 +32,12 @@ struct CoordinatorConfig {
   int64_t max_in_flight = 4096;   // accepted requests not yet finished, beyond which 429  // a
                                   // membership scale that takes longer rolls back
   std::string log_level = "info";
+  // Expert load balancing (docs/eplb.md). The placement needs --model (its config.json).
+  bool enable_eplb = false;           // rebalance automatically; off: only measure
+  int64_t eplb_window_size = 1000;    // steps of expert load the window keeps
+  int64_t eplb_step_interval = 3000;  // steps between two automatic rebalance checks
+  int num_redundant_experts = 0;      // extra expert slots per layer, over all ranks
+  int eplb_layers_per_step = 4;       // layers whose experts move per step boundary
   // Written once the sockets are bound: {"admin", "control", "pid"} with the real endpoints (so
   // scripts and tests can bind port 0 and still find us).
   std::string ready_file;

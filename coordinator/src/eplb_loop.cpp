@@ -1,0 +1,179 @@
+// The coordinator's side of expert load balancing (docs/eplb.md): load reports in, plans out to
+// every rank of the generation, completions back; the admin command that forces a plan; the
+// metrics. The bookkeeping itself is EplbState's; this file does the I/O around it.
+#include <iomanip>
+#include <sstream>
+
+#include "eep/common/log.h"
+#include "eep/coordinator/coordinator.h"
+
+namespace eep::coordinator {
+namespace {
+
+using nlohmann::json;
+
+// How often the balancedness gauges are refreshed from the window (each costs a pass over it).
+constexpr std::chrono::seconds kEplbMetricsInterval{1};
+
+std::string fixed(double value, int digits) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(digits) << value;
+  return out.str();
+}
+
+// Physical slots whose expert changes, over all layers: what a plan will move.
+int num_changed_slots(const Placement& from, const Placement& to) {
+  int changed = 0;
+  for (int l = 0; l < from.num_layers; ++l) {
+    for (int s = 0; s < from.num_slots(); ++s) changed += from.phy2log[l][s] != to.phy2log[l][s];
+  }
+  return changed;
+}
+
+}  // namespace
+
+void Coordinator::sync_eplb_generation() {
+  if (eplb_.generation() == membership_.generation()) return;
+  const int64_t generation = membership_.generation();
+  if (auto dropped = eplb_.reset(generation, scale_->current_placement())) {
+    EEP_LOG_WARN("EPLB: rebalance plan " << *dropped << " dropped: generation " << generation
+                                         << " replaced the one it was moving");
+  }
+  eplb_warned_.clear();
+}
+
+void Coordinator::on_expert_load(const std::string& worker_id, const protocol::Envelope& envelope) {
+  sync_eplb_generation();
+  auto report = protocol::parse_body<protocol::ExpertLoad>(envelope);
+  Status status = report.status();
+  const WorkerRecord* worker = membership_.find(worker_id);
+  if (status.is_ok() && report->generation == membership_.generation() &&
+      (worker->state != protocol::WorkerState::kActive || worker->rank != report->rank)) {
+    status = error(ErrorCode::kInvalidArgument,
+                   "expert load for rank " + std::to_string(report->rank) + " from worker " +
+                       worker_id + ", which holds rank " + std::to_string(worker->rank) + " as " +
+                       std::string(protocol::to_string(worker->state)));
+  }
+  if (status.is_ok()) status = eplb_.add_load(report.value());
+  if (!status.is_ok()) {
+    // Once per worker and generation: a confused worker reports every few steps.
+    if (eplb_warned_.insert(worker_id).second) {
+      EEP_LOG_WARN("EPLB: ignoring expert load from " << worker_id << ": " << status.to_string());
+    }
+    return;
+  }
+  // Rebalancing waits while a scale runs: the next generation gets a fresh placement anyway.
+  if (scale_->running() || shutting_down_) return;
+  auto decision = eplb_.due_plan(Clock::now());
+  if (!decision.is_ok()) {
+    EEP_LOG_ERROR("EPLB: cannot plan: " << decision.status().to_string());
+    return;
+  }
+  if (!decision.value()) return;
+  const RebalancePlan& plan = decision.value()->plan;
+  if (decision.value()->send) {
+    send_rebalance(plan, "every " + std::to_string(config_.eplb_step_interval) + " steps");
+  } else {
+    EEP_LOG_INFO("EPLB: balancedness " << fixed(plan.current_balancedness, 4) << " over "
+                                       << plan.window_steps << " steps; a new placement would give "
+                                       << fixed(plan.predicted_balancedness, 4)
+                                       << ", not worth moving experts");
+  }
+}
+
+void Coordinator::send_rebalance(const RebalancePlan& plan, const std::string& why) {
+  const Placement& current = *scale_->current_placement();
+  const int num_layers = plan.placement.num_layers;
+  EEP_LOG_INFO(
+      "EPLB rebalance " << plan.plan_id << " (" << why << "): balancedness "
+                        << fixed(plan.current_balancedness, 4) << " -> predicted "
+                        << fixed(plan.predicted_balancedness, 4) << " over " << plan.window_steps
+                        << " steps; " << num_changed_slots(current, plan.placement) << " of "
+                        << num_layers * plan.placement.num_slots() << " expert slots change, "
+                        << config_.eplb_layers_per_step << " layers per step");
+  protocol::Rebalance message;
+  message.generation = plan.generation;
+  message.plan_id = plan.plan_id;
+  message.layers_per_step = config_.eplb_layers_per_step;
+  message.placement = plan.placement;
+  for (const WorkerRecord* worker : membership_.active_by_rank()) {
+    send_to_worker(worker->id, message);
+  }
+}
+
+void Coordinator::on_rebalance_done(const std::string& worker_id,
+                                    const protocol::Envelope& envelope) {
+  sync_eplb_generation();
+  auto done = protocol::parse_body<protocol::RebalanceDone>(envelope);
+  if (!done.is_ok()) {
+    EEP_LOG_WARN("from " << worker_id << ": " << done.status().to_string());
+    return;
+  }
+  if (!done->error.empty()) {
+    EEP_LOG_ERROR("EPLB rebalance " << done->plan_id << ": rank " << done->rank << " (" << worker_id
+                                    << ") failed: " << done->error);
+  }
+  if (auto outcome = eplb_.on_done(done.value())) finish_rebalance(*outcome);
+}
+
+void Coordinator::finish_rebalance(const RebalanceOutcome& outcome) {
+  const RebalancePlan& plan = outcome.plan;
+  if (!outcome.status.is_ok()) {
+    EEP_LOG_ERROR("EPLB rebalance " << plan.plan_id << " failed, the old placement stays: "
+                                    << outcome.status.to_string());
+    if (eplb_metrics_) eplb_metrics_->count_failed_rebalance();
+    return;
+  }
+  scale_->set_current_placement(plan.placement);
+  EEP_LOG_INFO("EPLB rebalance " << plan.plan_id << " done: balancedness "
+                                 << fixed(plan.current_balancedness, 4) << " -> predicted "
+                                 << fixed(plan.predicted_balancedness, 4) << "; "
+                                 << fixed(outcome.bytes_moved / 1e6, 1) << " MB moved in "
+                                 << fixed(outcome.seconds, 3)
+                                 << " s (slowest rank), longest step gap "
+                                 << fixed(outcome.longest_step_gap_ms, 1) << " ms");
+  if (eplb_metrics_) {
+    eplb_metrics_->count_rebalance(outcome.bytes_moved, outcome.longest_step_gap_ms);
+  }
+}
+
+void Coordinator::advance_eplb(Clock::time_point now) {
+  sync_eplb_generation();
+  if (auto outcome = eplb_.on_tick(now)) finish_rebalance(*outcome);
+  if (eplb_metrics_ && now >= next_eplb_metrics_) {
+    if (auto measured = eplb_.measured()) {
+      eplb_metrics_->set_balancedness(measured->mean, measured->per_layer);
+    }
+    next_eplb_metrics_ = now + kEplbMetricsInterval;
+  }
+}
+
+json Coordinator::admin_eplb_rebalance(const protocol::AdminRequest& request) {
+  auto refuse = [&](ErrorCode code, const std::string& message) {
+    EEP_LOG_WARN("eplb_rebalance refused: " << message);
+    return protocol::admin_error(request.seq, error(code, message));
+  };
+  if (!config_.enable_eplb) {
+    return refuse(ErrorCode::kFailedPrecondition,
+                  "EPLB is not enabled; start the coordinator with --enable-eplb (and --model)");
+  }
+  if (shutting_down_) return refuse(ErrorCode::kUnavailable, "the coordinator is stopping");
+  if (scale_->running()) {
+    const protocol::ScaleInfo scale = scale_->info(Clock::now());
+    return refuse(ErrorCode::kFailedPrecondition,
+                  "a scale " + std::to_string(scale.from_dp) + "->" + std::to_string(scale.to_dp) +
+                      " is running; rebalance once it has finished");
+  }
+  sync_eplb_generation();
+  auto plan = eplb_.force_plan(Clock::now());
+  if (!plan.is_ok()) return refuse(plan.status().code(), plan.status().message());
+  send_rebalance(plan.value(), "forced by eplb_rebalance");
+  return protocol::admin_ok(request.seq,
+                            {{"plan_id", plan->plan_id},
+                             {"generation", plan->generation},
+                             {"window_steps", plan->window_steps},
+                             {"current_balancedness", plan->current_balancedness},
+                             {"predicted_balancedness", plan->predicted_balancedness}});
+}
+
+}  // namespace eep::coordinator

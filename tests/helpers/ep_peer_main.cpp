@@ -5,7 +5,11 @@
 // as safetensors ("logits" [rows, vocab]).
 //
 // --seqs-of R/N picks which sequences to run (those of rank R in an N-rank run), so an EP=1 run
-// of the same sequences is the reference.
+// of the same sequences is the reference. --move-seed S (not 0) moves every layer's experts to a
+// random placement drawn from S (the same on every rank) before decode step --move-before-step,
+// so the steps after it run on moved weights (ModelExecutor::move_layer_experts).
+#include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <random>
 
@@ -38,11 +42,28 @@ std::vector<std::vector<int32_t>> sequences_of(int owner, int num_owners, int vo
   return seqs;
 }
 
+// A placement of `like`'s sizes drawn from `seed`: per layer every expert once, the surplus
+// slots random replicas, shuffled.
+Placement random_placement(const Placement& like, uint32_t seed) {
+  Placement placement = like;
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> expert(0, like.num_logical_experts - 1);
+  for (auto& row : placement.phy2log) {
+    for (int slot = 0; slot < placement.num_slots(); ++slot) {
+      row[slot] = slot < placement.num_logical_experts ? slot : expert(rng);
+    }
+    std::shuffle(row.begin(), row.end(), rng);
+  }
+  EEP_CHECK(placement.validate().is_ok());
+  return placement;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string model_dir, out_path, seqs_of = "0/1", store_host = "127.0.0.1";
-  int rank = 0, size = 1, slots_per_rank = 0, store_port = 0;
+  int rank = 0, size = 1, slots_per_rank = 0, store_port = 0, move_before_step = 1;
+  uint32_t move_seed = 0;
   BackendOptions backend_options;
   backend_options.num_kv_blocks = 256;
   backend_options.block_size = 8;
@@ -58,6 +79,8 @@ int main(int argc, char** argv) {
   app.add_option("--seqs-of", seqs_of);
   app.add_option("--device", backend_options.device);
   app.add_flag("!--no-cuda-graphs", backend_options.cuda_graphs);
+  app.add_option("--move-seed", move_seed, "0: no expert moves");
+  app.add_option("--move-before-step", move_before_step)->check(CLI::Range(1, kDecodeSteps));
   if (auto code = parse_args(app, argc, argv)) return *code;
   set_log_speaker("ep_peer rank=" + std::to_string(rank) + "/" + std::to_string(size));
   const int owner = std::stoi(seqs_of.substr(0, seqs_of.find('/')));
@@ -123,6 +146,22 @@ int main(int argc, char** argv) {
   }
   // Prefill of everyone, then decode steps feeding each sequence's greedy token.
   for (int step = 0; step <= kDecodeSteps; ++step) {
+    if (move_seed != 0 && step == move_before_step) {
+      // Every rank the same layers in the same order, as the engine's lockstep does.
+      const Placement target = random_placement(placement.value(), move_seed);
+      const auto started = std::chrono::steady_clock::now();
+      uint64_t num_bytes = 0;
+      for (int layer = 0; layer < target.num_layers; ++layer) {
+        auto moved = executor.move_layer_experts(layer, target.phy2log[layer], group.get());
+        EEP_CHECK_MSG(moved.is_ok(), moved.status().to_string());
+        num_bytes += moved.value();
+      }
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+              .count();
+      EEP_LOG_INFO("moved every layer's experts before step "
+                   << step << ": " << num_bytes << " bytes from peers in " << ms << " ms");
+    }
     const StepPlan plan{step == 0 ? max_prefill_tokens : max_seqs, step > 0};
     auto output = executor.forward(batch, blocks, plan);
     EEP_CHECK_MSG(output.is_ok(), output.status().to_string());

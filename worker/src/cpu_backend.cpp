@@ -1,7 +1,10 @@
 // The CPU backend: fp32 weights in host memory, Gloo for the EP group (DESIGN.md section 5).
+#include <algorithm>
+
 #include "eep/kernels/sampling.h"
 #include "eep/worker/backend.h"
 #include "eep/worker/cpu_backend.h"
+#include "eep/worker/expert_moves.h"
 
 namespace eep::worker {
 
@@ -96,9 +99,63 @@ std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
   return std::make_unique<CpuBackend>(options);
 }
 
+Result<uint64_t> CpuExecutor::move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,
+                                                 ProcessGroup* ep_group) {
+  const Placement& placement = moe_.placement();
+  const int rank = moe_.rank();
+  EEP_RETURN_IF_ERROR(check_expert_move(placement, layer_idx, new_phy2log, rank, ep_group));
+  const ModelConfig& config = runner_.config();
+  // An expert on the wire: gate_proj, up_proj, down_proj, each I * H floats.
+  const size_t matrix_floats =
+      static_cast<size_t>(config.moe_intermediate_size) * static_cast<size_t>(config.hidden_size);
+  const size_t expert_floats = 3 * matrix_floats;
+  const std::vector<ExpertMove> moves =
+      plan_expert_moves(placement.phy2log[layer_idx], new_phy2log, placement.slots_per_rank);
+  const ExpertMoveSchedule schedule = schedule_expert_moves(
+      moves, rank, placement.num_ranks, placement.slots_per_rank, expert_floats * sizeof(float));
+  std::vector<ExpertWeights>& slots = runner_.weights().layers[layer_idx].slots;
+  EEP_CHECK(static_cast<int>(slots.size()) == placement.slots_per_rank);
+  const int slots_per_rank = placement.slots_per_rank;
 
-Result<uint64_t> CpuExecutor::move_layer_experts(int, const std::vector<int>&, ProcessGroup*) {
-  return error(ErrorCode::kFailedPrecondition, "expert moves are not built yet");
+  // Every source of this rank into the send buffer (sends, then local copies) before any slot
+  // is written: a slot may be a source and a destination.
+  std::vector<float> send((schedule.sends.size() + schedule.local.size()) * expert_floats);
+  float* packed = send.data();
+  auto pack = [&](const ExpertMove& move) {
+    const ExpertWeights& expert = slots[move.src_slot % slots_per_rank];
+    EEP_CHECK(expert.gate_proj.size() == matrix_floats && expert.up_proj.size() == matrix_floats &&
+              expert.down_proj.size() == matrix_floats);
+    packed = std::copy(expert.gate_proj.begin(), expert.gate_proj.end(), packed);
+    packed = std::copy(expert.up_proj.begin(), expert.up_proj.end(), packed);
+    packed = std::copy(expert.down_proj.begin(), expert.down_proj.end(), packed);
+  };
+  for (const ExpertMove& move : schedule.sends) pack(move);
+  const float* local_sources = packed;
+  for (const ExpertMove& move : schedule.local) pack(move);
+
+  std::vector<float> recv(schedule.recvs.size() * expert_floats);
+  if (ep_group != nullptr) {
+    EEP_RETURN_IF_ERROR(ep_group->all_to_all_v(send.data(), schedule.send_bytes.data(), recv.data(),
+                                               schedule.recv_bytes.data()));
+  }
+
+  auto unpack = [&](const ExpertMove& move, const float* expert) {
+    ExpertWeights& slot = slots[move.dst_slot % slots_per_rank];
+    EEP_CHECK(slot.gate_proj.size() == matrix_floats && slot.up_proj.size() == matrix_floats &&
+              slot.down_proj.size() == matrix_floats);
+    std::copy(expert, expert + matrix_floats, slot.gate_proj.begin());
+    std::copy(expert + matrix_floats, expert + 2 * matrix_floats, slot.up_proj.begin());
+    std::copy(expert + 2 * matrix_floats, expert + 3 * matrix_floats, slot.down_proj.begin());
+  };
+  for (size_t i = 0; i < schedule.recvs.size(); ++i) {
+    unpack(schedule.recvs[i], recv.data() + i * expert_floats);
+  }
+  for (size_t i = 0; i < schedule.local.size(); ++i) {
+    unpack(schedule.local[i], local_sources + i * expert_floats);
+  }
+  Status switched = moe_.set_layer_placement(layer_idx, new_phy2log);
+  EEP_CHECK_MSG(switched.is_ok(), switched.to_string());  // the row was checked above
+  return static_cast<uint64_t>(schedule.num_recv_bytes());
 }
 
 }  // namespace eep::worker

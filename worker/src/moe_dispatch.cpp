@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <numeric>
+#include <string>
 
 namespace eep::worker {
 
@@ -17,6 +18,17 @@ std::vector<std::vector<int64_t>> MoeDispatcher::take_slot_counts() {
   std::vector<std::vector<int64_t>> counts = slot_counts_;
   for (auto& layer : slot_counts_) std::fill(layer.begin(), layer.end(), 0);
   return counts;
+}
+
+Status MoeDispatcher::set_layer_placement(int layer_idx, std::vector<int> row) {
+  if (layer_idx < 0 || layer_idx >= placement_.num_layers) {
+    return error(ErrorCode::kInvalidArgument,
+                 "MoE dispatch: no layer " + std::to_string(layer_idx));
+  }
+  EEP_RETURN_IF_ERROR(placement_.validate_row(row, layer_idx));
+  replicas_.set_layer(layer_idx, row);
+  placement_.phy2log[layer_idx] = std::move(row);
+  return Status::ok();
 }
 
 Status MoeDispatcher::forward(int layer_idx, const float* x, const int32_t* topk_ids,

@@ -58,7 +58,11 @@ class ModelExecutor {
   // with this generation's ranks and slots), expert weights peer to peer over `ep_group` (null at
   // one rank) as paired by plan_expert_moves (eep/common/placement.h). A collective: every rank
   // of the group calls it for the same layer between the same two steps. From the next forward
-  // on, the layer uses its new placement. Returns the expert weight bytes this rank received.
+  // on, the layer uses its new placement. Returns the expert weight bytes this rank received
+  // from other ranks (copies between its own slots are not counted). Synchronous: the weights
+  // are in place when it returns. A bad row or group is kInvalidArgument before anything moves;
+  // a failed exchange breaks the group (process_group.h) and may leave the layer half moved, so
+  // the generation is rebuilt.
   virtual Result<uint64_t> move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,
                                               ProcessGroup* ep_group) = 0;
 };

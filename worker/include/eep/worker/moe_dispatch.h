@@ -37,6 +37,11 @@ class MoeDispatcher {
                  int64_t num_tokens, int top_k, int hidden, const ExpertFn& compute, float* out);
 
   const Placement& placement() const { return placement_; }
+  int rank() const { return rank_; }
+  // Layer `layer_idx` routes by `row` (a valid phy2log row of the placement's sizes, else
+  // kInvalidArgument and nothing changes) from the next forward on; the other layers keep theirs.
+  // The caller has put the experts of `row` into this rank's slots (expert moves).
+  Status set_layer_placement(int layer_idx, std::vector<int> row);
   // Tokens this rank sent to each physical slot since the last take: [layer][slot] (for EPLB).
   std::vector<std::vector<int64_t>> take_slot_counts();
 

@@ -9,8 +9,38 @@ namespace eep::worker {
 namespace {
 
 // The fields of step()'s all-reduce, all reduced with max: [has work, wake epoch, next
-// generation pending, next generation not built, tokens this step, has a prefill chunk].
-constexpr int kNumLockstepFields = 6;
+// generation pending, next generation not built, tokens this step, has a prefill chunk, held
+// plan, -held plan, moving plan, -moving plan]. A plan is plan_key(plan id), 0 for none; the
+// max of its negation is minus the min, so min == max says that every rank has the same one.
+constexpr int kNumLockstepFields = 10;
+enum LockstepField {
+  kHasWork = 0,
+  kWakeEpoch = 1,
+  kNextGenerationPending = 2,
+  kNextGenerationNotBuilt = 3,
+  kNumTokens = 4,
+  kHasPrefill = 5,
+  kHeldPlan = 6,
+  kHeldPlanNegated = 7,
+  kMovingPlan = 8,
+  kMovingPlanNegated = 9,
+};
+
+int64_t plan_key(uint64_t plan_id) {
+  return static_cast<int64_t>(plan_id) + 1;
+}
+
+double milliseconds_between(std::chrono::steady_clock::time_point from,
+                            std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+std::string shape_of(const Placement& placement) {
+  return std::to_string(placement.num_ranks) + " ranks x " +
+         std::to_string(placement.slots_per_rank) + " slots, " +
+         std::to_string(placement.num_layers) + " layers of " +
+         std::to_string(placement.num_logical_experts) + " experts";
+}
 
 std::string checkpoint_name(const std::string& dir) {
   std::string trimmed = dir;
@@ -72,9 +102,42 @@ protocol::WorkerLoad EngineCore::load() const {
           blocks_->num_blocks()};
 }
 
+Result<Placement> EngineCore::placement_for(const protocol::Assign& assign) const {
+  const ModelConfig& config = checkpoint_.config();
+  if (!assign.placement) {
+    const int slots = options_.slots_per_rank > 0
+                          ? options_.slots_per_rank
+                          : Placement::min_slots_per_rank(config.num_experts, assign.world_size);
+    return Placement::round_robin(config.num_hidden_layers, config.num_experts, assign.world_size,
+                                  slots);
+  }
+  const Placement& placement = *assign.placement;
+  const std::string what = "the placement of generation " + std::to_string(assign.generation);
+  if (placement.num_ranks != assign.world_size) {
+    return error(ErrorCode::kInvalidArgument, what + " has " + std::to_string(placement.num_ranks) +
+                                                  " ranks, the generation " +
+                                                  std::to_string(assign.world_size));
+  }
+  if (placement.num_layers != config.num_hidden_layers ||
+      placement.num_logical_experts != config.num_experts) {
+    return error(ErrorCode::kInvalidArgument,
+                 what + " has " + std::to_string(placement.num_layers) + " layers of " +
+                     std::to_string(placement.num_logical_experts) + " experts, the model " +
+                     checkpoint_name(options_.model_dir) + " " +
+                     std::to_string(config.num_hidden_layers) + " layers of " +
+                     std::to_string(config.num_experts) +
+                     " (is the coordinator's --model the workers' model?)");
+  }
+  if (Status valid = placement.validate(); !valid.is_ok()) {
+    return error(ErrorCode::kInvalidArgument, what + " is invalid: " + valid.message());
+  }
+  return placement;
+}
+
 Status EngineCore::begin_generation(const protocol::Assign& assign) {
   if (building_.valid()) building_.wait();  // an older build: let it finish, then drop it
   built_.reset();
+  EEP_ASSIGN_OR_RETURN(Placement placement, placement_for(assign));
   // Rank 0 serves the generation's stores; they must listen before anyone connects.
   std::unique_ptr<StoreServer> control_store, ep_store;
   if (assign.world_size > 1 && assign.rank == 0) {
@@ -86,15 +149,16 @@ Status EngineCore::begin_generation(const protocol::Assign& assign) {
     ep_store = std::move(ep).value();
   }
   const bool first = blocks_ == nullptr;
-  building_ = std::async(std::launch::async, [this, assign, control = std::move(control_store),
+  building_ = std::async(std::launch::async, [this, assign, placement = std::move(placement),
+                                              control = std::move(control_store),
                                               ep = std::move(ep_store), first]() mutable {
-    return build_generation(assign, std::move(control), std::move(ep), first);
+    return build_generation(assign, std::move(placement), std::move(control), std::move(ep), first);
   });
   return Status::ok();
 }
 
 Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
-    const protocol::Assign& assign, std::unique_ptr<StoreServer> control_store,
+    const protocol::Assign& assign, Placement placement, std::unique_ptr<StoreServer> control_store,
     std::unique_ptr<StoreServer> ep_store, bool first) {
   // Runs on the helper thread: touches only its arguments, the (const) checkpoint and the
   // backend's helper-thread methods.
@@ -103,13 +167,7 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
   generation->assign = assign;
   generation->control_store = std::move(control_store);
   generation->ep_store = std::move(ep_store);
-  const ModelConfig& config = checkpoint_.config();
-  const int slots = options_.slots_per_rank > 0
-                        ? options_.slots_per_rank
-                        : Placement::min_slots_per_rank(config.num_experts, assign.world_size);
-  EEP_ASSIGN_OR_RETURN(generation->placement,
-                       Placement::round_robin(config.num_hidden_layers, config.num_experts,
-                                              assign.world_size, slots));
+  generation->placement = std::move(placement);
   if (assign.world_size > 1) {
     for (const char* name : {"control", "ep"}) {
       GroupSpec spec;
@@ -129,17 +187,17 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
           std::move(group).value();
     }
   }
-  EEP_ASSIGN_OR_RETURN(generation->state,
-                       backend_->build(checkpoint_, generation->placement, assign.rank,
-                                       generation->ep_group.get()));
+  EEP_ASSIGN_OR_RETURN(generation->state, backend_->build(checkpoint_, generation->placement,
+                                                          assign.rank, generation->ep_group.get()));
   if (first) {
     EEP_ASSIGN_OR_RETURN(generation->num_kv_blocks, backend_->plan_kv_blocks());
   }
   EEP_LOG_INFO("generation "
                << assign.generation << " built in "
                << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
-               << " s (rank " << assign.rank << " of " << assign.world_size << ", " << slots
-               << " expert slots)");
+               << " s (rank " << assign.rank << " of " << assign.world_size << ", "
+               << generation->placement.slots_per_rank << " expert slots, "
+               << (assign.placement ? "assigned" : "round-robin") << " placement)");
   return generation;
 }
 
@@ -155,9 +213,9 @@ Result<bool> EngineCore::next_generation_built() {
     blocks_ = std::make_unique<KvBlockManager>(built_->num_kv_blocks, options_.block_size);
     scheduler_ = std::make_unique<Scheduler>(
         *blocks_,
-        SchedulerConfig{options_.max_num_seqs, options_.max_num_batched_tokens,
-                        std::min(config.max_position_embeddings,
-                                 built_->num_kv_blocks * options_.block_size)},
+        SchedulerConfig{
+            options_.max_num_seqs, options_.max_num_batched_tokens,
+            std::min(config.max_position_embeddings, built_->num_kv_blocks * options_.block_size)},
         std::vector<int32_t>(config.eos_token_ids.begin(), config.eos_token_ids.end()));
   }
   return true;
@@ -173,10 +231,19 @@ Status EngineCore::switch_to(std::unique_ptr<Generation> next) {
     if (previous->control_group) previous->control_group->destroy();
     if (previous->ep_group) previous->ep_group->destroy();
   }
-  EEP_LOG_INFO("switched to generation " << current_->assign.generation << " as rank "
-                                         << current_->assign.rank << " of "
-                                         << current_->assign.world_size << " (" << backend_->name()
-                                         << ")");
+  // Counts and plans belong to one generation (its placement, its groups).
+  take_expert_load(false);
+  last_step_end_.reset();
+  if (held_plan_ || moving_plan_) {
+    EEP_LOG_INFO("rebalance plan " << (moving_plan_ ? moving_plan_ : held_plan_)->rebalance.plan_id
+                                   << " dropped: the generation switched");
+  }
+  held_plan_.reset();
+  moving_plan_.reset();
+  newest_plan_id_.reset();
+  EEP_LOG_INFO("switched to generation "
+               << current_->assign.generation << " as rank " << current_->assign.rank << " of "
+               << current_->assign.world_size << " (" << backend_->name() << ")");
   return Status::ok();
 }
 
@@ -196,8 +263,8 @@ std::optional<protocol::RequestOutput> EngineCore::submit(const protocol::Submit
     }
   }
   if (!scheduler_) {
-    return protocol::RequestOutput{request.request_id, {}, true, "error",
-                                   "this rank is not serving yet"};
+    return protocol::RequestOutput{
+        request.request_id, {}, true, "error", "this rank is not serving yet"};
   }
   Status added = scheduler_->add(std::move(engine_request));
   if (!added.is_ok()) {
@@ -213,6 +280,7 @@ std::optional<protocol::RequestOutput> EngineCore::cancel(uint64_t request_id) {
 
 Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   StepResult result;
+  const Clock::time_point step_started = Clock::now();
   EEP_ASSIGN_OR_RETURN(const bool built, next_generation_built());
   // A rank that is not in a generation yet (a new rank) switches as soon as it has built one.
   if (!current_) {
@@ -229,17 +297,23 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
     num_tokens += chunk.num_tokens;
     has_prefill = has_prefill || chunk.num_tokens != 1;
   }
+  const int64_t held = held_plan_ ? plan_key(held_plan_->rebalance.plan_id) : 0;
+  const int64_t moving = moving_plan_ ? plan_key(moving_plan_->rebalance.plan_id) : 0;
   int64_t fields[kNumLockstepFields] = {scheduler_->has_work() ? 1 : 0,
                                         static_cast<int64_t>(wake_epoch),
                                         building_.valid() || built_ ? 1 : 0,
                                         building_.valid() && !built_ ? 1 : 0,
                                         num_tokens,
-                                        has_prefill ? 1 : 0};
+                                        has_prefill ? 1 : 0,
+                                        held,
+                                        -held,
+                                        moving,
+                                        -moving};
   if (current_->control_group) {
     EEP_RETURN_IF_ERROR(
         current_->control_group->all_reduce(fields, kNumLockstepFields, ReduceOp::kMax));
   }
-  if (fields[2] == 1 && fields[3] == 0) {
+  if (fields[kNextGenerationPending] == 1 && fields[kNextGenerationNotBuilt] == 0) {
     // Every rank has built the next generation (or is not part of it): switch here, together.
     if (built_) {
       EEP_RETURN_IF_ERROR(switch_to(std::move(built_)));
@@ -251,9 +325,17 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
                                         << " switched to the next without this rank");
     return result;
   }
-  if (fields[0] == 0) {
+  const bool moves_layers = agree_on_rebalance(fields, &result);
+  if (fields[kHasWork] == 0 && !moves_layers) {
     result.idle = true;
-    result.idle_epoch = static_cast<uint64_t>(fields[1]);
+    result.idle_epoch = static_cast<uint64_t>(fields[kWakeEpoch]);
+    if (!result.expert_load) result.expert_load = take_expert_load(true);
+    last_step_end_.reset();
+    return result;
+  }
+  if (moves_layers) EEP_RETURN_IF_ERROR(move_layers(&result));
+  if (fields[kHasWork] == 0) {  // only moves this step
+    end_moving_step(step_started, &result);
     return result;
   }
 
@@ -268,16 +350,16 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
     }
     batch.push_back(std::move(sequence));
     const EngineRequest& request = *chunk.request;
-    sampling.push_back(chunk.samples()
-                           ? std::optional<SamplingSpec>(SamplingSpec{
-                                 request.params.temperature, request.params.top_p,
-                                 request.params.seed, request.output.size()})
-                           : std::nullopt);
+    sampling.push_back(chunk.samples() ? std::optional<SamplingSpec>(SamplingSpec{
+                                             request.params.temperature, request.params.top_p,
+                                             request.params.seed, request.output.size()})
+                                       : std::nullopt);
   }
-  const StepPlan plan{std::max<int64_t>(fields[4], 1), fields[5] == 0};
+  const StepPlan plan{std::max<int64_t>(fields[kNumTokens], 1), fields[kHasPrefill] == 0};
   EEP_ASSIGN_OR_RETURN(std::vector<int32_t> sampled,
                        backend_->executor().forward_sample(batch, sampling, *blocks_, plan));
   ++step_count_;
+  ++num_steps_since_report_;
   size_t sampled_idx = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
     if (!sampling[i]) continue;
@@ -292,7 +374,175 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
       }
     }
   }
+  if (moves_layers) {
+    end_moving_step(step_started, &result);
+  } else {
+    const Clock::time_point now = Clock::now();
+    if (num_steps_since_report_ >= kLoadReportSteps && now - last_report_ >= kLoadReportInterval) {
+      result.expert_load = take_expert_load(true);
+    }
+    last_step_end_ = now;
+  }
   return result;
+}
+
+// ---- EPLB ----
+
+Status EngineCore::begin_rebalance(const protocol::Rebalance& rebalance) {
+  const std::string what = "rebalance plan " + std::to_string(rebalance.plan_id);
+  if (!current_) return error(ErrorCode::kFailedPrecondition, what + ": not serving yet");
+  if (rebalance.generation != generation()) {
+    return error(ErrorCode::kFailedPrecondition,
+                 what + " is for generation " + std::to_string(rebalance.generation) +
+                     ", this rank serves generation " + std::to_string(generation()));
+  }
+  if (newest_plan_id_ && rebalance.plan_id <= *newest_plan_id_) {
+    return error(ErrorCode::kFailedPrecondition, what + " is not newer than plan " +
+                                                     std::to_string(*newest_plan_id_) +
+                                                     " of this generation");
+  }
+  const Placement& served = current_->placement;
+  const Placement& target = rebalance.placement;
+  if (target.num_ranks != served.num_ranks || target.slots_per_rank != served.slots_per_rank ||
+      target.num_layers != served.num_layers ||
+      target.num_logical_experts != served.num_logical_experts) {
+    return error(ErrorCode::kInvalidArgument,
+                 what + " has " + shape_of(target) + ", the generation serves " + shape_of(served));
+  }
+  if (Status valid = target.validate(); !valid.is_ok()) {
+    return error(ErrorCode::kInvalidArgument, what + " is invalid: " + valid.message());
+  }
+  if (rebalance.layers_per_step < 1) {
+    return error(ErrorCode::kInvalidArgument, what + " moves " +
+                                                  std::to_string(rebalance.layers_per_step) +
+                                                  " layers per step; at least 1");
+  }
+  if (held_plan_) {
+    EEP_LOG_INFO(what << " replaces plan " << held_plan_->rebalance.plan_id
+                      << ", which had not started");
+  }
+  newest_plan_id_ = rebalance.plan_id;
+  held_plan_.emplace();
+  held_plan_->rebalance = rebalance;
+  EEP_LOG_INFO(what << " held (" << rebalance.layers_per_step
+                    << " layers per step), waiting for every rank");
+  return Status::ok();
+}
+
+bool EngineCore::agree_on_rebalance(const int64_t* fields, StepResult* result) {
+  const int64_t moving_max = fields[kMovingPlan];
+  const int64_t moving_min = -fields[kMovingPlanNegated];
+  if (moving_plan_) {
+    if (moving_min == moving_max) return true;
+    // Every rank started it at the same step and moves the same layers per step, so a rank
+    // without it stopped: its move failed (it reported why).
+    result->rebalance_done = finish_rebalance("another rank stopped moving (its move failed)");
+    return false;
+  }
+  const bool others_busy = moving_max != 0 || fields[kNextGenerationPending] != 0;
+  if (!held_plan_ || others_busy || fields[kHeldPlan] != -fields[kHeldPlanNegated]) return false;
+  // Every rank holds this plan (min == max == ours) and nobody moves another one.
+  moving_plan_ = std::move(held_plan_);
+  held_plan_.reset();
+  moving_plan_->started = Clock::now();
+  EEP_LOG_INFO("rebalance plan " << moving_plan_->rebalance.plan_id
+                                 << ": every rank holds it, moving "
+                                 << moving_plan_->rebalance.layers_per_step << " layers per step");
+  return true;
+}
+
+Status EngineCore::move_layers(StepResult* result) {
+  RebalancePlan& plan = *moving_plan_;
+  // The counts so far were routed over the old placement (reported) or, after a step that moved
+  // layers, over a mix of old and new (dropped).
+  auto load = take_expert_load(plan.num_layers_moved == 0);
+  if (load && !result->expert_load) result->expert_load = std::move(load);
+  const int num_layers = current_->placement.num_layers;
+  const int end_layer =
+      std::min(num_layers, plan.num_layers_moved + plan.rebalance.layers_per_step);
+  std::string failure;
+  for (int layer = plan.num_layers_moved; layer < end_layer && failure.empty(); ++layer) {
+    const std::vector<int>& row = plan.rebalance.placement.phy2log[layer];
+    auto moved = backend_->executor().move_layer_experts(layer, row, current_->ep_group.get());
+    if (!moved.is_ok()) {
+      failure = "moving layer " + std::to_string(layer) + " failed: " + moved.status().to_string() +
+                " (layers [0, " + std::to_string(layer) +
+                ") are on the new placement, the others on the old)";
+      break;
+    }
+    plan.bytes_moved += moved.value();
+    current_->placement.phy2log[layer] = row;
+    ++plan.num_layers_moved;
+  }
+  if (current_->control_group) {
+    // Tokens go where the placement says, so every rank must serve the same one: a move that
+    // failed on some ranks only (a collective that broke half way) leaves this generation unable
+    // to serve, and the step fails as on any broken collective.
+    int64_t agreed[2] = {plan.num_layers_moved, -plan.num_layers_moved};
+    EEP_RETURN_IF_ERROR(current_->control_group->all_reduce(agreed, 2, ReduceOp::kMax));
+    if (agreed[0] != -agreed[1]) {
+      return error(ErrorCode::kInternal,
+                   "rebalance plan " + std::to_string(plan.rebalance.plan_id) +
+                       ": the ranks moved between " + std::to_string(-agreed[1]) + " and " +
+                       std::to_string(agreed[0]) +
+                       " layers, so their expert placements differ; this generation cannot "
+                       "serve (" +
+                       (failure.empty() ? std::string("another rank's move failed") : failure) +
+                       ")");
+    }
+  }
+  if (!failure.empty()) {
+    result->rebalance_done = finish_rebalance(std::move(failure));
+  } else if (plan.num_layers_moved == num_layers) {
+    plan.ended = Clock::now();
+  }
+  return Status::ok();
+}
+
+void EngineCore::end_moving_step(Clock::time_point step_started, StepResult* result) {
+  const Clock::time_point now = Clock::now();
+  if (moving_plan_) {
+    RebalancePlan& plan = *moving_plan_;
+    plan.longest_step_gap_ms = std::max(
+        plan.longest_step_gap_ms, milliseconds_between(last_step_end_.value_or(step_started), now));
+    if (plan.num_layers_moved == current_->placement.num_layers) {
+      result->rebalance_done = finish_rebalance("");
+    }
+  }
+  last_step_end_ = now;
+}
+
+protocol::RebalanceDone EngineCore::finish_rebalance(std::string error) {
+  EEP_CHECK(moving_plan_.has_value());
+  const RebalancePlan& plan = *moving_plan_;
+  protocol::RebalanceDone done;
+  done.generation = current_->assign.generation;
+  done.plan_id = plan.rebalance.plan_id;
+  done.rank = current_->assign.rank;
+  done.bytes_moved = plan.bytes_moved;
+  const Clock::time_point ended = error.empty() ? plan.ended : Clock::now();
+  done.seconds = std::chrono::duration<double>(ended - plan.started).count();
+  done.longest_step_gap_ms = plan.longest_step_gap_ms;
+  done.error = std::move(error);
+  if (done.error.empty()) {
+    EEP_LOG_INFO("rebalance plan " << done.plan_id << " moved: " << done.bytes_moved
+                                   << " bytes received in " << done.seconds
+                                   << " s, longest step gap " << done.longest_step_gap_ms << " ms");
+  } else {
+    EEP_LOG_ERROR("rebalance plan " << done.plan_id << " stopped: " << done.error);
+  }
+  moving_plan_.reset();
+  return done;
+}
+
+std::optional<protocol::ExpertLoad> EngineCore::take_expert_load(bool report) {
+  std::vector<std::vector<int64_t>> counts = backend_->executor().take_slot_counts();
+  const uint64_t num_steps = num_steps_since_report_;
+  num_steps_since_report_ = 0;
+  last_report_ = Clock::now();
+  if (!report || num_steps == 0) return std::nullopt;
+  return protocol::ExpertLoad{current_->assign.generation, current_->assign.rank, num_steps,
+                              std::move(counts)};
 }
 
 }  // namespace eep::worker

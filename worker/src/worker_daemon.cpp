@@ -178,6 +178,26 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
       }
       return;
     }
+    case protocol::MsgType::kRebalance: {
+      auto rebalance = protocol::parse_body<protocol::Rebalance>(envelope);
+      if (!rebalance.is_ok()) {
+        EEP_LOG_WARN(rebalance.status().to_string());
+        return;
+      }
+      if (!engine_) {
+        EEP_LOG_WARN("ignored rebalance plan " << rebalance->plan_id
+                                               << ": this worker serves no model");
+        return;
+      }
+      if (Status held = engine_->begin_rebalance(rebalance.value()); !held.is_ok()) {
+        EEP_LOG_WARN("ignored " << held.message());
+        return;
+      }
+      // The ranks agree on the plan in a step: an idle fleet steps again (the others may still
+      // be about to receive it; the last to receive it wakes the fleet once more).
+      if (idle_) request_wake();
+      return;
+    }
     case protocol::MsgType::kWake: {
       auto wake = protocol::parse_body<protocol::Wake>(envelope);
       if (!wake.is_ok()) return;
@@ -241,6 +261,9 @@ void WorkerDaemon::serve_once() {
   }
   if (step->switched) update_log_speaker();
   send_outputs(std::move(step->outputs));
+  // The load before the RebalanceDone: a report sent before it is over the old placement.
+  if (step->expert_load) send(*step->expert_load);
+  if (step->rebalance_done) send(*step->rebalance_done);
   if (engine_->retired()) {
     stop_ = true;
     stop_reason_ = "retired from generation " + std::to_string(engine_->generation());

@@ -2,14 +2,38 @@
 // the process groups of the current generation. The daemon's loop feeds it requests and calls
 // step(); step() keeps every rank of the generation in lockstep:
 //   1. a small all-reduce (max) on the control group of [has work, wake epoch, next generation
-//      not ready]: everybody learns whether anyone has work, the newest wake epoch seen, and
-//      whether every rank has built the next generation;
+//      not ready, the step's shape, rebalance plans]: everybody learns whether anyone has work,
+//      the newest wake epoch seen, whether every rank has built the next generation, and whether
+//      every rank holds the same rebalance plan (EPLB below);
 //   2. when nobody has work the fleet goes idle at that epoch (the daemon then waits for a wake
 //      above it); when every rank has built generation g+1, all switch to it at this same step;
 //   3. otherwise the forward step runs (an empty, dummy batch on a rank without work, because the
 //      MoE all-to-all is collective), tokens are sampled, the scheduler advances.
 // Requests and their KV cache survive a generation switch: attention is local to the rank; only
 // the expert placement and the groups change. One thread uses it.
+//
+// EPLB (DESIGN.md section 8), on the same all-reduce:
+// - Load reports: the tokens this rank routed to each physical slot, taken from the executor and
+//   put in a StepResult for the daemon to send, after a forward step once at least
+//   kLoadReportSteps steps and kLoadReportInterval have passed since the previous report, and
+//   when the fleet goes idle (so a short burst is not lost). The ranks step together, so their
+//   reports cover the same steps, give or take the one at which the clock rule fires. A report
+//   covers one generation and one placement: the counts pending at a switch are dropped; those
+//   pending when a rebalance starts moving are reported then, those of the steps that move
+//   layers are dropped, and the reports after this rank's RebalanceDone are over the new
+//   placement.
+// - Rebalance: a plan (begin_rebalance) is held until the all-reduce shows that every rank holds
+//   the same plan id, nobody is moving another plan and no next generation is pending; then,
+//   from that same step on, every rank moves the next layers_per_step layers (in layer order)
+//   after the all-reduce and before the forward, one step after the other, also in steps where
+//   nobody has work (the fleet does not go idle while moving). After its moves, each such step
+//   all-reduces the number of layers moved, so that no forward runs while the ranks' placements
+//   differ. A finished or stopped plan puts its RebalanceDone in the StepResult. A failed move
+//   stops the plan (RebalanceDone.error; layers moved before it keep their new placement) but not
+//   the step when it failed alike on every rank, as a move refused before any traffic is (every
+//   rank has the same arguments); when it failed on some ranks only (a collective that broke),
+//   the placements differ and the step fails, as on any broken collective: the daemon leaves the
+//   lockstep and the fleet rebuilds. A generation switch drops held and moving plans.
 #pragma once
 
 #include <chrono>
@@ -49,6 +73,8 @@ struct StepResult {
   uint64_t idle_epoch = 0;
   bool switched = false;  // this step moved to the next generation
   std::vector<protocol::RequestOutput> outputs;
+  std::optional<protocol::ExpertLoad> expert_load;        // to send (before rebalance_done)
+  std::optional<protocol::RebalanceDone> rebalance_done;  // a plan finished or stopped
 };
 
 class EngineCore {
@@ -80,7 +106,21 @@ class EngineCore {
   // One lockstep iteration (see the header comment). `wake_epoch` is the newest wake seen.
   Result<StepResult> step(uint64_t wake_epoch);
 
+  // Holds a rebalance plan of the current generation until every rank holds it (see the header
+  // comment). Refused (kFailedPrecondition / kInvalidArgument, nothing changes) when it is for
+  // another generation, is not newer than a plan this generation already held, or its placement
+  // does not fit (other ranks, slots per rank, layers or experts; invalid). A newer plan replaces
+  // one held and not started; one arriving while another moves starts after it.
+  Status begin_rebalance(const protocol::Rebalance& rebalance);
+  // The placement the current generation serves on now (moved layers included). serving() only.
+  const Placement& placement() const { return current_->placement; }
+
+  // Load reports: after at least this many forward steps and this much time since the last one.
+  static constexpr uint64_t kLoadReportSteps = 32;
+  static constexpr std::chrono::milliseconds kLoadReportInterval{250};
+
  private:
+  using Clock = std::chrono::steady_clock;
   struct Generation {
     protocol::Assign assign;
     std::unique_ptr<StoreServer> control_store;  // rank 0 only
@@ -88,15 +128,40 @@ class EngineCore {
     std::unique_ptr<ProcessGroup> control_group;  // null when world_size == 1
     std::unique_ptr<ProcessGroup> ep_group;
     std::unique_ptr<GenerationState> state;  // this rank's weights and exchange on the device
-    Placement placement;
-    int num_kv_blocks = 0;  // set by the first generation a rank builds
+    Placement placement;                     // as served: a rebalance updates it layer by layer
+    int num_kv_blocks = 0;                   // set by the first generation a rank builds
+  };
+  // A rebalance plan held or moving on this rank.
+  struct RebalancePlan {
+    protocol::Rebalance rebalance;
+    int num_layers_moved = 0;  // layers [0, num_layers_moved) are on the new placement
+    uint64_t bytes_moved = 0;
+    Clock::time_point started;  // the first move
+    Clock::time_point ended;    // the last move (set when every layer moved)
+    double longest_step_gap_ms = 0;
   };
   EngineCore(EngineOptions options, Checkpoint checkpoint, std::unique_ptr<Backend> backend);
+  // Assign.placement, checked against the assignment and the model, or the round-robin one.
+  Result<Placement> placement_for(const protocol::Assign& assign) const;
   Result<std::unique_ptr<Generation>> build_generation(const protocol::Assign& assign,
+                                                       Placement placement,
                                                        std::unique_ptr<StoreServer> control_store,
                                                        std::unique_ptr<StoreServer> ep_store,
                                                        bool first);
   Status switch_to(std::unique_ptr<Generation> next);
+
+  // EPLB steps of step(): `fields` is the reduced lockstep. Whether this step moves layers
+  // (starting a held plan, or stopping a moving one that another rank stopped).
+  bool agree_on_rebalance(const int64_t* fields, StepResult* result);
+  // Moves this step's layers of the moving plan; a failed move ends the plan into `result`. An
+  // error when the ranks' placements differ afterwards (a move failed on some ranks only).
+  Status move_layers(StepResult* result);
+  // After a step that moved layers: its gap, and the RebalanceDone when every layer moved.
+  void end_moving_step(Clock::time_point step_started, StepResult* result);
+  protocol::RebalanceDone finish_rebalance(std::string error);
+  // Takes the executor's counts: reported as an ExpertLoad when `report` and some steps ran,
+  // else dropped; either way a new report window starts.
+  std::optional<protocol::ExpertLoad> take_expert_load(bool report);
 
   EngineOptions options_;
   Checkpoint checkpoint_;
@@ -109,6 +174,16 @@ class EngineCore {
   std::unique_ptr<Generation> built_;  // built, waiting for every rank to have built it
   bool retired_ = false;
   uint64_t step_count_ = 0;
+
+  // EPLB, reset at every switch.
+  std::optional<RebalancePlan> held_plan_;    // waiting for every rank to hold it
+  std::optional<RebalancePlan> moving_plan_;  // every rank moves its layers, step by step
+  std::optional<uint64_t> newest_plan_id_;    // of this generation: older plans are refused
+  uint64_t num_steps_since_report_ = 0;
+  Clock::time_point last_report_;
+  // The end of the previous step that ran (a forward or moves); reset when the fleet goes idle,
+  // so the step gap of a move never counts idle time.
+  std::optional<Clock::time_point> last_step_end_;
 };
 
 }  // namespace eep::worker

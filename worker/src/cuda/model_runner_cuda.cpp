@@ -10,6 +10,7 @@
 #include "eep/kernels/cuda/rmsnorm.h"
 #include "eep/kernels/cuda/router.h"
 #include "eep/worker/cuda/cuda_status.h"
+#include "eep/worker/expert_moves.h"
 
 namespace eep::worker {
 namespace {
@@ -121,6 +122,7 @@ ModelRunnerCuda::~ModelRunnerCuda() {
   if (kv_arena_ != nullptr) cudaFree(kv_arena_);
   if (staging_ != nullptr) cudaFreeHost(staging_);
   if (sampled_host_ != nullptr) cudaFreeHost(sampled_host_);
+  if (move_staging_ != nullptr) cudaFree(move_staging_);
 }
 
 Result<std::unique_ptr<ModelRunnerCuda>> ModelRunnerCuda::create(const ModelConfig& config,
@@ -464,9 +466,102 @@ Result<std::vector<int32_t>> ModelRunnerCuda::forward_sample(
   return tokens;
 }
 
+Status ModelRunnerCuda::reserve_move_staging(size_t num_bytes) {
+  if (num_bytes <= move_staging_bytes_) return Status::ok();
+  // The previous move synchronised the stream before returning: nothing reads the old buffer.
+  if (move_staging_ != nullptr) {
+    EEP_CUDA_RETURN_IF_ERROR(cudaFree(move_staging_));
+    move_staging_ = nullptr;
+    move_staging_bytes_ = 0;
+  }
+  const cudaError_t err = cudaMalloc(&move_staging_, num_bytes);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // do not leave the failure for the next launch check to report
+    move_staging_ = nullptr;
+    return error(ErrorCode::kResourceExhausted,
+                 "expert move: cannot allocate " + std::to_string(num_bytes >> 20) +
+                     " MiB of device staging (" + cudaGetErrorString(err) +
+                     "); move fewer experts per layer or lower --gpu-memory-utilization");
+  }
+  move_staging_bytes_ = num_bytes;
+  return Status::ok();
+}
 
-Result<uint64_t> ModelRunnerCuda::move_layer_experts(int, const std::vector<int>&, ProcessGroup*) {
-  return error(ErrorCode::kFailedPrecondition, "expert moves are not built yet");
+Result<uint64_t> ModelRunnerCuda::move_layer_experts(int layer_idx,
+                                                     const std::vector<int>& new_phy2log,
+                                                     ProcessGroup* ep_group) {
+  if (weights_ == nullptr || moe_ == nullptr) {
+    return error(ErrorCode::kFailedPrecondition, "expert move: no weights installed");
+  }
+  const Placement& placement = moe_->placement();
+  const int rank = moe_->rank();
+  EEP_RETURN_IF_ERROR(check_expert_move(placement, layer_idx, new_phy2log, rank, ep_group));
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  EEP_CUDA_RETURN_IF_ERROR(cudaStreamIsCapturing(stream_, &capture));
+  if (capture != cudaStreamCaptureStatusNone) {
+    return error(ErrorCode::kFailedPrecondition, "expert move: cannot run during a graph capture");
+  }
+  const int slots_per_rank = placement.slots_per_rank;
+  EEP_CHECK(weights_->slots_per_rank() == slots_per_rank);
+  // A slot's expert: w13 [2 * Ip, H] then w2 [H, Ip], bf16, padding included (it stays zero).
+  const size_t hidden = static_cast<size_t>(config_.hidden_size);
+  const size_t inter_p = static_cast<size_t>(DeviceWeights::padded_intermediate(config_));
+  const size_t w13_bytes = 2 * inter_p * hidden * sizeof(bf16);
+  const size_t w2_bytes = hidden * inter_p * sizeof(bf16);
+  const size_t expert_bytes = w13_bytes + w2_bytes;
+  const std::vector<ExpertMove> moves =
+      plan_expert_moves(placement.phy2log[layer_idx], new_phy2log, slots_per_rank);
+  const ExpertMoveSchedule schedule =
+      schedule_expert_moves(moves, rank, placement.num_ranks, slots_per_rank, expert_bytes);
+  const size_t num_packed = schedule.sends.size() + schedule.local.size();
+  const size_t send_bytes = align_up(num_packed * expert_bytes);
+  const size_t recv_bytes = schedule.recvs.size() * expert_bytes;
+  EEP_RETURN_IF_ERROR(reserve_move_staging(send_bytes + recv_bytes));
+  auto* send = static_cast<std::byte*>(move_staging_);
+  std::byte* recv = send + send_bytes;
+
+  const DeviceLayerWeights& layer = weights_->layer(layer_idx);
+  auto* w13 = reinterpret_cast<std::byte*>(layer.w13);
+  auto* w2 = reinterpret_cast<std::byte*>(layer.w2);
+  // Every source into the staging buffer (sends, then local copies) before any slot is written:
+  // a slot may be a source and a destination. Everything below is ordered on stream_.
+  auto pack = [&](const ExpertMove& move, std::byte* out) -> Status {
+    const size_t local = static_cast<size_t>(move.src_slot % slots_per_rank);
+    EEP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out, w13 + local * w13_bytes, w13_bytes,
+                                             cudaMemcpyDeviceToDevice, stream_));
+    EEP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out + w13_bytes, w2 + local * w2_bytes, w2_bytes,
+                                             cudaMemcpyDeviceToDevice, stream_));
+    return Status::ok();
+  };
+  auto unpack = [&](const ExpertMove& move, const std::byte* in) -> Status {
+    const size_t local = static_cast<size_t>(move.dst_slot % slots_per_rank);
+    EEP_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(w13 + local * w13_bytes, in, w13_bytes, cudaMemcpyDeviceToDevice, stream_));
+    EEP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w2 + local * w2_bytes, in + w13_bytes, w2_bytes,
+                                             cudaMemcpyDeviceToDevice, stream_));
+    return Status::ok();
+  };
+  for (size_t i = 0; i < schedule.sends.size(); ++i) {
+    EEP_RETURN_IF_ERROR(pack(schedule.sends[i], send + i * expert_bytes));
+  }
+  const std::byte* local_sources = send + schedule.sends.size() * expert_bytes;
+  for (size_t i = 0; i < schedule.local.size(); ++i) {
+    EEP_RETURN_IF_ERROR(pack(schedule.local[i], send + (schedule.sends.size() + i) * expert_bytes));
+  }
+  if (ep_group != nullptr) {
+    EEP_RETURN_IF_ERROR(
+        ep_group->all_to_all_v(send, schedule.send_bytes.data(), recv, schedule.recv_bytes.data()));
+  }
+  for (size_t i = 0; i < schedule.recvs.size(); ++i) {
+    EEP_RETURN_IF_ERROR(unpack(schedule.recvs[i], recv + i * expert_bytes));
+  }
+  for (size_t i = 0; i < schedule.local.size(); ++i) {
+    EEP_RETURN_IF_ERROR(unpack(schedule.local[i], local_sources + i * expert_bytes));
+  }
+  // Synchronises the stream: the weights are in place and the staging buffer is free again.
+  EEP_RETURN_IF_ERROR(moe_->set_layer_placement(layer_idx, new_phy2log));
+  EEP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return static_cast<uint64_t>(schedule.num_recv_bytes());
 }
 
 }  // namespace eep::worker

@@ -62,6 +62,23 @@ Status cuda_status(cudaError_t err, const char* what) {
                std::string("MoE dispatch on the GPU: ") + what + ": " + cudaGetErrorString(err));
 }
 
+// Appends one layer's replica tables: offsets [E + 1] (relative to the layer's slots), then per
+// logical expert its slots in increasing slot order (the order ReplicaTable::choose indexes).
+void append_replica_tables(const std::vector<int>& row, int num_logical_experts,
+                           std::vector<int32_t>& offsets, std::vector<int32_t>& slots) {
+  std::vector<std::vector<int32_t>> slots_of(num_logical_experts);
+  for (int slot = 0; slot < static_cast<int>(row.size()); ++slot)
+    slots_of[row[slot]].push_back(slot);
+  int32_t begin = 0;
+  for (const auto& expert_slots : slots_of) {
+    offsets.push_back(begin);
+    slots.insert(slots.end(), expert_slots.begin(), expert_slots.end());
+    begin += static_cast<int32_t>(expert_slots.size());
+  }
+  offsets.push_back(begin);
+  EEP_CHECK(begin == static_cast<int32_t>(row.size()));
+}
+
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
@@ -188,22 +205,14 @@ Status MoeDispatcherCuda::allocate_and_upload() {
         "zeroing the slot counts"));
   }
 
-  // Replica tables: per layer, per logical expert its slots in increasing slot order (the
-  // order ReplicaTable::choose indexes).
-  const ReplicaTable replicas(placement_);
+  // Replica tables, layer after layer.
   std::vector<int32_t> offsets;
   std::vector<int32_t> slots;
   offsets.reserve(sizes.replica_offsets);
   slots.reserve(sizes.replica_slots);
   for (int layer = 0; layer < placement_.num_layers; ++layer) {
-    int32_t begin = 0;
-    for (int logical = 0; logical < placement_.num_logical_experts; ++logical) {
-      offsets.push_back(begin);
-      for (int slot : replicas.replicas(layer, logical)) slots.push_back(slot);
-      begin += static_cast<int32_t>(replicas.replicas(layer, logical).size());
-    }
-    offsets.push_back(begin);
-    EEP_CHECK(begin == placement_.num_slots());
+    append_replica_tables(placement_.phy2log[layer], placement_.num_logical_experts, offsets,
+                          slots);
   }
   EEP_CHECK(offsets.size() == sizes.replica_offsets && slots.size() == sizes.replica_slots);
   if (!offsets.empty()) {
@@ -218,6 +227,42 @@ Status MoeDispatcherCuda::allocate_and_upload() {
   }
   // The host tables must outlive the copies.
   return cuda_status(cudaStreamSynchronize(stream_), "uploading the replica tables");
+}
+
+Status MoeDispatcherCuda::set_layer_placement(int layer_idx, std::vector<int> row) {
+  if (layer_idx < 0 || layer_idx >= placement_.num_layers) {
+    return error(ErrorCode::kInvalidArgument,
+                 "MoE dispatch: no layer " + std::to_string(layer_idx));
+  }
+  EEP_RETURN_IF_ERROR(placement_.validate_row(row, layer_idx));
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  EEP_RETURN_IF_ERROR(cuda_status(cudaStreamIsCapturing(stream_, &capture), "capture query"));
+  if (capture != cudaStreamCaptureStatusNone) {
+    return error(ErrorCode::kFailedPrecondition,
+                 "MoE dispatch: a placement change cannot happen during a graph capture");
+  }
+  const int num_experts = placement_.num_logical_experts;
+  const int num_slots = placement_.num_slots();
+  std::vector<int32_t> offsets;
+  std::vector<int32_t> slots;
+  append_replica_tables(row, num_experts, offsets, slots);
+  // The same sizes as at creation: the layer's block of each table is overwritten in place.
+  EEP_CHECK(offsets.size() == static_cast<size_t>(num_experts) + 1 &&
+            slots.size() == static_cast<size_t>(num_slots));
+  EEP_RETURN_IF_ERROR(cuda_status(
+      cudaMemcpyAsync(replica_offsets_ + static_cast<int64_t>(layer_idx) * (num_experts + 1),
+                      offsets.data(), offsets.size() * sizeof(int32_t), cudaMemcpyHostToDevice,
+                      stream_),
+      "uploading a layer's replica offsets"));
+  EEP_RETURN_IF_ERROR(cuda_status(
+      cudaMemcpyAsync(replica_slots_ + static_cast<int64_t>(layer_idx) * num_slots, slots.data(),
+                      slots.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+      "uploading a layer's replica slots"));
+  // The host tables must outlive the copies.
+  EEP_RETURN_IF_ERROR(
+      cuda_status(cudaStreamSynchronize(stream_), "uploading a layer's replica tables"));
+  placement_.phy2log[layer_idx] = std::move(row);
+  return Status::ok();
 }
 
 Status MoeDispatcherCuda::exchange(const void* send, void* recv, size_t bytes_per_peer,

@@ -57,6 +57,11 @@ class ModelRunnerCuda final : public ModelExecutor {
       const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
       const KvBlockManager& blocks, const StepPlan& plan) override;
   std::vector<std::vector<int64_t>> take_slot_counts() override;
+  // Packs the layer's source experts (w13 and w2 of each slot, padded width) into a device
+  // staging buffer with copies on the stream, exchanges them with ep_group's all_to_all_v (which
+  // must be ordered on the same stream: the NCCL group of this backend), unpacks them into their
+  // slots in place and rewrites the layer's replica tables in place, so captured decode graphs
+  // keep working. Never during a capture; synchronises the stream before returning.
   Result<uint64_t> move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,
                                       ProcessGroup* ep_group) override;
 
@@ -87,6 +92,8 @@ class ModelRunnerCuda final : public ModelExecutor {
   Status enqueue_layers(const Shape& shape);
   Status enqueue_head(int64_t first_row, int64_t num_rows);
   Status run(const Shape& shape);
+  // move_staging_ holds at least num_bytes (grown outside captures, kept for later moves).
+  Status reserve_move_staging(size_t num_bytes);
 
   ModelConfig config_;
   CudaRunnerOptions options_;
@@ -129,6 +136,10 @@ class ModelRunnerCuda final : public ModelExecutor {
   void* sampling_workspace_ = nullptr;
   size_t sampling_workspace_bytes_ = 0;
   int32_t* sampled_host_ = nullptr;  // pinned [max_num_seqs]
+  // Expert moves: the packed source experts, then the received ones (device, grown on demand to
+  // the largest layer move so far).
+  void* move_staging_ = nullptr;
+  size_t move_staging_bytes_ = 0;
 };
 
 }  // namespace eep::worker

@@ -75,7 +75,15 @@ class MoeDispatcherCuda {
                  const MoeLayerWeightsCuda& weights, float* x);
 
   const Placement& placement() const { return placement_; }
+  int rank() const { return rank_; }
   int64_t max_capacity() const { return max_capacity_; }
+  // Layer `layer_idx` routes by `row` (a valid phy2log row of the placement's sizes, else
+  // kInvalidArgument and nothing changes) from the next forward on; the other layers keep theirs.
+  // The layer's replica tables are rewritten in place (same device buffers, same sizes), so
+  // captured graphs route by the new row when replayed. The upload is ordered on the stream after
+  // every forward enqueued before; synchronises the stream, so never during a capture
+  // (kFailedPrecondition). The caller has put the experts of `row` into this rank's slots.
+  Status set_layer_placement(int layer_idx, std::vector<int> row);
   // Device memory held by this dispatcher.
   size_t device_bytes() const { return device_bytes_; }
 

@@ -340,6 +340,7 @@ void to_json(json& j, const RebalanceDone& m) {
            {"rank", m.rank},
            {"bytes_moved", m.bytes_moved},
            {"seconds", m.seconds},
+           {"move_seconds", m.move_seconds},
            {"longest_step_gap_ms", m.longest_step_gap_ms}};
   if (!m.error.empty()) j["error"] = m.error;
 }
@@ -349,6 +350,7 @@ void from_json(const json& j, RebalanceDone& m) {
   required(j, "rank", m.rank);
   required(j, "bytes_moved", m.bytes_moved);
   required(j, "seconds", m.seconds);
+  optional_field(j, "move_seconds", m.move_seconds);
   required(j, "longest_step_gap_ms", m.longest_step_gap_ms);
   optional_field(j, "error", m.error);
 }
@@ -532,6 +534,7 @@ void to_json(json& j, const EplbRebalanceInfo& m) {
            {"after_balancedness", m.after_balancedness},
            {"bytes_moved", m.bytes_moved},
            {"seconds", m.seconds},
+           {"move_seconds", m.move_seconds},
            {"longest_step_gap_ms", m.longest_step_gap_ms}};
   if (!m.error.empty()) j["error"] = m.error;
 }
@@ -544,6 +547,7 @@ void from_json(const json& j, EplbRebalanceInfo& m) {
   optional_field(j, "after_balancedness", m.after_balancedness);
   optional_field(j, "bytes_moved", m.bytes_moved);
   optional_field(j, "seconds", m.seconds);
+  optional_field(j, "move_seconds", m.move_seconds);
   optional_field(j, "longest_step_gap_ms", m.longest_step_gap_ms);
 }
 

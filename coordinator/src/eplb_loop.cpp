@@ -129,8 +129,9 @@ void Coordinator::finish_rebalance(const RebalanceOutcome& outcome) {
                                  << fixed(plan.current_balancedness, 4) << " -> predicted "
                                  << fixed(plan.predicted_balancedness, 4) << "; "
                                  << fixed(outcome.bytes_moved / 1e6, 1) << " MB moved in "
-                                 << fixed(outcome.seconds, 3)
-                                 << " s (slowest rank), longest step gap "
+                                 << fixed(outcome.seconds, 3) << " s, "
+                                 << fixed(outcome.move_seconds, 3)
+                                 << " s of it moving (slowest rank), longest step gap "
                                  << fixed(outcome.longest_step_gap_ms, 1) << " ms");
   if (eplb_metrics_) {
     eplb_metrics_->count_rebalance(outcome.bytes_moved, outcome.longest_step_gap_ms);

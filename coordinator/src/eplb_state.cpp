@@ -183,6 +183,7 @@ std::optional<RebalanceOutcome> EplbState::on_done(const protocol::RebalanceDone
   }
   answers_.bytes_moved += done.bytes_moved;
   answers_.seconds = std::max(answers_.seconds, done.seconds);
+  answers_.move_seconds = std::max(answers_.move_seconds, done.move_seconds);
   answers_.longest_step_gap_ms = std::max(answers_.longest_step_gap_ms, done.longest_step_gap_ms);
   if (!done.error.empty() && answers_.status.is_ok()) {
     answers_.status = error(ErrorCode::kInternal, "rank " + std::to_string(done.rank) +
@@ -227,6 +228,7 @@ RebalanceOutcome EplbState::finish(Status status) {
   last.after_balancedness = outcome.plan.predicted_balancedness;
   last.bytes_moved = outcome.bytes_moved;
   last.seconds = outcome.seconds;
+  last.move_seconds = outcome.move_seconds;
   last.longest_step_gap_ms = outcome.longest_step_gap_ms;
   last_ = last;
   return outcome;

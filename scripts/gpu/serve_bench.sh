@@ -2,7 +2,10 @@
 # Serves a generated model (eep-mkmodel --preset PRESET, random bf16 weights) on a CUDA fleet of
 # N GPUs and runs eep-bench against it.
 #   scripts/gpu/serve_bench.sh PRESET N [eep-bench arguments...]
-# The checkpoint is cached in $EEP_MODEL_CACHE (default /dev/shm/eep-models).
+# The checkpoint is cached in $EEP_MODEL_CACHE (default /dev/shm/eep-models), under
+# $EEP_MODEL_NAME (default PRESET). Optional: $EEP_MKMODEL_ARGS (more eep-mkmodel flags),
+# $EEP_WORKER_ARGS (more eep-coordinator flags), $EEP_STATUS_JSON (where `eepctl status --json`
+# after the run goes).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$EEP_ROOT"
@@ -12,11 +15,11 @@ BIN=build-gpu/bin
 now() { date +%s.%N; }
 since() { python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.2f}')" "$1"; }
 CACHE=${EEP_MODEL_CACHE:-/dev/shm/eep-models}
-MODEL="$CACHE/$PRESET"
+MODEL="$CACHE/${EEP_MODEL_NAME:-$PRESET}"
 if [ ! -f "$MODEL/config.json" ]; then
   mkdir -p "$CACHE"
   start=$(now)
-  "$BIN/eep-mkmodel" --preset "$PRESET" --seed 1 --out "$MODEL"
+  "$BIN/eep-mkmodel" --preset "$PRESET" --seed 1 ${EEP_MKMODEL_ARGS:-} --out "$MODEL"
   echo "generated $MODEL in $(since "$start") s"
 fi
 RUN=$(mktemp -d -t eep-serve-XXXXXX)
@@ -46,3 +49,9 @@ done
 echo "fleet of $N ready in $(since "$start") s"
 "$BIN/eepctl" --admin "$ADMIN" status
 "$BIN/eep-bench" --base-url "http://127.0.0.1:$PORT" --seed 0 --no-progress "$@"
+sleep 1  # the last load reports and RebalanceDone answers
+"$BIN/eepctl" --admin "$ADMIN" status
+if [ -n "${EEP_STATUS_JSON:-}" ]; then
+  "$BIN/eepctl" --admin "$ADMIN" status --json >"$EEP_STATUS_JSON"
+fi
+grep "EPLB" "$RUN/coordinator.log" || true

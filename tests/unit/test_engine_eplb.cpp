@@ -217,7 +217,7 @@ std::vector<RankLog> run_two_ranks(const std::optional<protocol::Rebalance>& reb
 
 }  // namespace
 
-TEST_CASE("engine eplb: the assigned placement is served; one that does not fit fails the build",
+TEST_CASE("engine eplb: the assigned placement is served, one that does not fit fails the build",
           "[engine_eplb]") {
   auto engine = make_engine();
   protocol::Assign wrong = one_rank_assign(1);
@@ -388,7 +388,7 @@ TEST_CASE("engine eplb: one rank moves a plan while serving and while idle",
   CHECK(again.outputs == reference.outputs);
 }
 
-TEST_CASE("engine eplb: two ranks start a plan together once both hold it; outputs unchanged",
+TEST_CASE("engine eplb: two ranks start a plan together once both hold it, outputs unchanged",
           "[engine_eplb][move]") {
   const std::vector<RankLog> reference = run_two_ranks(std::nullopt, {-1, -1});
   const Placement target = shuffled(2, 9, 6);

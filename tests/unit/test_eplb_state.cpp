@@ -44,8 +44,16 @@ protocol::ExpertLoad report(int64_t generation, int rank, uint64_t num_steps, Co
 
 protocol::RebalanceDone done(const RebalancePlan& plan, int rank, uint64_t bytes, double seconds,
                              double gap_ms, std::string error = "") {
-  return protocol::RebalanceDone{plan.generation, plan.plan_id,    rank, bytes, seconds,
-                                 gap_ms,          std::move(error)};
+  protocol::RebalanceDone answer;
+  answer.generation = plan.generation;
+  answer.plan_id = plan.plan_id;
+  answer.rank = rank;
+  answer.bytes_moved = bytes;
+  answer.seconds = seconds;
+  answer.move_seconds = seconds / 2;  // the rest: serving steps between the moves
+  answer.longest_step_gap_ms = gap_ms;
+  answer.error = std::move(error);
+  return answer;
 }
 
 EplbOptions options(bool enabled = true) {
@@ -191,6 +199,7 @@ TEST_CASE("a rebalance is due every step_interval steps of rank 0 and completes 
   CHECK(outcome->status.is_ok());
   CHECK(outcome->bytes_moved == 4000);
   CHECK(outcome->seconds == 0.5);
+  CHECK(outcome->move_seconds == 0.25);
   CHECK(outcome->longest_step_gap_ms == 30.0);
   CHECK(outcome->plan.plan_id == 1);
 
@@ -203,6 +212,7 @@ TEST_CASE("a rebalance is due every step_interval steps of rank 0 and completes 
   CHECK(info.last_rebalance->ok);
   CHECK(info.last_rebalance->plan_id == 1);
   CHECK(info.last_rebalance->bytes_moved == 4000);
+  CHECK(info.last_rebalance->move_seconds == 0.25);
   CHECK(info.last_rebalance->before_balancedness == Approx(plan.current_balancedness));
   CHECK(info.last_rebalance->after_balancedness == Approx(plan.predicted_balancedness));
 

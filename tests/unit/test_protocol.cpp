@@ -291,9 +291,10 @@ TEST_CASE("EPLB messages round-trip, and Assign carries an optional placement", 
   CHECK(rebalance2.layers_per_step == 2);
   CHECK(rebalance2.placement.phy2log == placement->phy2log);
 
-  RebalanceDone done{3, 7, 1, 1 << 20, 0.25, 4.5, ""};
+  RebalanceDone done{3, 7, 1, 1 << 20, 0.25, 0.125, 4.5, ""};
   RebalanceDone done2 = round_trip(done);
   CHECK(done2.bytes_moved == (1u << 20));
+  CHECK(done2.move_seconds == 0.125);
   CHECK(done2.longest_step_gap_ms == 4.5);
   CHECK(done2.error.empty());
 

@@ -54,7 +54,13 @@ void print_eplb_line(const eep::protocol::EplbInfo& eplb) {
       std::cout << "ok, " << std::fixed << std::setprecision(4) << last->before_balancedness
                 << " -> " << last->after_balancedness << std::setprecision(1) << ", "
                 << last->bytes_moved / 1e6 << " MB in " << std::setprecision(2) << last->seconds
-                << " s, longest step gap " << std::setprecision(1) << last->longest_step_gap_ms
+                << " s";
+      if (last->move_seconds > 0) {
+        std::cout << " (" << std::setprecision(3) << last->move_seconds << " s moving, "
+                  << std::setprecision(1) << last->bytes_moved / 1e9 / last->move_seconds
+                  << " GB/s)";
+      }
+      std::cout << ", longest step gap " << std::setprecision(1) << last->longest_step_gap_ms
                 << " ms";
     } else {
       std::cout << "FAILED: " << last->error;

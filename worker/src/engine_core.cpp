@@ -463,7 +463,9 @@ Status EngineCore::move_layers(StepResult* result) {
   std::string failure;
   for (int layer = plan.num_layers_moved; layer < end_layer && failure.empty(); ++layer) {
     const std::vector<int>& row = plan.rebalance.placement.phy2log[layer];
+    const Clock::time_point move_started = Clock::now();
     auto moved = backend_->executor().move_layer_experts(layer, row, current_->ep_group.get());
+    plan.move_seconds += std::chrono::duration<double>(Clock::now() - move_started).count();
     if (!moved.is_ok()) {
       failure = "moving layer " + std::to_string(layer) + " failed: " + moved.status().to_string() +
                 " (layers [0, " + std::to_string(layer) +
@@ -522,12 +524,14 @@ protocol::RebalanceDone EngineCore::finish_rebalance(std::string error) {
   done.bytes_moved = plan.bytes_moved;
   const Clock::time_point ended = error.empty() ? plan.ended : Clock::now();
   done.seconds = std::chrono::duration<double>(ended - plan.started).count();
+  done.move_seconds = plan.move_seconds;
   done.longest_step_gap_ms = plan.longest_step_gap_ms;
   done.error = std::move(error);
   if (done.error.empty()) {
     EEP_LOG_INFO("rebalance plan " << done.plan_id << " moved: " << done.bytes_moved
-                                   << " bytes received in " << done.seconds
-                                   << " s, longest step gap " << done.longest_step_gap_ms << " ms");
+                                   << " bytes received in " << done.seconds << " s ("
+                                   << done.move_seconds << " s of it moving), longest step gap "
+                                   << done.longest_step_gap_ms << " ms");
   } else {
     EEP_LOG_ERROR("rebalance plan " << done.plan_id << " stopped: " << done.error);
   }

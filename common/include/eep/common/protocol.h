@@ -200,6 +200,7 @@ struct RebalanceDone {
   int rank = 0;
   uint64_t bytes_moved = 0;        // expert weight bytes this rank received
   double seconds = 0;              // from the first moved layer to the last
+  double move_seconds = 0;         // of those, the time spent moving (exchange included)
   double longest_step_gap_ms = 0;  // the longest gap between two steps while moving
   std::string error;               // set when the move failed (the old placement stays)
 };
@@ -366,6 +367,7 @@ struct EplbRebalanceInfo {
   double after_balancedness = 0;   // predicted for the new placement on that window
   uint64_t bytes_moved = 0;        // expert weight bytes received, summed over ranks
   double seconds = 0;              // the slowest rank's move
+  double move_seconds = 0;         // the slowest rank's time spent moving (steps in between not)
   double longest_step_gap_ms = 0;  // the longest gap between two steps on any rank
 };
 

@@ -58,6 +58,7 @@ struct RebalanceOutcome {
   Status status;                   // ok, or what failed (the old placement stays)
   uint64_t bytes_moved = 0;        // summed over the ranks that answered
   double seconds = 0;              // the slowest rank
+  double move_seconds = 0;         // the slowest rank's time spent moving
   double longest_step_gap_ms = 0;  // the worst rank
 };
 

@@ -138,6 +138,7 @@ class EngineCore {
     uint64_t bytes_moved = 0;
     Clock::time_point started;  // the first move
     Clock::time_point ended;    // the last move (set when every layer moved)
+    double move_seconds = 0;    // inside move_layer_experts, summed over the steps
     double longest_step_gap_ms = 0;
   };
   EngineCore(EngineOptions options, Checkpoint checkpoint, std::unique_ptr<Backend> backend);

@@ -1,0 +1,43 @@
+#!/bin/bash
+# EPLB on a CUDA fleet of N GPUs: a generated model of the qwen3-30b-a3b shape with LAYERS layers
+# (random bf16 weights, the router skewed towards a few experts), eep-bench 512 x 256 in / 128 out
+# without EPLB and then with --enable-eplb. Prints both runs, the EPLB status (balancedness,
+# bytes moved, time moving, longest step gap) and how many greedy outputs differ between them.
+#   scripts/gpu/eplb_bench.sh N [LAYERS]
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$EEP_ROOT"
+N=$1 LAYERS=${2:-8}
+RESULTS=${OUT:-$(mktemp -d -t eep-eplb-XXXXXX)}
+export EEP_MKMODEL_ARGS="--layers $LAYERS --router-skew 4"
+export EEP_MODEL_NAME="qwen3-30b-a3b-l$LAYERS-skew4"
+BENCH=(--num-prompts 512 --random-input-len 256 --random-output-len 128 --save-tokens)
+echo "== EP=$N without EPLB"
+EEP_WORKER_ARGS="" EEP_STATUS_JSON="$RESULTS/eplb-off-$N-status.json" \
+  scripts/gpu/serve_bench.sh qwen3-30b-a3b "$N" "${BENCH[@]}" --result-json "$RESULTS/eplb-off-$N.json"
+echo "== EP=$N with EPLB"
+EEP_WORKER_ARGS="--enable-eplb --num-redundant-experts $((8 * N)) --eplb-window-size 40
+  --eplb-step-interval 60 --eplb-layers-per-step 1" \
+  EEP_STATUS_JSON="$RESULTS/eplb-on-$N-status.json" \
+  scripts/gpu/serve_bench.sh qwen3-30b-a3b "$N" "${BENCH[@]}" --result-json "$RESULTS/eplb-on-$N.json"
+python3 - "$RESULTS/eplb-off-$N.json" "$RESULTS/eplb-on-$N.json" "$RESULTS/eplb-on-$N-status.json" <<'PY'
+import json, sys
+off, on, status = (json.load(open(p)) for p in sys.argv[1:4])
+outputs = lambda r: {q["id"]: q["output_ids"] for q in r["requests"]}
+a, b = outputs(off), outputs(on)
+differ = [i for i in a if a[i] != b.get(i)]
+tokens = sum(len(v) for v in a.values())
+first = sum(next((k for k, (x, y) in enumerate(zip(a[i], b[i])) if x != y), len(a[i])) for i in differ)
+print(f"failed: {off['summary']['failed']} without EPLB, {on['summary']['failed']} with")
+print(f"greedy outputs that differ: {len(differ)} of {len(a)} requests ({tokens} tokens); "
+      f"identical prefix of those: {first} tokens")
+eplb = status.get("eplb", {})
+last = eplb.get("last_rebalance")
+print(f"balancedness now {eplb.get('balancedness')} over {eplb.get('window_steps')} steps")
+if last:
+    gbps = last["bytes_moved"] / 1e9 / last["move_seconds"] if last.get("move_seconds") else 0
+    print(f"last rebalance {last['plan_id']} ok={last['ok']}: {last['before_balancedness']:.4f} -> "
+          f"{last['after_balancedness']:.4f} predicted; {last['bytes_moved'] / 1e9:.3f} GB received "
+          f"(all ranks) in {last['seconds']:.3f} s, {last.get('move_seconds', 0):.4f} s moving "
+          f"({gbps:.1f} GB/s all ranks); longest step gap {last['longest_step_gap_ms']:.1f} ms")
+PY

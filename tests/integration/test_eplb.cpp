@@ -1,0 +1,120 @@
+// EPLB end to end on the CPU backend: a tiny model whose router favours a few experts, 2 and 4
+// ranks under eep-bench load with --enable-eplb. The coordinator measures the load, plans, the
+// workers move experts between steps over Gloo; balancedness rises and every greedy output equals
+// the one of the same fleet without EPLB.
+#include <regex>
+
+#include "fleet.h"
+
+using namespace eep;
+using namespace eep::testing;
+
+namespace {
+
+struct BenchRun {
+  json report;           // eep-bench --result-json
+  std::string log;       // the coordinator's log
+  json final_status;     // `eepctl status --json` after the run
+};
+
+BenchRun serve_and_bench(const std::string& model, int ranks, const std::vector<std::string>& eplb,
+                         int num_prompts) {
+  std::vector<std::string> flags = {"--dp", std::to_string(ranks), "--model", model,
+                                    "--worker-arg=--kv-blocks=256"};
+  flags.insert(flags.end(), eplb.begin(), eplb.end());
+  Fleet fleet(flags);
+  REQUIRE(eventually([&] { return fleet.has_active(static_cast<size_t>(ranks)); }, 60s));
+  const std::string results = fleet.dir().file("bench.json");
+  CommandResult bench = run_command(
+      {bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts",
+       std::to_string(num_prompts), "--random-input-len", "24", "--random-output-len", "32",
+       "--max-concurrency", "32", "--stream", "--seed", "5", "--save-tokens", "--no-progress",
+       "--result-json", results},
+      300s);
+  INFO(bench.output);
+  INFO(fleet.coordinator_log());
+  REQUIRE(bench.exit_code == 0);
+  BenchRun run;
+  run.report = json::parse(read_file(results));
+  // The last plan's RebalanceDone and the next load report may still be on their way.
+  eventually(
+      [&] {
+        const json status = fleet.status();
+        return !status.contains("eplb") || (status["eplb"]["in_progress"].is_null() &&
+                                            status["eplb"]["window_steps"].get<int>() > 0);
+      },
+      10s);
+  run.final_status = fleet.status();
+  run.log = fleet.coordinator_log();
+  return run;
+}
+
+// Output ids per request id.
+std::map<int, json> outputs(const json& report) {
+  std::map<int, json> by_id;
+  for (const json& record : report["requests"]) by_id[record["id"].get<int>()] = record["output_ids"];
+  return by_id;
+}
+
+// The measured balancedness the first plan started from, from its log line
+// "EPLB rebalance 1 (...): balancedness 0.8971 -> predicted 0.9998 over 72 steps; ...".
+double first_window_balancedness(const std::string& log) {
+  std::smatch match;
+  const std::regex line(R"(EPLB rebalance 1 \([^)]*\): balancedness ([0-9.]+) -> predicted)");
+  REQUIRE(std::regex_search(log, match, line));
+  return std::stod(match[1].str());
+}
+
+}  // namespace
+
+TEST_CASE("EPLB under load: balancedness rises, greedy outputs equal a run without EPLB",
+          "[eplb]") {
+  const int ranks = GENERATE(2, 4);
+  TempDir dir;
+  const std::string model = dir.file("skewed");
+  CommandResult made = run_command({bin("eep-mkmodel"), "--preset", "tiny", "--seed", "7",
+                                    "--router-skew", "4", "--out", model},
+                                   120s);
+  INFO(made.output);
+  REQUIRE(made.exit_code == 0);
+  const int num_prompts = 192;
+
+  const BenchRun plain = serve_and_bench(model, ranks, {}, num_prompts);
+  const BenchRun balanced = serve_and_bench(
+      model, ranks,
+      {"--enable-eplb", "--num-redundant-experts", std::to_string(2 * ranks), "--eplb-window-size",
+       "40", "--eplb-step-interval", "60", "--eplb-layers-per-step", "1"},
+      num_prompts);
+  INFO(balanced.log);
+
+  for (const BenchRun* run : {&plain, &balanced}) {
+    CHECK(run->report["summary"]["completed"] == num_prompts);
+    CHECK(run->report["summary"]["failed"] == 0);
+  }
+
+  // Balancedness: the first window's (what the first plan started from) against the window
+  // measured on the placement the last plan moved to.
+  const json& eplb = balanced.final_status["eplb"];
+  INFO(eplb.dump(2));
+  REQUIRE(eplb["last_rebalance"].is_object());
+  CHECK(eplb["last_rebalance"]["ok"] == true);
+  CHECK(eplb["last_rebalance"]["bytes_moved"].get<double>() > 0);
+  REQUIRE(eplb["balancedness"].is_number());
+  const double before = first_window_balancedness(balanced.log);
+  const double after = eplb["balancedness"].get<double>();
+  std::printf("EPLB on %d CPU ranks: balancedness %.4f in the first window, %.4f after %d "
+              "rebalance(s); %.0f bytes moved by the last, longest step gap %.1f ms\n",
+              ranks, before, after, eplb["last_rebalance"]["plan_id"].get<int>(),
+              eplb["last_rebalance"]["bytes_moved"].get<double>(),
+              eplb["last_rebalance"]["longest_step_gap_ms"].get<double>());
+  CHECK(before < 0.9);
+  CHECK(after > before + 0.05);
+
+  // Greedy outputs, request by request, are those of the fleet that never moved an expert.
+  const std::map<int, json> expected = outputs(plain.report);
+  const std::map<int, json> got = outputs(balanced.report);
+  REQUIRE(got.size() == expected.size());
+  int differing = 0;
+  for (const auto& [id, ids] : expected) differing += got.at(id) != ids;
+  CHECK(differing == 0);
+}

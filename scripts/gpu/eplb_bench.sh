@@ -1,8 +1,10 @@
 #!/bin/bash
 # EPLB on a CUDA fleet of N GPUs: a generated model of the qwen3-30b-a3b shape with LAYERS layers
 # (random bf16 weights, the router skewed towards a few experts), eep-bench 512 x 256 in / 128 out
-# without EPLB and then with --enable-eplb. Prints both runs, the EPLB status (balancedness,
-# bytes moved, time moving, longest step gap) and how many greedy outputs differ between them.
+# twice without EPLB and then with --enable-eplb. Prints the runs, the EPLB status (balancedness,
+# bytes moved, time moving, longest step gap) and how many greedy outputs differ between the two
+# runs without EPLB (the control: bf16 results depend on how requests were batched) and between
+# the first of them and the run with EPLB.
 #   scripts/gpu/eplb_bench.sh N [LAYERS]
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -15,22 +17,30 @@ BENCH=(--num-prompts 512 --random-input-len 256 --random-output-len 128 --save-t
 echo "== EP=$N without EPLB"
 EEP_WORKER_ARGS="" EEP_STATUS_JSON="$RESULTS/eplb-off-$N-status.json" \
   scripts/gpu/serve_bench.sh qwen3-30b-a3b "$N" "${BENCH[@]}" --result-json "$RESULTS/eplb-off-$N.json"
+echo "== EP=$N without EPLB, again (the control)"
+EEP_WORKER_ARGS="" scripts/gpu/serve_bench.sh qwen3-30b-a3b "$N" "${BENCH[@]}" \
+  --result-json "$RESULTS/eplb-off2-$N.json" >/dev/null
 echo "== EP=$N with EPLB"
 EEP_WORKER_ARGS="--enable-eplb --num-redundant-experts $((8 * N)) --eplb-window-size 40
   --eplb-step-interval 60 --eplb-layers-per-step 1" \
   EEP_STATUS_JSON="$RESULTS/eplb-on-$N-status.json" \
   scripts/gpu/serve_bench.sh qwen3-30b-a3b "$N" "${BENCH[@]}" --result-json "$RESULTS/eplb-on-$N.json"
-python3 - "$RESULTS/eplb-off-$N.json" "$RESULTS/eplb-on-$N.json" "$RESULTS/eplb-on-$N-status.json" <<'PY'
+python3 - "$RESULTS/eplb-off-$N.json" "$RESULTS/eplb-off2-$N.json" "$RESULTS/eplb-on-$N.json" \
+  "$RESULTS/eplb-on-$N-status.json" <<'PY'
 import json, sys
-off, on, status = (json.load(open(p)) for p in sys.argv[1:4])
+off, off2, on, status = (json.load(open(p)) for p in sys.argv[1:5])
 outputs = lambda r: {q["id"]: q["output_ids"] for q in r["requests"]}
-a, b = outputs(off), outputs(on)
-differ = [i for i in a if a[i] != b.get(i)]
-tokens = sum(len(v) for v in a.values())
-first = sum(next((k for k, (x, y) in enumerate(zip(a[i], b[i])) if x != y), len(a[i])) for i in differ)
-print(f"failed: {off['summary']['failed']} without EPLB, {on['summary']['failed']} with")
-print(f"greedy outputs that differ: {len(differ)} of {len(a)} requests ({tokens} tokens); "
-      f"identical prefix of those: {first} tokens")
+def compare(name, x, y):
+    a, b = outputs(x), outputs(y)
+    differ = [i for i in a if a[i] != b.get(i)]
+    same = sum(next((k for k, (s, t) in enumerate(zip(a[i], b[i])) if s != t), len(a[i]))
+               for i in differ)
+    print(f"{name}: greedy outputs differ in {len(differ)} of {len(a)} requests; those agree on "
+          f"their first {same / max(len(differ), 1):.1f} tokens on average")
+print(f"failed: {off['summary']['failed']} and {off2['summary']['failed']} without EPLB, "
+      f"{on['summary']['failed']} with")
+compare("without EPLB, run 1 vs run 2 (control)", off, off2)
+compare("without EPLB (run 1) vs with EPLB", off, on)
 eplb = status.get("eplb", {})
 last = eplb.get("last_rebalance")
 print(f"balancedness now {eplb.get('balancedness')} over {eplb.get('window_steps')} steps")

@@ -116,7 +116,7 @@ TEST_CASE("admin status reply round-trips", "[protocol]") {
   eplb.per_layer = {0.5, 1.0};
   eplb.in_progress = 4;
   eplb.last_rebalance =
-      EplbRebalanceInfo{3, 3, false, "rank 1: peer gone", 0.5, 0.9, 4096, 1.5, 20.0};
+      EplbRebalanceInfo{3, 3, false, "rank 1: peer gone", 0.5, 0.9, 4096, 1.5, 0.75, 20.0};
   status.eplb = eplb;
   back = json::parse(json(status).dump()).get<StatusReply>();
   REQUIRE(back.eplb);
@@ -128,6 +128,7 @@ TEST_CASE("admin status reply round-trips", "[protocol]") {
   REQUIRE(back.eplb->last_rebalance);
   CHECK(back.eplb->last_rebalance->error == "rank 1: peer gone");
   CHECK(back.eplb->last_rebalance->bytes_moved == 4096);
+  CHECK(back.eplb->last_rebalance->move_seconds == 0.75);
   CHECK(back.eplb->last_rebalance->longest_step_gap_ms == 20.0);
 
   // An empty window and nothing in flight travel as nulls.

@@ -360,7 +360,9 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
         apply(scale_->on_assign_failed(identity, ack->generation, ack->error, now));
         break;
       }
-      if (ack->capacity && !capacity_) {
+      // The newest generation's ranks agreed on their KV size (each ack carries it).
+      if (ack->capacity &&
+          (!capacity_ || capacity_->max_model_len != ack->capacity->max_model_len)) {
         capacity_ = ack->capacity;
         EEP_LOG_INFO("serving model '" << capacity_->model << "' (vocab " << capacity_->vocab_size
                                        << ", max model len " << capacity_->max_model_len << ")");

@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "eep/worker/engine_core.h"
-#include "eep/worker/kv_store.h"
 #include "eep/worker/random_checkpoint.h"
+#include "engine_fixture.h"
 #include "scratch_dir.h"
 
 using namespace eep;
@@ -39,13 +39,7 @@ const std::string& tiny_model() {
 }
 
 std::unique_ptr<EngineCore> make_engine() {
-  EngineOptions options;
-  options.model_dir = tiny_model();
-  options.num_kv_blocks = 128;
-  options.group_timeout = 20s;
-  auto engine = EngineCore::create(options);
-  REQUIRE(engine.is_ok());
-  return std::move(engine).value();
+  return eep::testing::make_engine(tiny_model());
 }
 
 protocol::Assign one_rank_assign(int64_t generation) {
@@ -57,17 +51,7 @@ protocol::Assign one_rank_assign(int64_t generation) {
   return assign;
 }
 
-// Starts building and waits until this rank has built it (the next step switches).
-Status build(EngineCore& engine, const protocol::Assign& assign) {
-  EEP_RETURN_IF_ERROR(engine.begin_generation(assign));
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    EEP_ASSIGN_OR_RETURN(const bool built, engine.next_generation_built());
-    if (built) return Status::ok();
-    std::this_thread::sleep_for(1ms);
-  }
-  return error(ErrorCode::kDeadlineExceeded, "generation not built within 60 s");
-}
+using eep::testing::build;
 
 Placement round_robin(int num_ranks, int slots_per_rank) {
   auto placement = Placement::round_robin(4, 16, num_ranks, slots_per_rank);
@@ -169,15 +153,8 @@ std::vector<int64_t> tokens_per_layer(const std::vector<protocol::ExpertLoad>& l
 std::vector<RankLog> run_two_ranks(const std::optional<protocol::Rebalance>& rebalance,
                                    std::array<int, 2> rebalance_at,
                                    std::vector<Placement>* placements_after = nullptr) {
-  int control_port = 0, ep_port = 0;
-  {
-    auto control = StoreServer::start("127.0.0.1", 0);
-    auto ep = StoreServer::start("127.0.0.1", 0);
-    REQUIRE(control.is_ok());
-    REQUIRE(ep.is_ok());
-    control_port = control.value()->port();
-    ep_port = ep.value()->port();
-  }
+  const std::pair<int, int> ports = eep::testing::free_store_ports();
+  const int control_port = ports.first, ep_port = ports.second;
   std::vector<std::unique_ptr<EngineCore>> engines;
   for (int rank = 0; rank < 2; ++rank) engines.push_back(make_engine());
   std::vector<RankLog> logs(2);

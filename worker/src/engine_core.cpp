@@ -90,8 +90,12 @@ protocol::ModelCapacity EngineCore::capacity() const {
   capacity.vocab_size = checkpoint_.config().vocab_size;
   capacity.block_size = options_.block_size;
   if (scheduler_) {
-    capacity.max_model_len = scheduler_->config().max_model_len;
-    capacity.num_kv_blocks = blocks_->num_blocks();
+    // A built generation that waits for the switch already has its agreed size.
+    const int blocks = built_ ? std::min(built_->agreed_kv_blocks, blocks_->num_allocated_blocks())
+                              : blocks_->num_blocks();
+    capacity.max_model_len =
+        std::min(checkpoint_.config().max_position_embeddings, blocks * options_.block_size);
+    capacity.num_kv_blocks = blocks;
   }
   return capacity;
 }
@@ -148,18 +152,20 @@ Status EngineCore::begin_generation(const protocol::Assign& assign) {
     control_store = std::move(control).value();
     ep_store = std::move(ep).value();
   }
-  const bool first = blocks_ == nullptr;
+  // 0: the first generation plans the cache after its weights.
+  const int own_kv_blocks = blocks_ ? blocks_->num_allocated_blocks() : 0;
   building_ = std::async(std::launch::async, [this, assign, placement = std::move(placement),
                                               control = std::move(control_store),
-                                              ep = std::move(ep_store), first]() mutable {
-    return build_generation(assign, std::move(placement), std::move(control), std::move(ep), first);
+                                              ep = std::move(ep_store), own_kv_blocks]() mutable {
+    return build_generation(assign, std::move(placement), std::move(control), std::move(ep),
+                            own_kv_blocks);
   });
   return Status::ok();
 }
 
 Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
     const protocol::Assign& assign, Placement placement, std::unique_ptr<StoreServer> control_store,
-    std::unique_ptr<StoreServer> ep_store, bool first) {
+    std::unique_ptr<StoreServer> ep_store, int own_kv_blocks) {
   // Runs on the helper thread: touches only its arguments, the (const) checkpoint and the
   // backend's helper-thread methods.
   const auto started = std::chrono::steady_clock::now();
@@ -189,14 +195,23 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
   }
   EEP_ASSIGN_OR_RETURN(generation->state, backend_->build(checkpoint_, generation->placement,
                                                           assign.rank, generation->ep_group.get()));
-  if (first) {
-    EEP_ASSIGN_OR_RETURN(generation->num_kv_blocks, backend_->plan_kv_blocks());
+  if (own_kv_blocks == 0) {
+    EEP_ASSIGN_OR_RETURN(own_kv_blocks, backend_->plan_kv_blocks());
+    generation->num_kv_blocks = own_kv_blocks;
   }
+  // DESIGN.md section 6, SYNC_KV_CACHE_MEMORY: every rank serves with the fewest blocks any rank
+  // of the generation has, so a request (a migrated one too) fits wherever it goes.
+  int64_t agreed = own_kv_blocks;
+  if (generation->control_group) {
+    EEP_RETURN_IF_ERROR(generation->control_group->all_reduce(&agreed, 1, ReduceOp::kMin));
+  }
+  generation->agreed_kv_blocks = static_cast<int>(agreed);
   EEP_LOG_INFO("generation "
                << assign.generation << " built in "
                << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
                << " s (rank " << assign.rank << " of " << assign.world_size << ", "
                << generation->placement.slots_per_rank << " expert slots, "
+               << generation->agreed_kv_blocks << " KV blocks agreed, "
                << (assign.placement ? "assigned" : "round-robin") << " placement)");
   return generation;
 }
@@ -226,7 +241,17 @@ Status EngineCore::switch_to(std::unique_ptr<Generation> next) {
   current_ = std::move(next);
   // Install first: the backend drops what still names the old groups (captured CUDA graphs hold
   // the old NCCL communicator's work, and finalising it would wait for them).
-  EEP_RETURN_IF_ERROR(backend_->install(std::move(current_->state), blocks_->num_blocks()));
+  EEP_RETURN_IF_ERROR(
+      backend_->install(std::move(current_->state), blocks_->num_allocated_blocks()));
+  const int usable = std::min(current_->agreed_kv_blocks, blocks_->num_allocated_blocks());
+  if (usable != blocks_->num_blocks()) {
+    EEP_LOG_INFO("serving with " << usable << " of " << blocks_->num_allocated_blocks()
+                                 << " KV blocks (the fewest of generation "
+                                 << current_->assign.generation << "'s ranks)");
+  }
+  blocks_->set_num_blocks(usable);
+  scheduler_->set_max_model_len(std::min(checkpoint_.config().max_position_embeddings,
+                                         usable * options_.block_size));
   if (previous) {
     if (previous->control_group) previous->control_group->destroy();
     if (previous->ep_group) previous->ep_group->destroy();

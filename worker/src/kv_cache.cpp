@@ -5,10 +5,16 @@
 namespace eep::worker {
 
 KvBlockManager::KvBlockManager(int num_blocks, int block_size)
-    : num_blocks_(num_blocks), block_size_(block_size) {
+    : num_blocks_(num_blocks), num_usable_blocks_(num_blocks), block_size_(block_size) {
   EEP_CHECK(num_blocks >= 0 && block_size > 0);
   free_blocks_.reserve(num_blocks);
   for (int block = num_blocks - 1; block >= 0; --block) free_blocks_.push_back(block);
+}
+
+void KvBlockManager::set_num_blocks(int num_blocks) {
+  EEP_CHECK_MSG(num_blocks >= 1 && num_blocks <= num_blocks_,
+                "usable KV blocks " << num_blocks << " outside [1, " << num_blocks_ << "]");
+  num_usable_blocks_ = num_blocks;
 }
 
 Status KvBlockManager::reserve(uint64_t seq_id, int64_t num_tokens) {
@@ -20,7 +26,7 @@ Status KvBlockManager::reserve(uint64_t seq_id, int64_t num_tokens) {
     return error(ErrorCode::kResourceExhausted,
                  "KV cache full: sequence " + std::to_string(seq_id) + " needs " +
                      std::to_string(needed) + " more blocks, " + std::to_string(num_free_blocks()) +
-                     " of " + std::to_string(num_blocks_) + " are free");
+                     " of " + std::to_string(num_usable_blocks_) + " are free");
   }
   for (int i = 0; i < needed; ++i) {
     table.push_back(free_blocks_.back());

@@ -130,6 +130,7 @@ class EngineCore {
     std::unique_ptr<GenerationState> state;  // this rank's weights and exchange on the device
     Placement placement;                     // as served: a rebalance updates it layer by layer
     int num_kv_blocks = 0;                   // set by the first generation a rank builds
+    int agreed_kv_blocks = 0;  // the fewest KV blocks of any rank of the generation (all-reduce)
   };
   // A rebalance plan held or moving on this rank.
   struct RebalancePlan {
@@ -148,7 +149,7 @@ class EngineCore {
                                                        Placement placement,
                                                        std::unique_ptr<StoreServer> control_store,
                                                        std::unique_ptr<StoreServer> ep_store,
-                                                       bool first);
+                                                       int own_kv_blocks);
   Status switch_to(std::unique_ptr<Generation> next);
 
   // EPLB steps of step(): `fields` is the reduced lockstep. Whether this step moves layers

@@ -5,6 +5,7 @@
 // engine loop) uses it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -18,8 +19,19 @@ class KvBlockManager {
   KvBlockManager(int num_blocks, int block_size);
 
   int block_size() const { return block_size_; }
-  int num_blocks() const { return num_blocks_; }
-  int num_free_blocks() const { return static_cast<int>(free_blocks_.size()); }
+  // The blocks this rank may use: every allocated one, unless a generation's ranks agreed on
+  // fewer (set_num_blocks).
+  int num_blocks() const { return num_usable_blocks_; }
+  // The blocks of the pool (the storage the model runner allocated).
+  int num_allocated_blocks() const { return num_blocks_; }
+  int num_free_blocks() const {
+    const int used = num_blocks_ - static_cast<int>(free_blocks_.size());
+    return std::max(0, std::min(static_cast<int>(free_blocks_.size()), num_usable_blocks_ - used));
+  }
+  // Serve with at most `num_blocks` blocks in use (1 <= num_blocks <= num_allocated_blocks()):
+  // what the ranks of a generation agreed on, so that every request fits on every rank. Blocks in
+  // use above the limit stay with their sequences; new ones are refused until enough are freed.
+  void set_num_blocks(int num_blocks);
   // Blocks needed to hold num_tokens positions.
   int blocks_for(int64_t num_tokens) const {
     return static_cast<int>((num_tokens + block_size_ - 1) / block_size_);
@@ -42,6 +54,7 @@ class KvBlockManager {
 
  private:
   int num_blocks_;
+  int num_usable_blocks_;
   int block_size_;
   std::vector<int32_t> free_blocks_;  // a stack; the lowest ids are handed out first
   std::map<uint64_t, std::vector<int32_t>> tables_;

@@ -78,6 +78,8 @@ class Scheduler {
   int num_waiting() const { return static_cast<int>(waiting_.size()); }
   const EngineRequest* find(uint64_t id) const;
   const SchedulerConfig& config() const { return config_; }
+  // A new generation's agreed KV size (EngineCore): requests admitted from now on must fit it.
+  void set_max_model_len(int max_model_len) { config_.max_model_len = max_model_len; }
 
  private:
   // Stop reason after a token was appended, or nullopt to go on.

@@ -1,0 +1,51 @@
+// Engines over a generated model in one test process: the ranks of a fleet are threads with Gloo
+// groups over loopback (test_engine_eplb.cpp, test_engine_generation.cpp).
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <utility>
+
+#include "eep/worker/engine_core.h"
+#include "eep/worker/kv_store.h"
+
+namespace eep::testing {
+
+inline std::unique_ptr<worker::EngineCore> make_engine(const std::string& model_dir,
+                                                       int num_kv_blocks = 128) {
+  using namespace std::chrono_literals;
+  worker::EngineOptions options;
+  options.model_dir = model_dir;
+  options.num_kv_blocks = num_kv_blocks;
+  options.group_timeout = 20s;
+  auto engine = worker::EngineCore::create(options);
+  REQUIRE(engine.is_ok());
+  return std::move(engine).value();
+}
+
+// Starts building and waits until this rank has built it (the next step switches).
+inline Status build(worker::EngineCore& engine, const protocol::Assign& assign) {
+  using namespace std::chrono_literals;
+  EEP_RETURN_IF_ERROR(engine.begin_generation(assign));
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    EEP_ASSIGN_OR_RETURN(const bool built, engine.next_generation_built());
+    if (built) return Status::ok();
+    std::this_thread::sleep_for(1ms);
+  }
+  return error(ErrorCode::kDeadlineExceeded, "generation not built within 60 s");
+}
+
+// Two loopback ports that were free a moment ago, for a generation's control and EP stores.
+inline std::pair<int, int> free_store_ports() {
+  auto control = worker::StoreServer::start("127.0.0.1", 0);
+  auto ep = worker::StoreServer::start("127.0.0.1", 0);
+  REQUIRE(control.is_ok());
+  REQUIRE(ep.is_ok());
+  return {control.value()->port(), ep.value()->port()};
+}
+
+}  // namespace eep::testing

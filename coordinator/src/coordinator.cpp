@@ -23,7 +23,6 @@ constexpr int kHeartbeatsPerTimeout = 3;
 // DEAD records stay visible to operators this long.
 constexpr std::chrono::minutes kDeadRetention{10};
 // How often the throughput line is logged (as vLLM does).
-constexpr std::chrono::seconds kThroughputLogInterval{5};
 // On shutdown, how long queued messages to workers may take to leave.
 constexpr std::chrono::milliseconds kShutdownLinger{1000};
 
@@ -242,7 +241,7 @@ int Coordinator::run(int signal_fd) {
     publish_serving_state();
     if (now >= next_throughput_log_) {
       if (auto line = throughput_logger_.line(inbox_.stats(), now)) EEP_LOG_INFO(*line);
-      next_throughput_log_ = now + kThroughputLogInterval;
+      next_throughput_log_ = now + std::chrono::milliseconds(config_.stats_log_interval_ms);
     }
     if (shutting_down_) {
       if (launcher_->live_workers().empty() || now > shutdown_deadline_) break;

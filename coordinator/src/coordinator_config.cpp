@@ -51,6 +51,10 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
                  "A scale not finished in this time rolls back")
       ->check(CLI::Range(100, 3600000))
       ->capture_default_str();
+  app.add_option("--stats-log-interval-ms", config.stats_log_interval_ms,
+                 "How often the throughput line is logged (not while idle)")
+      ->check(CLI::Range(100, 3600000))
+      ->capture_default_str();
   app.add_option("--served-model-name", config.served_model_name,
                  "Model id of the API (default: the model directory's name)");
   app.add_option("--max-in-flight", config.max_in_flight,

@@ -319,10 +319,10 @@ std::optional<std::string> ThroughputLogger::line(const ServingStats& stats,
   char text[256];
   std::snprintf(text, sizeof(text),
                 "Avg prompt throughput: %.1f tokens/s, Avg generation throughput: %.1f tokens/s, "
-                "Running: %lld reqs, Waiting: %lld reqs",
+                "Running: %lld reqs, Waiting: %lld reqs, Ranks: %d",
                 rate(prompt_tokens), rate(generation_tokens),
                 static_cast<long long>(stats.requests_running),
-                static_cast<long long>(stats.requests_waiting));
+                static_cast<long long>(stats.requests_waiting), stats.fleet_size);
   return std::string(text);
 }
 

@@ -105,20 +105,22 @@ TEST_CASE("the throughput log line reports rates between snapshots", "[metrics]"
   stats.generation_tokens = 250;
   stats.requests_running = 7;
   stats.requests_waiting = 2;
+  stats.fleet_size = 2;
   auto line = logger.line(stats, t0 + 5s);
   REQUIRE(line.has_value());
   CHECK(*line ==
         "Avg prompt throughput: 200.0 tokens/s, Avg generation throughput: 50.0 tokens/s, "
-        "Running: 7 reqs, Waiting: 2 reqs");
+        "Running: 7 reqs, Waiting: 2 reqs, Ranks: 2");
 
   stats.generation_tokens = 260;
   stats.requests_running = 0;
   stats.requests_waiting = 0;
+  stats.fleet_size = 3;  // after a scale the line goes on with the new size
   line = logger.line(stats, t0 + 10s);
   REQUIRE(line.has_value());
   CHECK(*line ==
         "Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: 2.0 tokens/s, "
-        "Running: 0 reqs, Waiting: 0 reqs");
+        "Running: 0 reqs, Waiting: 0 reqs, Ranks: 3");
   // Idle: one line saying so, then quiet until work comes back.
   line = logger.line(stats, t0 + 15s);
   REQUIRE(line.has_value());

@@ -27,6 +27,7 @@ struct CoordinatorConfig {
   std::vector<std::string> port_ranges = {"29500-29999"};
   int heartbeat_timeout_ms = 3000;
   int scale_timeout_ms = 60000;
+  int stats_log_interval_ms = 5000;  // the throughput log line
   std::string api_key;            // when set, /v1/* needs "Authorization: Bearer <key>"
   std::string served_model_name;  // default: the model directory's name
   int64_t max_in_flight = 4096;   // accepted requests not yet finished, beyond which 429  // a

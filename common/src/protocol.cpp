@@ -9,7 +9,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<MsgType, std::string_view>, 15> kMsgTypeNames = {{
+constexpr std::array<std::pair<MsgType, std::string_view>, 16> kMsgTypeNames = {{
     {MsgType::kRegister, "register"},
     {MsgType::kRegisterReply, "register_reply"},
     {MsgType::kHeartbeat, "heartbeat"},
@@ -25,6 +25,7 @@ constexpr std::array<std::pair<MsgType, std::string_view>, 15> kMsgTypeNames = {
     {MsgType::kExpertLoad, "expert_load"},
     {MsgType::kRebalance, "rebalance"},
     {MsgType::kRebalanceDone, "rebalance_done"},
+    {MsgType::kSwitch, "switch"},
 }};
 
 constexpr std::array<std::pair<WorkerState, std::string_view>, 5> kWorkerStateNames = {{
@@ -302,6 +303,14 @@ void from_json(const json& j, TokenBatch& m) {
   required(j, "load", m.load);
 }
 
+void to_json(json& j, const Switch& m) {
+  j = json{{"generation", m.generation}, {"leave", m.leave}};
+}
+void from_json(const json& j, Switch& m) {
+  required(j, "generation", m.generation);
+  required(j, "leave", m.leave);
+}
+
 void to_json(json& j, const Wake& m) {
   j = json{{"epoch", m.epoch}};
 }
@@ -570,6 +579,7 @@ void to_json(json& j, const StatusReply& m) {
   j = json{{"generation", m.generation}, {"active_dp", m.active_dp}, {"workers", m.workers},
            {"scale", m.scale},           {"launcher", m.launcher},   {"device", m.device}};
   if (m.eplb) j["eplb"] = *m.eplb;
+  if (m.num_store_ports_live) j["num_store_ports_live"] = *m.num_store_ports_live;
 }
 void from_json(const json& j, StatusReply& m) {
   required(j, "generation", m.generation);
@@ -579,6 +589,7 @@ void from_json(const json& j, StatusReply& m) {
   optional_field(j, "launcher", m.launcher);
   optional_field(j, "device", m.device);
   optional_value(j, "eplb", m.eplb);
+  optional_value(j, "num_store_ports_live", m.num_store_ports_live);
 }
 
 json admin_ok(uint64_t seq, const json& payload) {

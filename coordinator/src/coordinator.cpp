@@ -284,6 +284,8 @@ void Coordinator::apply(const std::vector<ScaleAction>& actions) {
       send_to_worker(assign->worker_id, assign->assign);
     } else if (const auto* shutdown = std::get_if<SendShutdown>(&action)) {
       send_to_worker(shutdown->worker_id, protocol::Shutdown{shutdown->reason});
+    } else if (const auto* order = std::get_if<SendSwitch>(&action)) {
+      send_to_worker(order->worker_id, order->order);
     } else if (const auto* stop = std::get_if<StopWorker>(&action)) {
       launcher_->stop(stop->worker_id, stop->force);
     }

@@ -238,11 +238,17 @@ std::vector<ScaleAction> ScaleFsm::switch_generation(Clock::time_point now) {
   current_placement_ = placement_;
   EEP_LOG_INFO("generation " << target_generation_ << " is live with " << members_.size()
                              << " ranks");
+  // Every member switches to the new generation, every leaving rank retires, at the first step
+  // at which all ranks of the old one hold this order; new ranks start stepping on it.
+  for (const std::string& id : members_) {
+    actions.push_back(SendSwitch{id, protocol::Switch{target_generation_, false}});
+  }
   // Leaving workers are told, not stopped: a serving one still takes part in the lockstep step
   // where everybody switches, and exits right after it. One that never goes is killed at the
   // stage's deadline.
   for (const std::string& id : leaving_) {
     awaiting_.insert(id);
+    actions.push_back(SendSwitch{id, protocol::Switch{target_generation_, true}});
     actions.push_back(SendShutdown{id, "retired by scale to dp " + std::to_string(to_dp_)});
   }
   enter(ScaleStage::kRetireLeaving, now);

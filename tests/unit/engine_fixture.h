@@ -26,14 +26,15 @@ inline std::unique_ptr<worker::EngineCore> make_engine(const std::string& model_
   return std::move(engine).value();
 }
 
-// Starts building and waits until this rank has built it (the next step switches).
+// Starts building, waits until this rank has built it, and orders the switch as the coordinator
+// does once every member built it (the next step switches).
 inline Status build(worker::EngineCore& engine, const protocol::Assign& assign) {
   using namespace std::chrono_literals;
   EEP_RETURN_IF_ERROR(engine.begin_generation(assign));
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while (std::chrono::steady_clock::now() < deadline) {
     EEP_ASSIGN_OR_RETURN(const bool built, engine.next_generation_built());
-    if (built) return Status::ok();
+    if (built) return engine.order_switch(protocol::Switch{assign.generation, false});
     std::this_thread::sleep_for(1ms);
   }
   return error(ErrorCode::kDeadlineExceeded, "generation not built within 60 s");

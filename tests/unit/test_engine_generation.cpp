@@ -94,3 +94,90 @@ TEST_CASE("engine generation: ranks agree on the fewest KV blocks and serve with
     CHECK(engines[rank]->cancel(7).has_value());
   }
 }
+
+namespace {
+
+// Steps every engine once, each on its own thread (the lockstep is collective).
+std::vector<Result<StepResult>> step_all(std::vector<std::unique_ptr<EngineCore>>& engines) {
+  std::vector<Result<StepResult>> results(engines.size(),
+                                          Result<StepResult>(error(ErrorCode::kInternal, "")));
+  std::vector<std::thread> threads;
+  for (size_t rank = 0; rank < engines.size(); ++rank) {
+    threads.emplace_back([&, rank] { results[rank] = engines[rank]->step(0); });
+  }
+  for (auto& thread : threads) thread.join();
+  return results;
+}
+
+// Begins `assign_of(rank)` on every engine and waits until each has built it (no switch order).
+void build_without_order(std::vector<std::unique_ptr<EngineCore>>& engines, int64_t generation) {
+  const std::pair<int, int> ports = eep::testing::free_store_ports();
+  std::vector<Status> built(engines.size());
+  std::vector<std::thread> threads;
+  for (size_t rank = 0; rank < engines.size(); ++rank) {
+    threads.emplace_back([&, rank] {
+      protocol::Assign assign = assign_of(static_cast<int>(rank), 2, ports);
+      assign.generation = generation;
+      built[rank] = engines[rank]->begin_generation(assign);
+      while (built[rank].is_ok()) {
+        auto done = engines[rank]->next_generation_built();
+        if (!done.is_ok()) built[rank] = done.status();
+        if (!done.is_ok() || done.value()) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const Status& status : built) REQUIRE(status.is_ok());
+}
+
+}  // namespace
+
+TEST_CASE("engine generation: nobody switches without the coordinator's order, a rollback drops "
+          "the built generation on every rank, the next scale switches",
+          "[engine_generation]") {
+  std::vector<std::unique_ptr<EngineCore>> engines;
+  for (int rank = 0; rank < 2; ++rank) engines.push_back(eep::testing::make_engine(tiny_model()));
+  build_without_order(engines, 1);
+  for (auto& engine : engines) {
+    CHECK_FALSE(engine->can_step());  // built, not ordered
+    REQUIRE(engine->order_switch(protocol::Switch{1, false}).is_ok());
+  }
+  for (auto& result : step_all(engines)) REQUIRE(result.is_ok());
+  for (auto& engine : engines) REQUIRE(engine->generation() == 1);
+
+  // Generation 2 is built everywhere, then the scale rolls back. Rank 1 hears of the rollback
+  // later than rank 0: in between, the ranks step without switching (no order) and rank 0 does
+  // not take itself for a leaving rank.
+  build_without_order(engines, 2);
+  engines[0]->abandon_next_generation();
+  for (int i = 0; i < 3; ++i) {
+    for (auto& result : step_all(engines)) {
+      REQUIRE(result.is_ok());
+      CHECK_FALSE(result->switched);
+    }
+  }
+  engines[1]->abandon_next_generation();
+  for (auto& result : step_all(engines)) REQUIRE(result.is_ok());
+  for (auto& engine : engines) {
+    CHECK(engine->generation() == 1);
+    CHECK_FALSE(engine->retired());
+    // An order for the dropped generation is refused.
+    CHECK_FALSE(engine->order_switch(protocol::Switch{2, false}).is_ok());
+  }
+
+  // The next scale: both switch at the same step, once both hold the order.
+  build_without_order(engines, 3);
+  REQUIRE(engines[0]->order_switch(protocol::Switch{3, false}).is_ok());
+  for (auto& result : step_all(engines)) {
+    REQUIRE(result.is_ok());
+    CHECK_FALSE(result->switched);  // rank 1 has no order yet
+  }
+  REQUIRE(engines[1]->order_switch(protocol::Switch{3, false}).is_ok());
+  auto results = step_all(engines);
+  for (size_t rank = 0; rank < engines.size(); ++rank) {
+    REQUIRE(results[rank].is_ok());
+    CHECK(results[rank]->switched);
+    CHECK(engines[rank]->generation() == 3);
+  }
+}

@@ -9,21 +9,24 @@ namespace eep::worker {
 namespace {
 
 // The fields of step()'s all-reduce, all reduced with max: [has work, wake epoch, next
-// generation pending, next generation not built, tokens this step, has a prefill chunk, held
-// plan, -held plan, moving plan, -moving plan]. A plan is plan_key(plan id), 0 for none; the
-// max of its negation is minus the min, so min == max says that every rank has the same one.
-constexpr int kNumLockstepFields = 10;
+// generation pending, switch ready, -switch ready, tokens this step, has a prefill chunk, held
+// plan, -held plan, moving plan, -moving plan]. "Switch ready" is the generation this rank was
+// ordered to switch to (or leave for) once it can (built it, or leaves), 0 otherwise; a plan is
+// plan_key(plan id), 0 for none. The max of a negation is minus the min, so min == max says
+// that every rank has the same value.
+constexpr int kNumLockstepFields = 11;
 enum LockstepField {
   kHasWork = 0,
   kWakeEpoch = 1,
   kNextGenerationPending = 2,
-  kNextGenerationNotBuilt = 3,
-  kNumTokens = 4,
-  kHasPrefill = 5,
-  kHeldPlan = 6,
-  kHeldPlanNegated = 7,
-  kMovingPlan = 8,
-  kMovingPlanNegated = 9,
+  kSwitchReady = 3,
+  kSwitchReadyNegated = 4,
+  kNumTokens = 5,
+  kHasPrefill = 6,
+  kHeldPlan = 7,
+  kHeldPlanNegated = 8,
+  kMovingPlan = 9,
+  kMovingPlanNegated = 10,
 };
 
 int64_t plan_key(uint64_t plan_id) {
@@ -221,6 +224,11 @@ Result<bool> EngineCore::next_generation_built() {
   if (!building_.valid()) return false;
   if (building_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return false;
   auto built = building_.get();
+  if (abandon_building_) {
+    abandon_building_ = false;
+    if (built.is_ok()) drop_generation(std::move(built).value());
+    return false;
+  }
   if (!built.is_ok()) return built.status();
   built_ = std::move(built).value();
   if (!blocks_) {
@@ -236,9 +244,50 @@ Result<bool> EngineCore::next_generation_built() {
   return true;
 }
 
+void EngineCore::abandon_next_generation() {
+  switch_order_.reset();
+  if (built_) drop_generation(std::move(built_));
+  if (building_.valid()) abandon_building_ = true;  // dropped once the helper thread is done
+}
+
+void EngineCore::drop_generation(std::unique_ptr<Generation> generation) {
+  EEP_LOG_INFO("dropped generation " << generation->assign.generation
+                                     << " (its scale was rolled back)");
+  generation->state.reset();
+  if (generation->control_group) generation->control_group->destroy();
+  if (generation->ep_group) generation->ep_group->destroy();
+}
+
+Status EngineCore::order_switch(const protocol::Switch& order) {
+  const std::string what = "switch to generation " + std::to_string(order.generation);
+  if (current_ && order.generation <= generation()) {
+    return error(ErrorCode::kFailedPrecondition,
+                 what + ": this rank serves generation " + std::to_string(generation()));
+  }
+  if (!order.leave) {
+    const bool building_it = building_.valid() || (built_ && built_->assign.generation ==
+                                                                  order.generation);
+    if (!building_it) {
+      return error(ErrorCode::kFailedPrecondition,
+                   what + ": this rank has not built it and is not building it");
+    }
+  } else if (!current_) {
+    return error(ErrorCode::kFailedPrecondition, what + ": leave, but this rank serves nothing");
+  }
+  switch_order_ = order;
+  return Status::ok();
+}
+
+bool EngineCore::can_step() const {
+  if (current_) return true;
+  return built_ && switch_order_ && !switch_order_->leave &&
+         switch_order_->generation == built_->assign.generation;
+}
+
 Status EngineCore::switch_to(std::unique_ptr<Generation> next) {
   std::unique_ptr<Generation> previous = std::move(current_);
   current_ = std::move(next);
+  switch_order_.reset();
   // Install first: the backend drops what still names the old groups (captured CUDA graphs hold
   // the old NCCL communicator's work, and finalising it would wait for them).
   EEP_RETURN_IF_ERROR(
@@ -307,9 +356,12 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   StepResult result;
   const Clock::time_point step_started = Clock::now();
   EEP_ASSIGN_OR_RETURN(const bool built, next_generation_built());
-  // A rank that is not in a generation yet (a new rank) switches as soon as it has built one.
+  // A rank that is not in a generation yet (a new rank) switches once it has built one and the
+  // coordinator ordered the switch (every member built it).
   if (!current_) {
-    if (!built) return error(ErrorCode::kFailedPrecondition, "no generation to step in");
+    if (!built || !can_step()) {
+      return error(ErrorCode::kFailedPrecondition, "no generation to step in");
+    }
     EEP_RETURN_IF_ERROR(switch_to(std::move(built_)));
     result.switched = true;
   }
@@ -324,10 +376,15 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   }
   const int64_t held = held_plan_ ? plan_key(held_plan_->rebalance.plan_id) : 0;
   const int64_t moving = moving_plan_ ? plan_key(moving_plan_->rebalance.plan_id) : 0;
+  const bool switch_ready =
+      switch_order_ && (switch_order_->leave ||
+                        (built_ && built_->assign.generation == switch_order_->generation));
+  const int64_t ready = switch_ready ? switch_order_->generation : 0;
   int64_t fields[kNumLockstepFields] = {scheduler_->has_work() ? 1 : 0,
                                         static_cast<int64_t>(wake_epoch),
-                                        building_.valid() || built_ ? 1 : 0,
-                                        building_.valid() && !built_ ? 1 : 0,
+                                        building_.valid() || built_ || switch_order_ ? 1 : 0,
+                                        ready,
+                                        -ready,
                                         num_tokens,
                                         has_prefill ? 1 : 0,
                                         held,
@@ -338,13 +395,15 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
     EEP_RETURN_IF_ERROR(
         current_->control_group->all_reduce(fields, kNumLockstepFields, ReduceOp::kMax));
   }
-  if (fields[kNextGenerationPending] == 1 && fields[kNextGenerationNotBuilt] == 0) {
-    // Every rank has built the next generation (or is not part of it): switch here, together.
-    if (built_) {
+  if (fields[kSwitchReady] != 0 && fields[kSwitchReady] == -fields[kSwitchReadyNegated]) {
+    // Every rank holds the order and has built the generation (or leaves it): switch here,
+    // together.
+    if (!switch_order_->leave) {
       EEP_RETURN_IF_ERROR(switch_to(std::move(built_)));
       result.switched = true;
       return result;  // the next step runs on the new groups
     }
+    switch_order_.reset();
     retired_ = true;
     EEP_LOG_INFO("retired: generation " << current_->assign.generation
                                         << " switched to the next without this rank");

@@ -124,6 +124,9 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
         return;
       }
       if (engine_->generation() == assign->generation) {  // re-told after a rollback
+        engine_->abandon_next_generation();
+        pending_ack_.reset();
+        assignment_ = assign.value();
         send(protocol::AssignAck{assign->generation, assign->rank, engine_->capacity(), ""});
         return;
       }
@@ -136,6 +139,24 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
         return;
       }
       pending_ack_ = assign.value();
+      return;
+    }
+    case protocol::MsgType::kSwitch: {
+      auto order = protocol::parse_body<protocol::Switch>(envelope);
+      if (!order.is_ok()) {
+        EEP_LOG_WARN(order.status().to_string());
+        return;
+      }
+      if (!engine_) return;  // a worker without a model has no generations to switch
+      Status ordered = engine_->order_switch(order.value());
+      if (!ordered.is_ok()) {
+        EEP_LOG_ERROR(ordered.to_string());
+        return;
+      }
+      EEP_LOG_INFO((order->leave ? "leaving at the switch to generation "
+                                 : "switching to generation ")
+                   << order->generation << " at the next step every rank agrees on");
+      if (idle_) request_wake();  // the others must step to agree on the switch
       return;
     }
     case protocol::MsgType::kShutdown: {
@@ -246,10 +267,9 @@ void WorkerDaemon::serve_once() {
                                ""});
       assignment_ = pending_ack_;
       pending_ack_.reset();
-      if (idle_) request_wake();  // the others must step to agree on the switch
     }
   }
-  if (idle_ || !(engine_->serving() || assignment_)) return;
+  if (idle_ || !engine_->can_step()) return;
   auto step = engine_->step(wake_epoch_);
   if (!step.is_ok()) {
     if (step.status().code() == ErrorCode::kFailedPrecondition && !engine_->serving()) return;

@@ -43,6 +43,7 @@ enum class MsgType {
   kExpertLoad,     // worker -> coordinator: tokens this rank routed to each expert slot (EPLB)
   kRebalance,      // coordinator -> worker: move to this expert placement, a few layers a step
   kRebalanceDone,  // worker -> coordinator: every layer of a rebalance moved
+  kSwitch,         // coordinator -> worker: generation g+1 is committed, switch to it (or leave)
 };
 
 std::string_view to_string(MsgType type);
@@ -170,6 +171,16 @@ struct Wake {
   uint64_t epoch = 0;  // increases with every wake; an idle fleet resumes on one above its own
 };
 
+// Sent to every member of the committed generation g+1 and every rank of g leaving it, once all
+// members acknowledged g+1 (DESIGN.md section 6, SWITCH). The ranks of g switch (or, `leave`,
+// retire) at the first step at which all of them hold this order; new ranks start stepping in g+1
+// on it. Before it, a scale can still roll back: ranks then drop what they built for g+1.
+struct Switch {
+  static constexpr MsgType kType = MsgType::kSwitch;
+  int64_t generation = 0;
+  bool leave = false;  // this rank is not in the generation: retire at the switch
+};
+
 struct NeedWake {
   static constexpr MsgType kType = MsgType::kNeedWake;
 };
@@ -243,6 +254,8 @@ void to_json(nlohmann::json& j, const TokenBatch& m);
 void from_json(const nlohmann::json& j, TokenBatch& m);
 void to_json(nlohmann::json& j, const Wake& m);
 void from_json(const nlohmann::json& j, Wake& m);
+void to_json(nlohmann::json& j, const Switch& m);
+void from_json(const nlohmann::json& j, Switch& m);
 void to_json(nlohmann::json& j, const NeedWake& m);
 void from_json(const nlohmann::json& j, NeedWake& m);
 void to_json(nlohmann::json& j, const AssignAck& m);
@@ -391,6 +404,9 @@ struct StatusReply {
   std::string launcher;
   std::string device;
   std::optional<EplbInfo> eplb;  // absent when the coordinator knows no model (no --model)
+  // Store ports the coordinator holds for live generations (two per generation: control and
+  // EP groups); back to 2 after every finished scale. Absent in replies of older coordinators.
+  std::optional<int> num_store_ports_live;
 };
 
 void to_json(nlohmann::json& j, const WorkerInfo& m);

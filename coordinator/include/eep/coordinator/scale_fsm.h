@@ -47,11 +47,15 @@ struct SendShutdown {
   std::string worker_id;
   std::string reason;
 };
+struct SendSwitch {  // the commit of a generation (protocol::Switch)
+  std::string worker_id;
+  protocol::Switch order;
+};
 struct StopWorker {  // through the launcher: SIGTERM (force: SIGKILL) or systemctl stop
   std::string worker_id;
   bool force = false;
 };
-using ScaleAction = std::variant<LaunchWorker, SendAssign, SendShutdown, StopWorker>;
+using ScaleAction = std::variant<LaunchWorker, SendAssign, SendShutdown, SendSwitch, StopWorker>;
 
 struct ScaleLimits {
   int max_workers = 0;  // what the launcher can run; 0 = it launches nothing

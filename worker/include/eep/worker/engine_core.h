@@ -2,11 +2,13 @@
 // the process groups of the current generation. The daemon's loop feeds it requests and calls
 // step(); step() keeps every rank of the generation in lockstep:
 //   1. a small all-reduce (max) on the control group of [has work, wake epoch, next generation
-//      not ready, the step's shape, rebalance plans]: everybody learns whether anyone has work,
-//      the newest wake epoch seen, whether every rank has built the next generation, and whether
-//      every rank holds the same rebalance plan (EPLB below);
+//      pending, switch ready, the step's shape, rebalance plans]: everybody learns whether anyone
+//      has work, the newest wake epoch seen, whether every rank holds the coordinator's order to
+//      switch to generation g+1 and can (built it, or leaves), and whether every rank holds the
+//      same rebalance plan (EPLB below);
 //   2. when nobody has work the fleet goes idle at that epoch (the daemon then waits for a wake
-//      above it); when every rank has built generation g+1, all switch to it at this same step;
+//      above it); when every rank is ready for generation g+1, all switch to it (or retire) at
+//      this same step;
 //   3. otherwise the forward step runs (an empty, dummy batch on a rank without work, because the
 //      MoE all-to-all is collective), tokens are sampled, the scheduler advances.
 // Requests and their KV cache survive a generation switch: attention is local to the rank; only
@@ -94,6 +96,14 @@ class EngineCore {
   Status begin_generation(const protocol::Assign& assign);
   // The next generation is built and waits for the others (or failed: the error).
   Result<bool> next_generation_built();
+  // The coordinator committed generation `order.generation` (protocol::Switch): switch to it (or
+  // retire, order.leave) at the first step at which every rank holds the order and can. Refused
+  // when this rank neither built nor builds that generation (or leaves while serving nothing).
+  Status order_switch(const protocol::Switch& order);
+  // The scale was rolled back: drop the next generation, built or being built, and any order.
+  void abandon_next_generation();
+  // Whether step() may run: serving, or a new rank whose first generation is built and ordered.
+  bool can_step() const;
   // The generation this rank is not part of any more (scale down): it stops stepping.
   bool retired() const { return retired_; }
 
@@ -151,6 +161,7 @@ class EngineCore {
                                                        std::unique_ptr<StoreServer> ep_store,
                                                        int own_kv_blocks);
   Status switch_to(std::unique_ptr<Generation> next);
+  void drop_generation(std::unique_ptr<Generation> generation);
 
   // EPLB steps of step(): `fields` is the reduced lockstep. Whether this step moves layers
   // (starting a held plan, or stopping a moving one that another rank stopped).
@@ -174,6 +185,8 @@ class EngineCore {
   std::unique_ptr<Generation> current_;
   std::future<Result<std::unique_ptr<Generation>>> building_;
   std::unique_ptr<Generation> built_;  // built, waiting for every rank to have built it
+  bool abandon_building_ = false;      // drop what building_ gives (a rolled-back scale)
+  std::optional<protocol::Switch> switch_order_;  // the coordinator's, until the switch
   bool retired_ = false;
   uint64_t step_count_ = 0;
 

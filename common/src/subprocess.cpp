@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +18,8 @@ extern char** environ;
 
 namespace eep {
 namespace {
+
+constexpr unsigned kCloseRangeCloexec = 1U << 2;  // CLOSE_RANGE_CLOEXEC of <linux/close_range.h>
 
 int pidfd_open(pid_t pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
@@ -90,6 +93,8 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv,
     if (log_fd >= 0) ::close(log_fd);
     return error(ErrorCode::kIoError, std::string("pipe2: ") + std::strerror(errno));
   }
+  // Kernels before 5.11 have no close_range: the child then walks every possible descriptor.
+  const int max_fd = static_cast<int>(std::min<long>(::sysconf(_SC_OPEN_MAX), 1 << 20));
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -111,6 +116,13 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv,
     if (log_fd >= 0) {
       ::dup2(log_fd, STDOUT_FILENO);
       ::dup2(log_fd, STDERR_FILENO);
+    }
+    // Only stdio crosses exec. Boost.Asio opens its sockets without O_CLOEXEC, so a worker
+    // spawned by the coordinator held the HTTP listener and any client connection open at that
+    // moment (the client then saw no EOF until the worker exited). Marked close-on-exec rather
+    // than closed, so exec_pipe[1] still reports a failed exec.
+    if (::syscall(SYS_close_range, 3U, ~0U, kCloseRangeCloexec) != 0) {
+      for (int fd = 3; fd < max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
     ::execve(c_args[0], c_args.data(), c_env.data());
     int err = errno;

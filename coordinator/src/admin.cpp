@@ -58,6 +58,7 @@ protocol::StatusReply Coordinator::status_reply() const {
   status.device = config_.device;
   status.scale = scale_->info(now);
   if (knows_experts_) status.eplb = eplb_.info();
+  status.num_store_ports_live = static_cast<int>(ports_.num_live());
   std::vector<const WorkerRecord*> workers = membership_.all();
   // Ranked workers first in rank order, then the rest by id.
   std::stable_sort(workers.begin(), workers.end(),

@@ -108,6 +108,9 @@ TEST_CASE("admin status reply round-trips", "[protocol]") {
   REQUIRE(back.scale.timeline.size() == 1);
   CHECK(back.scale.timeline[0].stage == "WAIT_WORKERS");
   CHECK_FALSE(back.eplb);  // no model known: no "eplb" object
+  CHECK_FALSE(back.num_store_ports_live);  // an older coordinator's reply has none
+  status.num_store_ports_live = 2;
+  CHECK(json::parse(json(status).dump()).get<StatusReply>().num_store_ports_live == 2);
 
   EplbInfo eplb;
   eplb.enabled = true;

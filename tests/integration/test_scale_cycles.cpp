@@ -174,7 +174,8 @@ void print_table(const Snapshot& warm, const Snapshot& last) {
 
 }  // namespace
 
-TEST_CASE("20 scale cycles dp 2 -> 3 -> 2 grow no threads, fds, ports or memory", "[scale_cycles]") {
+TEST_CASE("20 scale cycles dp 2 -> 3 -> 2 grow no threads, fds, ports or memory",
+          "[scale_cycles]") {
   CyclingFleet cycling;
   const std::map<int, pid_t> pids = cycling.pids_by_rank();
   REQUIRE(pids.size() == kBaseDp);

@@ -117,7 +117,10 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
   } else if (num_spares_used > 0) {
     store_host = spares.front()->host;
   }
-  const int64_t target_generation = membership_.generation() + 1;
+  // Never a number a rolled-back scale used: its workers may still be tearing that generation
+  // down (groups, stores) when the next one starts.
+  const int64_t target_generation =
+      std::max(membership_.generation(), target_generation_) + 1;
   auto control_port = ports_.allocate(store_host, target_generation);
   if (!control_port.is_ok()) return control_port.status();
   auto ep_port = ports_.allocate(store_host, target_generation);

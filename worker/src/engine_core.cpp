@@ -1,6 +1,9 @@
 #include "eep/worker/engine_core.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
 
 #include "eep/common/log.h"
 #include "eep/worker/process_group_gloo.h"
@@ -45,6 +48,28 @@ std::string shape_of(const Placement& placement) {
          std::to_string(placement.num_logical_experts) + " experts";
 }
 
+// The test hook of a scale (docs/scaling.md, "Test hook"): with EEP_TEST_PAUSE_AT set to a point
+// of building a generation ("build_groups", "build_weights") and EEP_TEST_RESUME_FILE to a path,
+// the build waits at that point until the file exists (at most 10 minutes), so a test can kill or
+// stop processes at an exact stage. EEP_TEST_PAUSE_GENERATION limits it to one generation. Off
+// unless the variables are set.
+void pause_for_test(const char* point, int64_t generation) {
+  const char* pause_at = std::getenv("EEP_TEST_PAUSE_AT");
+  const char* resume_file = std::getenv("EEP_TEST_RESUME_FILE");
+  if (pause_at == nullptr || resume_file == nullptr || std::string_view(pause_at) != point) return;
+  if (const char* only = std::getenv("EEP_TEST_PAUSE_GENERATION");
+      only != nullptr && std::to_string(generation) != only) {
+    return;
+  }
+  EEP_LOG_WARN("test hook: paused at " << point << " of generation " << generation << " until "
+                                       << resume_file << " exists");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+  while (!std::filesystem::exists(resume_file) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EEP_LOG_WARN("test hook: resumed at " << point << " of generation " << generation);
+}
+
 std::string checkpoint_name(const std::string& dir) {
   std::string trimmed = dir;
   while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
@@ -80,6 +105,7 @@ EngineCore::EngineCore(EngineOptions options, Checkpoint checkpoint,
 
 EngineCore::~EngineCore() {
   if (building_.valid()) building_.wait();
+  for (auto& abandoned : abandoned_builds_) abandoned.wait();
   built_.reset();
   // The backend before the groups: its captured CUDA graphs hold NCCL work, and finalising a
   // communicator waits for them.
@@ -177,6 +203,7 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
   generation->control_store = std::move(control_store);
   generation->ep_store = std::move(ep_store);
   generation->placement = std::move(placement);
+  pause_for_test("build_groups", assign.generation);
   if (assign.world_size > 1) {
     for (const char* name : {"control", "ep"}) {
       GroupSpec spec;
@@ -196,6 +223,7 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
           std::move(group).value();
     }
   }
+  pause_for_test("build_weights", assign.generation);
   EEP_ASSIGN_OR_RETURN(generation->state, backend_->build(checkpoint_, generation->placement,
                                                           assign.rank, generation->ep_group.get()));
   if (own_kv_blocks == 0) {
@@ -220,15 +248,11 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
 }
 
 Result<bool> EngineCore::next_generation_built() {
+  reap_abandoned_builds();
   if (built_) return true;
   if (!building_.valid()) return false;
   if (building_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return false;
   auto built = building_.get();
-  if (abandon_building_) {
-    abandon_building_ = false;
-    if (built.is_ok()) drop_generation(std::move(built).value());
-    return false;
-  }
   if (!built.is_ok()) return built.status();
   built_ = std::move(built).value();
   if (!blocks_) {
@@ -247,7 +271,25 @@ Result<bool> EngineCore::next_generation_built() {
 void EngineCore::abandon_next_generation() {
   switch_order_.reset();
   if (built_) drop_generation(std::move(built_));
-  if (building_.valid()) abandon_building_ = true;  // dropped once the helper thread is done
+  // A build still running (its groups may wait for a peer that died up to the group timeout)
+  // ends on its own; serving and the next scale do not wait for it.
+  if (building_.valid()) abandoned_builds_.push_back(std::move(building_));
+}
+
+void EngineCore::reap_abandoned_builds() {
+  for (auto it = abandoned_builds_.begin(); it != abandoned_builds_.end();) {
+    if (it->wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      ++it;
+      continue;
+    }
+    auto built = it->get();
+    if (built.is_ok()) {
+      drop_generation(std::move(built).value());
+    } else {
+      EEP_LOG_INFO("an abandoned build ended: " << built.status().to_string());
+    }
+    it = abandoned_builds_.erase(it);
+  }
 }
 
 void EngineCore::drop_generation(std::unique_ptr<Generation> generation) {

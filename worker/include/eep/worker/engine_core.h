@@ -162,6 +162,7 @@ class EngineCore {
                                                        int own_kv_blocks);
   Status switch_to(std::unique_ptr<Generation> next);
   void drop_generation(std::unique_ptr<Generation> generation);
+  void reap_abandoned_builds();
 
   // EPLB steps of step(): `fields` is the reduced lockstep. Whether this step moves layers
   // (starting a held plan, or stopping a moving one that another rank stopped).
@@ -185,7 +186,8 @@ class EngineCore {
   std::unique_ptr<Generation> current_;
   std::future<Result<std::unique_ptr<Generation>>> building_;
   std::unique_ptr<Generation> built_;  // built, waiting for every rank to have built it
-  bool abandon_building_ = false;      // drop what building_ gives (a rolled-back scale)
+  // Builds of a rolled-back scale still running on their helper threads; dropped when done.
+  std::vector<std::future<Result<std::unique_ptr<Generation>>>> abandoned_builds_;
   std::optional<protocol::Switch> switch_order_;  // the coordinator's, until the switch
   bool retired_ = false;
   uint64_t step_count_ = 0;

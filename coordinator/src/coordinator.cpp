@@ -138,6 +138,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
     coordinator->http_ =
         std::make_unique<HttpApi>(config.http_address, coordinator->inbox_, http_options);
     EEP_RETURN_IF_ERROR(coordinator->http_->start());
+    coordinator->scale_metrics_ = std::make_unique<ScaleMetrics>(coordinator->http_->metrics());
     if (experts) {
       coordinator->eplb_metrics_ = std::make_unique<EplbMetrics>(coordinator->http_->metrics());
     }
@@ -239,6 +240,10 @@ int Coordinator::run(int signal_fd) {
     if (pending_initial_dp) try_initial_scale(now);
     membership_.prune_dead(now, kDeadRetention);
     publish_serving_state();
+    if (scale_metrics_ && now >= next_scale_metrics_) {
+      scale_metrics_->update_from(scale_->info(now));
+      next_scale_metrics_ = now + std::chrono::milliseconds(100);
+    }
     if (now >= next_throughput_log_) {
       if (auto line = throughput_logger_.line(inbox_.stats(), now)) EEP_LOG_INFO(*line);
       next_throughput_log_ = now + std::chrono::milliseconds(config_.stats_log_interval_ms);

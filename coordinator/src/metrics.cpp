@@ -297,6 +297,41 @@ void EplbMetrics::count_failed_rebalance() {
   failed_rebalances_.inc();
 }
 
+ScaleMetrics::ScaleMetrics(MetricsRegistry& registry)
+    : registry_(registry),
+      running_(registry.gauge("eep_scale_running", "1 while a scale runs, else 0.")),
+      last_seconds_(registry.gauge(
+          "eep_scale_last_seconds",
+          "Seconds from command to outcome of the last finished scale (succeeded or failed).")) {}
+
+void ScaleMetrics::update_from(const protocol::ScaleInfo& info) {
+  const bool running = info.state == "running";
+  running_.set(running ? 1 : 0);
+  // The stage: one series per stage name, 1 for the current one while a scale runs.
+  stages_seen_.insert(info.stage);
+  for (const std::string& stage : stages_seen_) {
+    registry_
+        .gauge("eep_scale_stage", "1 for the stage the running scale is in, else 0.",
+               {{"stage", stage}})
+        .set(running && stage == info.stage ? 1 : 0);
+  }
+  for (const protocol::StageDuration& timing : info.timeline) {
+    registry_
+        .gauge("eep_scale_stage_seconds",
+               "Seconds each stage of the current or last scale took (stages it has left).",
+               {{"stage", timing.stage}})
+        .set(timing.seconds);
+  }
+  if (!running && info.state != "idle" && info.target_generation != counted_generation_) {
+    counted_generation_ = info.target_generation;
+    registry_
+        .counter("eep_scales_total", "Scales by outcome (succeeded or failed).",
+                 {{"outcome", info.state}})
+        .inc();
+    last_seconds_.set(info.elapsed_s);
+  }
+}
+
 std::optional<std::string> ThroughputLogger::line(const ServingStats& stats,
                                                   Clock::time_point now) {
   if (!previous_) {

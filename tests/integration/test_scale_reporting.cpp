@@ -1,6 +1,7 @@
 // After a scale everything that reports keeps reporting, with the new size (issue "Elastic
-// scaling", item 4; vLLM's throughput logging stopped after a scale-up): the coordinator's
-// throughput line, /metrics and `eepctl status`. Real processes, CPU workers, a tiny model.
+// scaling", items 3 and 4; vLLM's throughput logging stopped after a scale-up): the coordinator's
+// throughput line, /metrics (serving and the scale's stages) and `eepctl status`. Real
+// processes, CPU workers, a tiny model.
 #include <regex>
 #include <sstream>
 
@@ -66,6 +67,8 @@ TEST_CASE("after a scale the throughput line, /metrics and eepctl status report 
   REQUIRE(eventually([&] { return busy_ranks_logged_after(fleet.coordinator_log(), 0) == 2; },
                      5s));
 
+  const std::string succeeded = "eep_scales_total{outcome=\"succeeded\"}";
+  double scales = metric(fleet, succeeded);  // the start (0 -> 2) was one
   for (int size : {3, 1}) {
     INFO("scale to " << size);
     const size_t log_before = fleet.coordinator_log().size();
@@ -81,6 +84,12 @@ TEST_CASE("after a scale the throughput line, /metrics and eepctl status report 
     CHECK(eventually([&] { return metric(fleet, "eep_fleet_size") == size; }, 5s));
     CHECK(metric(fleet, "eep_generation_tokens_total") == generated);
     CHECK(metric(fleet, "eep_requests_failed_total") == 0);
+    // The scale's stages and outcome.
+    CHECK(eventually([&] { return metric(fleet, succeeded) == scales + 1; }, 5s));
+    scales += 1;
+    CHECK(metric(fleet, "eep_scale_running") == 0);
+    CHECK(metric(fleet, "eep_scale_stage_seconds{stage=\"WAIT_ACKS\"}") > 0);
+    CHECK(metric(fleet, "eep_scale_last_seconds") > 0);
     const json status = fleet.status();
     CHECK(status["active_dp"] == size);
     CHECK(fleet.workers_in("ACTIVE").size() == static_cast<size_t>(size));

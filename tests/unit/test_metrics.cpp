@@ -130,3 +130,38 @@ TEST_CASE("the throughput log line reports rates between snapshots", "[metrics]"
   stats.requests_waiting = 1;
   CHECK(logger.line(stats, t0 + 30s).has_value());
 }
+
+TEST_CASE("scale metrics: the running stage, stage durations, outcomes counted once",
+          "[metrics]") {
+  eep::coordinator::MetricsRegistry registry;
+  eep::coordinator::ScaleMetrics metrics(registry);
+  eep::protocol::ScaleInfo info;
+  info.state = "running";
+  info.stage = "WAIT_ACKS";
+  info.target_generation = 2;
+  info.timeline = {{"WAIT_WORKERS", 0.25}};
+  metrics.update_from(info);
+  std::string text = registry.render();
+  CHECK_THAT(text, Catch::Contains("eep_scale_running 1\n"));
+  CHECK_THAT(text, Catch::Contains("eep_scale_stage{stage=\"WAIT_ACKS\"} 1\n"));
+  CHECK_THAT(text, Catch::Contains("eep_scale_stage_seconds{stage=\"WAIT_WORKERS\"} 0.25\n"));
+  CHECK_THAT(text, !Catch::Contains("eep_scales_total"));
+
+  info.state = "succeeded";
+  info.stage = "SUCCEEDED";
+  info.elapsed_s = 1.5;
+  info.timeline.push_back({"WAIT_ACKS", 1.25});
+  metrics.update_from(info);
+  metrics.update_from(info);  // the same scale is counted once
+  text = registry.render();
+  CHECK_THAT(text, Catch::Contains("eep_scale_running 0\n"));
+  CHECK_THAT(text, Catch::Contains("eep_scale_stage{stage=\"WAIT_ACKS\"} 0\n"));
+  CHECK_THAT(text, Catch::Contains("eep_scale_stage_seconds{stage=\"WAIT_ACKS\"} 1.25\n"));
+  CHECK_THAT(text, Catch::Contains("eep_scales_total{outcome=\"succeeded\"} 1\n"));
+  CHECK_THAT(text, Catch::Contains("eep_scale_last_seconds 1.5\n"));
+
+  info.state = "failed";
+  info.target_generation = 3;
+  metrics.update_from(info);
+  CHECK_THAT(registry.render(), Catch::Contains("eep_scales_total{outcome=\"failed\"} 1\n"));
+}

@@ -103,6 +103,8 @@ class Coordinator {
   bool knows_experts_ = false;  // --model given: generations carry placements, EPLB measures
   EplbState eplb_;
   std::unique_ptr<EplbMetrics> eplb_metrics_;  // after http_: it registers in its registry
+  std::unique_ptr<ScaleMetrics> scale_metrics_;  // likewise
+  Clock::time_point next_scale_metrics_{};
   Clock::time_point next_eplb_metrics_{};
   std::set<std::string> eplb_warned_;  // workers whose bad load reports were logged, this gen
   ThroughputLogger throughput_logger_;

@@ -11,9 +11,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "eep/common/protocol.h"
 
 #include "eep/coordinator/serving.h"
 
@@ -149,6 +152,22 @@ class EplbMetrics {
   Counter& failed_rebalances_;
   Counter& bytes_moved_;
   Gauge& last_longest_step_gap_ms_;
+};
+
+// Scaling (docs/scaling.md): whether a scale runs and in which stage, how long each stage of the
+// current or last scale took, and how scales ended. The coordinator's event loop feeds it the
+// scale state machine's status; a scrape reads it.
+class ScaleMetrics {
+ public:
+  explicit ScaleMetrics(MetricsRegistry& registry);
+  void update_from(const protocol::ScaleInfo& info);
+
+ private:
+  MetricsRegistry& registry_;
+  Gauge& running_;
+  Gauge& last_seconds_;
+  std::set<std::string> stages_seen_;   // label values set so far (zeroed when left)
+  int64_t counted_generation_ = -1;     // the last scale whose outcome was counted
 };
 
 // The periodic log line of vLLM:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -44,6 +45,16 @@ std::string join_keys(const std::vector<std::string>& keys) {
 
 }  // namespace
 
+std::string ephemeral_port_hint(int port, const std::string& ip_local_port_range) {
+  std::istringstream is(ip_local_port_range);
+  int first = 0, last = 0;
+  if (port == 0 || !(is >> first >> last) || port < first || port > last) return "";
+  return "; port " + std::to_string(port) + " is inside this host's ephemeral port range " +
+         std::to_string(first) + "-" + std::to_string(last) +
+         " (net.ipv4.ip_local_port_range), from which outgoing connections take ports: give the "
+         "coordinator a --port-range outside it";
+}
+
 std::string store_prefix(uint64_t generation, const std::string& group_name) {
   return "g" + std::to_string(generation) + "/" + group_name + "/";
 }
@@ -62,7 +73,15 @@ Result<std::unique_ptr<StoreServer>> StoreServer::start(const std::string& host,
   server->socket_.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
   const std::string requested =
       "tcp://" + host + ":" + (port == 0 ? std::string("*") : std::to_string(port));
-  EEP_ASSIGN_OR_RETURN(server->endpoint_, bind_socket(server->socket_, requested));
+  auto bound = bind_socket(server->socket_, requested);
+  if (!bound.is_ok()) {
+    std::ifstream range_file("/proc/sys/net/ipv4/ip_local_port_range");
+    std::stringstream range;
+    range << range_file.rdbuf();
+    return error(bound.status().code(),
+                 bound.status().message() + ephemeral_port_hint(port, range.str()));
+  }
+  server->endpoint_ = bound.value();
   server->port_ = std::stoi(server->endpoint_.substr(server->endpoint_.rfind(':') + 1));
   server->thread_ = std::thread([raw = server.get()] { raw->serve(); });
   EEP_LOG_DEBUG("store server serving on " << server->endpoint_);

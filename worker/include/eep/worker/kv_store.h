@@ -31,6 +31,11 @@ namespace eep::worker {
 // "g3/ep/": the key prefix of group `group_name` in generation `generation`.
 std::string store_prefix(uint64_t generation, const std::string& group_name);
 
+// Why a store port may be taken: "" unless `port` lies in the kernel's ephemeral range, given as
+// the text of /proc/sys/net/ipv4/ip_local_port_range ("32768\t60999\n"), from which outgoing
+// connections (Gloo's pairs among them) take their local ports.
+std::string ephemeral_port_hint(int port, const std::string& ip_local_port_range);
+
 // Serves the store from a background thread until destroyed. Thread-safe to destroy from any
 // thread; the destructor stops and joins the thread and closes the socket.
 class StoreServer {

@@ -119,7 +119,7 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv,
     }
     // Only stdio crosses exec. Boost.Asio opens its sockets without O_CLOEXEC, so a worker
     // spawned by the coordinator held the HTTP listener and any client connection open at that
-    // moment (the client then saw no EOF until the worker exited). Marked close-on-exec rather
+    // moment (the client would then see no EOF until the worker exited). Close-on-exec rather
     // than closed, so exec_pipe[1] still reports a failed exec.
     if (::syscall(SYS_close_range, 3U, ~0U, kCloseRangeCloexec) != 0) {
       for (int fd = 3; fd < max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);

@@ -90,6 +90,21 @@ inline CommandResult run_command(const std::vector<std::string>& argv,
   return result;
 }
 
+// A generated model (eep-mkmodel --preset tiny, random weights) in dir/name; more eep-mkmodel
+// flags in `extra`. Returns its directory.
+inline std::string make_tiny_model(const TempDir& dir, int seed,
+                                   const std::vector<std::string>& extra = {},
+                                   const std::string& name = "tiny") {
+  const std::string model = dir.file(name);
+  std::vector<std::string> argv = {bin("eep-mkmodel"), "--preset", "tiny", "--seed",
+                                   std::to_string(seed), "--out", model};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  CommandResult made = run_command(argv, 120s);
+  INFO(made.output);
+  REQUIRE(made.exit_code == 0);
+  return model;
+}
+
 // Polls `condition` every 50 ms until it holds or `timeout` passes.
 template <typename Condition>
 bool eventually(Condition condition, std::chrono::milliseconds timeout) {

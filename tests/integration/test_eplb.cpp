@@ -84,12 +84,7 @@ TEST_CASE("EPLB under load: balancedness rises, greedy outputs equal a run witho
           "[eplb]") {
   const int ranks = GENERATE(2, 4);
   TempDir dir;
-  const std::string model = dir.file("skewed");
-  CommandResult made = run_command({bin("eep-mkmodel"), "--preset", "tiny", "--seed", "7",
-                                    "--router-skew", "4", "--out", model},
-                                   120s);
-  INFO(made.output);
-  REQUIRE(made.exit_code == 0);
+  const std::string model = make_tiny_model(dir, 7, {"--router-skew", "4"}, "skewed");
   const int num_prompts = 192;
 
   const BenchRun plain = serve_and_bench(model, ranks, {}, num_prompts);

@@ -6,18 +6,6 @@
 using namespace eep;
 using namespace eep::testing;
 
-namespace {
-
-std::string make_model(const TempDir& dir) {
-  const std::string model = dir.file("tiny");
-  CommandResult made =
-      run_command({bin("eep-mkmodel"), "--preset", "tiny", "--seed", "3", "--out", model}, 120s);
-  INFO(made.output);
-  REQUIRE(made.exit_code == 0);
-  return model;
-}
-
-}  // namespace
 
 TEST_CASE("EPLB flags that cannot work stop the coordinator at start with the reason",
           "[eplb_admin]") {
@@ -39,7 +27,7 @@ TEST_CASE("EPLB flags that cannot work stop the coordinator at start with the re
 
 TEST_CASE("status shows EPLB and eplb rebalance says why it cannot run", "[eplb_admin]") {
   TempDir dir;
-  const std::string model = make_model(dir);
+  const std::string model = make_tiny_model(dir, 3);
 
   SECTION("without --model there is no eplb object and no placement") {
     Fleet fleet({"--dp", "0"});

@@ -66,11 +66,7 @@ struct Snapshot {
 class CyclingFleet {
  public:
   CyclingFleet() {
-    model_ = dir_.file("tiny");
-    CommandResult made =
-        run_command({bin("eep-mkmodel"), "--preset", "tiny", "--seed", "11", "--out", model_}, 60s);
-    INFO(made.output);
-    REQUIRE(made.exit_code == 0);
+    model_ = make_tiny_model(dir_, 11);
     fleet_ = std::make_unique<Fleet>(std::vector<std::string>{
         "--dp", std::to_string(kBaseDp), "--model", model_, "--worker-arg=--kv-blocks=64"});
     REQUIRE(eventually([&] { return serves(); }, 30s));

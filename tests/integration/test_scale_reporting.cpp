@@ -54,10 +54,7 @@ int busy_ranks_logged_after(const std::string& log, size_t from) {
 TEST_CASE("after a scale the throughput line, /metrics and eepctl status report the new size",
           "[scale_reporting]") {
   TempDir dir;
-  const std::string model = dir.file("tiny");
-  CommandResult made =
-      run_command({bin("eep-mkmodel"), "--preset", "tiny", "--seed", "4", "--out", model}, 120s);
-  REQUIRE(made.exit_code == 0);
+  const std::string model = make_tiny_model(dir, 4);
   Fleet fleet({"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=128",
                "--stats-log-interval-ms", "200"});
   REQUIRE(eventually([&] { return fleet.has_active(2); }, 30s));

@@ -22,10 +22,7 @@ struct RollbackFleet {
   std::unique_ptr<Fleet> fleet;
 
   RollbackFleet(const std::string& scale_timeout_ms, const std::string& heartbeat_timeout_ms) {
-    model = dir.file("tiny");
-    CommandResult made =
-        run_command({bin("eep-mkmodel"), "--preset", "tiny", "--seed", "9", "--out", model}, 120s);
-    REQUIRE(made.exit_code == 0);
+    model = make_tiny_model(dir, 9);
     fleet = std::make_unique<Fleet>(
         std::vector<std::string>{"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256",
                                  "--scale-timeout-ms", scale_timeout_ms,

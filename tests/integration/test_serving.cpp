@@ -15,11 +15,7 @@ struct ServingFleet {
   std::unique_ptr<Fleet> fleet;
 
   explicit ServingFleet(int dp) {
-    model = dir.file("tiny");
-    CommandResult made =
-        run_command({bin("eep-mkmodel"), "--preset", "tiny", "--seed", "11", "--out", model}, 120s);
-    INFO(made.output);
-    REQUIRE(made.exit_code == 0);
+    model = make_tiny_model(dir, 11);
     fleet = std::make_unique<Fleet>(std::vector<std::string>{
         "--dp", std::to_string(dp), "--model", model, "--worker-arg=--kv-blocks=256"});
     REQUIRE(eventually([&] { return http_status("GET", "/health") == 200; }, 30s));

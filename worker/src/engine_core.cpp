@@ -168,8 +168,9 @@ Result<Placement> EngineCore::placement_for(const protocol::Assign& assign) cons
 }
 
 Status EngineCore::begin_generation(const protocol::Assign& assign) {
-  if (building_.valid()) building_.wait();  // an older build: let it finish, then drop it
-  built_.reset();
+  // An older next generation, built or building, is dropped (a build still running ends in the
+  // background: it may wait for a dead peer up to the group timeout).
+  abandon_next_generation();
   EEP_ASSIGN_OR_RETURN(Placement placement, placement_for(assign));
   // Rank 0 serves the generation's stores; they must listen before anyone connects.
   std::unique_ptr<StoreServer> control_store, ep_store;
@@ -294,7 +295,7 @@ void EngineCore::reap_abandoned_builds() {
 
 void EngineCore::drop_generation(std::unique_ptr<Generation> generation) {
   EEP_LOG_INFO("dropped generation " << generation->assign.generation
-                                     << " (its scale was rolled back)");
+                                     << " before switching to it (rolled back or replaced)");
   generation->state.reset();
   if (generation->control_group) generation->control_group->destroy();
   if (generation->ep_group) generation->ep_group->destroy();

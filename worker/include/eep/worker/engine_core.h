@@ -92,7 +92,7 @@ class EngineCore {
   bool serving() const { return current_ != nullptr; }
 
   // Starts building generation `assign` (stores, groups, weights) on a helper thread. A newer
-  // assignment replaces one still being built.
+  // assignment replaces a next generation built or being built (abandon_next_generation).
   Status begin_generation(const protocol::Assign& assign);
   // The next generation is built and waits for the others (or failed: the error).
   Result<bool> next_generation_built();

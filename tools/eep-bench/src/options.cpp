@@ -57,6 +57,26 @@ void add_bench_options(CLI::App& app, BenchOptions& options) {
   app.add_flag("--progress,!--no-progress", options.progress,
                "Progress bar on stderr (only when it is a terminal)")
       ->capture_default_str();
+
+  CLI::Option* admin =
+      app.add_option("--admin", options.admin,
+                     "Coordinator admin endpoint (e.g. tcp://127.0.0.1:5710), for --scale-at");
+  app.add_option("--admin-token-file", options.admin_token_file, "Admin token file, as eepctl's")
+      ->needs(admin);
+  app.add_option("--scale-at", options.scale_at_s,
+                 "Seconds after the start at which to send a scale; repeatable, paired in order "
+                 "with --scale-to")
+      ->needs(admin)
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--scale-to", options.scale_to,
+                 "Fleet size (dp) of the scale sent at the matching --scale-at")
+      ->needs(admin)
+      ->check(CLI::PositiveNumber);
+  // Counts that do not pair up are an error of the command line, before anything is sent.
+  app.callback([&options] {
+    auto triggers = make_scale_triggers(options.admin, options.scale_at_s, options.scale_to);
+    if (!triggers.is_ok()) throw CLI::ValidationError(triggers.status().message());
+  });
 }
 
 Result<double> parse_request_rate(const std::string& text) {

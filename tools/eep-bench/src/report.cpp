@@ -16,11 +16,15 @@ std::string format_report(const BenchOptions& options, const BenchReport& report
   if (options.max_concurrency > 0) table.max_concurrency = options.max_concurrency;
   if (!std::isinf(report.request_rate)) table.request_rate = report.request_rate;
   out << format_table(report.summary, table);
+  out << format_scales(report.scales);
   return out.str();
 }
 
 nlohmann::json report_to_json(const BenchOptions& options, const BenchReport& report) {
-  nlohmann::json config{{"base_url", options.base_url},
+  nlohmann::json config{{"admin", options.admin},
+                        {"scale_at_s", options.scale_at_s},
+                        {"scale_to", options.scale_to},
+                        {"base_url", options.base_url},
                         {"model", report.model.name},
                         {"num_prompts", options.num_prompts},
                         {"random_input_len", options.random_input_len},
@@ -43,11 +47,9 @@ nlohmann::json report_to_json(const BenchOptions& options, const BenchReport& re
   for (const RequestRecord& record : report.records) {
     requests.push_back(to_json(record, options.save_tokens));
   }
-  return {{"config", std::move(config)},
-          {"summary", to_json(report.summary)},
-          {"time_series", to_json(report.series)},
-          {"events", std::move(events)},
-          {"requests", std::move(requests)}};
+  return {{"config", std::move(config)},           {"summary", to_json(report.summary)},
+          {"time_series", to_json(report.series)}, {"events", std::move(events)},
+          {"scales", to_json(report.scales)},      {"requests", std::move(requests)}};
 }
 
 }  // namespace eep::bench

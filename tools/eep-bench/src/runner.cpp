@@ -13,6 +13,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "eep/bench/scale_driver.h"
+#include "eep/common/token_file.h"
+
 namespace eep::bench {
 
 namespace net = boost::asio;
@@ -79,9 +82,9 @@ class BenchmarkRun {
         slot_freed_(context_),
         progress_(static_cast<int>(requests_.size()), options.progress) {}
 
-  // Blocks until every request has a record. Returns the duration in seconds.
-  double run() {
-    start_ = BenchClock::now();
+  // Blocks until every request has a record. Returns the duration in seconds since `start`.
+  double run(BenchClock::time_point start) {
+    start_ = start;
     net::co_spawn(context_, dispatch(), net::detached);
     context_.run();
     progress_.update(num_done_, num_failed_, num_in_flight_, seconds_since(start_), true);
@@ -190,11 +193,32 @@ Result<BenchReport> run_benchmark(const BenchOptions& options) {
   client.sampling.seed = options.request_seed;
   client.timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000));
 
+  EEP_ASSIGN_OR_RETURN(std::vector<ScaleTrigger> triggers,
+                       make_scale_triggers(options.admin, options.scale_at_s, options.scale_to));
+  std::string admin_token;
+  if (!options.admin_token_file.empty()) {
+    EEP_ASSIGN_OR_RETURN(admin_token, read_token_file(options.admin_token_file, "admin token"));
+  }
+
   raise_fd_limit();
   BenchmarkRun run(options, CompletionClient(std::move(client)), std::move(requests),
                    std::move(arrivals));
-  report.duration_s = run.run();
+  const BenchClock::time_point start = BenchClock::now();
+  std::optional<ScaleDriver> scale_driver;
+  if (!triggers.empty()) scale_driver.emplace(options.admin, admin_token, triggers, start);
+  report.duration_s = run.run(start);
   report.records = run.take_records();
+  if (scale_driver) {
+    report.scales = scale_driver->finish();
+    attach_windows(report.scales, report.records, report.duration_s);
+    for (const ScaleRecord& scale : report.scales) {
+      const std::string what = "scale to " + std::to_string(scale.trigger.dp);
+      if (scale.command_s >= 0) report.events.push_back({scale.command_s, what + " sent"});
+      if (scale.outcome_s >= 0) {
+        report.events.push_back({scale.outcome_s, what + " " + to_string(scale.outcome)});
+      }
+    }
+  }
   report.summary = summarize(report.records, report.duration_s);
   report.series = time_series(report.records, report.duration_s);
   return report;

@@ -2,9 +2,9 @@
 // requests at their arrival times under the concurrency limit (all on one thread's io_context),
 // and returns every request's record with the summary and the per-second series.
 //
-// Later (scaling, issue 7): triggers that fire at fixed times during the run (e.g. a scale over
-// the admin socket) run as further coroutines on the same io_context and add RunEvents, so the
-// report can cut the records into before / during / after windows by time.
+// Scales (--scale-at / --scale-to over the admin socket) are sent by a ScaleDriver on a thread of
+// its own, on the same clock; they add RunEvents, and the report cuts the records into before /
+// during / after windows by time (scaling.h).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eep/bench/http_client.h"
+#include "eep/bench/scaling.h"
 #include "eep/bench/stats.h"
 #include "eep/bench/workload.h"
 #include "eep/common/status.h"
@@ -44,6 +45,11 @@ struct BenchOptions {
   std::string result_json;   // empty: none written
   bool save_tokens = false;  // prompt and output ids in the JSON records
   bool progress = true;      // a progress bar, when stderr is a terminal
+  // Scales during the run (scaling.h): the i-th --scale-at goes with the i-th --scale-to.
+  std::string admin;  // the coordinator's admin endpoint; required by --scale-at
+  std::string admin_token_file;
+  std::vector<double> scale_at_s;
+  std::vector<int> scale_to;
 
   static constexpr int kDefaultVocabSize = 256;
 
@@ -58,7 +64,7 @@ void add_bench_options(CLI::App& app, BenchOptions& options);
 // "inf" (or "infinity") -> +inf; a positive number; anything else is an error.
 Result<double> parse_request_rate(const std::string& text);
 
-// Something that happened during the run at a time (reserved for scale triggers).
+// Something that happened during the run at a time (a scale sent, its outcome).
 struct RunEvent {
   double time_s = 0;
   std::string what;
@@ -70,6 +76,7 @@ struct BenchReport {
   double duration_s = 0;
   std::vector<RequestRecord> records;  // by request_idx
   std::vector<RunEvent> events;
+  std::vector<ScaleRecord> scales;  // one per --scale-at, in time order
   Summary summary;
   std::vector<SecondSample> series;
 };

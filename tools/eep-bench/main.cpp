@@ -3,6 +3,7 @@
 // limit; prints vLLM's result table and writes per-request records and a per-second series.
 //   eep-bench --base-url http://127.0.0.1:8000 --num-prompts 64 --random-input-len 32
 //             --random-output-len 32 [--request-rate R] [--max-concurrency N] [--result-json F]
+//             [--admin ADDR --scale-at SECONDS --scale-to N ...] (scales during the run)
 #include <fstream>
 #include <iostream>
 

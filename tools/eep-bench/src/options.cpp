@@ -66,13 +66,12 @@ void add_bench_options(CLI::App& app, BenchOptions& options) {
   app.add_option("--scale-at", options.scale_at_s,
                  "Seconds after the start at which to send a scale; repeatable, paired in order "
                  "with --scale-to")
-      ->needs(admin)
-      ->check(CLI::NonNegativeNumber);
+      ->needs(admin);
   app.add_option("--scale-to", options.scale_to,
                  "Fleet size (dp) of the scale sent at the matching --scale-at")
-      ->needs(admin)
-      ->check(CLI::PositiveNumber);
-  // Counts that do not pair up are an error of the command line, before anything is sent.
+      ->needs(admin);
+  // Counts that do not pair up, negative times and sizes below 1 are errors of the command line,
+  // before anything is sent, with messages that say what the flags mean.
   app.callback([&options] {
     auto triggers = make_scale_triggers(options.admin, options.scale_at_s, options.scale_to);
     if (!triggers.is_ok()) throw CLI::ValidationError(triggers.status().message());

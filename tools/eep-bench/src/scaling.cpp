@@ -19,6 +19,12 @@ std::vector<double> chunk_arrivals_s(const RequestRecord& record) {
   return arrivals;
 }
 
+std::string printf_string(const char* format, auto... args) {
+  char line[256];
+  std::snprintf(line, sizeof(line), format, args...);
+  return line;
+}
+
 bool in_window(double time_s, double begin_s, double end_s) {
   return time_s >= begin_s && time_s < end_s;
 }
@@ -44,7 +50,7 @@ Result<std::vector<ScaleTrigger>> make_scale_triggers(const std::string& admin,
     if (!(scale_at_s[idx] >= 0)) {
       return error(ErrorCode::kInvalidArgument,
                    "--scale-at must be seconds >= 0 after the start, not " +
-                       std::to_string(scale_at_s[idx]));
+                       printf_string("%g", scale_at_s[idx]));
     }
     if (scale_to[idx] < 1) {
       return error(ErrorCode::kInvalidArgument,
@@ -135,12 +141,6 @@ void attach_windows(std::vector<ScaleRecord>& scales, const std::vector<RequestR
 }
 
 namespace {
-
-std::string printf_string(const char* format, auto... args) {
-  char line[256];
-  std::snprintf(line, sizeof(line), format, args...);
-  return line;
-}
 
 std::string window_row(const char* name, const WindowMetrics& window) {
   return printf_string("  %-7s %8.2f %8.2f %9lld %7lld %10.1f %9.2f %9.2f %11.1f\n", name,

@@ -127,6 +127,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
   // Workers launched here register with --host 127.0.0.1 (launcher_local.cpp).
   limits.local_host = config.launcher == "local" ? "127.0.0.1" : host_name();
   limits.stage_timeout = std::chrono::milliseconds(config.scale_timeout_ms);
+  limits.drain_timeout = std::chrono::milliseconds(config.scale_drain_timeout_ms);
   limits.experts = experts;
   coordinator->knows_experts_ = experts.has_value();
   coordinator->scale_ =
@@ -235,6 +236,7 @@ int Coordinator::run(int signal_fd) {
     drain_inbox();
     reap_launched();
     check_heartbeats();
+    advance_drain(now);
     apply(scale_->on_tick(now));
     advance_eplb(now);
     if (pending_initial_dp) try_initial_scale(now);
@@ -293,9 +295,26 @@ void Coordinator::apply(const std::vector<ScaleAction>& actions) {
       send_to_worker(order->worker_id, order->order);
     } else if (const auto* stop = std::get_if<StopWorker>(&action)) {
       launcher_->stop(stop->worker_id, stop->force);
+    } else if (const auto* migrate = std::get_if<MigrateRequests>(&action)) {
+      router_.set_targets(serving_targets());  // the switch just committed g+1
+      const size_t num_moved = router_.migrate(migrate->worker_id, migrate->reason);
+      if (num_moved > 0) {
+        EEP_LOG_INFO(num_moved << " requests migrated from leaving worker " << migrate->worker_id);
+      }
     }
   }
+  // A scale accepted, switched or rolled back changes where new requests may go: at once, so
+  // that no request routed later in this loop turn lands on a rank that drains.
+  router_.set_targets(serving_targets());
   update_log_speaker();
+}
+
+void Coordinator::advance_drain(Clock::time_point now) {
+  if (scale_->stage() != ScaleStage::kDrainLeaving) return;
+  for (const std::string& id : scale_->draining()) {
+    if (router_.num_on(id) > 0) return;
+  }
+  apply(scale_->on_leaving_drained(now));
 }
 
 void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
@@ -467,7 +486,7 @@ void Coordinator::on_worker_gone(const std::string& worker_id, const std::string
   }
   apply(scale_->on_worker_gone(worker_id, reason, now));
   // Its requests continue elsewhere (prompt + tokens so far), or fail if nobody can take them.
-  router_.set_targets(active_ids());
+  router_.set_targets(serving_targets());
   router_.on_worker_gone(worker_id, reason);
 }
 

@@ -51,6 +51,11 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
                  "A scale not finished in this time rolls back")
       ->check(CLI::Range(100, 3600000))
       ->capture_default_str();
+  app.add_option("--scale-drain-timeout-ms", config.scale_drain_timeout_ms,
+                 "A scale-down lets requests on the leaving ranks finish for this long, then "
+                 "migrates the rest to the staying ranks (0: migrate at once)")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
   app.add_option("--stats-log-interval-ms", config.stats_log_interval_ms,
                  "How often the throughput line is logged (not while idle)")
       ->check(CLI::Range(100, 3600000))

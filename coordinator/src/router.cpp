@@ -122,28 +122,54 @@ void Router::on_outputs(const std::string& worker_id,
 }
 
 void Router::on_worker_gone(const std::string& worker_id, const std::string& reason) {
-  auto node = by_worker_.extract(worker_id);
-  if (node.empty()) return;
-  for (uint64_t id : node.mapped()) {
+  move_requests(worker_id, reason, false);
+}
+
+size_t Router::migrate(const std::string& worker_id, const std::string& reason) {
+  return move_requests(worker_id, reason, true);
+}
+
+size_t Router::move_requests(const std::string& worker_id, const std::string& reason,
+                             bool alive) {
+  auto on_worker = by_worker_.find(worker_id);
+  if (on_worker == by_worker_.end()) return 0;
+  const std::set<uint64_t> ids = std::move(on_worker->second);
+  by_worker_.erase(on_worker);
+  size_t num_moved = 0;
+  for (uint64_t id : ids) {
     auto it = requests_.find(id);
     if (it == requests_.end()) continue;
-    if (it->second.cancelled) {
+    InFlight& in_flight = it->second;
+    if (in_flight.cancelled) {
+      // The client went away; the worker's confirmation need not be waited for.
       finish(it, "cancelled", Status::ok());
       continue;
     }
     const std::string target = least_loaded();
     if (target.empty() || target == worker_id) {
+      if (alive) {  // it stays and finishes where it is
+        by_worker_[worker_id].insert(id);
+        continue;
+      }
       finish(it, "error",
              error(ErrorCode::kUnavailable, "worker " + worker_id + " was lost (" + reason +
                                                 ") and no other worker can continue the request"));
       continue;
     }
-    EEP_LOG_WARN("request " << id << " moves from " << worker_id << " (" << reason << ") to "
-                            << target << " after " << it->second.output_ids.size() << " tokens");
-    it->second.worker_id = target;
+    if (alive) {
+      EEP_LOG_INFO("request " << id << " migrates from " << worker_id << " (" << reason << ") to "
+                              << target << " after " << in_flight.output_ids.size() << " tokens");
+      cancel_(worker_id, id);
+    } else {
+      EEP_LOG_WARN("request " << id << " moves from " << worker_id << " (" << reason << ") to "
+                              << target << " after " << in_flight.output_ids.size() << " tokens");
+    }
+    in_flight.worker_id = target;
     ++num_resubmitted_;
-    send(it->second);
+    ++num_moved;
+    send(in_flight);
   }
+  return num_moved;
 }
 
 }  // namespace eep::coordinator

@@ -23,6 +23,8 @@ std::string_view to_string(ScaleStage stage) {
       return "WAIT_WORKERS";
     case ScaleStage::kWaitAcks:
       return "WAIT_ACKS";
+    case ScaleStage::kDrainLeaving:
+      return "DRAIN_LEAVING";
     case ScaleStage::kRetireLeaving:
       return "RETIRE_LEAVING";
     case ScaleStage::kSucceeded:
@@ -38,7 +40,11 @@ ScaleFsm::ScaleFsm(Membership& membership, PortAllocator& ports, ScaleLimits lim
 
 bool ScaleFsm::running() const {
   return stage_ == ScaleStage::kWaitWorkers || stage_ == ScaleStage::kWaitAcks ||
-         stage_ == ScaleStage::kRetireLeaving;
+         stage_ == ScaleStage::kDrainLeaving || stage_ == ScaleStage::kRetireLeaving;
+}
+
+std::vector<std::string> ScaleFsm::draining() const {
+  return running() ? leaving_ : std::vector<std::string>{};
 }
 
 void ScaleFsm::enter(ScaleStage stage, Clock::time_point now) {
@@ -220,16 +226,37 @@ std::vector<ScaleAction> ScaleFsm::on_assign_ack(const std::string& worker_id, i
                                                  Clock::time_point now) {
   if (stage_ != ScaleStage::kWaitAcks || generation != target_generation_) return {};
   if (!awaiting_.erase(worker_id) || !awaiting_.empty()) return {};
+  return end_acks(now);
+}
+
+std::vector<ScaleAction> ScaleFsm::end_acks(Clock::time_point now) {
+  if (leaving_.empty()) return switch_generation(now);
+  // A scale-down: the router has given the leaving ranks no new request since the scale was
+  // accepted; those still running there get until the drain deadline (the caller reports when
+  // none is left: on_leaving_drained).
+  enter(ScaleStage::kDrainLeaving, now);
+  return {};
+}
+
+std::vector<ScaleAction> ScaleFsm::on_leaving_drained(Clock::time_point now) {
+  if (stage_ != ScaleStage::kDrainLeaving) return {};
+  EEP_LOG_INFO("scale " << from_dp_ << "->" << to_dp_ << ": no request runs on the "
+                        << leaving_.size() << " leaving ranks any more");
   return switch_generation(now);
 }
 
 std::vector<ScaleAction> ScaleFsm::switch_generation(Clock::time_point now) {
   std::vector<ScaleAction> actions;
+  // Leaving workers that died meanwhile are DEAD already (and their requests moved elsewhere).
+  std::vector<std::string> retiring;
   for (const std::string& id : leaving_) {
+    const WorkerRecord* worker = membership_.find(id);
+    if (worker == nullptr || worker->state != WorkerState::kActive) continue;
     EEP_CHECK(membership_
                   .transition(id, WorkerState::kLeaving,
                               "retired by scale to dp " + std::to_string(to_dp_), now)
                   .is_ok());
+    retiring.push_back(id);
   }
   const int64_t old_generation = membership_.generation();
   Status committed = membership_.commit_generation(target_generation_, members_, now);
@@ -241,6 +268,14 @@ std::vector<ScaleAction> ScaleFsm::switch_generation(Clock::time_point now) {
   current_placement_ = placement_;
   EEP_LOG_INFO("generation " << target_generation_ << " is live with " << members_.size()
                              << " ranks");
+  // What still runs on the leaving ranks (the drain deadline passed) continues on the members,
+  // now: the router holds each request's prompt and every token it relayed, and takes no output
+  // of it from the leaving worker any more, so the tokens that worker still sends (it steps until
+  // the switch step, where it retires before running a forward) are neither relayed twice nor
+  // missing: the member computes them again from the same prefix.
+  for (const std::string& id : retiring) {
+    actions.push_back(MigrateRequests{id, "retired by scale to dp " + std::to_string(to_dp_)});
+  }
   // Every member switches to the new generation, every leaving rank retires, at the first step
   // at which all ranks of the old one hold this order; new ranks start stepping on it.
   for (const std::string& id : members_) {
@@ -249,7 +284,7 @@ std::vector<ScaleAction> ScaleFsm::switch_generation(Clock::time_point now) {
   // Leaving workers are told, not stopped: a serving one still takes part in the lockstep step
   // where everybody switches, and exits right after it. One that never goes is killed at the
   // stage's deadline.
-  for (const std::string& id : leaving_) {
+  for (const std::string& id : retiring) {
     awaiting_.insert(id);
     actions.push_back(SendSwitch{id, protocol::Switch{target_generation_, true}});
     actions.push_back(SendShutdown{id, "retired by scale to dp " + std::to_string(to_dp_)});
@@ -287,6 +322,13 @@ std::vector<ScaleAction> ScaleFsm::on_assign_failed(const std::string& worker_id
 }
 
 std::vector<ScaleAction> ScaleFsm::on_tick(Clock::time_point now) {
+  if (stage_ == ScaleStage::kDrainLeaving) {
+    if (now - stage_started_ < limits_.drain_timeout) return {};
+    EEP_LOG_INFO("scale " << from_dp_ << "->" << to_dp_ << ": the drain deadline of "
+                          << limits_.drain_timeout.count()
+                          << " ms passed; what still runs on the leaving ranks migrates");
+    return switch_generation(now);
+  }
   if (!running() || now - stage_started_ < limits_.stage_timeout) return {};
   if (stage_ == ScaleStage::kRetireLeaving) {
     // g+1 already serves; a leaving worker that will not go is killed, the scale stands.

@@ -1,5 +1,6 @@
 // The coordinator's serving side: requests from the HTTP threads (through the inbox) to the
 // router, wakes for an idle fleet, and the state the HTTP side reads.
+#include <algorithm>
 #include <chrono>
 
 #include "eep/common/log.h"
@@ -12,6 +13,14 @@ using protocol::WorkerState;
 std::vector<std::string> Coordinator::active_ids() const {
   std::vector<std::string> ids;
   for (const WorkerRecord* worker : membership_.active_by_rank()) ids.push_back(worker->id);
+  return ids;
+}
+
+std::vector<std::string> Coordinator::serving_targets() const {
+  std::vector<std::string> ids = active_ids();
+  for (const std::string& id : scale_->draining()) {
+    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+  }
   return ids;
 }
 
@@ -55,7 +64,7 @@ void Coordinator::on_need_wake() {
 }
 
 void Coordinator::publish_serving_state() {
-  router_.set_targets(active_ids());
+  router_.set_targets(serving_targets());
   ServingStats stats;
   for (const WorkerRecord* worker : membership_.active_by_rank()) {
     stats.requests_running += worker->load.num_running;

@@ -22,7 +22,8 @@ struct Fixture {
     REQUIRE(membership.add(record, now).is_ok());
   }
 
-  // Registers the launched workers and acks every assignment; returns the actions seen.
+  // Registers the launched workers, acks every assignment, reports the leaving ranks drained
+  // and exited; returns the actions seen.
   std::vector<ScaleAction> complete(std::vector<ScaleAction> actions) {
     std::vector<ScaleAction> seen = actions;
     for (size_t i = 0; i < seen.size(); ++i) {
@@ -36,7 +37,25 @@ struct Fixture {
         more = fsm.on_worker_gone(shutdown->worker_id, "exited", now);
         membership.remove(shutdown->worker_id);
       }
+      if (fsm.stage() == ScaleStage::kDrainLeaving) {
+        auto drained = fsm.on_leaving_drained(now);
+        more.insert(more.end(), drained.begin(), drained.end());
+      }
       seen.insert(seen.end(), more.begin(), more.end());
+    }
+    return seen;
+  }
+
+  // Starts a scale and acks every assignment, stopping before the leaving ranks drain.
+  std::vector<ScaleAction> ack_all(int to_dp) {
+    auto started = fsm.start(to_dp, {}, now);
+    REQUIRE(started.is_ok());
+    std::vector<ScaleAction> seen;
+    for (const ScaleAction& action : started.value()) {
+      if (auto* assign = std::get_if<SendAssign>(&action)) {
+        auto more = fsm.on_assign_ack(assign->worker_id, assign->assign.generation, now);
+        seen.insert(seen.end(), more.begin(), more.end());
+      }
     }
     return seen;
   }
@@ -85,7 +104,9 @@ TEST_CASE("scale up launches, assigns and switches and scale down retires the hi
   CHECK(info.state == "succeeded");
   CHECK(info.from_dp == 4);
   CHECK(info.to_dp == 2);
-  CHECK(info.timeline.size() == 3);
+  REQUIRE(info.timeline.size() == 4);
+  CHECK(info.timeline[2].stage == "DRAIN_LEAVING");
+  CHECK(info.timeline[3].stage == "RETIRE_LEAVING");
 }
 
 TEST_CASE("spares are used before launching", "[scale]") {
@@ -249,4 +270,151 @@ TEST_CASE("with a known model every Assign carries its generation's placement", 
   }
   CHECK(reassigned == 2);
   CHECK(fsm.current_placement()->phy2log == moved.phy2log);
+}
+
+namespace {
+
+std::vector<std::string> stages_of(const protocol::ScaleInfo& info) {
+  std::vector<std::string> stages;
+  for (const auto& timing : info.timeline) stages.push_back(timing.stage);
+  return stages;
+}
+
+std::vector<std::string> migrated(const std::vector<ScaleAction>& actions) {
+  std::vector<std::string> ids;
+  for (const auto& action : actions) {
+    if (auto* migrate = std::get_if<MigrateRequests>(&action)) ids.push_back(migrate->worker_id);
+  }
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("a scale-down drains its leaving ranks from acceptance and switches once they are empty",
+          "[scale]") {
+  Fixture f;
+  f.complete(f.fsm.start(3, {}, f.now).value());
+  CHECK(f.fsm.draining().empty());
+
+  auto started = f.fsm.start(1, {}, f.now);
+  REQUIRE(started.is_ok());
+  // New requests avoid the leaving ranks from now on; they stay ACTIVE in generation 1.
+  CHECK(f.fsm.draining() == std::vector<std::string>{"w1", "w2"});
+  CHECK(f.active_ids() == std::vector<std::string>{"w0", "w1", "w2"});
+  CHECK(count<SendAssign>(started.value()) == 1);  // only w0 builds generation 2
+  auto after_acks = f.fsm.on_assign_ack("w0", 2, f.now);
+  CHECK(after_acks.empty());
+  CHECK(f.fsm.stage() == ScaleStage::kDrainLeaving);
+  CHECK(f.fsm.info(f.now).stage == "DRAIN_LEAVING");
+  CHECK(f.fsm.info(f.now).state == "running");
+  CHECK(f.membership.generation() == 1);
+  // Not a rollback: the drain has its own deadline (5 s by default), the stage timeout is 1 s.
+  CHECK(f.fsm.on_tick(f.now + 1500ms).empty());
+  CHECK(f.fsm.stage() == ScaleStage::kDrainLeaving);
+
+  f.now += 2s;
+  auto switched = f.fsm.on_leaving_drained(f.now);
+  CHECK(f.fsm.stage() == ScaleStage::kRetireLeaving);
+  CHECK(f.membership.generation() == 2);
+  CHECK(f.active_ids() == std::vector<std::string>{"w0"});
+  CHECK(count<SendSwitch>(switched) == 3);
+  CHECK(count<SendShutdown>(switched) == 2);
+  // Nothing runs there, so the router moves nothing; asked anyway (it is the same at a deadline).
+  CHECK(migrated(switched) == std::vector<std::string>{"w1", "w2"});
+  for (const char* id : {"w1", "w2"}) {
+    CHECK(f.membership.find(id)->state == WorkerState::kLeaving);
+    f.fsm.on_worker_gone(id, "exited", f.now);
+  }
+  CHECK(f.fsm.stage() == ScaleStage::kSucceeded);
+  CHECK(f.fsm.draining().empty());
+  const auto info = f.fsm.info(f.now);
+  CHECK(stages_of(info) ==
+        std::vector<std::string>{"WAIT_WORKERS", "WAIT_ACKS", "DRAIN_LEAVING", "RETIRE_LEAVING"});
+  CHECK(info.timeline[2].seconds == Approx(2.0));
+  // Outside DRAIN_LEAVING the drained event changes nothing.
+  CHECK(f.fsm.on_leaving_drained(f.now).empty());
+  CHECK(f.fsm.stage() == ScaleStage::kSucceeded);
+}
+
+TEST_CASE("at the drain deadline a scale-down switches and migrates what still runs", "[scale]") {
+  Fixture f;
+  f.limits.drain_timeout = 200ms;
+  ScaleFsm fsm{f.membership, f.ports, f.limits};
+  Fixture* fixture = &f;
+  // Generation 1 of 2 ranks, built by hand with this fsm.
+  auto started = fsm.start(2, {}, f.now);
+  REQUIRE(started.is_ok());
+  for (const auto& action : started.value()) {
+    fixture->register_worker(std::get<LaunchWorker>(action).worker_id);
+    for (const auto& assign : fsm.on_registered(std::get<LaunchWorker>(action).worker_id, f.now)) {
+      fsm.on_assign_ack(std::get<SendAssign>(assign).worker_id, 1, f.now);
+    }
+  }
+  REQUIRE(fsm.stage() == ScaleStage::kSucceeded);
+
+  REQUIRE(fsm.start(1, {}, f.now).is_ok());
+  CHECK(fsm.draining() == std::vector<std::string>{"w1"});
+  CHECK(fsm.on_assign_ack("w0", 2, f.now).empty());
+  REQUIRE(fsm.stage() == ScaleStage::kDrainLeaving);
+  CHECK(fsm.on_tick(f.now + 150ms).empty());
+  auto at_deadline = fsm.on_tick(f.now + 250ms);
+  CHECK(fsm.stage() == ScaleStage::kRetireLeaving);
+  CHECK(migrated(at_deadline) == std::vector<std::string>{"w1"});
+  // The migration comes before the switch orders: the requests reach the staying ranks at once.
+  REQUIRE_FALSE(at_deadline.empty());
+  CHECK(std::holds_alternative<MigrateRequests>(at_deadline.front()));
+  CHECK(f.membership.generation() == 2);
+  CHECK(f.membership.find("w1")->state == WorkerState::kLeaving);
+  fsm.on_worker_gone("w1", "exited", f.now + 300ms);
+  CHECK(fsm.stage() == ScaleStage::kSucceeded);
+  CHECK(fsm.info(f.now).timeline[2].stage == "DRAIN_LEAVING");
+  CHECK(fsm.info(f.now).timeline[2].seconds == Approx(0.25));
+}
+
+TEST_CASE("a staying rank lost while draining rolls back and the leaving ranks serve again",
+          "[scale]") {
+  Fixture f;
+  f.complete(f.fsm.start(3, {}, f.now).value());
+  f.ack_all(2);
+  REQUIRE(f.fsm.stage() == ScaleStage::kDrainLeaving);
+  CHECK(f.fsm.draining() == std::vector<std::string>{"w2"});
+  REQUIRE(f.membership.transition("w1", WorkerState::kDead, "killed", f.now).is_ok());
+  auto rollback = f.fsm.on_worker_gone("w1", "killed by signal 9", f.now);
+  CHECK(f.fsm.stage() == ScaleStage::kFailed);
+  CHECK_THAT(f.fsm.info(f.now).reason, Catch::Contains("DRAIN_LEAVING"));
+  CHECK(f.fsm.draining().empty());  // w2 takes requests again
+  CHECK(migrated(rollback).empty());
+  CHECK(f.membership.generation() == 1);
+  CHECK(f.membership.find("w2")->state == WorkerState::kActive);
+  // The live members of generation 1 are told it again (w2 never heard of generation 2).
+  CHECK(count<SendAssign>(rollback) == 2);
+}
+
+TEST_CASE("a leaving rank that dies while draining is not retired again", "[scale]") {
+  Fixture f;
+  f.complete(f.fsm.start(3, {}, f.now).value());
+  f.ack_all(1);
+  REQUIRE(f.fsm.stage() == ScaleStage::kDrainLeaving);
+  REQUIRE(f.membership.transition("w2", WorkerState::kDead, "killed", f.now).is_ok());
+  CHECK(f.fsm.on_worker_gone("w2", "killed", f.now).empty());  // not a member of g+1
+  CHECK(f.fsm.stage() == ScaleStage::kDrainLeaving);
+  auto switched = f.fsm.on_leaving_drained(f.now);
+  CHECK(migrated(switched) == std::vector<std::string>{"w1"});
+  CHECK(count<SendShutdown>(switched) == 1);
+  CHECK(f.membership.find("w2")->state == WorkerState::kDead);
+  f.fsm.on_worker_gone("w1", "exited", f.now);
+  CHECK(f.fsm.stage() == ScaleStage::kSucceeded);
+  CHECK(f.active_ids() == std::vector<std::string>{"w0"});
+}
+
+TEST_CASE("a scale-up drains nothing and has no DRAIN_LEAVING stage", "[scale]") {
+  Fixture f;
+  f.complete(f.fsm.start(1, {}, f.now).value());
+  auto started = f.fsm.start(2, {"w0"}, f.now);
+  REQUIRE(started.is_ok());
+  CHECK(f.fsm.draining().empty());
+  auto seen = f.complete(started.value());
+  CHECK(migrated(seen).empty());
+  CHECK(stages_of(f.fsm.info(f.now)) ==
+        std::vector<std::string>{"WAIT_WORKERS", "WAIT_ACKS", "RETIRE_LEAVING"});
 }

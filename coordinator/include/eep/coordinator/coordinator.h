@@ -61,12 +61,16 @@ class Coordinator {
   template <typename T>
   void send_to_worker(const std::string& worker_id, const T& message);
   void apply(const std::vector<ScaleAction>& actions);
+  // DRAIN_LEAVING ends once the router has no request on the leaving ranks.
+  void advance_drain(Clock::time_point now);
   void check_heartbeats();
   // serving (serving.cpp)
   void drain_inbox();
   void on_need_wake();
   void publish_serving_state();
   std::vector<std::string> active_ids() const;
+  // Where new requests may go: the ACTIVE ranks but those a scale-down drains.
+  std::vector<std::string> serving_targets() const;
   void reap_launched();
   void update_log_speaker();
   void begin_shutdown(const std::string& why);

@@ -27,6 +27,9 @@ struct CoordinatorConfig {
   std::vector<std::string> port_ranges = {"29500-29999"};
   int heartbeat_timeout_ms = 3000;
   int scale_timeout_ms = 60000;
+  // A scale-down waits this long (once g+1 is built) for the requests on the leaving ranks to
+  // finish, then switches and migrates the rest (docs/scaling.md, DRAIN_LEAVING).
+  int scale_drain_timeout_ms = 5000;
   int stats_log_interval_ms = 5000;  // the throughput log line
   std::string api_key;            // when set, /v1/* needs "Authorization: Bearer <key>"
   std::string served_model_name;  // default: the model directory's name

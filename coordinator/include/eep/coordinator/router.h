@@ -26,8 +26,9 @@ class Router {
   using CancelFn = std::function<void(const std::string& worker_id, uint64_t request_id)>;
   Router(SubmitFn submit, CancelFn cancel);
 
-  // The workers requests may go to, in rank order (ACTIVE ones). Requests already on a worker
-  // that leaves this set stay there until it finishes or is gone (on_worker_gone).
+  // The workers requests may go to, in rank order (ACTIVE ones that no scale-down drains).
+  // Requests already on a worker that leaves this set stay there until they finish, are migrated
+  // (migrate) or the worker is gone (on_worker_gone).
   void set_targets(const std::vector<std::string>& worker_ids);
   bool has_targets() const { return !targets_.empty(); }
 
@@ -39,6 +40,13 @@ class Router {
   // Resubmits (prompt + tokens so far) the requests of a worker that died or left to the least
   // loaded target; fails them when there is none.
   void on_worker_gone(const std::string& worker_id, const std::string& reason);
+  // Moves the requests of a worker that is still alive (a leaving rank at the switch of a
+  // scale-down) to the least loaded targets, as on_worker_gone does, and cancels them on it. From
+  // then on an output of a moved request from that worker is stale and dropped (outputs count
+  // only from the worker that has the request), so a token it computed after the move and the
+  // new worker computes again reaches the client once. Requests stay where they are when there
+  // is no other target. Returns how many moved.
+  size_t migrate(const std::string& worker_id, const std::string& reason);
 
   size_t num_in_flight() const { return requests_.size(); }
   size_t num_on(const std::string& worker_id) const;
@@ -59,6 +67,9 @@ class Router {
   };
   std::string least_loaded() const;
   void send(InFlight& in_flight);
+  // Moves the requests of worker_id elsewhere (both on_worker_gone and migrate); `alive`: the
+  // worker still runs them, so it is told to cancel them, and they stay when nobody can take them.
+  size_t move_requests(const std::string& worker_id, const std::string& reason, bool alive);
   void finish(std::map<uint64_t, InFlight>::iterator it, const std::string& reason,
               const Status& status);
 

@@ -1,13 +1,15 @@
 // The scaling state machine of the coordinator (docs/scaling.md has the diagram). This is the
 // membership part of a scale: pick spares or launch workers for new ranks, tell every member of
-// generation g+1 its rank, switch when all have acknowledged, retire the surplus. The stages of
-// DESIGN.md section 6 (standby groups, weight transfer, ...) slot in between kWaitAcks and the
-// switch as the data plane grows.
+// generation g+1 its rank, switch when all have acknowledged (a scale-down first lets the requests
+// on its leaving ranks finish for a bounded time and migrates the rest), retire the surplus. The
+// stages of DESIGN.md section 6 (standby groups, weight transfer, ...) slot in between kWaitAcks
+// and the switch as the data plane grows.
 //
 // The machine owns no sockets: each event handler updates membership and ports (in-memory state)
-// and returns the actions the caller must carry out (launch, send, stop). Every waiting stage has
-// a deadline; passing it rolls back to generation g, which never stopped serving. Only the
-// coordinator's event loop calls it.
+// and returns the actions the caller must carry out (launch, send, stop, migrate). Every waiting
+// stage has a deadline; passing it rolls back to generation g, which never stopped serving, except
+// in DRAIN_LEAVING (the scale goes on: switch, migrate) and RETIRE_LEAVING (g+1 serves already:
+// kill). Only the coordinator's event loop calls it.
 #pragma once
 
 #include <chrono>
@@ -29,6 +31,7 @@ enum class ScaleStage {
   kIdle,           // no scale has run yet
   kWaitWorkers,    // the new ranks' workers (picked spares, launched ones) must register
   kWaitAcks,       // every member of g+1 must acknowledge its assignment
+  kDrainLeaving,   // scale-down: requests on the leaving ranks may finish (bounded time)
   kRetireLeaving,  // g+1 is live; the surplus workers are told to exit and must go
   kSucceeded,      // terminal until the next scale
   kFailed,         // rolled back to g; terminal until the next scale
@@ -55,7 +58,14 @@ struct StopWorker {  // through the launcher: SIGTERM (force: SIGKILL) or system
   std::string worker_id;
   bool force = false;
 };
-using ScaleAction = std::variant<LaunchWorker, SendAssign, SendShutdown, SendSwitch, StopWorker>;
+// The router moves every request still on this (leaving) worker to the serving ranks now: prompt
+// + tokens so far, cancelled on the worker, whose later outputs of them the router drops.
+struct MigrateRequests {
+  std::string worker_id;
+  std::string reason;
+};
+using ScaleAction = std::variant<LaunchWorker, SendAssign, SendShutdown, SendSwitch, StopWorker,
+                                 MigrateRequests>;
 
 struct ScaleLimits {
   int max_workers = 0;  // what the launcher can run; 0 = it launches nothing
@@ -66,6 +76,9 @@ struct ScaleLimits {
   // generation's placement, round-robin for a new generation. Absent: workers place by
   // themselves.
   std::optional<ExpertLayout> experts;
+  // How long a scale-down waits, once g+1 is built, for the requests on the leaving ranks to
+  // finish before it switches and migrates the rest (DRAIN_LEAVING's deadline; 0: no waiting).
+  std::chrono::milliseconds drain_timeout{5000};
 };
 
 struct StageTiming {
@@ -96,7 +109,15 @@ class ScaleFsm {
   // A member could not take its part in g+1 (it acknowledged with an error): roll back.
   std::vector<ScaleAction> on_assign_failed(const std::string& worker_id, int64_t generation,
                                             const std::string& reason, Clock::time_point now);
+  // DRAIN_LEAVING: no request runs on the draining workers any more (the caller asks the
+  // router); the scale switches. Nothing happens in any other stage.
+  std::vector<ScaleAction> on_leaving_drained(Clock::time_point now);
   std::vector<ScaleAction> on_tick(Clock::time_point now);
+
+  // The workers the router must give no new request: the leaving ranks of a running scale-down,
+  // from its acceptance on (after the switch they are LEAVING, so no target anyway). Empty when
+  // no scale runs, so a rolled-back scale-down gives them requests again.
+  std::vector<std::string> draining() const;
 
   protocol::ScaleInfo info(Clock::time_point now) const;
   const std::vector<StageTiming>& timeline() const { return timeline_; }
@@ -113,6 +134,7 @@ class ScaleFsm {
  private:
   void enter(ScaleStage stage, Clock::time_point now);
   std::vector<ScaleAction> send_assignments(Clock::time_point now);
+  std::vector<ScaleAction> end_acks(Clock::time_point now);
   std::vector<ScaleAction> switch_generation(Clock::time_point now);
   std::vector<ScaleAction> finish_retirement(Clock::time_point now);
   std::vector<ScaleAction> roll_back(const std::string& reason, Clock::time_point now);

@@ -1,0 +1,117 @@
+// Scaling under load loses nothing and changes nothing (DESIGN.md sections 6, 7 and 9): a CPU
+// fleet on the tiny model serves eep-bench at concurrency 32 while a thread scales it 2 -> 4 -> 2
+// -> 3 -> 1 -> 2. Every scale succeeds, no request fails, and every request's greedy output ids
+// equal those of the same requests (same eep-bench seed) served by a fleet of 2 that never
+// scaled. The scale-downs drain the leaving ranks for a short time and migrate what still runs
+// there (docs/scaling.md, DRAIN_LEAVING), so both paths run: requests that finish on a leaving
+// rank and requests that continue on a staying one.
+#include <thread>
+
+#include "fleet.h"
+
+using namespace eep;
+using namespace eep::testing;
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Short, so that scale-downs migrate requests (64 tokens take longer than this on a busy CPU
+// fleet) rather than only wait for them.
+constexpr int kDrainTimeoutMs = 300;
+
+// eep-bench's records keyed by request index: the output ids of each, checked successful.
+std::map<int, json> outputs_by_request(const json& report) {
+  std::map<int, json> outputs;
+  for (const json& record : report["requests"]) {
+    INFO(record.dump());
+    REQUIRE(record["success"] == true);
+    outputs[record["id"].get<int>()] = record["output_ids"];
+  }
+  return outputs;
+}
+
+std::vector<std::string> bench_argv(const Fleet& fleet, int num_prompts,
+                                    const std::string& results) {
+  // clang-format off
+  return {bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts",
+          std::to_string(num_prompts), "--random-input-len", "16", "--random-output-len", "48",
+          "--random-range-ratio", "0.5", "--max-concurrency", "32", "--stream", "--seed", "17",
+          "--save-tokens", "--no-progress", "--result-json", results};
+  // clang-format on
+}
+
+}  // namespace
+
+TEST_CASE("greedy outputs under load stay identical through scales 2 to 4 to 2 to 3 to 1 to 2",
+          "[scale_under_load]") {
+  TempDir dir;
+  const std::string model = make_tiny_model(dir, 13);
+  Fleet fleet({"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256", "--max-workers",
+               "4", "--scale-drain-timeout-ms", std::to_string(kDrainTimeoutMs)});
+  REQUIRE(eventually([&] { return fleet.has_active(2); }, 30s));
+  constexpr int kNumPrompts = 600;
+
+  // The reference: the same requests on the fleet of 2 before any scale.
+  const std::string reference_results = dir.file("reference.json");
+  CommandResult reference = run_command(bench_argv(fleet, kNumPrompts, reference_results), 120s);
+  INFO(reference.output);
+  REQUIRE(reference.exit_code == 0);
+  const json reference_report = json::parse(read_file(reference_results));
+  REQUIRE(reference_report["summary"]["failed"] == 0);
+  const std::map<int, json> expected = outputs_by_request(reference_report);
+  REQUIRE(expected.size() == static_cast<size_t>(kNumPrompts));
+
+  // The same requests again while a thread scales the fleet. Each scale waits a little after the
+  // previous one, so that the new generation takes requests before the next change.
+  const std::vector<int> sizes = {4, 2, 3, 1, 2};
+  std::vector<CommandResult> scales(sizes.size());
+  SteadyClock::time_point scales_ended{};
+  const SteadyClock::time_point bench_started = SteadyClock::now();
+  std::thread scaler([&] {
+    std::this_thread::sleep_for(1s);
+    for (size_t idx = 0; idx < sizes.size(); ++idx) {
+      scales[idx] = fleet.eepctl({"scale", "--dp", std::to_string(sizes[idx]), "--wait-s", "60"},
+                                 70s);
+      std::this_thread::sleep_for(500ms);
+    }
+    scales_ended = SteadyClock::now();
+  });
+  const std::string results = dir.file("scaled.json");
+  CommandResult bench = run_command(bench_argv(fleet, kNumPrompts, results), 180s);
+  const SteadyClock::time_point bench_ended = SteadyClock::now();
+  scaler.join();
+
+  for (size_t idx = 0; idx < sizes.size(); ++idx) {
+    // The timeline of each scale, as eepctl prints it.
+    std::printf("eepctl scale --dp %d (exit %d):\n%s\n", sizes[idx], scales[idx].exit_code,
+                scales[idx].output.c_str());
+  }
+  const double bench_s = std::chrono::duration<double>(bench_ended - bench_started).count();
+  const double scales_s = std::chrono::duration<double>(scales_ended - bench_started).count();
+  std::printf("eep-bench ran %.1f s, the scales ended after %.1f s\n", bench_s, scales_s);
+  INFO(bench.output);
+  INFO(fleet.coordinator_log());
+  for (size_t idx = 0; idx < sizes.size(); ++idx) {
+    INFO("scale to dp " << sizes[idx] << ": " << scales[idx].output);
+    CHECK(scales[idx].exit_code == 0);
+  }
+  // Every scale ran under load: the last one ended before the last request.
+  CHECK(scales_s < bench_s);
+  REQUIRE(bench.exit_code == 0);
+  const json report = json::parse(read_file(results));
+  CHECK(report["summary"]["failed"] == 0);
+  CHECK(report["summary"]["completed"] == kNumPrompts);
+  const std::map<int, json> served = outputs_by_request(report);
+  REQUIRE(served.size() == expected.size());
+  int num_different = 0;
+  for (const auto& [id, output_ids] : served) {
+    INFO("request " << id);
+    CHECK(output_ids == expected.at(id));
+    num_different += output_ids != expected.at(id);
+  }
+  CHECK(num_different == 0);
+  CHECK(fleet.has_active(2));
+  // Both ends of a scale-down ran: requests were migrated off leaving ranks.
+  CHECK_THAT(fleet.coordinator_log(), Catch::Contains("migrates"));
+}

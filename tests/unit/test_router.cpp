@@ -1,0 +1,164 @@
+// The router without sockets: what it sends where (recorded), what the client sees (recorded),
+// for routing, the drain of a scale-down (targets without the leaving ranks) and the migration of
+// requests off a leaving rank that is still running and sending.
+#include <catch2/catch.hpp>
+
+#include "eep/coordinator/router.h"
+
+using namespace eep;
+using namespace eep::coordinator;
+
+namespace {
+
+struct Sent {
+  std::string worker_id;
+  protocol::SubmitRequest submit;
+};
+
+struct Fixture {
+  std::vector<Sent> submitted;
+  std::vector<std::pair<std::string, uint64_t>> cancelled;
+  std::map<uint64_t, std::vector<int32_t>> client_tokens;  // what each client received
+  std::map<uint64_t, CompletionEvent> finished;
+  Router router{[this](const std::string& worker_id,
+                       const protocol::SubmitRequest& submit) {
+                  submitted.push_back({worker_id, submit});
+                },
+                [this](const std::string& worker_id, uint64_t request_id) {
+                  cancelled.emplace_back(worker_id, request_id);
+                }};
+
+  void route(uint64_t id, std::vector<int32_t> prompt, int max_tokens = 8) {
+    CompletionRequest request;
+    request.id = id;
+    request.prompt_ids = std::move(prompt);
+    request.max_tokens = max_tokens;
+    request.temperature = 0;
+    REQUIRE(router
+                .route(request,
+                       [this](const CompletionEvent& event) {
+                         auto& tokens = client_tokens[event.request_id];
+                         tokens.insert(tokens.end(), event.new_tokens.begin(),
+                                       event.new_tokens.end());
+                         if (event.finished) finished[event.request_id] = event;
+                       })
+                .is_ok());
+  }
+
+  std::string worker_of(uint64_t id) const {
+    std::string worker;
+    for (const Sent& sent : submitted) {
+      if (sent.submit.request_id == id) worker = sent.worker_id;  // the last one
+    }
+    return worker;
+  }
+};
+
+protocol::RequestOutput token(uint64_t id, int32_t value, bool last = false) {
+  return {id, {value}, last, last ? "length" : "", ""};
+}
+
+}  // namespace
+
+TEST_CASE("router: new requests go to the least loaded target, never to a drained rank",
+          "[router]") {
+  Fixture f;
+  f.router.set_targets({"w0", "w1", "w2"});
+  for (uint64_t id = 1; id <= 6; ++id) f.route(id, {1, 2});
+  CHECK(f.router.num_on("w0") == 2);
+  CHECK(f.router.num_on("w1") == 2);
+  CHECK(f.router.num_on("w2") == 2);
+
+  // A scale-down to 2 drains w2: it keeps what it has and takes nothing new.
+  f.router.set_targets({"w0", "w1"});
+  for (uint64_t id = 7; id <= 10; ++id) f.route(id, {1, 2});
+  CHECK(f.router.num_on("w2") == 2);
+  CHECK(f.router.num_on("w0") == 4);
+  CHECK(f.router.num_on("w1") == 4);
+  // Its requests finish there as usual.
+  const uint64_t on_w2 = f.submitted[2].submit.request_id;
+  REQUIRE(f.worker_of(on_w2) == "w2");
+  f.router.on_outputs("w2", {token(on_w2, 5, true)});
+  CHECK(f.finished.at(on_w2).finish_reason == "length");
+  CHECK(f.router.num_on("w2") == 1);
+
+  f.router.set_targets({});
+  CompletionRequest request;
+  request.id = 99;
+  request.prompt_ids = {1};
+  CHECK(f.router.route(request, [](const CompletionEvent&) {}).code() ==
+        ErrorCode::kUnavailable);
+}
+
+TEST_CASE("router: a migrated request continues from its tokens so far, none doubled or lost",
+          "[router]") {
+  Fixture f;
+  f.router.set_targets({"w0", "w1"});
+  f.route(1, {7, 8, 9}, 6);  // w0
+  f.route(2, {4, 5}, 6);     // w1
+  REQUIRE(f.worker_of(1) == "w0");
+  REQUIRE(f.worker_of(2) == "w1");
+  f.router.on_outputs("w1", {token(2, 10)});
+  f.router.on_outputs("w1", {token(2, 11)});
+
+  // Scale-down to 1: w1 drains, the deadline passes, its request migrates at the switch.
+  f.router.set_targets({"w0"});
+  CHECK(f.router.migrate("w1", "retired by scale to dp 1") == 1);
+  CHECK(f.router.num_on("w1") == 0);
+  CHECK(f.router.num_on("w0") == 2);
+  CHECK(f.router.num_resubmitted() == 1);
+  // w1 is told to stop it; w0 gets the prompt and the two tokens the client already has.
+  REQUIRE(f.cancelled == std::vector<std::pair<std::string, uint64_t>>{{"w1", 2}});
+  const Sent& moved = f.submitted.back();
+  CHECK(moved.worker_id == "w0");
+  CHECK(moved.submit.request_id == 2);
+  CHECK(moved.submit.prompt_ids == std::vector<int32_t>{4, 5});
+  CHECK(moved.submit.output_ids == std::vector<int32_t>{10, 11});
+  CHECK(moved.submit.params.max_tokens == 6);
+
+  // What w1 computed after the move is still on the socket: stale, dropped (its cancel
+  // confirmation too). w0 computes the same tokens again; the client gets each once.
+  f.router.on_outputs("w1", {token(2, 12), token(2, 13)});
+  f.router.on_outputs("w1", {{2, {}, true, "cancelled", ""}});
+  CHECK(f.client_tokens[2] == std::vector<int32_t>{10, 11});
+  CHECK_FALSE(f.finished.count(2));
+  for (int32_t value : {12, 13, 14}) f.router.on_outputs("w0", {token(2, value)});
+  f.router.on_outputs("w0", {token(2, 15, true)});
+  CHECK(f.client_tokens[2] == std::vector<int32_t>{10, 11, 12, 13, 14, 15});
+  REQUIRE(f.finished.count(2));
+  CHECK(f.finished.at(2).finish_reason == "length");
+  CHECK(f.finished.at(2).completion_tokens == 6);
+  CHECK(f.router.num_generated_tokens() == 6);  // the dropped ones are not counted
+  CHECK(f.router.num_finished() == 1);
+  CHECK(f.router.num_failed() == 0);
+
+  // When the leaving worker exits later, there is nothing left to move.
+  f.router.on_worker_gone("w1", "exiting: retired");
+  CHECK(f.router.num_resubmitted() == 1);
+}
+
+TEST_CASE("router: migration keeps requests where they are without another target, and ends "
+          "cancelled ones",
+          "[router]") {
+  Fixture f;
+  f.router.set_targets({"w0"});
+  f.route(1, {1}, 4);
+  f.route(2, {2}, 4);
+  f.router.cancel(2);  // the client went away; w0 has not confirmed yet
+  REQUIRE(f.cancelled == std::vector<std::pair<std::string, uint64_t>>{{"w0", 2}});
+
+  CHECK(f.router.migrate("w0", "nowhere to go") == 0);
+  CHECK(f.finished.at(2).finish_reason == "cancelled");
+  CHECK(f.router.num_on("w0") == 1);  // request 1 stays and is still relayed
+  f.router.on_outputs("w0", {token(1, 3, true)});
+  CHECK(f.client_tokens[1] == std::vector<int32_t>{3});
+  CHECK(f.finished.at(1).finish_reason == "length");
+
+  // A worker that is gone with nowhere to go fails its requests.
+  f.route(3, {3}, 4);
+  f.router.set_targets({});
+  f.router.on_worker_gone("w0", "killed");
+  CHECK(f.finished.at(3).finish_reason == "error");
+  CHECK(f.finished.at(3).status.code() == ErrorCode::kUnavailable);
+  CHECK(f.router.num_failed() == 1);
+}

@@ -235,6 +235,12 @@ std::vector<ScaleAction> ScaleFsm::end_acks(Clock::time_point now) {
   // accepted; those still running there get until the drain deadline (the caller reports when
   // none is left: on_leaving_drained).
   enter(ScaleStage::kDrainLeaving, now);
+  if (limits_.drain_timeout.count() == 0) {
+    EEP_LOG_INFO("scale " << from_dp_ << "->" << to_dp_
+                          << ": no drain (--scale-drain-timeout-ms 0); what still runs on the "
+                             "leaving ranks migrates");
+    return switch_generation(now);
+  }
   return {};
 }
 

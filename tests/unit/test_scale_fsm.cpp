@@ -371,6 +371,21 @@ TEST_CASE("at the drain deadline a scale-down switches and migrates what still r
   CHECK(fsm.info(f.now).timeline[2].seconds == Approx(0.25));
 }
 
+TEST_CASE("with no drain time a scale-down switches and migrates as soon as g+1 is built",
+          "[scale]") {
+  Fixture f;
+  f.complete(f.fsm.start(2, {}, f.now).value());
+  f.limits.drain_timeout = 0ms;
+  ScaleFsm fsm{f.membership, f.ports, f.limits};
+  // This fsm knows generation 1 only from the membership, which is all a scale-down needs.
+  REQUIRE(fsm.start(1, {}, f.now).is_ok());
+  auto switched = fsm.on_assign_ack("w0", 2, f.now);
+  CHECK(fsm.stage() == ScaleStage::kRetireLeaving);
+  CHECK(migrated(switched) == std::vector<std::string>{"w1"});
+  CHECK(fsm.info(f.now).timeline.back().stage == "DRAIN_LEAVING");
+  CHECK(fsm.info(f.now).timeline.back().seconds == 0);
+}
+
 TEST_CASE("a staying rank lost while draining rolls back and the leaving ranks serve again",
           "[scale]") {
   Fixture f;

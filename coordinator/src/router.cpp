@@ -129,8 +129,7 @@ size_t Router::migrate(const std::string& worker_id, const std::string& reason) 
   return move_requests(worker_id, reason, true);
 }
 
-size_t Router::move_requests(const std::string& worker_id, const std::string& reason,
-                             bool alive) {
+size_t Router::move_requests(const std::string& worker_id, const std::string& reason, bool alive) {
   auto on_worker = by_worker_.find(worker_id);
   if (on_worker == by_worker_.end()) return 0;
   const std::set<uint64_t> ids = std::move(on_worker->second);

@@ -54,8 +54,8 @@ TEST_CASE("greedy outputs under load stay identical through scales 2 to 4 to 2 t
           "[scale_under_load]") {
   TempDir dir;
   const std::string model = make_tiny_model(dir, 13);
-  Fleet fleet({"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256", "--max-workers",
-               "4", "--scale-drain-timeout-ms", std::to_string(kDrainTimeoutMs)});
+  Fleet fleet({"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256", "--max-workers", "4",
+               "--scale-drain-timeout-ms", std::to_string(kDrainTimeoutMs)});
   REQUIRE(eventually([&] { return fleet.has_active(2); }, 30s));
 
   // The reference: the same requests on the fleet of 2 before any scale.
@@ -77,8 +77,8 @@ TEST_CASE("greedy outputs under load stay identical through scales 2 to 4 to 2 t
   std::thread scaler([&] {
     std::this_thread::sleep_for(1s);
     for (size_t idx = 0; idx < sizes.size(); ++idx) {
-      scales[idx] = fleet.eepctl({"scale", "--dp", std::to_string(sizes[idx]), "--wait-s", "60"},
-                                 70s);
+      scales[idx] =
+          fleet.eepctl({"scale", "--dp", std::to_string(sizes[idx]), "--wait-s", "60"}, 70s);
       std::this_thread::sleep_for(500ms);
     }
     scales_ended = SteadyClock::now();

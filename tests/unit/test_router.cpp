@@ -20,8 +20,7 @@ struct Fixture {
   std::vector<std::pair<std::string, uint64_t>> cancelled;
   std::map<uint64_t, std::vector<int32_t>> client_tokens;  // what each client received
   std::map<uint64_t, CompletionEvent> finished;
-  Router router{[this](const std::string& worker_id,
-                       const protocol::SubmitRequest& submit) {
+  Router router{[this](const std::string& worker_id, const protocol::SubmitRequest& submit) {
                   submitted.push_back({worker_id, submit});
                 },
                 [this](const std::string& worker_id, uint64_t request_id) {
@@ -86,8 +85,7 @@ TEST_CASE("router: new requests go to the least loaded target, never to a draine
   CompletionRequest request;
   request.id = 99;
   request.prompt_ids = {1};
-  CHECK(f.router.route(request, [](const CompletionEvent&) {}).code() ==
-        ErrorCode::kUnavailable);
+  CHECK(f.router.route(request, [](const CompletionEvent&) {}).code() == ErrorCode::kUnavailable);
 }
 
 TEST_CASE("router: a migrated request continues from its tokens so far, none doubled or lost",
@@ -137,8 +135,7 @@ TEST_CASE("router: a migrated request continues from its tokens so far, none dou
   CHECK(f.router.num_resubmitted() == 1);
 }
 
-TEST_CASE("router: migration keeps requests where they are without another target, and ends "
-          "cancelled ones",
+TEST_CASE("router: migration keeps a request without another target, ends a cancelled one",
           "[router]") {
   Fixture f;
   f.router.set_targets({"w0"});

@@ -64,8 +64,8 @@ struct MigrateRequests {
   std::string worker_id;
   std::string reason;
 };
-using ScaleAction = std::variant<LaunchWorker, SendAssign, SendShutdown, SendSwitch, StopWorker,
-                                 MigrateRequests>;
+using ScaleAction =
+    std::variant<LaunchWorker, SendAssign, SendShutdown, SendSwitch, StopWorker, MigrateRequests>;
 
 struct ScaleLimits {
   int max_workers = 0;  // what the launcher can run; 0 = it launches nothing

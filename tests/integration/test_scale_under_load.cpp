@@ -5,7 +5,10 @@
 // scaled. A scale-down's leaving ranks take no new request from its acceptance, finish what they
 // can while the staying ranks build the next generation, and what still runs at the switch
 // migrates (docs/scaling.md, DRAIN_LEAVING), so both paths run: requests that finish on a leaving
-// rank and requests that continue on a staying one mid-stream.
+// rank and requests that continue on a staying one mid-stream. A second case keeps one long
+// request on a leaving rank through a drain with a deadline: the stage shows in status, the
+// request migrates when the deadline passes, and its stream is whole and unchanged.
+#include <sstream>
 #include <thread>
 
 #include "fleet.h"
@@ -38,6 +41,25 @@ std::map<int, json> outputs_by_request(const json& report) {
 }
 
 // The same requests every time (the dataset depends on the seed only, not on the rate).
+// The token ids of a streamed /v1/completions reply (curl's output), in order.
+std::vector<int> streamed_token_ids(const std::string& sse) {
+  std::vector<int> ids;
+  std::istringstream lines(sse);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("data: {", 0) != 0) continue;
+    const json chunk = json::parse(line.substr(6));
+    for (int id : chunk["choices"][0]["token_ids"]) ids.push_back(id);
+  }
+  return ids;
+}
+
+std::string join(const std::vector<int>& ids) {
+  std::string text;
+  for (int id : ids) text += (text.empty() ? "" : ",") + std::to_string(id);
+  return text;
+}
+
 std::vector<std::string> bench_argv(const Fleet& fleet, const std::string& request_rate,
                                     const std::string& results) {
   // clang-format off
@@ -101,6 +123,9 @@ TEST_CASE("greedy outputs under load stay identical through scales 2 to 4 to 2 t
   for (size_t idx = 0; idx < sizes.size(); ++idx) {
     INFO("scale to dp " << sizes[idx] << ": " << scales[idx].output);
     CHECK(scales[idx].exit_code == 0);
+    // A scale-down's timeline has its drain; a scale-up has none.
+    const bool down = sizes[idx] < (idx == 0 ? 2 : sizes[idx - 1]);
+    CHECK((scales[idx].output.find("DRAIN_LEAVING") != std::string::npos) == down);
   }
   // Every scale ran under load: the last one ended before the last request.
   CHECK(scales_s < bench_s);
@@ -127,4 +152,71 @@ TEST_CASE("greedy outputs under load stay identical through scales 2 to 4 to 2 t
   }
   std::printf("%d requests migrated off leaving ranks\n", num_migrated);
   CHECK(num_migrated > 0);
+}
+
+TEST_CASE("a request outlasting the drain of its leaving rank migrates at the deadline, whole",
+          "[scale_under_load]") {
+  TempDir dir;
+  const std::string model = make_tiny_model(dir, 13);
+  Fleet fleet({"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256",
+               "--scale-drain-timeout-ms", "500"});
+  REQUIRE(eventually([&] { return fleet.has_active(2); }, 30s));
+
+  // Two long greedy streams: the first goes to rank 0, the second to the less loaded rank 1,
+  // which the scale to 1 retires. 1500 tokens take seconds (about 300 per second here), longer
+  // than the drain.
+  constexpr int kMaxTokens = 1500;
+  const std::vector<std::vector<int>> prompts = {{1, 2, 3}, {4, 5, 6}};
+  std::vector<ChildProcess> streams;
+  for (size_t idx = 0; idx < prompts.size(); ++idx) {
+    const std::string body = dir.file("request" + std::to_string(idx) + ".json");
+    write_file(body, R"({"model":"tiny","prompt":[)" + join(prompts[idx]) + R"(],"max_tokens":)" +
+                         std::to_string(kMaxTokens) +
+                         R"(,"temperature":0,"ignore_eos":true,"stream":true})");
+    SpawnOptions options;
+    options.log_path = dir.file("stream" + std::to_string(idx) + ".out");
+    auto curl = ChildProcess::spawn({"curl", "-sN", fleet.base_url() + "/v1/completions", "-H",
+                                     "Content-Type: application/json", "--data-binary", "@" + body},
+                                    options);
+    REQUIRE(curl.is_ok());
+    streams.push_back(std::move(curl).value());
+    // Tokens flow before the next request is sent, so the router has counted this one.
+    REQUIRE(eventually([&] { return read_file(options.log_path).size() > 1000; }, 20s));
+  }
+
+  CommandResult scale;
+  std::thread scaler([&] { scale = fleet.eepctl({"scale", "--dp", "1", "--wait-s", "60"}, 70s); });
+  // The stage is visible while the leaving rank's request runs.
+  const bool drained_visibly =
+      eventually([&] { return fleet.status()["scale"]["stage"] == "DRAIN_LEAVING"; }, 10s);
+  scaler.join();
+  std::printf("eepctl scale --dp 1 (exit %d):\n%s\n", scale.exit_code, scale.output.c_str());
+  INFO(fleet.coordinator_log());
+  CHECK(drained_visibly);
+  REQUIRE(scale.exit_code == 0);
+  const json timeline = fleet.status()["scale"]["timeline"];
+  double drain_s = -1;
+  for (const json& stage : timeline) {
+    if (stage["stage"] == "DRAIN_LEAVING") drain_s = stage["seconds"];
+  }
+  CHECK(drain_s >= 0.5);  // waited for the deadline: the request was still running
+  CHECK(drain_s < 1.5);
+  CHECK_THAT(fleet.coordinator_log(), Catch::Contains("migrates from w1"));
+
+  // Both streams end complete, and equal eep-generate's greedy tokens.
+  for (size_t idx = 0; idx < prompts.size(); ++idx) {
+    REQUIRE(streams[idx].wait_for(60s));
+    const std::string sse = read_file(dir.file("stream" + std::to_string(idx) + ".out"));
+    CHECK_THAT(sse, Catch::EndsWith("data: [DONE]\n\n"));
+    const std::vector<int> ids = streamed_token_ids(sse);
+    CHECK(ids.size() == static_cast<size_t>(kMaxTokens));
+    CommandResult reference =
+        run_command({bin("eep-generate"), "--model", model, "--prompt-ids", join(prompts[idx]),
+                     "--max-tokens", std::to_string(kMaxTokens), "--ignore-eos"},
+                    60s);
+    REQUIRE(reference.exit_code == 0);
+    INFO("request " << idx);
+    CHECK(join(ids) == reference.output.substr(0, reference.output.find('\n')));
+  }
+  CHECK(fleet.has_active(1));
 }

@@ -1,5 +1,8 @@
 // eep-worker: one rank of an elastic-ep fleet (DESIGN.md section 1).
-#include <signal.h>
+#include <signal.h>  // first: defines __GLIBC__ on glibc
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -8,6 +11,14 @@
 #include "eep/worker/worker_daemon.h"
 
 int main(int argc, char** argv) {
+#if defined(__GLIBC__)
+  // Weights, transfer buffers and caches are large and come and go with every generation. With
+  // glibc's dynamic threshold, once one such block is freed the next ones come from the heaps,
+  // where freed weights stay as holes: a rank's memory grew by about one generation's weights per
+  // scale. A fixed threshold keeps every block of 64 KiB or more in its own mapping, returned to
+  // the system when freed (docs/weight_transfer.md, "Memory").
+  mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+#endif
   eep::worker::WorkerConfig config;
   CLI::App app{"eep-worker: one data-parallel / expert-parallel rank of an elastic-ep fleet"};
   eep::add_config_option(app);

@@ -124,10 +124,10 @@ std::vector<ExpertMove> plan_expert_moves(const std::vector<int>& from_row,
   std::vector<ExpertMove> moves;
   for (int dst = 0; dst < num_slots; ++dst) {
     const int logical = to_row[dst];
-    if (logical == from_row[dst]) continue;
-    EEP_CHECK_MSG(logical >= 0 && !holders[logical].empty(), "expert move to slot "
-                                                                 << dst << ": no slot holds expert "
-                                                                 << logical << " before the move");
+    if (logical == from_row[dst] || logical < 0) continue;  // unchanged, or ends empty
+    EEP_CHECK_MSG(!holders[logical].empty(), "expert move to slot "
+                                                 << dst << ": no slot holds expert " << logical
+                                                 << " before the move");
     const std::vector<int>& sources = holders[logical];
     const int dst_rank = dst / slots_per_rank;
     int src = -1;

@@ -189,6 +189,8 @@ void to_json(json& j, const Assign& m) {
            {"world_size", m.world_size},       {"members", m.members},
            {"control_store", m.control_store}, {"ep_store", m.ep_store}};
   if (m.placement) j["placement"] = *m.placement;
+  if (!m.previous_members.empty()) j["previous_members"] = m.previous_members;
+  if (m.previous_placement) j["previous_placement"] = *m.previous_placement;
 }
 void from_json(const json& j, Assign& m) {
   required(j, "generation", m.generation);
@@ -200,6 +202,12 @@ void from_json(const json& j, Assign& m) {
   m.placement.reset();
   if (auto it = j.find("placement"); it != j.end() && !it->is_null()) {
     m.placement = it->get<Placement>();
+  }
+  m.previous_members.clear();
+  optional_field(j, "previous_members", m.previous_members);
+  m.previous_placement.reset();
+  if (auto it = j.find("previous_placement"); it != j.end() && !it->is_null()) {
+    m.previous_placement = it->get<Placement>();
   }
 }
 
@@ -222,6 +230,11 @@ void to_json(json& j, const AssignAck& m) {
   j = json{{"generation", m.generation}, {"rank", m.rank}};
   if (m.capacity) j["capacity"] = *m.capacity;
   if (!m.error.empty()) j["error"] = m.error;
+  if (m.weight_bytes_from_peers != 0) j["weight_bytes_from_peers"] = m.weight_bytes_from_peers;
+  if (m.weight_bytes_from_checkpoint != 0) {
+    j["weight_bytes_from_checkpoint"] = m.weight_bytes_from_checkpoint;
+  }
+  if (m.weight_transfer_s != 0) j["weight_transfer_s"] = m.weight_transfer_s;
 }
 void from_json(const json& j, AssignAck& m) {
   required(j, "generation", m.generation);
@@ -232,6 +245,9 @@ void from_json(const json& j, AssignAck& m) {
     from_json(*it, *m.capacity);
   }
   optional_field(j, "error", m.error);
+  optional_field(j, "weight_bytes_from_peers", m.weight_bytes_from_peers);
+  optional_field(j, "weight_bytes_from_checkpoint", m.weight_bytes_from_checkpoint);
+  optional_field(j, "weight_transfer_s", m.weight_transfer_s);
 }
 
 void to_json(json& j, const SamplingParams& m) {
@@ -519,10 +535,17 @@ void from_json(const json& j, StageDuration& m) {
 }
 
 void to_json(json& j, const ScaleInfo& m) {
-  j = json{{"state", m.state},     {"stage", m.stage},
-           {"from_dp", m.from_dp}, {"timeline", m.timeline},
-           {"to_dp", m.to_dp},     {"target_generation", m.target_generation},
-           {"reason", m.reason},   {"elapsed_s", m.elapsed_s}};
+  j = json{{"state", m.state},
+           {"stage", m.stage},
+           {"from_dp", m.from_dp},
+           {"timeline", m.timeline},
+           {"to_dp", m.to_dp},
+           {"target_generation", m.target_generation},
+           {"reason", m.reason},
+           {"elapsed_s", m.elapsed_s},
+           {"weight_bytes_from_peers", m.weight_bytes_from_peers},
+           {"weight_bytes_from_checkpoint", m.weight_bytes_from_checkpoint},
+           {"weight_transfer_s", m.weight_transfer_s}};
 }
 void from_json(const json& j, ScaleInfo& m) {
   required(j, "state", m.state);
@@ -533,6 +556,9 @@ void from_json(const json& j, ScaleInfo& m) {
   optional_field(j, "elapsed_s", m.elapsed_s);
   optional_field(j, "stage", m.stage);
   optional_field(j, "timeline", m.timeline);
+  optional_field(j, "weight_bytes_from_peers", m.weight_bytes_from_peers);
+  optional_field(j, "weight_bytes_from_checkpoint", m.weight_bytes_from_checkpoint);
+  optional_field(j, "weight_transfer_s", m.weight_transfer_s);
 }
 
 void to_json(json& j, const EplbRebalanceInfo& m) {

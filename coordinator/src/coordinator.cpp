@@ -216,7 +216,6 @@ int Coordinator::run(int signal_fd) {
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
-    const auto now = Clock::now();
     if (signal_fd >= 0 && (items[2].revents & ZMQ_POLLIN)) {
       signalfd_siginfo info{};
       if (::read(signal_fd, &info, sizeof(info)) == sizeof(info) && !shutting_down_) {
@@ -236,6 +235,9 @@ int Coordinator::run(int signal_fd) {
     drain_inbox();
     reap_launched();
     check_heartbeats();
+    // Read after the messages: their handlers stamp stages with their own (later) clock reads,
+    // and a tick must never see a time before them.
+    const auto now = Clock::now();
     advance_drain(now);
     apply(scale_->on_tick(now));
     advance_eplb(now);
@@ -392,6 +394,7 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
         EEP_LOG_INFO("serving model '" << capacity_->model << "' (vocab " << capacity_->vocab_size
                                        << ", max model len " << capacity_->max_model_len << ")");
       }
+      scale_->record_weight_sources(ack.value());
       apply(scale_->on_assign_ack(identity, ack->generation, now));
       break;
     }

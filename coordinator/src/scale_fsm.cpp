@@ -48,6 +48,7 @@ std::vector<std::string> ScaleFsm::draining() const {
 }
 
 void ScaleFsm::enter(ScaleStage stage, Clock::time_point now) {
+  now = std::max(now, stage_started_);  // a caller's older clock read never gives a negative stage
   if (running()) timeline_.push_back(StageTiming{stage_, seconds_between(stage_started_, now)});
   EEP_LOG_INFO("scale " << from_dp_ << "->" << to_dp_ << " (generation " << target_generation_
                         << "): " << to_string(stage_) << " -> " << to_string(stage) << " after "
@@ -125,8 +126,7 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
   }
   // Never a number a rolled-back scale used: its workers may still be tearing that generation
   // down (groups, stores) when the next one starts.
-  const int64_t target_generation =
-      std::max(membership_.generation(), target_generation_) + 1;
+  const int64_t target_generation = std::max(membership_.generation(), target_generation_) + 1;
   auto control_port = ports_.allocate(store_host, target_generation);
   if (!control_port.is_ok()) return control_port.status();
   auto ep_port = ports_.allocate(store_host, target_generation);
@@ -141,6 +141,9 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
   target_generation_ = target_generation;
   failure_reason_.clear();
   timeline_.clear();
+  weight_bytes_from_peers_ = 0;
+  weight_bytes_from_checkpoint_ = 0;
+  weight_transfer_s_ = 0;
   started_ = now;
   stage_started_ = now;
   members_.clear();
@@ -205,9 +208,12 @@ std::vector<ScaleAction> ScaleFsm::send_assignments(Clock::time_point now) {
   std::vector<ScaleAction> actions;
   for (size_t rank = 0; rank < members_.size(); ++rank) {
     awaiting_.insert(members_[rank]);
-    actions.push_back(SendAssign{
-        members_[rank], assignment_for(static_cast<int>(rank), target_generation_, members_,
-                                       control_store_, ep_store_, placement_)});
+    protocol::Assign assign = assignment_for(static_cast<int>(rank), target_generation_, members_,
+                                             control_store_, ep_store_, placement_);
+    // The ranks of g that stay hand their weights to g+1 (docs/weight_transfer.md).
+    assign.previous_members = current_members_;
+    assign.previous_placement = current_placement_;
+    actions.push_back(SendAssign{members_[rank], std::move(assign)});
   }
   enter(ScaleStage::kWaitAcks, now);
   return actions;
@@ -227,6 +233,13 @@ std::vector<ScaleAction> ScaleFsm::on_assign_ack(const std::string& worker_id, i
   if (stage_ != ScaleStage::kWaitAcks || generation != target_generation_) return {};
   if (!awaiting_.erase(worker_id) || !awaiting_.empty()) return {};
   return end_acks(now);
+}
+
+void ScaleFsm::record_weight_sources(const protocol::AssignAck& ack) {
+  if (stage_ != ScaleStage::kWaitAcks || ack.generation != target_generation_) return;
+  weight_bytes_from_peers_ += ack.weight_bytes_from_peers;
+  weight_bytes_from_checkpoint_ += ack.weight_bytes_from_checkpoint;
+  weight_transfer_s_ = std::max(weight_transfer_s_, ack.weight_transfer_s);
 }
 
 std::vector<ScaleAction> ScaleFsm::end_acks(Clock::time_point now) {
@@ -439,6 +452,9 @@ protocol::ScaleInfo ScaleFsm::info(Clock::time_point now) const {
   for (const StageTiming& timing : timeline_) {
     info.timeline.push_back({std::string(to_string(timing.stage)), timing.seconds});
   }
+  info.weight_bytes_from_peers = weight_bytes_from_peers_;
+  info.weight_bytes_from_checkpoint = weight_bytes_from_checkpoint_;
+  info.weight_transfer_s = weight_transfer_s_;
   return info;
 }
 

@@ -91,6 +91,11 @@ TEST_CASE("eep-bench --scale-at scales a streaming fleet 2 -> 3 -> 2, eep-scale.
     CHECK(windows["after"]["output_tokens"].get<double>() > 0);
     CHECK(windows["during"]["longest_gap_ms"].get<double>() > 0);
   }
+  // The scale-up's new rank took every weight from the serving ranks (docs/weight_transfer.md).
+  CHECK(scales[0]["weight_bytes_from_peers"].get<double>() > 0);
+  CHECK(scales[0]["weight_bytes_from_checkpoint"] == 0);
+  CHECK(scales[0]["weight_transfer_s"].get<double>() > 0);
+  CHECK_THAT(bench.output, Catch::Contains("MB from peers in"));
   CHECK(scales[0]["windows"]["after"]["end_s"] == scales[1]["command_s"]);
   CHECK(scales[1]["windows"]["before"]["begin_s"] == scales[0]["outcome_s"]);
   // No request may fail across a scale-up or a scale-down.

@@ -55,8 +55,18 @@ TEST_CASE("every control message round-trips through its envelope", "[protocol]"
   CHECK(beat2.generation == 5);
   CHECK(beat2.rank == 3);
 
-  Assign assign{4, 1, 3, {"w0", "w1", "w2"}, {"node-a", 29500}, {"node-a", 29501}, std::nullopt};
+  Assign assign{
+      4,  1,           3, {"w0", "w1", "w2"}, {"node-a", 29500}, {"node-a", 29501}, std::nullopt,
+      {}, std::nullopt};
   Assign assign2 = round_trip(assign);
+  CHECK(assign2.previous_members.empty());
+  CHECK_FALSE(assign2.previous_placement);
+  assign.previous_members = {"w0", "w1"};
+  assign.previous_placement = Placement::round_robin(2, 4, 2, 2).value();
+  const Assign scaled = round_trip(assign);
+  CHECK(scaled.previous_members == assign.previous_members);
+  REQUIRE(scaled.previous_placement);
+  CHECK(scaled.previous_placement->phy2log == assign.previous_placement->phy2log);
   CHECK(assign2.generation == 4);
   CHECK(assign2.rank == 1);
   CHECK(assign2.world_size == 3);
@@ -65,8 +75,13 @@ TEST_CASE("every control message round-trips through its envelope", "[protocol]"
   CHECK(assign2.control_store.port == 29500);
   CHECK(assign2.ep_store.port == 29501);
 
-  AssignAck ack{4, 1, std::nullopt, ""};
+  AssignAck ack{.generation = 4, .rank = 1, .capacity = std::nullopt, .error = ""};
+  ack.weight_bytes_from_peers = 1000;
+  ack.weight_transfer_s = 0.25;
   AssignAck ack2 = round_trip(ack);
+  CHECK(ack2.weight_bytes_from_peers == 1000);
+  CHECK(ack2.weight_bytes_from_checkpoint == 0);
+  CHECK(ack2.weight_transfer_s == 0.25);
   CHECK(ack2.generation == 4);
   CHECK(ack2.rank == 1);
 
@@ -107,7 +122,7 @@ TEST_CASE("admin status reply round-trips", "[protocol]") {
   CHECK(back.scale.reason == "worker w3 lost");
   REQUIRE(back.scale.timeline.size() == 1);
   CHECK(back.scale.timeline[0].stage == "WAIT_WORKERS");
-  CHECK_FALSE(back.eplb);  // no model known: no "eplb" object
+  CHECK_FALSE(back.eplb);                  // no model known: no "eplb" object
   CHECK_FALSE(back.num_store_ports_live);  // an older coordinator's reply has none
   status.num_store_ports_live = 2;
   CHECK(json::parse(json(status).dump()).get<StatusReply>().num_store_ports_live == 2);
@@ -264,13 +279,20 @@ TEST_CASE("serving messages round-trip through their envelope", "[protocol]") {
   CHECK(round_trip(Wake{5}).epoch == 5);
   round_trip(NeedWake{});
 
-  AssignAck ack{2, 1, ModelCapacity{"tiny", 512, 4096, 256, 16}, ""};
+  AssignAck ack{.generation = 2,
+                .rank = 1,
+                .capacity = ModelCapacity{"tiny", 512, 4096, 256, 16},
+                .error = ""};
   AssignAck ack2 = round_trip(ack);
   REQUIRE(ack2.capacity);
   CHECK(ack2.capacity->model == "tiny");
   CHECK(ack2.capacity->max_model_len == 4096);
-  CHECK_FALSE(round_trip(AssignAck{2, 1, std::nullopt, ""}).capacity);
-  CHECK(round_trip(AssignAck{2, 1, std::nullopt, "cannot bind"}).error == "cannot bind");
+  CHECK_FALSE(
+      round_trip(AssignAck{.generation = 2, .rank = 1, .capacity = std::nullopt, .error = ""})
+          .capacity);
+  CHECK(round_trip(
+            AssignAck{.generation = 2, .rank = 1, .capacity = std::nullopt, .error = "cannot bind"})
+            .error == "cannot bind");
 
   Heartbeat beat{3, 0, {1, 2, 3, 4}};
   CHECK(round_trip(beat).load.num_kv_blocks == 4);
@@ -302,11 +324,11 @@ TEST_CASE("EPLB messages round-trip, and Assign carries an optional placement", 
   CHECK(done2.longest_step_gap_ms == 4.5);
   CHECK(done2.error.empty());
 
-  Assign assign{4, 1, 2, {"w0", "w1"}, {"h", 1}, {"h", 2}, placement.value()};
+  Assign assign{4, 1, 2, {"w0", "w1"}, {"h", 1}, {"h", 2}, placement.value(), {}, std::nullopt};
   Assign assign2 = round_trip(assign);
   REQUIRE(assign2.placement);
   CHECK(assign2.placement->phy2log == placement->phy2log);
-  Assign bare{4, 1, 2, {"w0", "w1"}, {"h", 1}, {"h", 2}, std::nullopt};
+  Assign bare{4, 1, 2, {"w0", "w1"}, {"h", 1}, {"h", 2}, std::nullopt, {}, std::nullopt};
   CHECK_FALSE(round_trip(bare).placement);
 
   auto admin = parse_admin_request(R"({"v": 1, "cmd": "eplb_rebalance", "seq": 3})");

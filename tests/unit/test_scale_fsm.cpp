@@ -433,3 +433,50 @@ TEST_CASE("a scale-up drains nothing and has no DRAIN_LEAVING stage", "[scale]")
   CHECK(stages_of(f.fsm.info(f.now)) ==
         std::vector<std::string>{"WAIT_WORKERS", "WAIT_ACKS", "RETIRE_LEAVING"});
 }
+
+TEST_CASE("an event stamped before the stage began gives it zero seconds, never negative",
+          "[scale]") {
+  // The coordinator's loop may pass a clock read taken before a message handler entered the
+  // stage (the CI saw -0.0003 s).
+  Fixture f;
+  f.complete(f.fsm.start(3, {}, f.now).value());
+  REQUIRE(f.fsm.start(1, {}, f.now).is_ok());
+  f.fsm.on_assign_ack("w0", 2, f.now + 10ms);
+  REQUIRE(f.fsm.stage() == ScaleStage::kDrainLeaving);
+  f.fsm.on_leaving_drained(f.now + 9ms);
+  const auto info = f.fsm.info(f.now + 20ms);
+  REQUIRE(info.timeline.size() == 3);
+  CHECK(info.timeline[2].stage == "DRAIN_LEAVING");
+  CHECK(info.timeline[2].seconds == 0);
+  for (const auto& timing : info.timeline) CHECK(timing.seconds >= 0);
+}
+
+TEST_CASE("the scale reports where its ranks took their weights", "[scale]") {
+  Fixture f;
+  f.complete(f.fsm.start(2, {}, f.now).value());
+  auto started = f.fsm.start(3, {}, f.now);
+  REQUIRE(started.is_ok());
+  f.register_worker("w2");
+  auto assigns = f.fsm.on_registered("w2", f.now);
+  REQUIRE(count<SendAssign>(assigns) == 3);
+  for (const ScaleAction& action : assigns) {
+    const auto& assign = std::get<SendAssign>(action).assign;
+    // Every member learns g's members, so the staying ones can hand their weights over.
+    CHECK(assign.previous_members == std::vector<std::string>{"w0", "w1"});
+    protocol::AssignAck ack{.generation = assign.generation,
+                            .rank = assign.rank,
+                            .capacity = std::nullopt,
+                            .error = ""};
+    ack.weight_bytes_from_peers = assign.rank == 2 ? 1000 : 10;
+    ack.weight_bytes_from_checkpoint = 5;
+    ack.weight_transfer_s = 0.1 * (assign.rank + 1);
+    f.fsm.record_weight_sources(ack);
+    ack.generation = 99;  // another generation's ack counts nothing
+    f.fsm.record_weight_sources(ack);
+    f.fsm.on_assign_ack(std::get<SendAssign>(action).worker_id, assign.generation, f.now);
+  }
+  const auto info = f.fsm.info(f.now);
+  CHECK(info.weight_bytes_from_peers == 1020);
+  CHECK(info.weight_bytes_from_checkpoint == 15);
+  CHECK(info.weight_transfer_s == Approx(0.3));
+}

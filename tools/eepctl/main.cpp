@@ -102,6 +102,15 @@ void print_timeline(const eep::protocol::ScaleInfo& scale) {
     std::cout << "  " << std::left << std::setw(16) << stage.stage << std::right << std::fixed
               << std::setprecision(3) << std::setw(8) << stage.seconds << " s\n";
   }
+  if (scale.weight_bytes_from_peers > 0 || scale.weight_bytes_from_checkpoint > 0) {
+    std::cout << "  weights: " << std::setprecision(1) << scale.weight_bytes_from_peers / 1e6
+              << " MB from peers";
+    if (scale.weight_transfer_s > 0) {
+      std::cout << " in " << std::setprecision(3) << scale.weight_transfer_s << " s";
+    }
+    std::cout << ", " << std::setprecision(1) << scale.weight_bytes_from_checkpoint / 1e6
+              << " MB from the checkpoint\n";
+  }
 }
 
 int run_scale(eep::AdminClient& client, const Options& options) {

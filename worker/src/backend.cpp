@@ -1,6 +1,7 @@
 #include "eep/worker/backend.h"
 
 #include <algorithm>
+#include <string>
 
 #include "eep/worker/cpu_backend.h"
 #ifdef EEP_WITH_CUDA
@@ -11,7 +12,7 @@ namespace eep::worker {
 
 Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options,
                                               const ModelConfig& config) {
-  if (options.device == "cpu") return make_cpu_backend(options);
+  if (options.device == "cpu") return make_cpu_backend(options, config);
   if (options.device == "cuda") {
 #ifdef EEP_WITH_CUDA
     return make_cuda_backend(options, config);
@@ -26,12 +27,25 @@ Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options,
                "unknown device '" + options.device + "' (cpu or cuda)");
 }
 
-Result<int> install_single_rank(Backend& backend, const Checkpoint& checkpoint,
-                                int max_kv_blocks) {
+Result<std::unique_ptr<GenerationState>> Backend::build_for_transfer(
+    const Checkpoint&, const Placement&, int, ProcessGroup*, const std::vector<CheckpointSlot>&) {
+  return error(ErrorCode::kFailedPrecondition,
+               "the " + std::string(name()) + " backend takes no weights from peers");
+}
+
+void Backend::pack_installed_piece(const WeightPiece&, std::byte*) {
+  EEP_CHECK_MSG(false, "the " << name() << " backend takes no weights from peers");
+}
+
+void Backend::unpack_piece(GenerationState&, const WeightPiece&, const std::byte*) {
+  EEP_CHECK_MSG(false, "the " << name() << " backend takes no weights from peers");
+}
+
+Result<int> install_single_rank(Backend& backend, const Checkpoint& checkpoint, int max_kv_blocks) {
   const ModelConfig& config = checkpoint.config();
-  EEP_ASSIGN_OR_RETURN(Placement placement,
-                       Placement::round_robin(config.num_hidden_layers, config.num_experts, 1,
-                                              config.num_experts));
+  EEP_ASSIGN_OR_RETURN(
+      Placement placement,
+      Placement::round_robin(config.num_hidden_layers, config.num_experts, 1, config.num_experts));
   EEP_ASSIGN_OR_RETURN(std::unique_ptr<GenerationState> state,
                        backend.build(checkpoint, placement, 0, nullptr));
   EEP_ASSIGN_OR_RETURN(int num_kv_blocks, backend.plan_kv_blocks());

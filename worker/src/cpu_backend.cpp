@@ -1,5 +1,6 @@
 // The CPU backend: fp32 weights in host memory, Gloo for the EP group (DESIGN.md section 5).
 #include <algorithm>
+#include <span>
 
 #include "eep/kernels/sampling.h"
 #include "eep/worker/backend.h"
@@ -14,8 +15,9 @@ Result<ForwardOutput> CpuExecutor::forward(const std::vector<SequenceChunk>& bat
 }
 
 Result<std::vector<int32_t>> CpuExecutor::forward_sample(
-    const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
-    const KvBlockManager& blocks, const StepPlan& plan) {
+    const std::vector<SequenceChunk>& batch,
+    const std::vector<std::optional<SamplingSpec>>& sampling, const KvBlockManager& blocks,
+    const StepPlan& plan) {
   EEP_CHECK(sampling.size() == batch.size());
   EEP_ASSIGN_OR_RETURN(ForwardOutput output, forward(batch, blocks, plan));
   const int64_t vocab = output.vocab;
@@ -45,9 +47,25 @@ class CpuGeneration final : public GenerationState {
   ProcessGroup* ep_group;
 };
 
+// The floats of `piece` in `weights`: one tensor, or an expert's gate, up and down projections.
+std::vector<std::span<float>> piece_spans(ModelWeights& weights, const WeightPiece& piece) {
+  if (piece.layer < 0) {
+    const std::vector<std::vector<float>*> tensors = weights.dense_tensors();
+    EEP_CHECK(piece.index >= 0 && piece.index < static_cast<int>(tensors.size()));
+    return {std::span<float>(*tensors[piece.index])};
+  }
+  EEP_CHECK(piece.layer < static_cast<int>(weights.layers.size()));
+  std::vector<ExpertWeights>& slots = weights.layers[piece.layer].slots;
+  EEP_CHECK(piece.index >= 0 && piece.index < static_cast<int>(slots.size()));
+  ExpertWeights& expert = slots[piece.index];
+  return {std::span<float>(expert.gate_proj), std::span<float>(expert.up_proj),
+          std::span<float>(expert.down_proj)};
+}
+
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const BackendOptions& options) : options_(options) {}
+  CpuBackend(const BackendOptions& options, const ModelConfig& config)
+      : options_(options), config_(config) {}
 
   std::string_view name() const override { return "cpu"; }
 
@@ -64,6 +82,45 @@ class CpuBackend final : public Backend {
   }
 
   Result<int> plan_kv_blocks() override { return options_.num_kv_blocks; }
+
+  bool supports_weight_transfer() const override { return true; }
+  std::vector<size_t> dense_piece_bytes() const override {
+    std::vector<size_t> bytes = ModelWeights::dense_sizes(config_);
+    for (size_t& size : bytes) size *= sizeof(float);
+    return bytes;
+  }
+  size_t expert_piece_bytes() const override {
+    return 3 * static_cast<size_t>(config_.moe_intermediate_size) * config_.hidden_size *
+           sizeof(float);
+  }
+
+  Result<std::unique_ptr<GenerationState>> build_for_transfer(
+      const Checkpoint& checkpoint, const Placement& placement, int rank, ProcessGroup* ep_group,
+      const std::vector<CheckpointSlot>& from_checkpoint) override {
+    ModelWeights weights = ModelWeights::allocate(config_, placement.slots_per_rank);
+    for (const CheckpointSlot& slot : from_checkpoint) {
+      EEP_RETURN_IF_ERROR(weights.load_slot(checkpoint, slot.layer, slot.local_slot, slot.expert));
+    }
+    return std::unique_ptr<GenerationState>(
+        new CpuGeneration(std::move(weights), placement, rank, ep_group));
+  }
+
+  void pack_installed_piece(const WeightPiece& piece, std::byte* out) override {
+    EEP_CHECK(runner_ != nullptr);
+    for (std::span<float> span : piece_spans(runner_->weights(), piece)) {
+      out = std::copy_n(reinterpret_cast<const std::byte*>(span.data()), span.size_bytes(), out);
+    }
+  }
+
+  void unpack_piece(GenerationState& state, const WeightPiece& piece,
+                    const std::byte* in) override {
+    auto* generation = dynamic_cast<CpuGeneration*>(&state);
+    EEP_CHECK(generation != nullptr);
+    for (std::span<float> span : piece_spans(generation->weights, piece)) {
+      std::copy_n(in, span.size_bytes(), reinterpret_cast<std::byte*>(span.data()));
+      in += span.size_bytes();
+    }
+  }
 
   Status install(std::unique_ptr<GenerationState> state, int num_kv_blocks) override {
     auto* generation = dynamic_cast<CpuGeneration*>(state.get());
@@ -88,6 +145,7 @@ class CpuBackend final : public Backend {
 
  private:
   BackendOptions options_;
+  ModelConfig config_;
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<MoeDispatcher> moe_;
   std::unique_ptr<CpuExecutor> executor_;
@@ -95,8 +153,9 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
-  return std::make_unique<CpuBackend>(options);
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options,
+                                          const ModelConfig& config) {
+  return std::make_unique<CpuBackend>(options, config);
 }
 
 Result<uint64_t> CpuExecutor::move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,

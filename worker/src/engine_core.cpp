@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+
 #include <filesystem>
 #include <thread>
 
@@ -13,11 +14,12 @@ namespace {
 
 // The fields of step()'s all-reduce, all reduced with max: [has work, wake epoch, next
 // generation pending, switch ready, -switch ready, tokens this step, has a prefill chunk, held
-// plan, -held plan, moving plan, -moving plan]. "Switch ready" is the generation this rank was
-// ordered to switch to (or leave for) once it can (built it, or leaves), 0 otherwise; a plan is
-// plan_key(plan id), 0 for none. The max of a negation is minus the min, so min == max says
-// that every rank has the same value.
-constexpr int kNumLockstepFields = 11;
+// plan, -held plan, moving plan, -moving plan, transfer blocked, transfer ready, -transfer ready,
+// transferring]. "Switch ready" is the generation this rank was ordered to switch to (or leave
+// for) once it can (built it, or leaves), 0 otherwise; a plan is plan_key(plan id), 0 for none.
+// The max of a negation is minus the min, so min == max says that every rank has the same value.
+// The transfer fields: engine_weight_transfer.cpp.
+constexpr int kNumLockstepFields = 15;
 enum LockstepField {
   kHasWork = 0,
   kWakeEpoch = 1,
@@ -30,6 +32,10 @@ enum LockstepField {
   kHeldPlanNegated = 8,
   kMovingPlan = 9,
   kMovingPlanNegated = 10,
+  kTransferBlocked = 11,
+  kTransferReady = 12,
+  kTransferReadyNegated = 13,
+  kTransferring = 14,
 };
 
 int64_t plan_key(uint64_t plan_id) {
@@ -107,6 +113,7 @@ EngineCore::~EngineCore() {
   if (building_.valid()) building_.wait();
   for (auto& abandoned : abandoned_builds_) abandoned.wait();
   built_.reset();
+  transferring_.reset();
   // The backend before the groups: its captured CUDA graphs hold NCCL work, and finalising a
   // communicator waits for them.
   backend_.reset();
@@ -225,36 +232,87 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
     }
   }
   pause_for_test("build_weights", assign.generation);
-  EEP_ASSIGN_OR_RETURN(generation->state, backend_->build(checkpoint_, generation->placement,
-                                                          assign.rank, generation->ep_group.get()));
+  if (backend_->supports_weight_transfer()) {
+    EEP_ASSIGN_OR_RETURN(
+        generation->transfer,
+        plan_weight_transfer(assign, generation->placement, backend_->dense_piece_bytes(),
+                             backend_->expert_piece_bytes(), options_.weight_transfer_chunk_bytes));
+  }
+  if (!generation->transfer) {
+    EEP_ASSIGN_OR_RETURN(generation->state,
+                         backend_->build(checkpoint_, generation->placement, assign.rank,
+                                         generation->ep_group.get()));
+  } else {
+    const WeightTransferPlan& plan = *generation->transfer;
+    EEP_ASSIGN_OR_RETURN(generation->state, backend_->build_for_transfer(
+                                                checkpoint_, generation->placement, assign.rank,
+                                                generation->ep_group.get(), plan.from_checkpoint));
+    generation->sources.bytes_from_checkpoint = plan.num_bytes_from_checkpoint;
+    // Every member has its buffers before the serving ranks give up a step boundary to the
+    // transfer: a member that is slow (or stalled) here delays the scale, never serving.
+    if (generation->control_group) {
+      int64_t ready = 1;
+      EEP_RETURN_IF_ERROR(generation->control_group->all_reduce(&ready, 1, ReduceOp::kMax));
+    }
+    if (!plan.is_new_rank()) {
+      // The ranks that serve now send and copy between their steps (engine thread), then agree
+      // on the KV cache (agree_on_kv_blocks).
+      EEP_LOG_INFO("generation " << assign.generation << " allocated in "
+                                 << std::chrono::duration<double>(Clock::now() - started).count()
+                                 << " s; its weights come from the serving ranks in "
+                                 << plan.chunks.size() << " chunks between steps");
+      return generation;
+    }
+    while (generation->num_chunks_done < plan.chunks.size()) {
+      EEP_RETURN_IF_ERROR(run_transfer_chunk(*generation));
+    }
+  }
   if (own_kv_blocks == 0) {
     EEP_ASSIGN_OR_RETURN(own_kv_blocks, backend_->plan_kv_blocks());
     generation->num_kv_blocks = own_kv_blocks;
   }
+  EEP_RETURN_IF_ERROR(agree_on_kv_blocks(*generation, own_kv_blocks));
+  EEP_LOG_INFO("generation " << assign.generation << " built in "
+                             << std::chrono::duration<double>(Clock::now() - started).count()
+                             << " s (rank " << assign.rank << " of " << assign.world_size << ", "
+                             << generation->placement.slots_per_rank << " expert slots, "
+                             << generation->agreed_kv_blocks << " KV blocks agreed, "
+                             << (assign.placement ? "assigned" : "round-robin")
+                             << " placement, weights: " << generation->sources.bytes_from_peers
+                             << " bytes from peers, " << generation->sources.bytes_from_checkpoint
+                             << " from the checkpoint)");
+  return generation;
+}
+
+Status EngineCore::agree_on_kv_blocks(Generation& generation, int own_kv_blocks) {
   // DESIGN.md section 6, SYNC_KV_CACHE_MEMORY: every rank serves with the fewest blocks any rank
   // of the generation has, so a request (a migrated one too) fits wherever it goes.
   int64_t agreed = own_kv_blocks;
-  if (generation->control_group) {
-    EEP_RETURN_IF_ERROR(generation->control_group->all_reduce(&agreed, 1, ReduceOp::kMin));
+  if (generation.control_group) {
+    EEP_RETURN_IF_ERROR(generation.control_group->all_reduce(&agreed, 1, ReduceOp::kMin));
   }
-  generation->agreed_kv_blocks = static_cast<int>(agreed);
-  EEP_LOG_INFO("generation "
-               << assign.generation << " built in "
-               << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
-               << " s (rank " << assign.rank << " of " << assign.world_size << ", "
-               << generation->placement.slots_per_rank << " expert slots, "
-               << generation->agreed_kv_blocks << " KV blocks agreed, "
-               << (assign.placement ? "assigned" : "round-robin") << " placement)");
-  return generation;
+  generation.agreed_kv_blocks = static_cast<int>(agreed);
+  return Status::ok();
 }
 
 Result<bool> EngineCore::next_generation_built() {
   reap_abandoned_builds();
   if (built_) return true;
+  if (build_failure_) {
+    Status failed = std::move(*build_failure_);
+    build_failure_.reset();
+    return failed;
+  }
   if (!building_.valid()) return false;
   if (building_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return false;
   auto built = building_.get();
   if (!built.is_ok()) return built.status();
+  if (built.value()->transfer && !built.value()->transfer->is_new_rank()) {
+    // Its weights come from this rank's installed ones, between steps (transfer_step).
+    transferring_ = std::move(built).value();
+    transfer_wake_ = true;
+    return false;
+  }
   built_ = std::move(built).value();
   if (!blocks_) {
     const ModelConfig& config = checkpoint_.config();
@@ -271,6 +329,9 @@ Result<bool> EngineCore::next_generation_built() {
 
 void EngineCore::abandon_next_generation() {
   switch_order_.reset();
+  build_failure_.reset();
+  transfer_running_ = false;
+  if (transferring_) drop_generation(std::move(transferring_));
   if (built_) drop_generation(std::move(built_));
   // A build still running (its groups may wait for a peer that died up to the group timeout)
   // ends on its own; serving and the next scale do not wait for it.
@@ -308,8 +369,8 @@ Status EngineCore::order_switch(const protocol::Switch& order) {
                  what + ": this rank serves generation " + std::to_string(generation()));
   }
   if (!order.leave) {
-    const bool building_it = building_.valid() || (built_ && built_->assign.generation ==
-                                                                  order.generation);
+    const bool building_it =
+        building_.valid() || (built_ && built_->assign.generation == order.generation);
     if (!building_it) {
       return error(ErrorCode::kFailedPrecondition,
                    what + ": this rank has not built it and is not building it");
@@ -342,8 +403,8 @@ Status EngineCore::switch_to(std::unique_ptr<Generation> next) {
                                  << current_->assign.generation << "'s ranks)");
   }
   blocks_->set_num_blocks(usable);
-  scheduler_->set_max_model_len(std::min(checkpoint_.config().max_position_embeddings,
-                                         usable * options_.block_size));
+  scheduler_->set_max_model_len(
+      std::min(checkpoint_.config().max_position_embeddings, usable * options_.block_size));
   if (previous) {
     if (previous->control_group) previous->control_group->destroy();
     if (previous->ep_group) previous->ep_group->destroy();
@@ -420,20 +481,22 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   const int64_t held = held_plan_ ? plan_key(held_plan_->rebalance.plan_id) : 0;
   const int64_t moving = moving_plan_ ? plan_key(moving_plan_->rebalance.plan_id) : 0;
   const bool switch_ready =
-      switch_order_ && (switch_order_->leave ||
-                        (built_ && built_->assign.generation == switch_order_->generation));
+      switch_order_ &&
+      (switch_order_->leave || (built_ && built_->assign.generation == switch_order_->generation));
   const int64_t ready = switch_ready ? switch_order_->generation : 0;
-  int64_t fields[kNumLockstepFields] = {scheduler_->has_work() ? 1 : 0,
-                                        static_cast<int64_t>(wake_epoch),
-                                        building_.valid() || built_ || switch_order_ ? 1 : 0,
-                                        ready,
-                                        -ready,
-                                        num_tokens,
-                                        has_prefill ? 1 : 0,
-                                        held,
-                                        -held,
-                                        moving,
-                                        -moving};
+  int64_t fields[kNumLockstepFields] = {
+      scheduler_->has_work() ? 1 : 0,
+      static_cast<int64_t>(wake_epoch),
+      building_.valid() || transferring_ || built_ || switch_order_ ? 1 : 0,
+      ready,
+      -ready,
+      num_tokens,
+      has_prefill ? 1 : 0,
+      held,
+      -held,
+      moving,
+      -moving};
+  fill_transfer_fields(fields + kTransferBlocked);
   if (current_->control_group) {
     EEP_RETURN_IF_ERROR(
         current_->control_group->all_reduce(fields, kNumLockstepFields, ReduceOp::kMax));
@@ -452,7 +515,9 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
                                         << " switched to the next without this rank");
     return result;
   }
+  const bool transfers = transfer_step(fields + kTransferBlocked, fields[kMovingPlan] != 0);
   const bool moves_layers = agree_on_rebalance(fields, &result);
+  if (fields[kHasWork] == 0 && transfers && !moves_layers) return result;  // only a chunk
   if (fields[kHasWork] == 0 && !moves_layers) {
     result.idle = true;
     result.idle_epoch = static_cast<uint64_t>(fields[kWakeEpoch]);

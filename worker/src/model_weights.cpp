@@ -75,4 +75,55 @@ Status ModelWeights::load_slot(const Checkpoint& checkpoint, int layer_idx, int 
   return Status::ok();
 }
 
+std::vector<std::vector<float>*> ModelWeights::dense_tensors() {
+  std::vector<std::vector<float>*> tensors{&embed, &final_norm};
+  if (!config.tie_word_embeddings) tensors.push_back(&lm_head);
+  for (LayerWeights& layer : layers) {
+    for (std::vector<float>* tensor :
+         {&layer.input_norm, &layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
+          &layer.q_norm, &layer.k_norm, &layer.post_norm, &layer.router}) {
+      tensors.push_back(tensor);
+    }
+  }
+  return tensors;
+}
+
+std::vector<size_t> ModelWeights::dense_sizes(const ModelConfig& config) {
+  const size_t hidden = config.hidden_size;
+  const size_t vocab = config.vocab_size;
+  const size_t head_dim = config.head_dim;
+  const size_t q_dim = size_t{static_cast<size_t>(config.num_attention_heads)} * head_dim;
+  const size_t kv_dim = size_t{static_cast<size_t>(config.num_key_value_heads)} * head_dim;
+  std::vector<size_t> sizes{vocab * hidden, hidden};
+  if (!config.tie_word_embeddings) sizes.push_back(vocab * hidden);
+  for (int l = 0; l < config.num_hidden_layers; ++l) {
+    for (size_t size :
+         {hidden, q_dim * hidden, kv_dim * hidden, kv_dim * hidden, hidden * q_dim, head_dim,
+          head_dim, hidden, static_cast<size_t>(config.num_experts) * hidden}) {
+      sizes.push_back(size);
+    }
+  }
+  return sizes;
+}
+
+ModelWeights ModelWeights::allocate(const ModelConfig& config, int slots_per_rank) {
+  ModelWeights weights;
+  weights.config = config;
+  weights.layers.resize(config.num_hidden_layers);
+  const std::vector<size_t> sizes = dense_sizes(config);
+  const std::vector<std::vector<float>*> tensors = weights.dense_tensors();
+  EEP_CHECK(sizes.size() == tensors.size());
+  for (size_t t = 0; t < tensors.size(); ++t) tensors[t]->assign(sizes[t], 0.0f);
+  const size_t matrix = static_cast<size_t>(config.moe_intermediate_size) * config.hidden_size;
+  for (LayerWeights& layer : weights.layers) {
+    layer.slots.resize(slots_per_rank);
+    for (ExpertWeights& expert : layer.slots) {
+      expert.gate_proj.assign(matrix, 0.0f);
+      expert.up_proj.assign(matrix, 0.0f);
+      expert.down_proj.assign(matrix, 0.0f);
+    }
+  }
+  return weights;
+}
+
 }  // namespace eep::worker

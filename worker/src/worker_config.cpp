@@ -47,6 +47,11 @@ void add_worker_options(CLI::App& app, WorkerConfig& config) {
   app.add_option("--slots-per-rank", config.slots_per_rank,
                  "Physical expert slots per rank (0: the fewest that hold every expert once)")
       ->check(CLI::Range(0, 1 << 16));
+  app.add_option("--weight-transfer-chunk-kb", config.weight_transfer_chunk_kb,
+                 "At a scale, the most weight bytes (KiB) a serving rank sends and copies for "
+                 "the next generation between two of its steps")
+      ->check(CLI::Range(1, 1 << 24))
+      ->capture_default_str();
   app.add_option("--cpu-threads", config.cpu_threads,
                  "Threads per GEMM on the CPU backend (ranks on one host share its cores)")
       ->check(CLI::Range(1, 1024))

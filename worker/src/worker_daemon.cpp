@@ -120,22 +120,31 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
       if (!engine_) {
         assignment_ = assign.value();
         update_log_speaker();
-        send(protocol::AssignAck{assignment_->generation, assignment_->rank, std::nullopt, ""});
+        send(protocol::AssignAck{.generation = assignment_->generation,
+                                 .rank = assignment_->rank,
+                                 .capacity = std::nullopt,
+                                 .error = ""});
         return;
       }
       if (engine_->generation() == assign->generation) {  // re-told after a rollback
         engine_->abandon_next_generation();
         pending_ack_.reset();
         assignment_ = assign.value();
-        send(protocol::AssignAck{assign->generation, assign->rank, engine_->capacity(), ""});
+        send(protocol::AssignAck{.generation = assign->generation,
+                                 .rank = assign->rank,
+                                 .capacity = engine_->capacity(),
+                                 .error = ""});
         return;
       }
       Status begun = engine_->begin_generation(assign.value());
       if (!begun.is_ok()) {
         EEP_LOG_ERROR("cannot build generation " << assign->generation << ": "
                                                  << begun.to_string());
-        send(protocol::AssignAck{assign->generation, assign->rank, std::nullopt,
-                                 begun.to_string()});  // the coordinator rolls the scale back
+        send(protocol::AssignAck{
+            .generation = assign->generation,
+            .rank = assign->rank,
+            .capacity = std::nullopt,
+            .error = begun.to_string()});  // the coordinator rolls the scale back
         return;
       }
       pending_ack_ = assign.value();
@@ -153,9 +162,9 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
         EEP_LOG_ERROR(ordered.to_string());
         return;
       }
-      EEP_LOG_INFO((order->leave ? "leaving at the switch to generation "
-                                 : "switching to generation ")
-                   << order->generation << " at the next step every rank agrees on");
+      EEP_LOG_INFO(
+          (order->leave ? "leaving at the switch to generation " : "switching to generation ")
+          << order->generation << " at the next step every rank agrees on");
       if (idle_) request_wake();  // the others must step to agree on the switch
       return;
     }
@@ -259,16 +268,27 @@ void WorkerDaemon::serve_once() {
     if (!built.is_ok()) {
       EEP_LOG_ERROR("building generation " << pending_ack_->generation
                                            << " failed: " << built.status().to_string());
-      send(protocol::AssignAck{pending_ack_->generation, pending_ack_->rank, std::nullopt,
-                               built.status().to_string()});
+      send(protocol::AssignAck{.generation = pending_ack_->generation,
+                               .rank = pending_ack_->rank,
+                               .capacity = std::nullopt,
+                               .error = built.status().to_string()});
       pending_ack_.reset();
     } else if (built.value()) {
-      send(protocol::AssignAck{pending_ack_->generation, pending_ack_->rank, engine_->capacity(),
-                               ""});
+      protocol::AssignAck ack{.generation = pending_ack_->generation,
+                              .rank = pending_ack_->rank,
+                              .capacity = engine_->capacity(),
+                              .error = ""};
+      const WeightSources sources = engine_->weight_sources();
+      ack.weight_bytes_from_peers = sources.bytes_from_peers;
+      ack.weight_bytes_from_checkpoint = sources.bytes_from_checkpoint;
+      ack.weight_transfer_s = sources.transfer_seconds;
+      send(ack);
       assignment_ = pending_ack_;
       pending_ack_.reset();
     }
   }
+  // Ready to send weights to the next generation: the serving ranks agree on it in a step.
+  if (engine_->take_transfer_wake() && idle_) request_wake();
   if (idle_ || !engine_->can_step()) return;
   auto step = engine_->step(wake_epoch_);
   if (!step.is_ok()) {
@@ -312,6 +332,7 @@ int WorkerDaemon::run(int signal_fd) {
     options.max_num_seqs = config_.max_num_seqs;
     options.max_num_batched_tokens = config_.max_num_batched_tokens;
     options.slots_per_rank = config_.slots_per_rank;
+    options.weight_transfer_chunk_bytes = size_t{1024} * config_.weight_transfer_chunk_kb;
     options.bind_host = config_.host.empty() ? "127.0.0.1" : config_.host;
     auto engine = EngineCore::create(options);
     if (!engine.is_ok()) {

@@ -173,6 +173,11 @@ std::string format_scales(const std::vector<ScaleRecord>& scales) {
     for (const protocol::StageDuration& stage : scale.timeline) {
       out += printf_string("  %-18s %8.3f s\n", stage.stage.c_str(), stage.seconds);
     }
+    if (scale.weight_bytes_from_peers > 0 || scale.weight_bytes_from_checkpoint > 0) {
+      out += printf_string("  weights: %.1f MB from peers in %.3f s, %.1f MB from the checkpoint\n",
+                           scale.weight_bytes_from_peers / 1e6, scale.weight_transfer_s,
+                           scale.weight_bytes_from_checkpoint / 1e6);
+    }
     if (scale.windows) {
       out +=
           "  window   from(s)    to(s) completed  failed  out tok/s  mITL(ms) p99ITL(ms) "
@@ -213,7 +218,10 @@ nlohmann::json to_json(const std::vector<ScaleRecord>& scales) {
                          {"reason", scale.reason},
                          {"target_generation", scale.target_generation},
                          {"total_s", scale.total_s},
-                         {"timeline", scale.timeline}};
+                         {"timeline", scale.timeline},
+                         {"weight_bytes_from_peers", scale.weight_bytes_from_peers},
+                         {"weight_bytes_from_checkpoint", scale.weight_bytes_from_checkpoint},
+                         {"weight_transfer_s", scale.weight_transfer_s}};
     if (scale.windows) {
       entry["windows"] = {{"before", to_json(scale.windows->before)},
                           {"during", to_json(scale.windows->during)},

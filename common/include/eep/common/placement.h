@@ -77,9 +77,11 @@ struct ExpertMove {
 // spread over the n replicas. Slots whose expert does not change move nothing. The result is
 // ordered by dst_slot and depends only on the arguments, so every rank computes the same pairs.
 // A negative id in from_row is an empty slot (holds no expert, never a source: e.g. the slots of
-// a rank joining at scale-up). Precondition (EEP_CHECK): every id of to_row is >= 0 and occurs in
-// from_row, which holds when from_row holds every logical expert (a valid placement's row) and
-// to_row's ids are in range; callers validate a row that came from elsewhere first.
+// a rank joining at scale-up); a negative id in to_row is a slot that ends empty (moves nothing:
+// e.g. slots a generation with fewer slots per rank does not have). Precondition (EEP_CHECK):
+// every id >= 0 of to_row occurs in from_row, which holds when from_row holds every logical expert
+// (a valid placement's row) and to_row's ids are in range; callers validate a row that came from
+// elsewhere first.
 std::vector<ExpertMove> plan_expert_moves(const std::vector<int>& from_row,
                                           const std::vector<int>& to_row, int slots_per_rank);
 

@@ -109,6 +109,12 @@ struct Assign {
   // The generation's expert placement (its num_ranks == world_size). Absent: every rank computes
   // Placement::round_robin with its own --slots-per-rank (workers of older coordinators).
   std::optional<Placement> placement;
+  // The generation it replaces (a scale): its members (worker ids, index = rank) and the placement
+  // they serve. A member of both takes its weights from the previous generation's ranks instead
+  // of the checkpoint (docs/weight_transfer.md). Empty / absent: the first generation, or workers
+  // of older coordinators; every rank then loads from the checkpoint.
+  std::vector<std::string> previous_members;
+  std::optional<Placement> previous_placement;
 };
 
 // What a serving worker can take, reported when it acknowledges an assignment.
@@ -126,6 +132,10 @@ struct AssignAck {
   int rank = 0;
   std::optional<ModelCapacity> capacity;  // absent when the worker serves no model
   std::string error;  // set when the worker could not build the generation (nothing else holds)
+  // Where this rank's weights of the generation came from (docs/weight_transfer.md).
+  uint64_t weight_bytes_from_peers = 0;       // received from other ranks
+  uint64_t weight_bytes_from_checkpoint = 0;  // read from the checkpoint
+  double weight_transfer_s = 0;               // first to last transfer chunk on this rank
 };
 
 // Sampling and stopping parameters, as the API gave them (seed always set by the coordinator).
@@ -368,6 +378,11 @@ struct ScaleInfo {
   std::string reason;  // why it failed
   double elapsed_s = 0;
   std::vector<StageDuration> timeline;  // stages passed, in order, with their durations
+  // Where the ranks of the new generation took their weights (docs/weight_transfer.md), summed
+  // over the ranks that acknowledged it; transfer_s is the slowest rank's.
+  uint64_t weight_bytes_from_peers = 0;
+  uint64_t weight_bytes_from_checkpoint = 0;
+  double weight_transfer_s = 0;
 };
 
 // The last rebalance of the expert placement (EPLB) that ended, well or not.

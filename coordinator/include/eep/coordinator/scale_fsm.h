@@ -103,6 +103,9 @@ class ScaleFsm {
   std::vector<ScaleAction> on_registered(const std::string& worker_id, Clock::time_point now);
   std::vector<ScaleAction> on_assign_ack(const std::string& worker_id, int64_t generation,
                                          Clock::time_point now);
+  // Adds where a member of g+1 took its weights (its ack) to the scale's report; call before
+  // on_assign_ack. Acks of other generations are ignored.
+  void record_weight_sources(const protocol::AssignAck& ack);
   // The worker died, exited or was declared dead (the membership already says so).
   std::vector<ScaleAction> on_worker_gone(const std::string& worker_id, const std::string& reason,
                                           Clock::time_point now);
@@ -167,7 +170,10 @@ class ScaleFsm {
   std::set<std::string> awaiting_;         // registrations, acks or exits still due
   protocol::StoreEndpoint control_store_;  // of g+1
   protocol::StoreEndpoint ep_store_;
-  std::optional<Placement> placement_;  // of g+1
+  std::optional<Placement> placement_;    // of g+1
+  uint64_t weight_bytes_from_peers_ = 0;  // summed over g+1's acks
+  uint64_t weight_bytes_from_checkpoint_ = 0;
+  double weight_transfer_s_ = 0;  // the slowest rank's
 
   // What the current generation's members were told (re-sent after a rollback).
   std::vector<std::string> current_members_;

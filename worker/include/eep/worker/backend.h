@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -21,6 +22,7 @@
 #include "eep/worker/model_runner.h"
 #include "eep/worker/process_group.h"
 #include "eep/worker/process_group_gloo.h"
+#include "eep/worker/weight_transfer.h"
 
 namespace eep::worker {
 
@@ -50,8 +52,9 @@ class ModelExecutor {
                                         const KvBlockManager& blocks, const StepPlan& plan) = 0;
   // The step and its sampling: one token for every chunk with a SamplingSpec, in chunk order.
   virtual Result<std::vector<int32_t>> forward_sample(
-      const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
-      const KvBlockManager& blocks, const StepPlan& plan) = 0;
+      const std::vector<SequenceChunk>& batch,
+      const std::vector<std::optional<SamplingSpec>>& sampling, const KvBlockManager& blocks,
+      const StepPlan& plan) = 0;
   // Tokens this rank routed to each physical slot since the last take: [layer][slot] (EPLB).
   virtual std::vector<std::vector<int64_t>> take_slot_counts() = 0;
   // EPLB (DESIGN.md section 8): moves layer `layer_idx` to `new_phy2log` (a row of a placement
@@ -88,6 +91,23 @@ class Backend {
                                                          ProcessGroup* ep_group) = 0;
   // Helper thread, once, after the first build: the KV blocks this rank holds for good.
   virtual Result<int> plan_kv_blocks() = 0;
+  // Weights from peers at a scale (docs/weight_transfer.md). A backend without it builds every
+  // generation from the checkpoint and the methods below are not called.
+  virtual bool supports_weight_transfer() const { return false; }
+  // The pieces' sizes in bytes, the same on every rank of a model: the non-expert tensors in a
+  // fixed order, and one expert slot.
+  virtual std::vector<size_t> dense_piece_bytes() const { return {}; }
+  virtual size_t expert_piece_bytes() const { return 0; }
+  // Helper thread: as build(), but only `from_checkpoint`'s slots are read; every other weight
+  // arrives through unpack_piece before the state is installed.
+  virtual Result<std::unique_ptr<GenerationState>> build_for_transfer(
+      const Checkpoint& checkpoint, const Placement& placement, int rank, ProcessGroup* ep_group,
+      const std::vector<CheckpointSlot>& from_checkpoint);
+  // Engine thread, after the first install: `piece` of the installed weights into `out` (the
+  // piece's bytes, host memory).
+  virtual void pack_installed_piece(const WeightPiece& piece, std::byte* out);
+  // Either thread, one at a time per state: `piece` of `state` (built, not installed) from `in`.
+  virtual void unpack_piece(GenerationState& state, const WeightPiece& piece, const std::byte* in);
   // Engine thread: serve on `state` from now on; the previous generation's state is released.
   virtual Status install(std::unique_ptr<GenerationState> state, int num_kv_blocks) = 0;
   // Engine thread, after the first install.
@@ -124,8 +144,9 @@ class CpuExecutor final : public ModelExecutor {
   Result<ForwardOutput> forward(const std::vector<SequenceChunk>& batch,
                                 const KvBlockManager& blocks, const StepPlan& plan) override;
   Result<std::vector<int32_t>> forward_sample(
-      const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
-      const KvBlockManager& blocks, const StepPlan& plan) override;
+      const std::vector<SequenceChunk>& batch,
+      const std::vector<std::optional<SamplingSpec>>& sampling, const KvBlockManager& blocks,
+      const StepPlan& plan) override;
   std::vector<std::vector<int64_t>> take_slot_counts() override { return moe_.take_slot_counts(); }
   Result<uint64_t> move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,
                                       ProcessGroup* ep_group) override;

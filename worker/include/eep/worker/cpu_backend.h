@@ -7,6 +7,6 @@
 
 namespace eep::worker {
 
-std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options, const ModelConfig& config);
 
 }  // namespace eep::worker

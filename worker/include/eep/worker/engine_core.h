@@ -52,6 +52,7 @@
 #include "eep/worker/kv_store.h"
 #include "eep/worker/process_group.h"
 #include "eep/worker/scheduler.h"
+#include "eep/worker/weight_transfer.h"
 
 namespace eep::worker {
 
@@ -68,6 +69,16 @@ struct EngineOptions {
   int slots_per_rank = 0;               // 0: the fewest that hold every expert once
   std::string bind_host = "127.0.0.1";  // where rank 0 serves the stores and Gloo binds
   std::chrono::milliseconds group_timeout{30000};
+  // Weights from peers at a scale (docs/weight_transfer.md): the most bytes of one chunk, that is
+  // of the copies one step boundary of the serving ranks carries.
+  size_t weight_transfer_chunk_bytes = size_t{64} << 20;
+};
+
+// Where a built generation's weights came from on this rank (sent in its AssignAck).
+struct WeightSources {
+  uint64_t bytes_from_peers = 0;
+  uint64_t bytes_from_checkpoint = 0;
+  double transfer_seconds = 0;  // first to last chunk
 };
 
 struct StepResult {
@@ -96,6 +107,11 @@ class EngineCore {
   Status begin_generation(const protocol::Assign& assign);
   // The next generation is built and waits for the others (or failed: the error).
   Result<bool> next_generation_built();
+  // Of the built next generation (next_generation_built() was true).
+  WeightSources weight_sources() const;
+  // True once when this rank became ready to send its weights to the next generation: an idle
+  // fleet must step so that the ranks agree on the transfer (the daemon asks for a wake).
+  bool take_transfer_wake();
   // The coordinator committed generation `order.generation` (protocol::Switch): switch to it (or
   // retire, order.leave) at the first step at which every rank holds the order and can. Refused
   // when this rank neither built nor builds that generation (or leaves while serving nothing).
@@ -141,6 +157,11 @@ class EngineCore {
     Placement placement;                     // as served: a rebalance updates it layer by layer
     int num_kv_blocks = 0;                   // set by the first generation a rank builds
     int agreed_kv_blocks = 0;  // the fewest KV blocks of any rank of the generation (all-reduce)
+    // Weights from peers (docs/weight_transfer.md): the plan, the chunks done, the sources.
+    std::optional<WeightTransferPlan> transfer;
+    size_t num_chunks_done = 0;
+    Clock::time_point transfer_started;
+    WeightSources sources;
   };
   // A rebalance plan held or moving on this rank.
   struct RebalancePlan {
@@ -160,6 +181,9 @@ class EngineCore {
                                                        std::unique_ptr<StoreServer> control_store,
                                                        std::unique_ptr<StoreServer> ep_store,
                                                        int own_kv_blocks);
+  // The end of a build on both threads: the KV cache size agreed over the generation's control
+  // group (DESIGN.md section 6, SYNC_KV_CACHE_MEMORY).
+  Status agree_on_kv_blocks(Generation& generation, int own_kv_blocks);
   Status switch_to(std::unique_ptr<Generation> next);
   void drop_generation(std::unique_ptr<Generation> generation);
   void reap_abandoned_builds();
@@ -173,6 +197,19 @@ class EngineCore {
   // After a step that moved layers: its gap, and the RebalanceDone when every layer moved.
   void end_moving_step(Clock::time_point step_started, StepResult* result);
   protocol::RebalanceDone finish_rebalance(std::string error);
+
+  // Weights from peers (engine_weight_transfer.cpp). Runs chunk number generation.num_chunks_done
+  // of the transfer plan: packs this rank's sends and local copies from the installed weights
+  // (engine thread), exchanges over the generation's EP group, unpacks into its state.
+  Status run_transfer_chunk(Generation& generation);
+  // After step()'s all-reduce: whether this step runs a chunk anywhere in the fleet (starting the
+  // transfer when every rank of the next generation that serves now is ready for it), and runs
+  // this rank's. A failed chunk fails the next generation, not the step.
+  // `reduced`: the transfer's lockstep fields after the all-reduce; a rebalance plan moving
+  // anywhere holds the start back (the transfer reads the placement it ends with).
+  bool transfer_step(const int64_t* reduced, bool plan_moving);
+  // This rank's transfer fields of the lockstep: [blocked, ready, -ready, transferring].
+  void fill_transfer_fields(int64_t* fields) const;
   // Takes the executor's counts: reported as an ExpertLoad when `report` and some steps ran,
   // else dropped; either way a new report window starts.
   std::optional<protocol::ExpertLoad> take_expert_load(bool report);
@@ -186,6 +223,12 @@ class EngineCore {
   std::unique_ptr<Generation> current_;
   std::future<Result<std::unique_ptr<Generation>>> building_;
   std::unique_ptr<Generation> built_;  // built, waiting for every rank to have built it
+  // Built by the helper thread except the weights that come from this rank's installed ones
+  // (docs/weight_transfer.md): the engine thread sends and copies them between steps.
+  std::unique_ptr<Generation> transferring_;
+  bool transfer_running_ = false;  // every involved rank started; a chunk each step until done
+  bool transfer_wake_ = false;
+  std::optional<Status> build_failure_;  // a transfer that failed on the engine thread
   // Builds of a rolled-back scale still running on their helper threads; dropped when done.
   std::vector<std::future<Result<std::unique_ptr<Generation>>>> abandoned_builds_;
   std::optional<protocol::Switch> switch_order_;  // the coordinator's, until the switch

@@ -3,6 +3,7 @@
 // Checkpoint; a slot can be refilled later (expert moves) without touching the rest.
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 #include "eep/common/placement.h"
@@ -37,6 +38,13 @@ struct ModelWeights {
   // Non-expert weights, and the experts of `rank`'s slots in `placement`.
   static Result<ModelWeights> load(const Checkpoint& checkpoint, const Placement& placement,
                                    int rank);
+  // The shapes load() gives, every weight zero and nothing read: a generation whose weights come
+  // from peers (docs/weight_transfer.md).
+  static ModelWeights allocate(const ModelConfig& config, int slots_per_rank);
+  // The non-expert tensors in a fixed order (the weight transfer's pieces), and their sizes in
+  // floats for `config` in that order.
+  std::vector<std::vector<float>*> dense_tensors();
+  static std::vector<size_t> dense_sizes(const ModelConfig& config);
   // (Re)fills one local slot with logical expert `expert_idx` of `layer_idx` from the checkpoint.
   Status load_slot(const Checkpoint& checkpoint, int layer_idx, int local_slot_idx, int expert_idx);
 };

@@ -18,7 +18,7 @@ struct WorkerConfig {
   int register_timeout_ms = 30000;  // give up (exit 1) when the coordinator never answers
   std::string log_level = "info";
   // Serving (when model_dir is set).
-  int num_kv_blocks = 1024;            // cpu
+  int num_kv_blocks = 1024;             // cpu
   double gpu_memory_utilization = 0.9;  // cuda: share of the GPU's memory this rank may use
   bool cuda_graphs = true;              // cuda: replay decode steps from captured graphs
   int block_size = 16;
@@ -26,6 +26,7 @@ struct WorkerConfig {
   int max_num_batched_tokens = 2048;
   int slots_per_rank = 0;  // 0: the fewest that hold every expert once
   int cpu_threads = 1;     // GEMM threads of the CPU backend; several ranks often share a host
+  int weight_transfer_chunk_kb = 64 * 1024;  // a scale's weight transfer, per step boundary
   // Test hook (off by default): wait this long before registering, as a slow device would.
   int test_register_delay_ms = 0;
 };

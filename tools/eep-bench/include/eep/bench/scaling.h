@@ -85,7 +85,10 @@ struct ScaleRecord {
   int64_t target_generation = -1;
   double total_s = 0;                             // the coordinator's elapsed_s of the scale
   std::vector<protocol::StageDuration> timeline;  // the coordinator's stages, in order
-  std::optional<ScaleWindows> windows;            // only for scales that were accepted
+  uint64_t weight_bytes_from_peers = 0;           // summed over the new generation's ranks
+  uint64_t weight_bytes_from_checkpoint = 0;
+  double weight_transfer_s = 0;         // the slowest rank's first to last chunk
+  std::optional<ScaleWindows> windows;  // only for scales that were accepted
 
   bool accepted() const {
     return outcome == ScaleOutcome::kSucceeded || outcome == ScaleOutcome::kFailed ||

@@ -1,0 +1,239 @@
+// The weight transfer plan of a scale (plan_weight_transfer, docs/weight_transfer.md): on random
+// scales up, down and with members replaced, every piece of every rank's next weights has exactly
+// one source that holds it (or is read from the checkpoint when only leaving ranks held it), every
+// rank computes the same chunks, and a rank's share of a chunk pairs with its peers' shares.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+#include <tuple>
+
+#include "eep/worker/weight_transfer.h"
+
+using namespace eep;
+using namespace eep::worker;
+
+namespace {
+
+// Every logical expert once per layer, the surplus slots random replicas, shuffled.
+Placement random_placement(int layers, int experts, int ranks, int slots, std::mt19937& rng) {
+  Placement placement = Placement::round_robin(layers, experts, ranks, std::max(slots, 1)).value();
+  std::uniform_int_distribution<int> expert(0, experts - 1);
+  for (auto& row : placement.phy2log) {
+    for (int slot = 0; slot < placement.num_slots(); ++slot) {
+      row[slot] = slot < experts ? slot : expert(rng);
+    }
+    std::shuffle(row.begin(), row.end(), rng);
+  }
+  REQUIRE(placement.validate().is_ok());
+  return placement;
+}
+
+struct Scale {
+  Placement previous;
+  Placement next;
+  std::vector<std::string> previous_members;
+  std::vector<std::string> members;
+};
+
+// From `from` ranks to `to` ranks: the first `kept` of the previous members stay (in order),
+// the rest of the next members are new.
+Scale random_scale(int from, int to, int kept, std::mt19937& rng) {
+  constexpr int kLayers = 3;
+  constexpr int kExperts = 10;
+  Scale scale;
+  const int from_slots =
+      Placement::min_slots_per_rank(kExperts, from) + static_cast<int>(rng() % 3);
+  const int to_slots = Placement::min_slots_per_rank(kExperts, to) + static_cast<int>(rng() % 3);
+  scale.previous = random_placement(kLayers, kExperts, from, from_slots, rng);
+  scale.next = random_placement(kLayers, kExperts, to, to_slots, rng);
+  for (int r = 0; r < from; ++r) scale.previous_members.push_back("old" + std::to_string(r));
+  std::vector<std::string> staying(scale.previous_members.begin(),
+                                   scale.previous_members.begin() + kept);
+  std::shuffle(staying.begin(), staying.end(), rng);
+  scale.members = staying;
+  for (int r = kept; r < to; ++r) scale.members.push_back("new" + std::to_string(r));
+  std::shuffle(scale.members.begin(), scale.members.end(), rng);
+  return scale;
+}
+
+protocol::Assign assign_for(const Scale& scale, int rank) {
+  protocol::Assign assign;
+  assign.generation = 7;
+  assign.rank = rank;
+  assign.world_size = static_cast<int>(scale.members.size());
+  assign.members = scale.members;
+  assign.placement = scale.next;
+  assign.previous_members = scale.previous_members;
+  assign.previous_placement = scale.previous;
+  return assign;
+}
+
+const std::vector<size_t> kDenseBytes = {4000, 16, 4000, 64, 256, 256, 64};
+constexpr size_t kExpertBytes = 96;
+
+// What a piece of rank `rank` holds: a tensor, or a layer's logical expert.
+std::pair<int, int> content(const Placement& placement, int rank, const WeightPiece& piece) {
+  if (piece.layer < 0) return {-1, piece.index};
+  return {piece.layer,
+          placement.phy2log[piece.layer][rank * placement.slots_per_rank + piece.index]};
+}
+
+void check_plan(const Scale& scale, size_t chunk_bytes) {
+  const int num_ranks = static_cast<int>(scale.members.size());
+  std::map<std::string, int> previous_rank;
+  for (size_t r = 0; r < scale.previous_members.size(); ++r) {
+    previous_rank[scale.previous_members[r]] = static_cast<int>(r);
+  }
+  std::vector<WeightTransferPlan> plans;
+  for (int rank = 0; rank < num_ranks; ++rank) {
+    auto plan = plan_weight_transfer(assign_for(scale, rank), scale.next, kDenseBytes, kExpertBytes,
+                                     chunk_bytes);
+    REQUIRE(plan.is_ok());
+    REQUIRE(plan->has_value());
+    plans.push_back(std::move(plan->value()));
+  }
+  // One plan for all: the same chunks on every rank.
+  for (const WeightTransferPlan& plan : plans) {
+    REQUIRE(plan.chunks.size() == plans[0].chunks.size());
+    for (size_t c = 0; c < plan.chunks.size(); ++c) CHECK(plan.chunks[c] == plans[0].chunks[c]);
+  }
+  // Every destination piece exactly once, from a staying rank that holds its content.
+  std::set<std::tuple<int, int, int>> written;  // rank, layer, index
+  for (const auto& chunk : plans[0].chunks) {
+    REQUIRE_FALSE(chunk.empty());
+    size_t bytes = 0;
+    for (const PieceCopy& copy : chunk) bytes += copy.bytes;
+    CHECK((chunk.size() == 1 || bytes <= chunk_bytes));
+    for (const PieceCopy& copy : chunk) {
+      INFO("copy " << copy.src_rank << ":" << copy.src.layer << "/" << copy.src.index << " -> "
+                   << copy.dst_rank << ":" << copy.dst.layer << "/" << copy.dst.index);
+      CHECK(written.insert({copy.dst_rank, copy.dst.layer, copy.dst.index}).second);
+      const auto src_member = previous_rank.find(scale.members[copy.src_rank]);
+      REQUIRE(src_member != previous_rank.end());  // only ranks of g send
+      CHECK(content(scale.previous, src_member->second, copy.src) ==
+            content(scale.next, copy.dst_rank, copy.dst));
+      CHECK(copy.bytes == (copy.dst.layer < 0 ? kDenseBytes[copy.dst.index] : kExpertBytes));
+      // A staying rank copies its own non-expert tensors.
+      if (copy.dst.layer < 0 && previous_rank.count(scale.members[copy.dst_rank])) {
+        CHECK(copy.src_rank == copy.dst_rank);
+      }
+    }
+  }
+  for (int rank = 0; rank < num_ranks; ++rank) {
+    const WeightTransferPlan& plan = plans[rank];
+    const bool stays = previous_rank.count(scale.members[rank]) > 0;
+    CHECK(plan.is_new_rank() == !stays);
+    for (size_t t = 0; t < kDenseBytes.size(); ++t) {
+      CHECK(written.count({rank, -1, static_cast<int>(t)}) == 1);
+    }
+    std::set<std::pair<int, int>> from_checkpoint;
+    for (const CheckpointSlot& slot : plan.from_checkpoint) {
+      from_checkpoint.insert({slot.layer, slot.local_slot});
+      CHECK(slot.expert ==
+            scale.next.phy2log[slot.layer][rank * scale.next.slots_per_rank + slot.local_slot]);
+    }
+    CHECK(plan.num_bytes_from_checkpoint == plan.from_checkpoint.size() * kExpertBytes);
+    for (int layer = 0; layer < scale.next.num_layers; ++layer) {
+      std::set<int> held;  // by the staying ranks in g
+      for (const std::string& member : scale.members) {
+        const auto it = previous_rank.find(member);
+        if (it == previous_rank.end()) continue;
+        for (int k = 0; k < scale.previous.slots_per_rank; ++k) {
+          held.insert(
+              scale.previous.phy2log[layer][it->second * scale.previous.slots_per_rank + k]);
+        }
+      }
+      for (int k = 0; k < scale.next.slots_per_rank; ++k) {
+        const int expert = scale.next.phy2log[layer][rank * scale.next.slots_per_rank + k];
+        const bool copied = written.count({rank, layer, k}) == 1;
+        const bool read = from_checkpoint.count({layer, k}) == 1;
+        INFO("rank " << rank << " layer " << layer << " slot " << k << " expert " << expert);
+        CHECK(copied != read);
+        CHECK(read == (held.count(expert) == 0));
+      }
+    }
+  }
+  // A rank's share of a chunk pairs with its peers': what r sends to p is what p receives from r.
+  for (const auto& chunk : plans[0].chunks) {
+    std::vector<ChunkSchedule> schedules;
+    for (int rank = 0; rank < num_ranks; ++rank) {
+      schedules.push_back(schedule_chunk(chunk, rank, num_ranks));
+    }
+    for (int r = 0; r < num_ranks; ++r) {
+      CHECK(schedules[r].send_bytes[r] == 0);
+      for (int p = 0; p < num_ranks; ++p) {
+        CHECK(schedules[r].send_bytes[p] == schedules[p].recv_bytes[r]);
+      }
+      for (const PieceCopy& copy : schedules[r].local) CHECK(copy.src_rank == r);
+      if (plans[r].is_new_rank()) {
+        CHECK(schedules[r].sends.empty());
+        CHECK(schedules[r].local.empty());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("every piece of the next weights has one source that holds it", "[weight_transfer]") {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 300; ++trial) {
+    const int from = 1 + static_cast<int>(rng() % 5);
+    const int to = 1 + static_cast<int>(rng() % 5);
+    const int kept = 1 + static_cast<int>(rng() % std::min(from, to));
+    const Scale scale = random_scale(from, to, kept, rng);
+    const size_t chunk_bytes = std::vector<size_t>{1, 500, 5000, 1 << 20}[trial % 4];
+    INFO("trial " << trial << ": " << from << " -> " << to << " ranks, " << kept << " kept, "
+                  << scale.previous.slots_per_rank << " -> " << scale.next.slots_per_rank
+                  << " slots, chunks of " << chunk_bytes << " bytes");
+    check_plan(scale, chunk_bytes);
+  }
+}
+
+TEST_CASE("a scale-up sends each non-expert tensor from one serving rank, striped",
+          "[weight_transfer]") {
+  std::mt19937 rng(5);
+  const Scale scale = random_scale(2, 5, 2, rng);
+  auto plan =
+      plan_weight_transfer(assign_for(scale, 0), scale.next, kDenseBytes, kExpertBytes, 1 << 20);
+  REQUIRE(plan.is_ok());
+  REQUIRE(plan->has_value());
+  const WeightTransferPlan& p = plan->value();
+  REQUIRE(p.staying.size() == 2);
+  CHECK(p.from_checkpoint.empty());  // a scale-up keeps every expert on a serving rank
+  for (const auto& chunk : p.chunks) {
+    for (const PieceCopy& copy : chunk) {
+      if (copy.dst.layer >= 0 || copy.src_rank == copy.dst_rank) continue;
+      CHECK(copy.src_rank == p.staying[copy.dst.index % 2]);
+    }
+  }
+}
+
+TEST_CASE("nothing comes from peers at the first generation or when no member stays",
+          "[weight_transfer]") {
+  std::mt19937 rng(9);
+  Scale scale = random_scale(2, 3, 1, rng);
+  protocol::Assign first = assign_for(scale, 0);
+  first.previous_members.clear();
+  first.previous_placement.reset();
+  auto none = plan_weight_transfer(first, scale.next, kDenseBytes, kExpertBytes, 1 << 20);
+  REQUIRE(none.is_ok());
+  CHECK_FALSE(none->has_value());
+
+  protocol::Assign replaced = assign_for(scale, 0);
+  replaced.previous_members = {"gone0", "gone1"};
+  auto fresh = plan_weight_transfer(replaced, scale.next, kDenseBytes, kExpertBytes, 1 << 20);
+  REQUIRE(fresh.is_ok());
+  CHECK_FALSE(fresh->has_value());
+
+  // A previous generation that does not fit is refused with the reason.
+  protocol::Assign wrong = assign_for(scale, 0);
+  wrong.previous_members.push_back("extra");
+  auto refused = plan_weight_transfer(wrong, scale.next, kDenseBytes, kExpertBytes, 1 << 20);
+  REQUIRE_FALSE(refused.is_ok());
+  CHECK(refused.status().code() == ErrorCode::kInvalidArgument);
+  CHECK_THAT(refused.status().message(), Catch::Contains("3 members"));
+}

@@ -1,0 +1,140 @@
+// EngineCore's part of a scale's weight transfer (docs/weight_transfer.md): the ranks of the
+// next generation that serve now send and copy their installed weights between two of their
+// steps, a chunk per step, while the new ranks receive on their helper thread.
+//
+// When: every rank of the current generation that is in the next one becomes "ready" once its
+// helper thread has built the next generation's groups and buffers and every member of it has
+// (a barrier on the next generation's control group). The lockstep all-reduce carries [blocked
+// (building the next generation, not ready yet), ready generation, -ready generation (or the
+// lowest value on a rank not involved), transferring]; at the first step at which nobody is
+// blocked, every involved rank is ready for the same generation and no rebalance plan moves,
+// every involved rank starts: from that step on each runs the next chunk after the all-reduce,
+// every step, until the plan's chunks (the same number on every rank) are done; then the KV cache
+// size is agreed and the generation is built. The fleet does not go idle while a chunk runs
+// anywhere. A rank that is not involved (one that leaves) only sees the fields.
+#include <algorithm>
+#include <limits>
+#include <numeric>
+
+#include "eep/common/log.h"
+#include "eep/worker/engine_core.h"
+
+namespace eep::worker {
+namespace {
+
+enum TransferField { kBlocked = 0, kReady = 1, kReadyNegated = 2, kTransferring = 3 };
+
+size_t sum(const std::vector<size_t>& bytes) {
+  return std::accumulate(bytes.begin(), bytes.end(), size_t{0});
+}
+
+}  // namespace
+
+WeightSources EngineCore::weight_sources() const {
+  return built_ ? built_->sources : WeightSources{};
+}
+
+bool EngineCore::take_transfer_wake() {
+  return std::exchange(transfer_wake_, false);
+}
+
+void EngineCore::fill_transfer_fields(int64_t* fields) const {
+  const bool ready = transferring_ && !transfer_running_;
+  const int64_t generation = ready ? transferring_->assign.generation : 0;
+  fields[kBlocked] = building_.valid() ? 1 : 0;
+  fields[kReady] = generation;
+  fields[kReadyNegated] = ready ? -generation : std::numeric_limits<int64_t>::min();
+  fields[kTransferring] = transfer_running_ ? 1 : 0;
+}
+
+bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
+  const bool running_anywhere = reduced[kTransferring] != 0;
+  const bool starts = !running_anywhere && !plan_moving && reduced[kBlocked] == 0 &&
+                      reduced[kReady] > 0 && reduced[kReady] == -reduced[kReadyNegated];
+  if (!starts && !running_anywhere) return false;
+  if (starts && transferring_ && transferring_->assign.generation == reduced[kReady]) {
+    transfer_running_ = true;
+    EEP_LOG_INFO("generation " << transferring_->assign.generation
+                               << ": every serving rank is ready, sending weights in "
+                               << transferring_->transfer->chunks.size() << " chunks");
+  }
+  if (!transfer_running_) return true;
+
+  Generation& next = *transferring_;
+  Status status = Status::ok();
+  const std::optional<Placement>& previous = next.assign.previous_placement;
+  if (next.num_chunks_done == 0 && previous && previous->phy2log != current_->placement.phy2log) {
+    // Every serving rank has the same placement, so all of them fail here alike.
+    status = error(ErrorCode::kFailedPrecondition,
+                   "the expert placement changed since the scale began (a rebalance moved "
+                   "experts); the weights cannot be paired");
+  }
+  if (status.is_ok()) status = run_transfer_chunk(next);
+  if (status.is_ok() && next.num_chunks_done == next.transfer->chunks.size()) {
+    status = agree_on_kv_blocks(next, blocks_->num_allocated_blocks());
+    if (status.is_ok()) {
+      EEP_LOG_INFO("generation " << next.assign.generation << " built: weights "
+                                 << next.sources.bytes_from_peers << " bytes from peers and "
+                                 << next.sources.bytes_from_checkpoint
+                                 << " from the checkpoint, chunks sent in "
+                                 << next.sources.transfer_seconds << " s, " << next.agreed_kv_blocks
+                                 << " KV blocks agreed");
+      transfer_running_ = false;
+      built_ = std::move(transferring_);
+      return true;
+    }
+  }
+  if (!status.is_ok()) {
+    // The next generation fails (its ack says why) and serving goes on. Dropping it destroys its
+    // groups, so peers waiting in a chunk fail at once instead of at their timeout.
+    const std::string what = "weight transfer of generation " +
+                             std::to_string(next.assign.generation) + " failed at chunk " +
+                             std::to_string(next.num_chunks_done) + ": " + status.to_string();
+    EEP_LOG_ERROR(what);
+    transfer_running_ = false;
+    drop_generation(std::move(transferring_));
+    build_failure_ = error(status.code(), what);
+  }
+  return true;
+}
+
+Status EngineCore::run_transfer_chunk(Generation& generation) {
+  const WeightTransferPlan& plan = *generation.transfer;
+  EEP_CHECK(generation.num_chunks_done < plan.chunks.size());
+  if (generation.num_chunks_done == 0) generation.transfer_started = Clock::now();
+  const ChunkSchedule schedule = schedule_chunk(plan.chunks[generation.num_chunks_done], plan.rank,
+                                                generation.assign.world_size);
+  // A new rank has nothing installed to send (and runs on the helper thread).
+  EEP_CHECK(!plan.is_new_rank() || (schedule.sends.empty() && schedule.local.empty()));
+  std::vector<std::byte> send(sum(schedule.send_bytes));
+  std::byte* packed = send.data();
+  for (const PieceCopy& copy : schedule.sends) {
+    backend_->pack_installed_piece(copy.src, packed);
+    packed += copy.bytes;
+  }
+  std::vector<std::byte> recv(sum(schedule.recv_bytes));
+  if (generation.ep_group) {
+    EEP_RETURN_IF_ERROR(generation.ep_group->all_to_all_v(send.data(), schedule.send_bytes.data(),
+                                                          recv.data(), schedule.recv_bytes.data()));
+  } else {
+    EEP_CHECK(send.empty() && recv.empty());  // one rank: every copy is local
+  }
+  const std::byte* unpacked = recv.data();
+  for (const PieceCopy& copy : schedule.recvs) {
+    backend_->unpack_piece(*generation.state, copy.dst, unpacked);
+    unpacked += copy.bytes;
+  }
+  std::vector<std::byte> piece;
+  for (const PieceCopy& copy : schedule.local) {
+    piece.resize(copy.bytes);
+    backend_->pack_installed_piece(copy.src, piece.data());
+    backend_->unpack_piece(*generation.state, copy.dst, piece.data());
+  }
+  generation.sources.bytes_from_peers += recv.size();
+  ++generation.num_chunks_done;
+  generation.sources.transfer_seconds =
+      std::chrono::duration<double>(Clock::now() - generation.transfer_started).count();
+  return Status::ok();
+}
+
+}  // namespace eep::worker

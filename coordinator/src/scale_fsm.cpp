@@ -215,6 +215,14 @@ std::vector<ScaleAction> ScaleFsm::send_assignments(Clock::time_point now) {
     assign.previous_placement = current_placement_;
     actions.push_back(SendAssign{members_[rank], std::move(assign)});
   }
+  // A scale-down: the leaving ranks send the weights only they hold (rank -1: not a member).
+  for (const std::string& id : leaving_) {
+    protocol::Assign handover =
+        assignment_for(-1, target_generation_, members_, control_store_, ep_store_, placement_);
+    handover.previous_members = current_members_;
+    handover.previous_placement = current_placement_;
+    actions.push_back(SendAssign{id, std::move(handover)});
+  }
   enter(ScaleStage::kWaitAcks, now);
   return actions;
 }

@@ -96,6 +96,9 @@ TEST_CASE("eep-bench --scale-at scales a streaming fleet 2 -> 3 -> 2, eep-scale.
   CHECK(scales[0]["weight_bytes_from_checkpoint"] == 0);
   CHECK(scales[0]["weight_transfer_s"].get<double>() > 0);
   CHECK_THAT(bench.output, Catch::Contains("MB from peers in"));
+  // The scale-down too: the leaving rank handed over what only it held.
+  CHECK(scales[1]["weight_bytes_from_peers"].get<double>() > 0);
+  CHECK(scales[1]["weight_bytes_from_checkpoint"] == 0);
   CHECK(scales[0]["windows"]["after"]["end_s"] == scales[1]["command_s"]);
   CHECK(scales[1]["windows"]["before"]["begin_s"] == scales[0]["outcome_s"]);
   // No request may fail across a scale-up or a scale-down.

@@ -76,7 +76,10 @@ TEST_CASE("greedy outputs under load stay identical through scales 2 to 4 to 2 t
           "[scale_under_load]") {
   TempDir dir;
   const std::string model = make_tiny_model(dir, 13);
-  Fleet fleet({"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256", "--max-workers", "4",
+  // Weight transfer chunks of 256 KiB (a few experts of `tiny`): each scale's weights travel in
+  // dozens of chunks, one per step, between the forward steps that serve the load.
+  Fleet fleet({"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256",
+               "--worker-arg=--weight-transfer-chunk-kb=256", "--max-workers", "4",
                "--scale-drain-timeout-ms", std::to_string(kDrainTimeoutMs)});
   REQUIRE(eventually([&] { return fleet.has_active(2); }, 30s));
 
@@ -126,6 +129,9 @@ TEST_CASE("greedy outputs under load stay identical through scales 2 to 4 to 2 t
     // A scale-down's timeline has its drain; a scale-up has none.
     const bool down = sizes[idx] < (idx == 0 ? 2 : sizes[idx - 1]);
     CHECK((scales[idx].output.find("DRAIN_LEAVING") != std::string::npos) == down);
+    // Every weight of the new generation came from the serving ranks, leaving ones included.
+    CHECK_THAT(scales[idx].output, Catch::Contains("MB from peers in"));
+    CHECK_THAT(scales[idx].output, Catch::Contains(", 0.0 MB from the checkpoint"));
   }
   // Every scale ran under load: the last one ended before the last request.
   CHECK(scales_s < bench_s);

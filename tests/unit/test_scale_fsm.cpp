@@ -301,7 +301,14 @@ TEST_CASE("a scale-down drains its leaving ranks from acceptance and switches on
   // New requests avoid the leaving ranks from now on; they stay ACTIVE in generation 1.
   CHECK(f.fsm.draining() == std::vector<std::string>{"w1", "w2"});
   CHECK(f.active_ids() == std::vector<std::string>{"w0", "w1", "w2"});
-  CHECK(count<SendAssign>(started.value()) == 1);  // only w0 builds generation 2
+  // w0 builds generation 2; w1 and w2 hand over the weights only they hold (rank -1).
+  REQUIRE(count<SendAssign>(started.value()) == 3);
+  for (const ScaleAction& action : started.value()) {
+    const auto& send = std::get<SendAssign>(action);
+    CHECK(send.assign.rank == (send.worker_id == "w0" ? 0 : -1));
+    CHECK(send.assign.world_size == 1);
+    CHECK(send.assign.previous_members == std::vector<std::string>{"w0", "w1", "w2"});
+  }
   auto after_acks = f.fsm.on_assign_ack("w0", 2, f.now);
   CHECK(after_acks.empty());
   CHECK(f.fsm.stage() == ScaleStage::kDrainLeaving);

@@ -1,7 +1,8 @@
 // The weight transfer plan of a scale (plan_weight_transfer, docs/weight_transfer.md): on random
 // scales up, down and with members replaced, every piece of every rank's next weights has exactly
-// one source that holds it (or is read from the checkpoint when only leaving ranks held it), every
-// rank computes the same chunks, and a rank's share of a chunk pairs with its peers' shares.
+// one source that holds it (in a scale-down the leaving ranks send too; with members replaced
+// what only leaving ranks held is read from the checkpoint), every rank computes the same chunks,
+// and a rank's share of a chunk pairs with its peers' shares.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -81,27 +82,42 @@ std::pair<int, int> content(const Placement& placement, int rank, const WeightPi
           placement.phy2log[piece.layer][rank * placement.slots_per_rank + piece.index]};
 }
 
+int index_of(const std::vector<std::string>& ids, const std::string& id) {
+  const auto it = std::find(ids.begin(), ids.end(), id);
+  return it == ids.end() ? -1 : static_cast<int>(it - ids.begin());
+}
+
 void check_plan(const Scale& scale, size_t chunk_bytes) {
-  const int num_ranks = static_cast<int>(scale.members.size());
-  std::map<std::string, int> previous_rank;
-  for (size_t r = 0; r < scale.previous_members.size(); ++r) {
-    previous_rank[scale.previous_members[r]] = static_cast<int>(r);
-  }
+  // The transfer's group: g's ranks when g+1 has no new member, else g+1's.
+  const bool scale_down =
+      std::all_of(scale.members.begin(), scale.members.end(),
+                  [&](const std::string& id) { return index_of(scale.previous_members, id) >= 0; });
+  const std::vector<std::string>& group = scale_down ? scale.previous_members : scale.members;
+  const int num_ranks = static_cast<int>(group.size());
+  auto previous_rank = [&](int u) { return index_of(scale.previous_members, group[u]); };
+  auto next_rank = [&](int u) { return index_of(scale.members, group[u]); };
   std::vector<WeightTransferPlan> plans;
-  for (int rank = 0; rank < num_ranks; ++rank) {
-    auto plan = plan_weight_transfer(assign_for(scale, rank), scale.next, kDenseBytes, kExpertBytes,
-                                     chunk_bytes);
+  for (int u = 0; u < num_ranks; ++u) {
+    protocol::Assign assign = assign_for(scale, next_rank(u));  // -1: a leaving rank's handover
+    auto plan =
+        plan_weight_transfer(assign, group[u], scale.next, kDenseBytes, kExpertBytes, chunk_bytes);
     REQUIRE(plan.is_ok());
     REQUIRE(plan->has_value());
     plans.push_back(std::move(plan->value()));
+    const WeightTransferPlan& p = plans.back();
+    CHECK(p.over_previous_group == scale_down);
+    CHECK(p.num_ranks == num_ranks);
+    CHECK(p.rank == u);
+    CHECK(p.previous_rank == previous_rank(u));
+    CHECK(p.next_rank == next_rank(u));
   }
   // One plan for all: the same chunks on every rank.
   for (const WeightTransferPlan& plan : plans) {
     REQUIRE(plan.chunks.size() == plans[0].chunks.size());
     for (size_t c = 0; c < plan.chunks.size(); ++c) CHECK(plan.chunks[c] == plans[0].chunks[c]);
   }
-  // Every destination piece exactly once, from a staying rank that holds its content.
-  std::set<std::tuple<int, int, int>> written;  // rank, layer, index
+  // Every destination piece exactly once, from a rank of g that holds its content.
+  std::set<std::tuple<int, int, int>> written;  // group rank, layer, index
   for (const auto& chunk : plans[0].chunks) {
     REQUIRE_FALSE(chunk.empty());
     size_t bytes = 0;
@@ -111,23 +127,26 @@ void check_plan(const Scale& scale, size_t chunk_bytes) {
       INFO("copy " << copy.src_rank << ":" << copy.src.layer << "/" << copy.src.index << " -> "
                    << copy.dst_rank << ":" << copy.dst.layer << "/" << copy.dst.index);
       CHECK(written.insert({copy.dst_rank, copy.dst.layer, copy.dst.index}).second);
-      const auto src_member = previous_rank.find(scale.members[copy.src_rank]);
-      REQUIRE(src_member != previous_rank.end());  // only ranks of g send
-      CHECK(content(scale.previous, src_member->second, copy.src) ==
-            content(scale.next, copy.dst_rank, copy.dst));
+      REQUIRE(previous_rank(copy.src_rank) >= 0);  // only ranks of g send
+      REQUIRE(next_rank(copy.dst_rank) >= 0);      // only ranks of g+1 receive
+      CHECK(content(scale.previous, previous_rank(copy.src_rank), copy.src) ==
+            content(scale.next, next_rank(copy.dst_rank), copy.dst));
       CHECK(copy.bytes == (copy.dst.layer < 0 ? kDenseBytes[copy.dst.index] : kExpertBytes));
       // A staying rank copies its own non-expert tensors.
-      if (copy.dst.layer < 0 && previous_rank.count(scale.members[copy.dst_rank])) {
+      if (copy.dst.layer < 0 && previous_rank(copy.dst_rank) >= 0) {
         CHECK(copy.src_rank == copy.dst_rank);
       }
     }
   }
-  for (int rank = 0; rank < num_ranks; ++rank) {
-    const WeightTransferPlan& plan = plans[rank];
-    const bool stays = previous_rank.count(scale.members[rank]) > 0;
-    CHECK(plan.is_new_rank() == !stays);
+  for (int u = 0; u < num_ranks; ++u) {
+    const WeightTransferPlan& plan = plans[u];
+    if (next_rank(u) < 0) {
+      CHECK(plan.from_checkpoint.empty());
+      continue;
+    }
+    const int rank = next_rank(u);
     for (size_t t = 0; t < kDenseBytes.size(); ++t) {
-      CHECK(written.count({rank, -1, static_cast<int>(t)}) == 1);
+      CHECK(written.count({u, -1, static_cast<int>(t)}) == 1);
     }
     std::set<std::pair<int, int>> from_checkpoint;
     for (const CheckpointSlot& slot : plan.from_checkpoint) {
@@ -137,31 +156,29 @@ void check_plan(const Scale& scale, size_t chunk_bytes) {
     }
     CHECK(plan.num_bytes_from_checkpoint == plan.from_checkpoint.size() * kExpertBytes);
     for (int layer = 0; layer < scale.next.num_layers; ++layer) {
-      std::set<int> held;  // by the staying ranks in g
-      for (const std::string& member : scale.members) {
-        const auto it = previous_rank.find(member);
-        if (it == previous_rank.end()) continue;
+      std::set<int> held;  // by the group's ranks in g
+      for (int v = 0; v < num_ranks; ++v) {
+        if (previous_rank(v) < 0) continue;
         for (int k = 0; k < scale.previous.slots_per_rank; ++k) {
           held.insert(
-              scale.previous.phy2log[layer][it->second * scale.previous.slots_per_rank + k]);
+              scale.previous.phy2log[layer][previous_rank(v) * scale.previous.slots_per_rank + k]);
         }
       }
       for (int k = 0; k < scale.next.slots_per_rank; ++k) {
         const int expert = scale.next.phy2log[layer][rank * scale.next.slots_per_rank + k];
-        const bool copied = written.count({rank, layer, k}) == 1;
+        const bool copied = written.count({u, layer, k}) == 1;
         const bool read = from_checkpoint.count({layer, k}) == 1;
         INFO("rank " << rank << " layer " << layer << " slot " << k << " expert " << expert);
         CHECK(copied != read);
         CHECK(read == (held.count(expert) == 0));
+        if (scale_down) CHECK_FALSE(read);  // the leaving ranks hand over what only they hold
       }
     }
   }
   // A rank's share of a chunk pairs with its peers': what r sends to p is what p receives from r.
   for (const auto& chunk : plans[0].chunks) {
     std::vector<ChunkSchedule> schedules;
-    for (int rank = 0; rank < num_ranks; ++rank) {
-      schedules.push_back(schedule_chunk(chunk, rank, num_ranks));
-    }
+    for (int u = 0; u < num_ranks; ++u) schedules.push_back(schedule_chunk(chunk, u, num_ranks));
     for (int r = 0; r < num_ranks; ++r) {
       CHECK(schedules[r].send_bytes[r] == 0);
       for (int p = 0; p < num_ranks; ++p) {
@@ -170,6 +187,10 @@ void check_plan(const Scale& scale, size_t chunk_bytes) {
       for (const PieceCopy& copy : schedules[r].local) CHECK(copy.src_rank == r);
       if (plans[r].is_new_rank()) {
         CHECK(schedules[r].sends.empty());
+        CHECK(schedules[r].local.empty());
+      }
+      if (plans[r].is_leaving_rank()) {
+        CHECK(schedules[r].recvs.empty());
         CHECK(schedules[r].local.empty());
       }
     }
@@ -197,8 +218,8 @@ TEST_CASE("a scale-up sends each non-expert tensor from one serving rank, stripe
           "[weight_transfer]") {
   std::mt19937 rng(5);
   const Scale scale = random_scale(2, 5, 2, rng);
-  auto plan =
-      plan_weight_transfer(assign_for(scale, 0), scale.next, kDenseBytes, kExpertBytes, 1 << 20);
+  auto plan = plan_weight_transfer(assign_for(scale, 0), scale.members[0], scale.next, kDenseBytes,
+                                   kExpertBytes, 1 << 20);
   REQUIRE(plan.is_ok());
   REQUIRE(plan->has_value());
   const WeightTransferPlan& p = plan->value();
@@ -219,21 +240,29 @@ TEST_CASE("nothing comes from peers at the first generation or when no member st
   protocol::Assign first = assign_for(scale, 0);
   first.previous_members.clear();
   first.previous_placement.reset();
-  auto none = plan_weight_transfer(first, scale.next, kDenseBytes, kExpertBytes, 1 << 20);
+  auto none =
+      plan_weight_transfer(first, scale.members[0], scale.next, kDenseBytes, kExpertBytes, 1 << 20);
   REQUIRE(none.is_ok());
   CHECK_FALSE(none->has_value());
 
   protocol::Assign replaced = assign_for(scale, 0);
   replaced.previous_members = {"gone0", "gone1"};
-  auto fresh = plan_weight_transfer(replaced, scale.next, kDenseBytes, kExpertBytes, 1 << 20);
+  auto fresh = plan_weight_transfer(replaced, scale.members[0], scale.next, kDenseBytes,
+                                    kExpertBytes, 1 << 20);
   REQUIRE(fresh.is_ok());
   CHECK_FALSE(fresh->has_value());
 
   // A previous generation that does not fit is refused with the reason.
   protocol::Assign wrong = assign_for(scale, 0);
   wrong.previous_members.push_back("extra");
-  auto refused = plan_weight_transfer(wrong, scale.next, kDenseBytes, kExpertBytes, 1 << 20);
+  auto refused =
+      plan_weight_transfer(wrong, scale.members[0], scale.next, kDenseBytes, kExpertBytes, 1 << 20);
   REQUIRE_FALSE(refused.is_ok());
   CHECK(refused.status().code() == ErrorCode::kInvalidArgument);
   CHECK_THAT(refused.status().message(), Catch::Contains("3 members"));
+
+  auto stranger = plan_weight_transfer(assign_for(scale, 0), "w99", scale.next, kDenseBytes,
+                                       kExpertBytes, 1 << 20);
+  REQUIRE_FALSE(stranger.is_ok());
+  CHECK_THAT(stranger.status().message(), Catch::Contains("'w99' is neither"));
 }

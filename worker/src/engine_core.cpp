@@ -14,12 +14,12 @@ namespace {
 
 // The fields of step()'s all-reduce, all reduced with max: [has work, wake epoch, next
 // generation pending, switch ready, -switch ready, tokens this step, has a prefill chunk, held
-// plan, -held plan, moving plan, -moving plan, transfer blocked, transfer ready, -transfer ready,
-// transferring]. "Switch ready" is the generation this rank was ordered to switch to (or leave
-// for) once it can (built it, or leaves), 0 otherwise; a plan is plan_key(plan id), 0 for none.
-// The max of a negation is minus the min, so min == max says that every rank has the same value.
-// The transfer fields: engine_weight_transfer.cpp.
-constexpr int kNumLockstepFields = 15;
+// plan, -held plan, moving plan, -moving plan, and the six fields of a weight transfer
+// (engine_weight_transfer.cpp)]. "Switch ready" is the generation this rank was ordered to switch
+// to (or leave for) once it can (built it, or leaves), 0 otherwise; a plan is plan_key(plan id),
+// 0 for none. The max of a negation is minus the min, so min == max says that every rank has the
+// same value.
+constexpr int kNumLockstepFields = 17;
 enum LockstepField {
   kHasWork = 0,
   kWakeEpoch = 1,
@@ -32,10 +32,7 @@ enum LockstepField {
   kHeldPlanNegated = 8,
   kMovingPlan = 9,
   kMovingPlanNegated = 10,
-  kTransferBlocked = 11,
-  kTransferReady = 12,
-  kTransferReadyNegated = 13,
-  kTransferring = 14,
+  kTransferFields = 11,  // EngineCore::kNumTransferFields of them
 };
 
 int64_t plan_key(uint64_t plan_id) {
@@ -235,8 +232,9 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
   if (backend_->supports_weight_transfer()) {
     EEP_ASSIGN_OR_RETURN(
         generation->transfer,
-        plan_weight_transfer(assign, generation->placement, backend_->dense_piece_bytes(),
-                             backend_->expert_piece_bytes(), options_.weight_transfer_chunk_bytes));
+        plan_weight_transfer(assign, assign.members[assign.rank], generation->placement,
+                             backend_->dense_piece_bytes(), backend_->expert_piece_bytes(),
+                             options_.weight_transfer_chunk_bytes));
   }
   if (!generation->transfer) {
     EEP_ASSIGN_OR_RETURN(generation->state,
@@ -484,6 +482,7 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
       switch_order_ &&
       (switch_order_->leave || (built_ && built_->assign.generation == switch_order_->generation));
   const int64_t ready = switch_ready ? switch_order_->generation : 0;
+  static_assert(kTransferFields + kNumTransferFields == kNumLockstepFields);
   int64_t fields[kNumLockstepFields] = {
       scheduler_->has_work() ? 1 : 0,
       static_cast<int64_t>(wake_epoch),
@@ -496,7 +495,7 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
       -held,
       moving,
       -moving};
-  fill_transfer_fields(fields + kTransferBlocked);
+  fill_transfer_fields(fields + kTransferFields);
   if (current_->control_group) {
     EEP_RETURN_IF_ERROR(
         current_->control_group->all_reduce(fields, kNumLockstepFields, ReduceOp::kMax));
@@ -515,7 +514,7 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
                                         << " switched to the next without this rank");
     return result;
   }
-  const bool transfers = transfer_step(fields + kTransferBlocked, fields[kMovingPlan] != 0);
+  const bool transfers = transfer_step(fields + kTransferFields, fields[kMovingPlan] != 0);
   const bool moves_layers = agree_on_rebalance(fields, &result);
   if (fields[kHasWork] == 0 && transfers && !moves_layers) return result;  // only a chunk
   if (fields[kHasWork] == 0 && !moves_layers) {

@@ -2,16 +2,19 @@
 // next generation that serve now send and copy their installed weights between two of their
 // steps, a chunk per step, while the new ranks receive on their helper thread.
 //
-// When: every rank of the current generation that is in the next one becomes "ready" once its
-// helper thread has built the next generation's groups and buffers and every member of it has
-// (a barrier on the next generation's control group). The lockstep all-reduce carries [blocked
-// (building the next generation, not ready yet), ready generation, -ready generation (or the
-// lowest value on a rank not involved), transferring]; at the first step at which nobody is
-// blocked, every involved rank is ready for the same generation and no rebalance plan moves,
-// every involved rank starts: from that step on each runs the next chunk after the all-reduce,
-// every step, until the plan's chunks (the same number on every rank) are done; then the KV cache
-// size is agreed and the generation is built. The fleet does not go idle while a chunk runs
-// anywhere. A rank that is not involved (one that leaves) only sees the fields.
+// When: every rank of the current generation that takes part becomes "ready" once it can run
+// chunk 0: a rank of g+1 once its helper thread has built g+1's groups and buffers and every
+// member has (a barrier on g+1's control group); a leaving rank of a scale-down once it holds its
+// handover plan. The lockstep all-reduce carries six fields: [blocked (building the next
+// generation, not ready yet), ready generation, -ready generation (the lowest value on a rank
+// that takes no part), not ready (1 on every rank that is not ready, taking part or not), over
+// this generation's group (the plan's chunks run over g's EP group, which every rank of g must
+// then join), transferring]. At the first step at which nobody is blocked, every ready rank is
+// ready for the same generation, every rank is ready if the chunks run over g's group, and no
+// rebalance plan moves, every ready rank starts: from that step on each runs the next chunk after
+// the all-reduce, every step, until the plan's chunks (the same number on every rank) are done;
+// then a member of g+1 agrees on the KV cache size and has built g+1, a leaving rank is done. The
+// fleet does not go idle while a chunk runs anywhere.
 #include <algorithm>
 #include <limits>
 #include <numeric>
@@ -22,7 +25,14 @@
 namespace eep::worker {
 namespace {
 
-enum TransferField { kBlocked = 0, kReady = 1, kReadyNegated = 2, kTransferring = 3 };
+enum TransferField {
+  kBlocked = 0,
+  kReady = 1,
+  kReadyNegated = 2,
+  kNotReady = 3,
+  kOverCurrentGroup = 4,
+  kTransferring = 5,
+};
 
 size_t sum(const std::vector<size_t>& bytes) {
   return std::accumulate(bytes.begin(), bytes.end(), size_t{0});
@@ -38,19 +48,52 @@ bool EngineCore::take_transfer_wake() {
   return std::exchange(transfer_wake_, false);
 }
 
+Status EngineCore::begin_weight_handover(const protocol::Assign& assign) {
+  abandon_next_generation();
+  if (!current_) {
+    return error(ErrorCode::kFailedPrecondition, "handover to generation " +
+                                                     std::to_string(assign.generation) +
+                                                     ": this rank serves nothing");
+  }
+  if (!backend_->supports_weight_transfer()) return Status::ok();  // the others read the checkpoint
+  EEP_ASSIGN_OR_RETURN(Placement next, placement_for(assign));
+  const std::string& self = current_->assign.members[current_->assign.rank];
+  EEP_ASSIGN_OR_RETURN(
+      std::optional<WeightTransferPlan> plan,
+      plan_weight_transfer(assign, self, next, backend_->dense_piece_bytes(),
+                           backend_->expert_piece_bytes(), options_.weight_transfer_chunk_bytes));
+  if (!plan || !plan->over_previous_group || !plan->is_leaving_rank()) {
+    return error(ErrorCode::kInvalidArgument,
+                 "handover to generation " + std::to_string(assign.generation) +
+                     ": this rank is not a leaving rank of a scale-down");
+  }
+  auto handover = std::make_unique<Generation>();
+  handover->assign = assign;
+  handover->transfer = std::move(plan);
+  transferring_ = std::move(handover);
+  transfer_wake_ = true;
+  EEP_LOG_INFO("generation " << assign.generation << " goes on without this rank: handing over "
+                             << "its weights in " << transferring_->transfer->chunks.size()
+                             << " chunks between steps");
+  return Status::ok();
+}
+
 void EngineCore::fill_transfer_fields(int64_t* fields) const {
   const bool ready = transferring_ && !transfer_running_;
   const int64_t generation = ready ? transferring_->assign.generation : 0;
   fields[kBlocked] = building_.valid() ? 1 : 0;
   fields[kReady] = generation;
   fields[kReadyNegated] = ready ? -generation : std::numeric_limits<int64_t>::min();
+  fields[kNotReady] = ready ? 0 : 1;
+  fields[kOverCurrentGroup] = ready && transferring_->transfer->over_previous_group ? 1 : 0;
   fields[kTransferring] = transfer_running_ ? 1 : 0;
 }
 
 bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
   const bool running_anywhere = reduced[kTransferring] != 0;
   const bool starts = !running_anywhere && !plan_moving && reduced[kBlocked] == 0 &&
-                      reduced[kReady] > 0 && reduced[kReady] == -reduced[kReadyNegated];
+                      reduced[kReady] > 0 && reduced[kReady] == -reduced[kReadyNegated] &&
+                      (reduced[kOverCurrentGroup] == 0 || reduced[kNotReady] == 0);
   if (!starts && !running_anywhere) return false;
   if (starts && transferring_ && transferring_->assign.generation == reduced[kReady]) {
     transfer_running_ = true;
@@ -70,6 +113,14 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
                    "experts); the weights cannot be paired");
   }
   if (status.is_ok()) status = run_transfer_chunk(next);
+  if (status.is_ok() && next.num_chunks_done == next.transfer->chunks.size() &&
+      next.transfer->is_leaving_rank()) {
+    EEP_LOG_INFO("generation " << next.assign.generation << ": handed over this rank's weights in "
+                               << next.sources.transfer_seconds << " s");
+    transfer_running_ = false;
+    transferring_.reset();
+    return true;
+  }
   if (status.is_ok() && next.num_chunks_done == next.transfer->chunks.size()) {
     status = agree_on_kv_blocks(next, blocks_->num_allocated_blocks());
     if (status.is_ok()) {
@@ -92,8 +143,10 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
                              std::to_string(next.num_chunks_done) + ": " + status.to_string();
     EEP_LOG_ERROR(what);
     transfer_running_ = false;
+    const bool leaving = next.transfer->is_leaving_rank();
     drop_generation(std::move(transferring_));
-    build_failure_ = error(status.code(), what);
+    // A leaving rank has no ack to send: the staying ranks' chunk fails with it.
+    if (!leaving) build_failure_ = error(status.code(), what);
   }
   return true;
 }
@@ -102,8 +155,12 @@ Status EngineCore::run_transfer_chunk(Generation& generation) {
   const WeightTransferPlan& plan = *generation.transfer;
   EEP_CHECK(generation.num_chunks_done < plan.chunks.size());
   if (generation.num_chunks_done == 0) generation.transfer_started = Clock::now();
-  const ChunkSchedule schedule = schedule_chunk(plan.chunks[generation.num_chunks_done], plan.rank,
-                                                generation.assign.world_size);
+  const ChunkSchedule schedule =
+      schedule_chunk(plan.chunks[generation.num_chunks_done], plan.rank, plan.num_ranks);
+  // A scale-down runs over the current generation's EP group (the leaving ranks send), on the
+  // engine thread between steps; otherwise over the next generation's.
+  ProcessGroup* group =
+      plan.over_previous_group ? current_->ep_group.get() : generation.ep_group.get();
   // A new rank has nothing installed to send (and runs on the helper thread).
   EEP_CHECK(!plan.is_new_rank() || (schedule.sends.empty() && schedule.local.empty()));
   std::vector<std::byte> send(sum(schedule.send_bytes));
@@ -113,9 +170,9 @@ Status EngineCore::run_transfer_chunk(Generation& generation) {
     packed += copy.bytes;
   }
   std::vector<std::byte> recv(sum(schedule.recv_bytes));
-  if (generation.ep_group) {
-    EEP_RETURN_IF_ERROR(generation.ep_group->all_to_all_v(send.data(), schedule.send_bytes.data(),
-                                                          recv.data(), schedule.recv_bytes.data()));
+  if (group) {
+    EEP_RETURN_IF_ERROR(group->all_to_all_v(send.data(), schedule.send_bytes.data(), recv.data(),
+                                            schedule.recv_bytes.data()));
   } else {
     EEP_CHECK(send.empty() && recv.empty());  // one rank: every copy is local
   }

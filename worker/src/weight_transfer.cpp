@@ -6,33 +6,42 @@
 namespace eep::worker {
 namespace {
 
-// Appends the copies of one layer's expert slots, and this rank's checkpoint slots.
+// The group's ranks as ranks of g and of g+1 (-1: not in it).
+struct GroupRanks {
+  std::vector<int> previous;
+  std::vector<int> next;
+};
+
+// Appends the copies of one layer's expert slots, and the checkpoint slots of group rank `rank`.
 void plan_layer(const Placement& previous, const Placement& next, int layer,
-                const std::vector<int>& previous_rank_of, size_t expert_bytes, int rank,
+                const GroupRanks& ranks, size_t expert_bytes, int rank,
                 std::vector<PieceCopy>* copies, std::vector<CheckpointSlot>* from_checkpoint) {
-  const int num_ranks = next.num_ranks;
+  const int num_ranks = static_cast<int>(ranks.previous.size());
   const int width = std::max(previous.slots_per_rank, next.slots_per_rank);
   std::vector<int> from_row(static_cast<size_t>(num_ranks) * width, -1);
   std::vector<int> to_row(from_row.size(), -1);
   std::vector<bool> held(next.num_logical_experts, false);
-  for (int r = 0; r < num_ranks; ++r) {
-    for (int k = 0; k < next.slots_per_rank; ++k) {
-      to_row[r * width + k] = next.phy2log[layer][r * next.slots_per_rank + k];
+  for (int u = 0; u < num_ranks; ++u) {
+    if (const int r = ranks.next[u]; r >= 0) {
+      for (int k = 0; k < next.slots_per_rank; ++k) {
+        to_row[u * width + k] = next.phy2log[layer][r * next.slots_per_rank + k];
+      }
     }
-    const int old = previous_rank_of[r];
-    if (old < 0) continue;
-    for (int k = 0; k < previous.slots_per_rank; ++k) {
-      const int expert = previous.phy2log[layer][old * previous.slots_per_rank + k];
-      from_row[r * width + k] = expert;
-      held[expert] = true;
+    if (const int old = ranks.previous[u]; old >= 0) {
+      for (int k = 0; k < previous.slots_per_rank; ++k) {
+        const int expert = previous.phy2log[layer][old * previous.slots_per_rank + k];
+        from_row[u * width + k] = expert;
+        held[expert] = true;
+      }
     }
   }
-  // An expert that only leaving ranks held comes from the checkpoint.
+  // An expert that no rank of g in the group held comes from the checkpoint.
   for (size_t slot = 0; slot < to_row.size(); ++slot) {
     const int expert = to_row[slot];
     if (expert < 0 || held[expert]) continue;
-    const int r = static_cast<int>(slot) / width;
-    if (r == rank) from_checkpoint->push_back({layer, static_cast<int>(slot) % width, expert});
+    if (static_cast<int>(slot) / width == rank) {
+      from_checkpoint->push_back({layer, static_cast<int>(slot) % width, expert});
+    }
     to_row[slot] = -1;
   }
   std::vector<ExpertMove> moves = plan_expert_moves(from_row, to_row, width);
@@ -72,39 +81,56 @@ Status check_fits(const Placement& previous, const Placement& next, size_t num_m
   return Status::ok();
 }
 
+int index_of(const std::vector<std::string>& ids, const std::string& id) {
+  const auto it = std::find(ids.begin(), ids.end(), id);
+  return it == ids.end() ? -1 : static_cast<int>(it - ids.begin());
+}
+
 }  // namespace
 
 Result<std::optional<WeightTransferPlan>> plan_weight_transfer(
-    const protocol::Assign& assign, const Placement& next, const std::vector<size_t>& dense_bytes,
-    size_t expert_bytes, size_t chunk_bytes) {
-  if (assign.previous_members.empty() || !assign.previous_placement)
+    const protocol::Assign& assign, const std::string& self, const Placement& next,
+    const std::vector<size_t>& dense_bytes, size_t expert_bytes, size_t chunk_bytes) {
+  if (assign.previous_members.empty() || !assign.previous_placement) {
     return std::optional<WeightTransferPlan>();
+  }
   const Placement& previous = *assign.previous_placement;
   EEP_RETURN_IF_ERROR(check_fits(previous, next, assign.previous_members.size()));
+  // g's EP group when g+1 has no new member (the leaving ranks can send), else g+1's.
   WeightTransferPlan plan;
-  plan.rank = assign.rank;
-  std::vector<int> previous_rank_of(assign.members.size(), -1);
-  for (size_t r = 0; r < assign.members.size(); ++r) {
-    const auto it = std::find(assign.previous_members.begin(), assign.previous_members.end(),
-                              assign.members[r]);
-    if (it == assign.previous_members.end()) continue;
-    previous_rank_of[r] = static_cast<int>(it - assign.previous_members.begin());
-    plan.staying.push_back(static_cast<int>(r));
+  plan.over_previous_group = std::all_of(
+      assign.members.begin(), assign.members.end(),
+      [&](const std::string& id) { return index_of(assign.previous_members, id) >= 0; });
+  const std::vector<std::string>& group =
+      plan.over_previous_group ? assign.previous_members : assign.members;
+  plan.num_ranks = static_cast<int>(group.size());
+  GroupRanks ranks;
+  for (int u = 0; u < plan.num_ranks; ++u) {
+    ranks.previous.push_back(index_of(assign.previous_members, group[u]));
+    ranks.next.push_back(index_of(assign.members, group[u]));
+    if (ranks.previous[u] >= 0 && ranks.next[u] >= 0) plan.staying.push_back(u);
   }
   if (plan.staying.empty()) return std::optional<WeightTransferPlan>();
-  plan.previous_rank = previous_rank_of[assign.rank];
+  plan.rank = index_of(group, self);
+  if (plan.rank < 0) {
+    return error(ErrorCode::kInvalidArgument, "worker '" + self + "' is neither in generation " +
+                                                  std::to_string(assign.generation) +
+                                                  " nor in the one before it");
+  }
+  plan.previous_rank = ranks.previous[plan.rank];
+  plan.next_rank = ranks.next[plan.rank];
 
   std::vector<PieceCopy> copies;
-  const int num_ranks = static_cast<int>(assign.members.size());
   for (size_t t = 0; t < dense_bytes.size(); ++t) {
     const WeightPiece piece{-1, static_cast<int>(t)};
     const int sender = plan.staying[t % plan.staying.size()];
-    for (int r = 0; r < num_ranks; ++r) {
-      copies.push_back({previous_rank_of[r] >= 0 ? r : sender, piece, r, piece, dense_bytes[t]});
+    for (int u = 0; u < plan.num_ranks; ++u) {
+      if (ranks.next[u] < 0) continue;
+      copies.push_back({ranks.previous[u] >= 0 ? u : sender, piece, u, piece, dense_bytes[t]});
     }
   }
   for (int layer = 0; layer < next.num_layers; ++layer) {
-    plan_layer(previous, next, layer, previous_rank_of, expert_bytes, assign.rank, &copies,
+    plan_layer(previous, next, layer, ranks, expert_bytes, plan.rank, &copies,
                &plan.from_checkpoint);
   }
   plan.num_bytes_from_checkpoint = plan.from_checkpoint.size() * expert_bytes;

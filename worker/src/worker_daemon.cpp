@@ -115,6 +115,17 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
         EEP_LOG_WARN(assign.status().to_string());
         return;
       }
+      if (assign->rank < 0) {
+        // Not in the next generation (a scale-down): hand over the weights only this rank holds.
+        if (!engine_) return;
+        if (Status handover = engine_->begin_weight_handover(assign.value()); !handover.is_ok()) {
+          // The staying ranks wait for this rank to be ready; the scale rolls back at its deadline.
+          EEP_LOG_ERROR(handover.to_string());
+          return;
+        }
+        if (idle_) request_wake();  // the ranks agree on the transfer in a step
+        return;
+      }
       EEP_LOG_INFO("assigned rank " << assign->rank << " of " << assign->world_size
                                     << " in generation " << assign->generation);
       if (!engine_) {

@@ -105,6 +105,10 @@ class EngineCore {
   // Starts building generation `assign` (stores, groups, weights) on a helper thread. A newer
   // assignment replaces a next generation built or being built (abandon_next_generation).
   Status begin_generation(const protocol::Assign& assign);
+  // This rank serves a generation that `assign` (rank -1: this rank is not in it) replaces
+  // without it, a scale-down: it sends the weights only it holds to the staying ranks over the
+  // current EP group between steps (docs/weight_transfer.md), then waits for the switch order.
+  Status begin_weight_handover(const protocol::Assign& assign);
   // The next generation is built and waits for the others (or failed: the error).
   Result<bool> next_generation_built();
   // Of the built next generation (next_generation_built() was true).
@@ -208,7 +212,8 @@ class EngineCore {
   // `reduced`: the transfer's lockstep fields after the all-reduce; a rebalance plan moving
   // anywhere holds the start back (the transfer reads the placement it ends with).
   bool transfer_step(const int64_t* reduced, bool plan_moving);
-  // This rank's transfer fields of the lockstep: [blocked, ready, -ready, transferring].
+  // This rank's transfer fields of the lockstep (engine_weight_transfer.cpp).
+  static constexpr int kNumTransferFields = 6;
   void fill_transfer_fields(int64_t* fields) const;
   // Takes the executor's counts: reported as an ExpertLoad when `report` and some steps ran,
   // else dropped; either way a new report window starts.

@@ -1,22 +1,27 @@
 // Weights from peers at a scale (DESIGN.md section 6, TRANSFER_WEIGHTS; docs/weight_transfer.md):
-// the part both backends share. Every rank of generation g+1 computes, from its Assign alone, the
+// the part both backends share. Every worker taking part computes, from its Assign alone, the
 // same plan: which rank sends which piece of its installed (generation g) weights to which piece
-// of which rank's g+1 weights, cut into chunks of bounded size; and which expert slots no staying
-// rank holds (read from the checkpoint instead). A chunk is one all_to_all_v over g+1's EP group
-// that every member runs: the ranks of g between two of their steps, the new ranks on their
-// helper thread.
+// of which rank's g+1 weights, cut into chunks of bounded size; and which expert slots no rank
+// of g in the transfer holds (read from the checkpoint instead). A chunk is one all_to_all_v
+// over the transfer's group that each of its ranks runs: the ranks of g between two of their
+// steps, the new ranks on their helper thread.
+//
+// The group: g+1's EP group when g+1 has new ranks (a scale-up); g's EP group when every member
+// of g+1 was in g (a scale-down), so that the leaving ranks send what only they hold (they get
+// an Assign with rank -1 for this).
 //
 // Pairing, one function for sender and receiver:
 // - non-expert tensor t goes to each new rank from staying rank number t mod (number of staying
 //   ranks), so the senders share the work; a staying rank copies its own;
 // - expert slots: plan_expert_moves (eep/common/placement.h, the one EPLB uses) on one layer's
-//   rows laid over the ranks of g+1 with max(slots of g, slots of g+1) slots each: the "from" row
-//   holds each staying rank's slots of g (new ranks' slots empty), the "to" row g+1's slots; a
-//   slot whose expert stays where it is copies from itself.
+//   rows laid over the group's ranks with max(slots of g, slots of g+1) slots each: the "from" row
+//   holds each rank's slots of g (new ranks' slots empty), the "to" row its slots of g+1 (leaving
+//   ranks' empty); a slot whose expert stays where it is copies from itself.
 #pragma once
 
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "eep/common/placement.h"
@@ -33,7 +38,7 @@ struct WeightPiece {
 };
 
 // `src` of rank src_rank's installed weights (g) into `dst` of rank dst_rank's g+1 weights. Ranks
-// are ranks of g+1; src_rank == dst_rank is a local copy (nothing travels).
+// are ranks of the transfer's group; src_rank == dst_rank is a local copy (nothing travels).
 struct PieceCopy {
   int src_rank = 0;
   WeightPiece src;
@@ -43,7 +48,8 @@ struct PieceCopy {
   bool operator==(const PieceCopy&) const = default;
 };
 
-// A slot of this rank's g+1 weights that no staying rank holds: read from the checkpoint.
+// A slot of this rank's g+1 weights that no rank of g in the group holds: read from the
+// checkpoint.
 struct CheckpointSlot {
   int layer = 0;
   int local_slot = 0;
@@ -52,24 +58,29 @@ struct CheckpointSlot {
 };
 
 struct WeightTransferPlan {
-  int rank = 0;                                 // this rank in g+1
-  int previous_rank = -1;                       // this rank in g; -1 for a new rank
-  std::vector<int> staying;                     // ranks of g+1 that were in g, ascending
+  bool over_previous_group = false;             // the chunks run over g's EP group (else g+1's)
+  int num_ranks = 0;                            // of that group
+  int rank = 0;                                 // this worker's rank in it
+  int previous_rank = -1;                       // this worker in g; -1 for a new rank
+  int next_rank = -1;                           // this worker in g+1; -1 for a leaving rank
+  std::vector<int> staying;                     // group ranks in g and g+1, ascending
   std::vector<std::vector<PieceCopy>> chunks;   // at least one; every member runs every chunk
   std::vector<CheckpointSlot> from_checkpoint;  // this rank's
   uint64_t num_bytes_from_checkpoint = 0;       // this rank's
 
   bool is_new_rank() const { return previous_rank < 0; }
+  bool is_leaving_rank() const { return next_rank < 0; }
 };
 
-// The plan for `assign` (its placement is `next`), or nullopt when there is nothing to take from
-// peers: the first generation (no previous generation in the Assign) or no member of g+1 was in
-// g. dense_bytes: each non-expert tensor's size; expert_bytes: one expert's. A chunk holds copies
-// up to chunk_bytes (at least one copy). kInvalidArgument when the previous generation does not
-// fit (members vs. placement ranks, layers or experts differ from `next`).
+// The plan of worker `self` (a member of g+1, or of g only) for `assign` (its placement is
+// `next`), or nullopt when there is nothing to take from peers: the first generation (no previous
+// generation in the Assign) or no member of g+1 was in g. dense_bytes: each non-expert tensor's
+// size; expert_bytes: one expert's. A chunk holds copies up to chunk_bytes (at least one copy).
+// kInvalidArgument when the previous generation does not fit (members vs. placement ranks, layers
+// or experts differ from `next`) or `self` is in neither.
 Result<std::optional<WeightTransferPlan>> plan_weight_transfer(
-    const protocol::Assign& assign, const Placement& next, const std::vector<size_t>& dense_bytes,
-    size_t expert_bytes, size_t chunk_bytes);
+    const protocol::Assign& assign, const std::string& self, const Placement& next,
+    const std::vector<size_t>& dense_bytes, size_t expert_bytes, size_t chunk_bytes);
 
 // One rank's share of a chunk, as ExpertMoveSchedule (expert_moves.h) is of a layer's moves.
 struct ChunkSchedule {

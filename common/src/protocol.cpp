@@ -235,6 +235,7 @@ void to_json(json& j, const AssignAck& m) {
     j["weight_bytes_from_checkpoint"] = m.weight_bytes_from_checkpoint;
   }
   if (m.weight_transfer_s != 0) j["weight_transfer_s"] = m.weight_transfer_s;
+  if (!m.build_stages.empty()) j["build_stages"] = m.build_stages;
 }
 void from_json(const json& j, AssignAck& m) {
   required(j, "generation", m.generation);
@@ -248,6 +249,7 @@ void from_json(const json& j, AssignAck& m) {
   optional_field(j, "weight_bytes_from_peers", m.weight_bytes_from_peers);
   optional_field(j, "weight_bytes_from_checkpoint", m.weight_bytes_from_checkpoint);
   optional_field(j, "weight_transfer_s", m.weight_transfer_s);
+  optional_field(j, "build_stages", m.build_stages);
 }
 
 void to_json(json& j, const SamplingParams& m) {
@@ -545,7 +547,8 @@ void to_json(json& j, const ScaleInfo& m) {
            {"elapsed_s", m.elapsed_s},
            {"weight_bytes_from_peers", m.weight_bytes_from_peers},
            {"weight_bytes_from_checkpoint", m.weight_bytes_from_checkpoint},
-           {"weight_transfer_s", m.weight_transfer_s}};
+           {"weight_transfer_s", m.weight_transfer_s},
+           {"build_stages", m.build_stages}};
 }
 void from_json(const json& j, ScaleInfo& m) {
   required(j, "state", m.state);
@@ -559,6 +562,7 @@ void from_json(const json& j, ScaleInfo& m) {
   optional_field(j, "weight_bytes_from_peers", m.weight_bytes_from_peers);
   optional_field(j, "weight_bytes_from_checkpoint", m.weight_bytes_from_checkpoint);
   optional_field(j, "weight_transfer_s", m.weight_transfer_s);
+  optional_field(j, "build_stages", m.build_stages);
 }
 
 void to_json(json& j, const EplbRebalanceInfo& m) {

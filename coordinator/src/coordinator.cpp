@@ -394,7 +394,7 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
         EEP_LOG_INFO("serving model '" << capacity_->model << "' (vocab " << capacity_->vocab_size
                                        << ", max model len " << capacity_->max_model_len << ")");
       }
-      scale_->record_weight_sources(ack.value());
+      scale_->record_build_report(ack.value());
       apply(scale_->on_assign_ack(identity, ack->generation, now));
       break;
     }

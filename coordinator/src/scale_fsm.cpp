@@ -144,6 +144,7 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
   weight_bytes_from_peers_ = 0;
   weight_bytes_from_checkpoint_ = 0;
   weight_transfer_s_ = 0;
+  build_stages_.clear();
   started_ = now;
   stage_started_ = now;
   members_.clear();
@@ -243,11 +244,21 @@ std::vector<ScaleAction> ScaleFsm::on_assign_ack(const std::string& worker_id, i
   return end_acks(now);
 }
 
-void ScaleFsm::record_weight_sources(const protocol::AssignAck& ack) {
+void ScaleFsm::record_build_report(const protocol::AssignAck& ack) {
   if (stage_ != ScaleStage::kWaitAcks || ack.generation != target_generation_) return;
   weight_bytes_from_peers_ += ack.weight_bytes_from_peers;
   weight_bytes_from_checkpoint_ += ack.weight_bytes_from_checkpoint;
   weight_transfer_s_ = std::max(weight_transfer_s_, ack.weight_transfer_s);
+  for (const protocol::StageDuration& stage : ack.build_stages) {
+    auto it =
+        std::find_if(build_stages_.begin(), build_stages_.end(),
+                     [&](const protocol::StageDuration& s) { return s.stage == stage.stage; });
+    if (it == build_stages_.end()) {
+      build_stages_.push_back(stage);
+    } else {
+      it->seconds = std::max(it->seconds, stage.seconds);
+    }
+  }
 }
 
 std::vector<ScaleAction> ScaleFsm::end_acks(Clock::time_point now) {
@@ -463,6 +474,7 @@ protocol::ScaleInfo ScaleFsm::info(Clock::time_point now) const {
   info.weight_bytes_from_peers = weight_bytes_from_peers_;
   info.weight_bytes_from_checkpoint = weight_bytes_from_checkpoint_;
   info.weight_transfer_s = weight_transfer_s_;
+  info.build_stages = build_stages_;
   return info;
 }
 

@@ -96,6 +96,14 @@ TEST_CASE("eep-bench --scale-at scales a streaming fleet 2 -> 3 -> 2, eep-scale.
   CHECK(scales[0]["weight_bytes_from_checkpoint"] == 0);
   CHECK(scales[0]["weight_transfer_s"].get<double>() > 0);
   CHECK_THAT(bench.output, Catch::Contains("MB from peers in"));
+  // WAIT_ACKS broken down by the ranks' build steps, each the slowest rank's.
+  std::vector<std::string> build_steps;
+  for (const json& step : scales[0]["build_stages"]) {
+    build_steps.push_back(step["stage"]);
+    CHECK(step["seconds"].get<double>() >= 0);
+  }
+  CHECK(build_steps == std::vector<std::string>{"groups", "weights", "transfer", "kv_agree"});
+  CHECK_THAT(bench.output, Catch::Contains("(slowest rank)"));
   // The scale-down too: the leaving rank handed over what only it held.
   CHECK(scales[1]["weight_bytes_from_peers"].get<double>() > 0);
   CHECK(scales[1]["weight_bytes_from_checkpoint"] == 0);

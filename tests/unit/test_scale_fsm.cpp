@@ -477,13 +477,20 @@ TEST_CASE("the scale reports where its ranks took their weights", "[scale]") {
     ack.weight_bytes_from_peers = assign.rank == 2 ? 1000 : 10;
     ack.weight_bytes_from_checkpoint = 5;
     ack.weight_transfer_s = 0.1 * (assign.rank + 1);
-    f.fsm.record_weight_sources(ack);
+    ack.build_stages = {{"groups", 0.01 * (3 - assign.rank)}, {"transfer", 0.2 * assign.rank}};
+    f.fsm.record_build_report(ack);
     ack.generation = 99;  // another generation's ack counts nothing
-    f.fsm.record_weight_sources(ack);
+    f.fsm.record_build_report(ack);
     f.fsm.on_assign_ack(std::get<SendAssign>(action).worker_id, assign.generation, f.now);
   }
   const auto info = f.fsm.info(f.now);
   CHECK(info.weight_bytes_from_peers == 1020);
   CHECK(info.weight_bytes_from_checkpoint == 15);
   CHECK(info.weight_transfer_s == Approx(0.3));
+  // Each build step is the slowest rank's, in the order the ranks reported them.
+  REQUIRE(info.build_stages.size() == 2);
+  CHECK(info.build_stages[0].stage == "groups");
+  CHECK(info.build_stages[0].seconds == Approx(0.03));
+  CHECK(info.build_stages[1].stage == "transfer");
+  CHECK(info.build_stages[1].seconds == Approx(0.4));
 }

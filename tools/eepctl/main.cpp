@@ -101,6 +101,12 @@ void print_timeline(const eep::protocol::ScaleInfo& scale) {
   for (const auto& stage : scale.timeline) {
     std::cout << "  " << std::left << std::setw(16) << stage.stage << std::right << std::fixed
               << std::setprecision(3) << std::setw(8) << stage.seconds << " s\n";
+    if (stage.stage != "WAIT_ACKS") continue;
+    // Inside WAIT_ACKS: how the new generation was built, each step the slowest rank's.
+    for (const auto& step : scale.build_stages) {
+      std::cout << "    " << std::left << std::setw(14) << step.stage << std::right << std::setw(8)
+                << step.seconds << " s (slowest rank)\n";
+    }
   }
   if (scale.weight_bytes_from_peers > 0 || scale.weight_bytes_from_checkpoint > 0) {
     std::cout << "  weights: " << std::setprecision(1) << scale.weight_bytes_from_peers / 1e6

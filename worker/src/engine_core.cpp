@@ -208,6 +208,7 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
   generation->control_store = std::move(control_store);
   generation->ep_store = std::move(ep_store);
   generation->placement = std::move(placement);
+  generation->stage_started = started;
   pause_for_test("build_groups", assign.generation);
   if (assign.world_size > 1) {
     for (const char* name : {"control", "ep"}) {
@@ -228,6 +229,7 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
           std::move(group).value();
     }
   }
+  end_build_stage(*generation, "groups");
   pause_for_test("build_weights", assign.generation);
   if (backend_->supports_weight_transfer()) {
     EEP_ASSIGN_OR_RETURN(
@@ -240,18 +242,20 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
     EEP_ASSIGN_OR_RETURN(generation->state,
                          backend_->build(checkpoint_, generation->placement, assign.rank,
                                          generation->ep_group.get()));
+    end_build_stage(*generation, "weights");
   } else {
     const WeightTransferPlan& plan = *generation->transfer;
     EEP_ASSIGN_OR_RETURN(generation->state, backend_->build_for_transfer(
                                                 checkpoint_, generation->placement, assign.rank,
                                                 generation->ep_group.get(), plan.from_checkpoint));
-    generation->sources.bytes_from_checkpoint = plan.num_bytes_from_checkpoint;
+    generation->report.bytes_from_checkpoint = plan.num_bytes_from_checkpoint;
     // Every member has its buffers before the serving ranks give up a step boundary to the
     // transfer: a member that is slow (or stalled) here delays the scale, never serving.
     if (generation->control_group) {
       int64_t ready = 1;
       EEP_RETURN_IF_ERROR(generation->control_group->all_reduce(&ready, 1, ReduceOp::kMax));
     }
+    end_build_stage(*generation, "weights");
     if (!plan.is_new_rank()) {
       // The ranks that serve now send and copy between their steps (engine thread), then agree
       // on the KV cache (agree_on_kv_blocks).
@@ -264,22 +268,31 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
     while (generation->num_chunks_done < plan.chunks.size()) {
       EEP_RETURN_IF_ERROR(run_transfer_chunk(*generation));
     }
+    end_build_stage(*generation, "transfer");
   }
   if (own_kv_blocks == 0) {
     EEP_ASSIGN_OR_RETURN(own_kv_blocks, backend_->plan_kv_blocks());
     generation->num_kv_blocks = own_kv_blocks;
   }
   EEP_RETURN_IF_ERROR(agree_on_kv_blocks(*generation, own_kv_blocks));
+  end_build_stage(*generation, "kv_agree");
   EEP_LOG_INFO("generation " << assign.generation << " built in "
                              << std::chrono::duration<double>(Clock::now() - started).count()
                              << " s (rank " << assign.rank << " of " << assign.world_size << ", "
                              << generation->placement.slots_per_rank << " expert slots, "
                              << generation->agreed_kv_blocks << " KV blocks agreed, "
                              << (assign.placement ? "assigned" : "round-robin")
-                             << " placement, weights: " << generation->sources.bytes_from_peers
-                             << " bytes from peers, " << generation->sources.bytes_from_checkpoint
+                             << " placement, weights: " << generation->report.bytes_from_peers
+                             << " bytes from peers, " << generation->report.bytes_from_checkpoint
                              << " from the checkpoint)");
   return generation;
+}
+
+void EngineCore::end_build_stage(Generation& generation, const char* stage) {
+  const Clock::time_point now = Clock::now();
+  generation.report.stages.push_back(
+      {stage, std::chrono::duration<double>(now - generation.stage_started).count()});
+  generation.stage_started = now;
 }
 
 Status EngineCore::agree_on_kv_blocks(Generation& generation, int own_kv_blocks) {

@@ -40,8 +40,8 @@ size_t sum(const std::vector<size_t>& bytes) {
 
 }  // namespace
 
-WeightSources EngineCore::weight_sources() const {
-  return built_ ? built_->sources : WeightSources{};
+BuildReport EngineCore::build_report() const {
+  return built_ ? built_->report : BuildReport{};
 }
 
 bool EngineCore::take_transfer_wake() {
@@ -116,19 +116,21 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
   if (status.is_ok() && next.num_chunks_done == next.transfer->chunks.size() &&
       next.transfer->is_leaving_rank()) {
     EEP_LOG_INFO("generation " << next.assign.generation << ": handed over this rank's weights in "
-                               << next.sources.transfer_seconds << " s");
+                               << next.report.transfer_seconds << " s");
     transfer_running_ = false;
     transferring_.reset();
     return true;
   }
   if (status.is_ok() && next.num_chunks_done == next.transfer->chunks.size()) {
+    end_build_stage(next, "transfer");  // from the helper's end: the wait to start included
     status = agree_on_kv_blocks(next, blocks_->num_allocated_blocks());
     if (status.is_ok()) {
+      end_build_stage(next, "kv_agree");
       EEP_LOG_INFO("generation " << next.assign.generation << " built: weights "
-                                 << next.sources.bytes_from_peers << " bytes from peers and "
-                                 << next.sources.bytes_from_checkpoint
+                                 << next.report.bytes_from_peers << " bytes from peers and "
+                                 << next.report.bytes_from_checkpoint
                                  << " from the checkpoint, chunks sent in "
-                                 << next.sources.transfer_seconds << " s, " << next.agreed_kv_blocks
+                                 << next.report.transfer_seconds << " s, " << next.agreed_kv_blocks
                                  << " KV blocks agreed");
       transfer_running_ = false;
       built_ = std::move(transferring_);
@@ -187,9 +189,9 @@ Status EngineCore::run_transfer_chunk(Generation& generation) {
     backend_->pack_installed_piece(copy.src, piece.data());
     backend_->unpack_piece(*generation.state, copy.dst, piece.data());
   }
-  generation.sources.bytes_from_peers += recv.size();
+  generation.report.bytes_from_peers += recv.size();
   ++generation.num_chunks_done;
-  generation.sources.transfer_seconds =
+  generation.report.transfer_seconds =
       std::chrono::duration<double>(Clock::now() - generation.transfer_started).count();
   return Status::ok();
 }

@@ -93,16 +93,17 @@ class TensorStreamer {
       values_.resize(count);
       bytes_.resize(count * width);
       const std::size_t num_parts =
-          count < (1u << 20) ? 1 : std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
+          count < (1u << 20) ? 1
+                             : std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
       const std::size_t part = (count + num_parts - 1) / num_parts;
       std::vector<std::future<void>> parts;
       for (std::size_t begin = 0; begin < count; begin += part) {
         const std::size_t n = std::min(part, count - begin);
-        parts.push_back(std::async(num_parts == 1 ? std::launch::deferred : std::launch::async,
-                                   [&, begin, n] {
-                                     generate(dist, first + begin, {values_.data() + begin, n});
-                                     convert({values_.data() + begin, n}, bytes_.data() + begin * width);
-                                   }));
+        parts.push_back(
+            std::async(num_parts == 1 ? std::launch::deferred : std::launch::async, [&, begin, n] {
+              generate(dist, first + begin, {values_.data() + begin, n});
+              convert({values_.data() + begin, n}, bytes_.data() + begin * width);
+            }));
       }
       for (auto& p : parts) p.get();
       EEP_RETURN_IF_ERROR(writer.append(bytes_));

@@ -289,10 +289,11 @@ void WorkerDaemon::serve_once() {
                               .rank = pending_ack_->rank,
                               .capacity = engine_->capacity(),
                               .error = ""};
-      const WeightSources sources = engine_->weight_sources();
-      ack.weight_bytes_from_peers = sources.bytes_from_peers;
-      ack.weight_bytes_from_checkpoint = sources.bytes_from_checkpoint;
-      ack.weight_transfer_s = sources.transfer_seconds;
+      const BuildReport report = engine_->build_report();
+      ack.weight_bytes_from_peers = report.bytes_from_peers;
+      ack.weight_bytes_from_checkpoint = report.bytes_from_checkpoint;
+      ack.weight_transfer_s = report.transfer_seconds;
+      ack.build_stages = report.stages;
       send(ack);
       assignment_ = pending_ack_;
       pending_ack_.reset();

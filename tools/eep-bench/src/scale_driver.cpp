@@ -104,6 +104,7 @@ void ScaleDriver::run() {
     scale.weight_bytes_from_peers = info.weight_bytes_from_peers;
     scale.weight_bytes_from_checkpoint = info.weight_bytes_from_checkpoint;
     scale.weight_transfer_s = info.weight_transfer_s;
+    scale.build_stages = info.build_stages;
     scale.from_dp = info.from_dp;
     // The coordinator started the scale before it answered, so it ended by accepted + elapsed:
     // sharper than when this poll saw it (up to kStatusPollInterval later).

@@ -172,6 +172,11 @@ std::string format_scales(const std::vector<ScaleRecord>& scales) {
     out += "\n";
     for (const protocol::StageDuration& stage : scale.timeline) {
       out += printf_string("  %-18s %8.3f s\n", stage.stage.c_str(), stage.seconds);
+      if (stage.stage != "WAIT_ACKS") continue;
+      for (const protocol::StageDuration& step : scale.build_stages) {
+        out +=
+            printf_string("    %-16s %8.3f s (slowest rank)\n", step.stage.c_str(), step.seconds);
+      }
     }
     if (scale.weight_bytes_from_peers > 0 || scale.weight_bytes_from_checkpoint > 0) {
       out += printf_string("  weights: %.1f MB from peers in %.3f s, %.1f MB from the checkpoint\n",
@@ -221,7 +226,8 @@ nlohmann::json to_json(const std::vector<ScaleRecord>& scales) {
                          {"timeline", scale.timeline},
                          {"weight_bytes_from_peers", scale.weight_bytes_from_peers},
                          {"weight_bytes_from_checkpoint", scale.weight_bytes_from_checkpoint},
-                         {"weight_transfer_s", scale.weight_transfer_s}};
+                         {"weight_transfer_s", scale.weight_transfer_s},
+                         {"build_stages", scale.build_stages}};
     if (scale.windows) {
       entry["windows"] = {{"before", to_json(scale.windows->before)},
                           {"during", to_json(scale.windows->during)},

@@ -117,6 +117,12 @@ struct Assign {
   std::optional<Placement> previous_placement;
 };
 
+// A named stage and how long it took (a scale's timeline, a rank's build of a generation).
+struct StageDuration {
+  std::string stage;
+  double seconds = 0;
+};
+
 // What a serving worker can take, reported when it acknowledges an assignment.
 struct ModelCapacity {
   std::string model;  // the checkpoint directory's name
@@ -136,6 +142,9 @@ struct AssignAck {
   uint64_t weight_bytes_from_peers = 0;       // received from other ranks
   uint64_t weight_bytes_from_checkpoint = 0;  // read from the checkpoint
   double weight_transfer_s = 0;               // first to last transfer chunk on this rank
+  // How long this rank's build took, by step: "groups", "weights" (buffers, checkpoint reads and
+  // the wait for every member), "transfer" (its chunks, waits between them included), "kv_agree".
+  std::vector<StageDuration> build_stages{};
 };
 
 // Sampling and stopping parameters, as the API gave them (seed always set by the coordinator).
@@ -364,11 +373,6 @@ struct WorkerInfo {
   WorkerLoad load;            // as of its last token batch or heartbeat
 };
 
-struct StageDuration {
-  std::string stage;
-  double seconds = 0;
-};
-
 struct ScaleInfo {
   std::string state;  // "idle", "running", "succeeded", "failed"
   std::string stage;  // the scaling state machine's stage (docs/scaling.md)
@@ -383,6 +387,8 @@ struct ScaleInfo {
   uint64_t weight_bytes_from_peers = 0;
   uint64_t weight_bytes_from_checkpoint = 0;
   double weight_transfer_s = 0;
+  // The new generation's build by step, each the slowest rank's (AssignAck::build_stages).
+  std::vector<StageDuration> build_stages{};
 };
 
 // The last rebalance of the expert placement (EPLB) that ended, well or not.

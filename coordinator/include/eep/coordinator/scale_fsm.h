@@ -103,9 +103,9 @@ class ScaleFsm {
   std::vector<ScaleAction> on_registered(const std::string& worker_id, Clock::time_point now);
   std::vector<ScaleAction> on_assign_ack(const std::string& worker_id, int64_t generation,
                                          Clock::time_point now);
-  // Adds where a member of g+1 took its weights (its ack) to the scale's report; call before
-  // on_assign_ack. Acks of other generations are ignored.
-  void record_weight_sources(const protocol::AssignAck& ack);
+  // Adds how a member of g+1 built it (its ack: where its weights came from, its build steps) to
+  // the scale's report; call before on_assign_ack. Acks of other generations are ignored.
+  void record_build_report(const protocol::AssignAck& ack);
   // The worker died, exited or was declared dead (the membership already says so).
   std::vector<ScaleAction> on_worker_gone(const std::string& worker_id, const std::string& reason,
                                           Clock::time_point now);
@@ -174,6 +174,7 @@ class ScaleFsm {
   uint64_t weight_bytes_from_peers_ = 0;  // summed over g+1's acks
   uint64_t weight_bytes_from_checkpoint_ = 0;
   double weight_transfer_s_ = 0;  // the slowest rank's
+  std::vector<protocol::StageDuration> build_stages_;  // each the slowest rank's
 
   // What the current generation's members were told (re-sent after a rollback).
   std::vector<std::string> current_members_;

@@ -74,11 +74,13 @@ struct EngineOptions {
   size_t weight_transfer_chunk_bytes = size_t{64} << 20;
 };
 
-// Where a built generation's weights came from on this rank (sent in its AssignAck).
-struct WeightSources {
+// How this rank built a generation (sent in its AssignAck): where its weights came from, and
+// the build's steps with their durations (protocol::AssignAck::build_stages).
+struct BuildReport {
   uint64_t bytes_from_peers = 0;
   uint64_t bytes_from_checkpoint = 0;
   double transfer_seconds = 0;  // first to last chunk
+  std::vector<protocol::StageDuration> stages;
 };
 
 struct StepResult {
@@ -112,7 +114,7 @@ class EngineCore {
   // The next generation is built and waits for the others (or failed: the error).
   Result<bool> next_generation_built();
   // Of the built next generation (next_generation_built() was true).
-  WeightSources weight_sources() const;
+  BuildReport build_report() const;
   // True once when this rank became ready to send its weights to the next generation: an idle
   // fleet must step so that the ranks agree on the transfer (the daemon asks for a wake).
   bool take_transfer_wake();
@@ -165,7 +167,8 @@ class EngineCore {
     std::optional<WeightTransferPlan> transfer;
     size_t num_chunks_done = 0;
     Clock::time_point transfer_started;
-    WeightSources sources;
+    Clock::time_point stage_started;  // of the build step that runs (BuildReport::stages)
+    BuildReport report;
   };
   // A rebalance plan held or moving on this rank.
   struct RebalancePlan {
@@ -185,6 +188,9 @@ class EngineCore {
                                                        std::unique_ptr<StoreServer> control_store,
                                                        std::unique_ptr<StoreServer> ep_store,
                                                        int own_kv_blocks);
+  // Ends the build step that runs (`stage` took from stage_started until now) and starts the
+  // next one.
+  static void end_build_stage(Generation& generation, const char* stage);
   // The end of a build on both threads: the KV cache size agreed over the generation's control
   // group (DESIGN.md section 6, SYNC_KV_CACHE_MEMORY).
   Status agree_on_kv_blocks(Generation& generation, int own_kv_blocks);

@@ -87,8 +87,9 @@ struct ScaleRecord {
   std::vector<protocol::StageDuration> timeline;  // the coordinator's stages, in order
   uint64_t weight_bytes_from_peers = 0;           // summed over the new generation's ranks
   uint64_t weight_bytes_from_checkpoint = 0;
-  double weight_transfer_s = 0;         // the slowest rank's first to last chunk
-  std::optional<ScaleWindows> windows;  // only for scales that were accepted
+  double weight_transfer_s = 0;                       // the slowest rank's first to last chunk
+  std::vector<protocol::StageDuration> build_stages;  // within WAIT_ACKS, the slowest rank's
+  std::optional<ScaleWindows> windows;                // only for scales that were accepted
 
   bool accepted() const {
     return outcome == ScaleOutcome::kSucceeded || outcome == ScaleOutcome::kFailed ||

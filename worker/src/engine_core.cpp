@@ -14,12 +14,12 @@ namespace {
 
 // The fields of step()'s all-reduce, all reduced with max: [has work, wake epoch, next
 // generation pending, switch ready, -switch ready, tokens this step, has a prefill chunk, held
-// plan, -held plan, moving plan, -moving plan, and the six fields of a weight transfer
+// plan, -held plan, moving plan, -moving plan, and the seven fields of a weight transfer
 // (engine_weight_transfer.cpp)]. "Switch ready" is the generation this rank was ordered to switch
 // to (or leave for) once it can (built it, or leaves), 0 otherwise; a plan is plan_key(plan id),
 // 0 for none. The max of a negation is minus the min, so min == max says that every rank has the
 // same value.
-constexpr int kNumLockstepFields = 17;
+constexpr int kNumLockstepFields = 18;
 enum LockstepField {
   kHasWork = 0,
   kWakeEpoch = 1,

@@ -5,16 +5,22 @@
 // When: every rank of the current generation that takes part becomes "ready" once it can run
 // chunk 0: a rank of g+1 once its helper thread has built g+1's groups and buffers and every
 // member has (a barrier on g+1's control group); a leaving rank of a scale-down once it holds its
-// handover plan. The lockstep all-reduce carries six fields: [blocked (building the next
+// handover plan. The lockstep all-reduce carries seven fields: [blocked (building the next
 // generation, not ready yet), ready generation, -ready generation (the lowest value on a rank
 // that takes no part), not ready (1 on every rank that is not ready, taking part or not), over
 // this generation's group (the plan's chunks run over g's EP group, which every rank of g must
-// then join), transferring]. At the first step at which nobody is blocked, every ready rank is
-// ready for the same generation, every rank is ready if the chunks run over g's group, and no
-// rebalance plan moves, every ready rank starts: from that step on each runs the next chunk after
-// the all-reduce, every step, until the plan's chunks (the same number on every rank) are done;
-// then a member of g+1 agrees on the KV cache size and has built g+1, a leaving rank is done. The
-// fleet does not go idle while a chunk runs anywhere.
+// then join), transferring, not transferring]. At the first step at which nobody is blocked,
+// every ready rank is ready for the same generation, every rank is ready if the chunks run over
+// g's group, and no rebalance plan moves, every ready rank starts: from that step on each runs the
+// next chunk after the all-reduce, every step, until the plan's chunks (the same number on every
+// rank) are done; then a member of g+1 agrees on the KV cache size and has built g+1, a leaving
+// rank is done. The fleet does not go idle while a chunk runs anywhere.
+//
+// A rank stops when its scale is rolled back (or its chunk fails) at a step of its own. Chunks
+// over g+1's groups then fail at once on the others (the stopped rank destroyed those groups).
+// Chunks over g's EP group must not: the others' chunk would meet the stopped rank's next MoE
+// exchange on the same group. So a chunk over g's group runs only at a step at which every rank
+// of g still transfers; otherwise the others wait, serving, for their own rollback.
 #include <algorithm>
 #include <limits>
 #include <numeric>
@@ -32,6 +38,7 @@ enum TransferField {
   kNotReady = 3,
   kOverCurrentGroup = 4,
   kTransferring = 5,
+  kNotTransferring = 6,
 };
 
 size_t sum(const std::vector<size_t>& bytes) {
@@ -85,8 +92,10 @@ void EngineCore::fill_transfer_fields(int64_t* fields) const {
   fields[kReady] = generation;
   fields[kReadyNegated] = ready ? -generation : std::numeric_limits<int64_t>::min();
   fields[kNotReady] = ready ? 0 : 1;
-  fields[kOverCurrentGroup] = ready && transferring_->transfer->over_previous_group ? 1 : 0;
+  fields[kOverCurrentGroup] =
+      (ready || transfer_running_) && transferring_->transfer->over_previous_group ? 1 : 0;
   fields[kTransferring] = transfer_running_ ? 1 : 0;
+  fields[kNotTransferring] = transfer_running_ ? 0 : 1;
 }
 
 bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
@@ -95,6 +104,9 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
                       reduced[kReady] > 0 && reduced[kReady] == -reduced[kReadyNegated] &&
                       (reduced[kOverCurrentGroup] == 0 || reduced[kNotReady] == 0);
   if (!starts && !running_anywhere) return false;
+  if (running_anywhere && reduced[kOverCurrentGroup] != 0 && reduced[kNotTransferring] != 0) {
+    return false;  // a rank of g stopped: no chunk over g's group (header comment)
+  }
   if (starts && transferring_ && transferring_->assign.generation == reduced[kReady]) {
     transfer_running_ = true;
     EEP_LOG_INFO("generation " << transferring_->assign.generation

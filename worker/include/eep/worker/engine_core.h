@@ -219,7 +219,7 @@ class EngineCore {
   // anywhere holds the start back (the transfer reads the placement it ends with).
   bool transfer_step(const int64_t* reduced, bool plan_moving);
   // This rank's transfer fields of the lockstep (engine_weight_transfer.cpp).
-  static constexpr int kNumTransferFields = 6;
+  static constexpr int kNumTransferFields = 7;
   void fill_transfer_fields(int64_t* fields) const;
   // Takes the executor's counts: reported as an ExpertLoad when `report` and some steps ran,
   // else dropped; either way a new report window starts.

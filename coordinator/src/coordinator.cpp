@@ -128,6 +128,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
   limits.local_host = config.launcher == "local" ? "127.0.0.1" : host_name();
   limits.stage_timeout = std::chrono::milliseconds(config.scale_timeout_ms);
   limits.drain_timeout = std::chrono::milliseconds(config.scale_drain_timeout_ms);
+  limits.weights_from_peers = config.scale_weights_from == "peers";
   limits.experts = experts;
   coordinator->knows_experts_ = experts.has_value();
   coordinator->scale_ =

@@ -56,6 +56,11 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
                  "migrates the rest to the staying ranks (0: migrate at once)")
       ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
+  app.add_option("--scale-weights-from", config.scale_weights_from,
+                 "Where a scale's new generation takes its weights: the serving ranks (peers) "
+                 "or each worker's checkpoint")
+      ->check(CLI::IsMember({"peers", "checkpoint"}))
+      ->capture_default_str();
   app.add_option("--stats-log-interval-ms", config.stats_log_interval_ms,
                  "How often the throughput line is logged (not while idle)")
       ->check(CLI::Range(100, 3600000))

@@ -211,13 +211,15 @@ std::vector<ScaleAction> ScaleFsm::send_assignments(Clock::time_point now) {
     awaiting_.insert(members_[rank]);
     protocol::Assign assign = assignment_for(static_cast<int>(rank), target_generation_, members_,
                                              control_store_, ep_store_, placement_);
-    // The ranks of g that stay hand their weights to g+1 (docs/weight_transfer.md).
-    assign.previous_members = current_members_;
-    assign.previous_placement = current_placement_;
+    if (limits_.weights_from_peers) {
+      // The ranks of g that stay hand their weights to g+1 (docs/weight_transfer.md).
+      assign.previous_members = current_members_;
+      assign.previous_placement = current_placement_;
+    }
     actions.push_back(SendAssign{members_[rank], std::move(assign)});
   }
   // A scale-down: the leaving ranks send the weights only they hold (rank -1: not a member).
-  for (const std::string& id : leaving_) {
+  for (const std::string& id : limits_.weights_from_peers ? leaving_ : std::vector<std::string>{}) {
     protocol::Assign handover =
         assignment_for(-1, target_generation_, members_, control_store_, ep_store_, placement_);
     handover.previous_members = current_members_;

@@ -9,9 +9,11 @@ using namespace std::chrono_literals;
 namespace {
 
 struct Fixture {
+  explicit Fixture(bool weights_from_peers = true)
+      : limits{8, true, "here", 1000ms, std::nullopt, 5000ms, weights_from_peers} {}
   Membership membership;
   PortAllocator ports = PortAllocator::create({{"*", 100, 109}}).value();
-  ScaleLimits limits{8, true, "here", 1000ms, std::nullopt};
+  ScaleLimits limits;
   ScaleFsm fsm{membership, ports, limits};
   Clock::time_point now = Clock::now();
 
@@ -493,4 +495,18 @@ TEST_CASE("the scale reports where its ranks took their weights", "[scale]") {
   CHECK(info.build_stages[0].seconds == Approx(0.03));
   CHECK(info.build_stages[1].stage == "transfer");
   CHECK(info.build_stages[1].seconds == Approx(0.4));
+}
+
+TEST_CASE("with --scale-weights-from checkpoint no Assign names the previous generation",
+          "[scale]") {
+  Fixture f(/*weights_from_peers=*/false);
+  f.complete(f.fsm.start(3, {}, f.now).value());
+  auto down = f.fsm.start(1, {}, f.now);
+  REQUIRE(down.is_ok());
+  // Only the staying member is told; the leaving ranks get no handover.
+  REQUIRE(count<SendAssign>(down.value()) == 1);
+  const auto& assign = std::get<SendAssign>(down.value().front()).assign;
+  CHECK(assign.rank == 0);
+  CHECK(assign.previous_members.empty());
+  CHECK_FALSE(assign.previous_placement);
 }

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include <filesystem>
+#include <numeric>
 #include <thread>
 
 #include "eep/common/log.h"
@@ -242,6 +243,13 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
     EEP_ASSIGN_OR_RETURN(generation->state,
                          backend_->build(checkpoint_, generation->placement, assign.rank,
                                          generation->ep_group.get()));
+    if (backend_->supports_weight_transfer()) {  // the pieces' sizes are known: report them
+      const std::vector<size_t> dense = backend_->dense_piece_bytes();
+      generation->report.bytes_from_checkpoint =
+          std::accumulate(dense.begin(), dense.end(), uint64_t{0}) +
+          uint64_t{static_cast<uint64_t>(generation->placement.num_layers)} *
+              generation->placement.slots_per_rank * backend_->expert_piece_bytes();
+    }
     end_build_stage(*generation, "weights");
   } else {
     const WeightTransferPlan& plan = *generation->transfer;
@@ -283,7 +291,9 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
                              << generation->agreed_kv_blocks << " KV blocks agreed, "
                              << (assign.placement ? "assigned" : "round-robin")
                              << " placement, weights: " << generation->report.bytes_from_peers
-                             << " bytes from peers, " << generation->report.bytes_from_checkpoint
+                             << " bytes from peers (" << generation->chunk_seconds << " s in "
+                             << generation->num_chunks_done << " chunks), "
+                             << generation->report.bytes_from_checkpoint
                              << " from the checkpoint)");
   return generation;
 }

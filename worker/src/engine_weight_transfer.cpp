@@ -128,7 +128,8 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
   if (status.is_ok() && next.num_chunks_done == next.transfer->chunks.size() &&
       next.transfer->is_leaving_rank()) {
     EEP_LOG_INFO("generation " << next.assign.generation << ": handed over this rank's weights in "
-                               << next.report.transfer_seconds << " s");
+                               << next.report.transfer_seconds << " s (" << next.chunk_seconds
+                               << " s in " << next.num_chunks_done << " chunks)");
     transfer_running_ = false;
     transferring_.reset();
     return true;
@@ -142,8 +143,9 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
                                  << next.report.bytes_from_peers << " bytes from peers and "
                                  << next.report.bytes_from_checkpoint
                                  << " from the checkpoint, chunks sent in "
-                                 << next.report.transfer_seconds << " s, " << next.agreed_kv_blocks
-                                 << " KV blocks agreed");
+                                 << next.report.transfer_seconds << " s (" << next.chunk_seconds
+                                 << " s in " << next.num_chunks_done << " chunks), "
+                                 << next.agreed_kv_blocks << " KV blocks agreed");
       transfer_running_ = false;
       built_ = std::move(transferring_);
       return true;
@@ -168,7 +170,8 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
 Status EngineCore::run_transfer_chunk(Generation& generation) {
   const WeightTransferPlan& plan = *generation.transfer;
   EEP_CHECK(generation.num_chunks_done < plan.chunks.size());
-  if (generation.num_chunks_done == 0) generation.transfer_started = Clock::now();
+  const Clock::time_point chunk_started = Clock::now();
+  if (generation.num_chunks_done == 0) generation.transfer_started = chunk_started;
   const ChunkSchedule schedule =
       schedule_chunk(plan.chunks[generation.num_chunks_done], plan.rank, plan.num_ranks);
   // A scale-down runs over the current generation's EP group (the leaving ranks send), on the
@@ -203,6 +206,7 @@ Status EngineCore::run_transfer_chunk(Generation& generation) {
   }
   generation.report.bytes_from_peers += recv.size();
   ++generation.num_chunks_done;
+  generation.chunk_seconds += std::chrono::duration<double>(Clock::now() - chunk_started).count();
   generation.report.transfer_seconds =
       std::chrono::duration<double>(Clock::now() - generation.transfer_started).count();
   return Status::ok();

@@ -135,15 +135,20 @@ Result<std::optional<WeightTransferPlan>> plan_weight_transfer(
   }
   plan.num_bytes_from_checkpoint = plan.from_checkpoint.size() * expert_bytes;
 
+  // A chunk holds, for every rank, at most chunk_bytes of copies it sends, copies or receives:
+  // the ranks work in parallel, so the bound is per rank, not for the whole fleet.
   plan.chunks.emplace_back();
-  size_t chunk_size = 0;
+  std::vector<size_t> load(plan.num_ranks, 0);
   for (const PieceCopy& copy : copies) {
-    if (!plan.chunks.back().empty() && chunk_size + copy.bytes > chunk_bytes) {
+    const bool fits = load[copy.src_rank] + copy.bytes <= chunk_bytes &&
+                      load[copy.dst_rank] + copy.bytes <= chunk_bytes;
+    if (!plan.chunks.back().empty() && !fits) {
       plan.chunks.emplace_back();
-      chunk_size = 0;
+      std::fill(load.begin(), load.end(), 0);
     }
     plan.chunks.back().push_back(copy);
-    chunk_size += copy.bytes;
+    load[copy.src_rank] += copy.bytes;
+    if (copy.dst_rank != copy.src_rank) load[copy.dst_rank] += copy.bytes;
   }
   return std::optional<WeightTransferPlan>(std::move(plan));
 }

@@ -30,6 +30,9 @@ struct CoordinatorConfig {
   // A scale-down waits this long (once g+1 is built) for the requests on the leaving ranks to
   // finish, then switches and migrates the rest (docs/scaling.md, DRAIN_LEAVING).
   int scale_drain_timeout_ms = 5000;
+  // "peers": a scale's new generation takes its weights from the serving ranks (the Assign names
+  // them, docs/weight_transfer.md); "checkpoint": every member reads the checkpoint.
+  std::string scale_weights_from = "peers";
   int stats_log_interval_ms = 5000;  // the throughput log line
   std::string api_key;            // when set, /v1/* needs "Authorization: Bearer <key>"
   std::string served_model_name;  // default: the model directory's name

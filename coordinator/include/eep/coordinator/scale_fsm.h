@@ -79,6 +79,10 @@ struct ScaleLimits {
   // How long a scale-down waits, once g+1 is built, for the requests on the leaving ranks to
   // finish before it switches and migrates the rest (DRAIN_LEAVING's deadline; 0: no waiting).
   std::chrono::milliseconds drain_timeout{5000};
+  // Assigns name g (members, placement) so that g+1 takes its weights from it, and a scale-down
+  // tells its leaving ranks to hand theirs over (docs/weight_transfer.md); false: every member
+  // reads the checkpoint.
+  bool weights_from_peers = true;
 };
 
 struct StageTiming {

@@ -69,8 +69,8 @@ struct EngineOptions {
   int slots_per_rank = 0;               // 0: the fewest that hold every expert once
   std::string bind_host = "127.0.0.1";  // where rank 0 serves the stores and Gloo binds
   std::chrono::milliseconds group_timeout{30000};
-  // Weights from peers at a scale (docs/weight_transfer.md): the most bytes of one chunk, that is
-  // of the copies one step boundary of the serving ranks carries.
+  // Weights from peers at a scale (docs/weight_transfer.md): the most bytes a rank sends, copies
+  // or receives in one chunk, that is at one step boundary of the serving ranks.
   size_t weight_transfer_chunk_bytes = size_t{64} << 20;
 };
 
@@ -166,6 +166,7 @@ class EngineCore {
     // Weights from peers (docs/weight_transfer.md): the plan, the chunks done, the sources.
     std::optional<WeightTransferPlan> transfer;
     size_t num_chunks_done = 0;
+    double chunk_seconds = 0;  // inside the chunks (packing, exchange, unpacking)
     Clock::time_point transfer_started;
     Clock::time_point stage_started;  // of the build step that runs (BuildReport::stages)
     BuildReport report;

@@ -76,7 +76,7 @@ struct WeightTransferPlan {
 // `next`), or nullopt when there is nothing to take from peers: the first generation (no previous
 // generation in the Assign) or no member of g+1 was in g. dense_bytes: each non-expert tensor's
 // size; expert_bytes: one expert's. In a chunk each rank sends, copies or receives at most
-// chunk_bytes (a chunk has at least one copy).
+// chunk_bytes, unless it takes part in only one copy of the chunk (a larger piece).
 // kInvalidArgument when the previous generation does not fit (members vs. placement ranks, layers
 // or experts differ from `next`) or `self` is in neither.
 Result<std::optional<WeightTransferPlan>> plan_weight_transfer(

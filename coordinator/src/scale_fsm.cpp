@@ -352,12 +352,15 @@ std::vector<ScaleAction> ScaleFsm::on_worker_gone(const std::string& worker_id,
 std::vector<ScaleAction> ScaleFsm::on_assign_failed(const std::string& worker_id,
                                                     int64_t generation, const std::string& reason,
                                                     Clock::time_point now) {
+  const bool leaving = std::find(leaving_.begin(), leaving_.end(), worker_id) != leaving_.end();
   if (stage_ != ScaleStage::kWaitAcks || generation != target_generation_ ||
-      !awaiting_.count(worker_id)) {
+      (!awaiting_.count(worker_id) && !leaving)) {
     return {};
   }
-  return roll_back("worker " + worker_id + " cannot join generation " + std::to_string(generation) +
-                       ": " + reason,
+  // A leaving rank that cannot hand over its weights: the staying ranks would wait for it.
+  return roll_back("worker " + worker_id +
+                       (leaving ? " cannot hand over its weights to" : " cannot join") +
+                       " generation " + std::to_string(generation) + ": " + reason,
                    now);
 }
 

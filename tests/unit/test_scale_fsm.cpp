@@ -410,7 +410,7 @@ TEST_CASE("a staying rank lost while draining rolls back and the leaving ranks s
   CHECK(migrated(rollback).empty());
   CHECK(f.membership.generation() == 1);
   CHECK(f.membership.find("w2")->state == WorkerState::kActive);
-  // The live members of generation 1 are told it again (w2 never heard of generation 2).
+  // The live members of generation 1 are told it again (w2 drops its handover of generation 2).
   CHECK(count<SendAssign>(rollback) == 2);
 }
 
@@ -509,4 +509,19 @@ TEST_CASE("with --scale-weights-from checkpoint no Assign names the previous gen
   CHECK(assign.rank == 0);
   CHECK(assign.previous_members.empty());
   CHECK_FALSE(assign.previous_placement);
+}
+
+TEST_CASE("a leaving rank that cannot hand over its weights rolls the scale-down back", "[scale]") {
+  Fixture f;
+  f.complete(f.fsm.start(3, {}, f.now).value());
+  REQUIRE(f.fsm.start(2, {}, f.now).is_ok());
+  REQUIRE(f.fsm.stage() == ScaleStage::kWaitAcks);
+  // An ack error from a worker that is neither a member nor leaving changes nothing.
+  CHECK(f.fsm.on_assign_failed("w9", 2, "who?", f.now).empty());
+  CHECK(f.fsm.stage() == ScaleStage::kWaitAcks);
+  auto rollback = f.fsm.on_assign_failed("w2", 2, "not a leaving rank of a scale-down", f.now);
+  CHECK(f.fsm.stage() == ScaleStage::kFailed);
+  CHECK_THAT(f.fsm.info(f.now).reason, Catch::Contains("w2 cannot hand over its weights"));
+  CHECK(count<SendAssign>(rollback) == 3);  // w0, w1 and w2 are told generation 1 again
+  CHECK(f.membership.generation() == 1);
 }

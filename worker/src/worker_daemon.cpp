@@ -119,8 +119,12 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
         // Not in the next generation (a scale-down): hand over the weights only this rank holds.
         if (!engine_) return;
         if (Status handover = engine_->begin_weight_handover(assign.value()); !handover.is_ok()) {
-          // The staying ranks wait for this rank to be ready; the scale rolls back at its deadline.
+          // The staying ranks would wait for this rank: the coordinator rolls the scale back.
           EEP_LOG_ERROR(handover.to_string());
+          send(protocol::AssignAck{.generation = assign->generation,
+                                   .rank = assign->rank,
+                                   .capacity = std::nullopt,
+                                   .error = handover.to_string()});
           return;
         }
         if (idle_) request_wake();  // the ranks agree on the transfer in a step

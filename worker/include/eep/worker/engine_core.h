@@ -2,10 +2,11 @@
 // the process groups of the current generation. The daemon's loop feeds it requests and calls
 // step(); step() keeps every rank of the generation in lockstep:
 //   1. a small all-reduce (max) on the control group of [has work, wake epoch, next generation
-//      pending, switch ready, the step's shape, rebalance plans]: everybody learns whether anyone
-//      has work, the newest wake epoch seen, whether every rank holds the coordinator's order to
-//      switch to generation g+1 and can (built it, or leaves), and whether every rank holds the
-//      same rebalance plan (EPLB below);
+//      pending, switch ready, the step's shape, rebalance plans, weight transfer state]: everybody
+//      learns whether anyone has work, the newest wake epoch seen, whether every rank holds the
+//      coordinator's order to switch to generation g+1 and can (built it, or leaves), whether
+//      every rank holds the same rebalance plan (EPLB below), and whether this step sends weights
+//      to the next generation (engine_weight_transfer.cpp: a chunk after the all-reduce);
 //   2. when nobody has work the fleet goes idle at that epoch (the daemon then waits for a wake
 //      above it); when every rank is ready for generation g+1, all switch to it (or retire) at
 //      this same step;
@@ -236,7 +237,8 @@ class EngineCore {
   std::future<Result<std::unique_ptr<Generation>>> building_;
   std::unique_ptr<Generation> built_;  // built, waiting for every rank to have built it
   // Built by the helper thread except the weights that come from this rank's installed ones
-  // (docs/weight_transfer.md): the engine thread sends and copies them between steps.
+  // (docs/weight_transfer.md): the engine thread sends and copies them between steps. On a
+  // leaving rank of a scale-down: its handover (a plan, no state).
   std::unique_ptr<Generation> transferring_;
   bool transfer_running_ = false;  // every involved rank started; a chunk each step until done
   bool transfer_wake_ = false;

@@ -17,8 +17,10 @@ LOG=${OUT:-/tmp}/gpu-tests.txt
   echo "== eep_gpu_tests $*"
   build-gpu/bin/eep_gpu_tests --durations yes "$@"
   TESTS_RC=$?
-  echo "== a CUDA fleet: 2 workers serving a generated tiny model"
-  scripts/gpu/serve_bench.sh tiny 2 --num-prompts 64 --random-input-len 32 --random-output-len 32
+  FLEET=$(nvidia-smi -L | wc -l)
+  [ "$FLEET" -gt 2 ] && FLEET=2
+  echo "== a CUDA fleet: $FLEET workers serving a generated tiny model"
+  scripts/gpu/serve_bench.sh tiny "$FLEET" --num-prompts 64 --random-input-len 32 --random-output-len 32
   FLEET_RC=$?
   echo "== result: eep_gpu_tests rc=$TESTS_RC, fleet rc=$FLEET_RC"
   [ $TESTS_RC -eq 0 ] && [ $FLEET_RC -eq 0 ]

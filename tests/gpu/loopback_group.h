@@ -1,5 +1,6 @@
 // A test-only ProcessGroup whose ranks are threads of one process on one GPU: each rank has its
-// own stream, and all_to_all_v synchronises that stream, meets the other ranks at a barrier,
+// own stream (or none: then the whole device stands for it), and all_to_all_v synchronises that
+// stream, meets the other ranks at a barrier,
 // copies each peer's send block (device to device, on the caller's stream), synchronises and
 // meets them again. It lets expert-parallel code run at EP=N on a single GPU without NCCL. Only
 // all_to_all_v and barrier are implemented; the other operations fail.
@@ -89,7 +90,7 @@ class LoopbackGroup : public worker::ProcessGroup {
                       const size_t* recv_bytes_per_peer) override {
     if (!usable_) return error(ErrorCode::kFailedPrecondition, "loopback group is broken");
     const int n = size();
-    if (cudaError_t err = cudaStreamSynchronize(stream_); err != cudaSuccess) {
+    if (cudaError_t err = synchronize(); err != cudaSuccess) {
       return fail(std::string("stream before all_to_all_v: ") + cudaGetErrorString(err));
     }
     LoopbackHub::Posted& mine = hub_->posted(rank_);
@@ -116,7 +117,7 @@ class LoopbackGroup : public worker::ProcessGroup {
       recv_offset += bytes;
     }
     // The copies must be done before a peer reuses its send buffer.
-    if (cudaError_t err = cudaStreamSynchronize(stream_); err != cudaSuccess) {
+    if (cudaError_t err = synchronize(); err != cudaSuccess) {
       return fail(std::string("stream after the copies: ") + cudaGetErrorString(err));
     }
     if (!hub_->arrive_and_wait()) return fail("a peer did not finish all_to_all_v");
@@ -139,6 +140,9 @@ class LoopbackGroup : public worker::ProcessGroup {
   void destroy() override { usable_ = false; }
 
  private:
+  cudaError_t synchronize() const {
+    return stream_ != nullptr ? cudaStreamSynchronize(stream_) : cudaDeviceSynchronize();
+  }
   Status fail(const std::string& what) {
     usable_ = false;
     hub_->abort();  // wake the peers waiting at a barrier

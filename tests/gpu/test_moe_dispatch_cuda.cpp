@@ -20,6 +20,8 @@ using namespace eep;
 using namespace eep::gpu_test;
 using eep::kernels::cuda::bf16;
 using eep::worker::MoeDispatcher;
+using eep::worker::MoeCombine;
+using eep::worker::moe_combine_name;
 using eep::worker::MoeDispatcherCuda;
 using eep::worker::MoeLayerWeightsCuda;
 
@@ -346,15 +348,25 @@ struct Stream {
 std::unique_ptr<MoeDispatcherCuda> make_dispatcher(const Placement& placement, int rank,
                                                    worker::ProcessGroup* group,
                                                    int64_t max_capacity, const MoeShape& s,
-                                                   cudaStream_t stream) {
+                                                   cudaStream_t stream,
+                                                   MoeCombine combine = MoeCombine::kExact) {
   auto created = MoeDispatcherCuda::create(placement, rank, group, max_capacity, s.hidden,
-                                           s.intermediate, s.top_k, stream);
+                                           s.intermediate, s.top_k, stream, combine);
   INFO(created.status().to_string());
   REQUIRE(created.is_ok());
   CHECK(created.value()->device_bytes() ==
         MoeDispatcherCuda::required_device_bytes(placement, group != nullptr, max_capacity,
-                                                 s.hidden, s.intermediate, s.top_k));
+                                                 s.hidden, s.intermediate, s.top_k, combine));
   return std::move(created).value();
+}
+
+// The first element whose bits differ, -1 when none does.
+int64_t first_difference(const std::vector<float>& x, const std::vector<float>& y) {
+  REQUIRE(x.size() == y.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::memcmp(&x[i], &y[i], sizeof(float)) != 0) return static_cast<int64_t>(i);
+  }
+  return -1;
 }
 
 // EP=1 on the GPU against the CPU exchange, each layer, each token count (capacity = count +
@@ -433,13 +445,16 @@ struct RankState {
 };
 
 // EP=N ranks as threads on one GPU: each rank's x per layer equals the EP=1 GPU result for its
-// tokens up to fp32 re-association (the expert rows are bitwise the same at any EP size; only
-// the combine sums per rank first), and the slot counts are ReplicaTable::choose's and add up to
-// the EP=1 counts per logical expert.
+// tokens, bit for bit with the exact combine (the expert rows are bitwise the same at any EP size
+// and the sum runs in router order), up to fp32 re-association with rank partials (the sum is
+// taken per rank first); the slot counts are ReplicaTable::choose's and add up to the EP=1
+// counts per logical expert. At EP=1 both combines give the same bits.
 void check_expert_parallel(int num_ranks, int slots_per_rank,
-                           const std::vector<int64_t>& tokens_per_rank, uint64_t seed) {
+                           const std::vector<int64_t>& tokens_per_rank, uint64_t seed,
+                           MoeCombine combine) {
   const MoeShape s{128, 64, 16, 4, 2};
-  INFO("EP=" << num_ranks << ", " << slots_per_rank << " slots per rank");
+  INFO("EP=" << num_ranks << ", " << slots_per_rank << " slots per rank, "
+             << moe_combine_name(combine) << " combine");
   REQUIRE(static_cast<int>(tokens_per_rank.size()) == num_ranks);
   const ExpertBank bank(s, seed);
   const int64_t capacity = *std::max_element(tokens_per_rank.begin(), tokens_per_rank.end());
@@ -453,21 +468,30 @@ void check_expert_parallel(int num_ranks, int slots_per_rank,
   // EP=1 on the GPU: the reference, per layer.
   const Placement one =
       random_placement(s.num_layers, s.num_experts, 1, s.num_experts + 2, seed + 2);
+  std::vector<std::vector<float>> expected_x(s.num_layers);
   std::vector<std::vector<float>> expected_delta(s.num_layers);
   std::vector<std::vector<int64_t>> expected_logical_counts(s.num_layers,
                                                             std::vector<int64_t>(s.num_experts));
   {
     Stream stream;
     const std::vector<DeviceLayerWeights> weights = upload_rank_weights(bank, one, 0);
-    auto moe =
-        make_dispatcher(one, 0, nullptr, std::max<int64_t>(all.num_tokens, 1), s, stream.stream);
+    const int64_t capacity_one = std::max<int64_t>(all.num_tokens, 1);
+    auto moe = make_dispatcher(one, 0, nullptr, capacity_one, s, stream.stream);
+    auto partials = make_dispatcher(one, 0, nullptr, capacity_one, s, stream.stream,
+                                    MoeCombine::kRankPartials);
     for (int layer = 0; layer < s.num_layers; ++layer) {
       DeviceBatch device(all, all.num_tokens, s.hidden);
       const Status status = device.forward(*moe, layer, all.num_tokens, weights[layer].view());
       INFO(status.to_string());
       REQUIRE(status.is_ok());
-      expected_delta[layer] = minus(download_x(device, s.hidden), all.x0);
+      expected_x[layer] = download_x(device, s.hidden);
+      expected_delta[layer] = minus(expected_x[layer], all.x0);
+      DeviceBatch again(all, all.num_tokens, s.hidden);
+      REQUIRE(again.forward(*partials, layer, all.num_tokens, weights[layer].view()).is_ok());
+      INFO("layer " << layer << ": rank partials at EP=1");
+      CHECK(first_difference(download_x(again, s.hidden), expected_x[layer]) == -1);
     }
+    partials->take_slot_counts();
     const auto counts = moe->take_slot_counts();
     for (int layer = 0; layer < s.num_layers; ++layer) {
       for (int slot = 0; slot < one.num_slots(); ++slot) {
@@ -485,8 +509,8 @@ void check_expert_parallel(int num_ranks, int slots_per_rank,
     auto state = std::make_unique<RankState>();
     state->group = std::make_unique<gpu_test::LoopbackGroup>(hub, r, state->stream.stream);
     state->weights = upload_rank_weights(bank, placement, r);
-    state->moe =
-        make_dispatcher(placement, r, state->group.get(), capacity, s, state->stream.stream);
+    state->moe = make_dispatcher(placement, r, state->group.get(), capacity, s,
+                                 state->stream.stream, combine);
     state->batch = batches[r];
     for (int layer = 0; layer < s.num_layers; ++layer) {
       state->layers.push_back(std::make_unique<DeviceBatch>(batches[r], capacity, s.hidden));
@@ -522,8 +546,8 @@ void check_expert_parallel(int num_ranks, int slots_per_rank,
     REQUIRE(rank.failure.empty());
     for (int layer = 0; layer < s.num_layers; ++layer) {
       INFO("layer " << layer);
-      const std::vector<float> delta =
-          minus(download_x(*rank.layers[layer], s.hidden), rank.batch.x0);
+      const std::vector<float> x = download_x(*rank.layers[layer], s.hidden);
+      const std::vector<float> delta = minus(x, rank.batch.x0);
       const std::vector<float> expected(
           expected_delta[layer].begin() + first_token * s.hidden,
           expected_delta[layer].begin() + (first_token + rank.batch.num_tokens) * s.hidden);
@@ -531,6 +555,12 @@ void check_expert_parallel(int num_ranks, int slots_per_rank,
       // on the launch), not a combine problem.
       INFO(worst_element(delta, expected, s.hidden));
       CHECK(max_rel_error(delta, expected) <= 1e-5);
+      if (combine == MoeCombine::kExact) {
+        const std::vector<float> expected_bits(
+            expected_x[layer].begin() + first_token * s.hidden,
+            expected_x[layer].begin() + (first_token + rank.batch.num_tokens) * s.hidden);
+        CHECK(first_difference(x, expected_bits) == -1);
+      }
     }
     const auto counts = rank.moe->take_slot_counts();
     for (int layer = 0; layer < s.num_layers; ++layer) {
@@ -547,11 +577,14 @@ void check_expert_parallel(int num_ranks, int slots_per_rank,
 
 }  // namespace
 
-TEST_CASE("MoE dispatch on the GPU at EP=2 and EP=4 equals EP=1", "[gpu][moe]") {
-  check_expert_parallel(2, 8, {31, 12}, 21);        // every expert once
-  check_expert_parallel(2, 10, {700, 0}, 22);       // redundant replicas; rank 1 a dummy step
-  check_expert_parallel(4, 5, {5, 0, 23, 17}, 23);  // redundant replicas across ranks
-  check_expert_parallel(4, 4, {1, 1, 1, 1}, 24);
+TEST_CASE("MoE dispatch on the GPU at EP=2 and EP=4 equals EP=1 (bit for bit when exact)",
+          "[gpu][moe]") {
+  for (MoeCombine combine : {MoeCombine::kExact, MoeCombine::kRankPartials}) {
+    check_expert_parallel(2, 8, {31, 12}, 21, combine);        // every expert once
+    check_expert_parallel(2, 10, {700, 0}, 22, combine);       // replicas; rank 1 a dummy step
+    check_expert_parallel(4, 5, {5, 0, 23, 17}, 23, combine);  // replicas across ranks
+    check_expert_parallel(4, 4, {1, 1, 1, 1}, 24, combine);
+  }
 }
 
 TEST_CASE("MoE dispatch on the GPU replays from a CUDA graph bit for bit", "[gpu][moe]") {
@@ -582,14 +615,6 @@ TEST_CASE("MoE dispatch on the GPU replays from a CUDA graph bit for bit", "[gpu
   cudaGraphExec_t exec = nullptr;
   EEP_REQUIRE_CUDA(cudaGraphInstantiate(&exec, graph, 0));
   CHECK(download_x(device, s.hidden) == a.x0);  // capturing ran nothing
-
-  auto first_difference = [&](const std::vector<float>& x, const std::vector<float>& y) {
-    REQUIRE(x.size() == y.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-      if (std::memcmp(&x[i], &y[i], sizeof(float)) != 0) return static_cast<int64_t>(i);
-    }
-    return int64_t{-1};
-  };
 
   EEP_REQUIRE_CUDA(cudaGraphLaunch(exec, stream.stream));
   const std::vector<float> graph_a = download_x(device, s.hidden);

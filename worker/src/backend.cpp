@@ -1,6 +1,7 @@
 #include "eep/worker/backend.h"
 
 #include <algorithm>
+#include <numeric>
 #include <string>
 
 #include "eep/worker/cpu_backend.h"
@@ -33,12 +34,60 @@ Result<std::unique_ptr<GenerationState>> Backend::build_for_transfer(
                "the " + std::string(name()) + " backend takes no weights from peers");
 }
 
-void Backend::pack_installed_piece(const WeightPiece&, std::byte*) {
-  EEP_CHECK_MSG(false, "the " << name() << " backend takes no weights from peers");
+Result<std::byte*> Backend::transfer_staging(size_t) {
+  return error(ErrorCode::kFailedPrecondition,
+               "the " + std::string(name()) + " backend takes no weights from peers");
 }
 
-void Backend::unpack_piece(GenerationState&, const WeightPiece&, const std::byte*) {
-  EEP_CHECK_MSG(false, "the " << name() << " backend takes no weights from peers");
+Status Backend::pack_installed_piece(const WeightPiece&, std::byte*) {
+  return transfer_staging(0).status();
+}
+
+Status Backend::unpack_piece(GenerationState&, const WeightPiece&, const std::byte*) {
+  return transfer_staging(0).status();
+}
+
+Result<uint64_t> run_transfer_chunk(Backend& backend, GenerationState* next,
+                                    const ChunkSchedule& schedule, ProcessGroup* group) {
+  EEP_CHECK(next != nullptr || (schedule.recvs.empty() && schedule.local.empty()));
+  const size_t send_bytes =
+      std::accumulate(schedule.send_bytes.begin(), schedule.send_bytes.end(), size_t{0});
+  const size_t recv_bytes =
+      std::accumulate(schedule.recv_bytes.begin(), schedule.recv_bytes.end(), size_t{0});
+  size_t local_bytes = 0;
+  for (const PieceCopy& copy : schedule.local) local_bytes += copy.bytes;
+  // [sends | local copies | received]: every source is packed before any piece is written.
+  EEP_ASSIGN_OR_RETURN(std::byte* staging,
+                       backend.transfer_staging(send_bytes + local_bytes + recv_bytes));
+  std::byte* packed = staging;
+  for (const PieceCopy& copy : schedule.sends) {
+    EEP_RETURN_IF_ERROR(backend.pack_installed_piece(copy.src, packed));
+    packed += copy.bytes;
+  }
+  EEP_CHECK(packed == staging + send_bytes);
+  for (const PieceCopy& copy : schedule.local) {
+    EEP_RETURN_IF_ERROR(backend.pack_installed_piece(copy.src, packed));
+    packed += copy.bytes;
+  }
+  std::byte* received = staging + send_bytes + local_bytes;
+  if (group != nullptr) {
+    EEP_RETURN_IF_ERROR(group->all_to_all_v(staging, schedule.send_bytes.data(), received,
+                                            schedule.recv_bytes.data()));
+  } else {
+    EEP_CHECK(send_bytes == 0 && recv_bytes == 0);  // one rank: every copy is local
+  }
+  const std::byte* unpacked = received;
+  for (const PieceCopy& copy : schedule.recvs) {
+    EEP_RETURN_IF_ERROR(backend.unpack_piece(*next, copy.dst, unpacked));
+    unpacked += copy.bytes;
+  }
+  const std::byte* local = staging + send_bytes;
+  for (const PieceCopy& copy : schedule.local) {
+    EEP_RETURN_IF_ERROR(backend.unpack_piece(*next, copy.dst, local));
+    local += copy.bytes;
+  }
+  EEP_RETURN_IF_ERROR(backend.finish_transfer_chunk());
+  return static_cast<uint64_t>(recv_bytes);
 }
 
 Result<int> install_single_rank(Backend& backend, const Checkpoint& checkpoint, int max_kv_blocks) {

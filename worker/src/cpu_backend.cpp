@@ -105,27 +105,35 @@ class CpuBackend final : public Backend {
         new CpuGeneration(std::move(weights), placement, rank, ep_group));
   }
 
-  void pack_installed_piece(const WeightPiece& piece, std::byte* out) override {
+  Result<std::byte*> transfer_staging(size_t bytes) override {
+    staging_.resize(bytes);
+    return staging_.data();
+  }
+
+  Status pack_installed_piece(const WeightPiece& piece, std::byte* out) override {
     EEP_CHECK(runner_ != nullptr);
     for (std::span<float> span : piece_spans(runner_->weights(), piece)) {
       out = std::copy_n(reinterpret_cast<const std::byte*>(span.data()), span.size_bytes(), out);
     }
+    return Status::ok();
   }
 
-  void unpack_piece(GenerationState& state, const WeightPiece& piece,
-                    const std::byte* in) override {
+  Status unpack_piece(GenerationState& state, const WeightPiece& piece,
+                      const std::byte* in) override {
     auto* generation = dynamic_cast<CpuGeneration*>(&state);
     EEP_CHECK(generation != nullptr);
     for (std::span<float> span : piece_spans(generation->weights, piece)) {
       std::copy_n(in, span.size_bytes(), reinterpret_cast<std::byte*>(span.data()));
       in += span.size_bytes();
     }
+    return Status::ok();
   }
 
   Status install(std::unique_ptr<GenerationState> state, int num_kv_blocks) override {
     auto* generation = dynamic_cast<CpuGeneration*>(state.get());
     EEP_CHECK(generation != nullptr);
     executor_.reset();  // refers to the runner and dispatcher replaced below
+    std::vector<std::byte>().swap(staging_);  // a transfer before this install is over
     if (runner_) {
       runner_->weights() = std::move(generation->weights);
     } else {
@@ -149,6 +157,7 @@ class CpuBackend final : public Backend {
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<MoeDispatcher> moe_;
   std::unique_ptr<CpuExecutor> executor_;
+  std::vector<std::byte> staging_;  // weight-transfer chunks
 };
 
 }  // namespace

@@ -95,6 +95,7 @@ Result<std::unique_ptr<EngineCore>> EngineCore::create(const EngineOptions& opti
   backend_options.max_num_batched_tokens = options.max_num_batched_tokens;
   backend_options.gpu_memory_utilization = options.gpu_memory_utilization;
   backend_options.cuda_graphs = options.cuda_graphs;
+  backend_options.moe_combine = options.moe_combine;
   backend_options.group_timeout = options.group_timeout;
   EEP_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, make_backend(backend_options, config));
   return std::unique_ptr<EngineCore>(

@@ -23,7 +23,6 @@
 // of g still transfers; otherwise the others wait, serving, for their own rollback.
 #include <algorithm>
 #include <limits>
-#include <numeric>
 
 #include "eep/common/log.h"
 #include "eep/worker/engine_core.h"
@@ -40,10 +39,6 @@ enum TransferField {
   kTransferring = 5,
   kNotTransferring = 6,
 };
-
-size_t sum(const std::vector<size_t>& bytes) {
-  return std::accumulate(bytes.begin(), bytes.end(), size_t{0});
-}
 
 }  // namespace
 
@@ -180,31 +175,9 @@ Status EngineCore::run_transfer_chunk(Generation& generation) {
       plan.over_previous_group ? current_->ep_group.get() : generation.ep_group.get();
   // A new rank has nothing installed to send (and runs on the helper thread).
   EEP_CHECK(!plan.is_new_rank() || (schedule.sends.empty() && schedule.local.empty()));
-  std::vector<std::byte> send(sum(schedule.send_bytes));
-  std::byte* packed = send.data();
-  for (const PieceCopy& copy : schedule.sends) {
-    backend_->pack_installed_piece(copy.src, packed);
-    packed += copy.bytes;
-  }
-  std::vector<std::byte> recv(sum(schedule.recv_bytes));
-  if (group) {
-    EEP_RETURN_IF_ERROR(group->all_to_all_v(send.data(), schedule.send_bytes.data(), recv.data(),
-                                            schedule.recv_bytes.data()));
-  } else {
-    EEP_CHECK(send.empty() && recv.empty());  // one rank: every copy is local
-  }
-  const std::byte* unpacked = recv.data();
-  for (const PieceCopy& copy : schedule.recvs) {
-    backend_->unpack_piece(*generation.state, copy.dst, unpacked);
-    unpacked += copy.bytes;
-  }
-  std::vector<std::byte> piece;
-  for (const PieceCopy& copy : schedule.local) {
-    piece.resize(copy.bytes);
-    backend_->pack_installed_piece(copy.src, piece.data());
-    backend_->unpack_piece(*generation.state, copy.dst, piece.data());
-  }
-  generation.report.bytes_from_peers += recv.size();
+  EEP_ASSIGN_OR_RETURN(const uint64_t received,
+                       worker::run_transfer_chunk(*backend_, generation.state.get(), schedule, group));
+  generation.report.bytes_from_peers += received;
   ++generation.num_chunks_done;
   generation.chunk_seconds += std::chrono::duration<double>(Clock::now() - chunk_started).count();
   generation.report.transfer_seconds =

@@ -34,6 +34,12 @@ void add_worker_options(CLI::App& app, WorkerConfig& config) {
       ->capture_default_str();
   app.add_flag("!--no-cuda-graphs", config.cuda_graphs,
                "cuda: run decode steps eagerly instead of from captured CUDA graphs");
+  app.add_option("--moe-combine", config.moe_combine,
+                 "cuda: how expert outputs come back to their token: exact (each output, summed "
+                 "in router order: the same bits at any placement, so EPLB and scaling keep "
+                 "greedy outputs) or rank-partials (one fp32 sum per rank: less traffic)")
+      ->transform(CLI::CheckedTransformer(moe_combine_by_name()))
+      ->default_str("exact");
   app.add_option("--block-size", config.block_size, "Positions per KV cache block")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();

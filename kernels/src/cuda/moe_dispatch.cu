@@ -234,6 +234,54 @@ __global__ void combine_tokens_kernel(const float4* __restrict__ returned,
   }
 }
 
+// One block per entry (row, j) with a valid slot: its expert output row, copied to the entry's
+// place in the return block.
+__global__ void gather_entries_kernel(const MoeRowEntry* __restrict__ recv_entries,
+                                      const int32_t* __restrict__ entry_rows,
+                                      const uint4* __restrict__ expert_out, int slots_per_rank,
+                                      int64_t vectors_per_row, uint4* __restrict__ out) {
+  const int64_t e = blockIdx.x;
+  if (!valid_slot(recv_entries[e].local_slot, slots_per_rank)) return;
+  const int64_t pos = entry_rows[e];
+  for (int64_t v = threadIdx.x; v < vectors_per_row; v += blockDim.x) {
+    out[e * vectors_per_row + v] = expert_out[pos * vectors_per_row + v];
+  }
+}
+
+__global__ void combine_entries_kernel(const bf16* __restrict__ returned,
+                                       const int32_t* __restrict__ chosen_slots,
+                                       const float* __restrict__ topk_weights,
+                                       const int32_t* __restrict__ token_rows, int top_k,
+                                       int num_ranks, int slots_per_rank, int64_t capacity,
+                                       int64_t hidden, float4* __restrict__ x) {
+  const int64_t t = blockIdx.x;
+  const int64_t quads_per_row = hidden / 4;
+  for (int64_t q = threadIdx.x; q < quads_per_row; q += blockDim.x) {
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int j = 0; j < top_k; ++j) {
+      const int32_t slot = chosen_slots[t * top_k + j];
+      if (slot < 0) continue;
+      const int r = slot / slots_per_rank;
+      const int64_t row = token_rows[t * num_ranks + r];
+      const float w = topk_weights[t * top_k + j];
+      const __nv_bfloat162* y = reinterpret_cast<const __nv_bfloat162*>(
+          returned + ((r * capacity + row) * top_k + j) * hidden);
+      const float2 lo = __bfloat1622float2(y[2 * q]);
+      const float2 hi = __bfloat1622float2(y[2 * q + 1]);
+      acc.x = __fmaf_rn(w, lo.x, acc.x);
+      acc.y = __fmaf_rn(w, lo.y, acc.y);
+      acc.z = __fmaf_rn(w, hi.x, acc.z);
+      acc.w = __fmaf_rn(w, hi.y, acc.w);
+    }
+    float4 value = x[t * quads_per_row + q];
+    value.x += acc.x;
+    value.y += acc.y;
+    value.z += acc.z;
+    value.w += acc.w;
+    x[t * quads_per_row + q] = value;
+  }
+}
+
 }  // namespace
 
 cudaError_t moe_choose_replicas(const int32_t* topk_ids, int64_t num_tokens, int top_k,
@@ -335,6 +383,36 @@ cudaError_t moe_combine_tokens(const float* returned, const int32_t* token_rows,
   combine_tokens_kernel<<<static_cast<unsigned>(num_tokens), kCopyThreads, 0, stream>>>(
       reinterpret_cast<const float4*>(returned), token_rows, num_ranks, capacity, hidden,
       reinterpret_cast<float4*>(x));
+  return cudaGetLastError();
+}
+
+cudaError_t moe_gather_entries(const MoeRowEntry* recv_entries, const int32_t* entry_rows,
+                               const bf16* expert_out, int64_t num_rows, int top_k,
+                               int slots_per_rank, int64_t hidden, bf16* out,
+                               cudaStream_t stream) {
+  if (num_rows < 0 || top_k < 1 || slots_per_rank < 1 || num_rows * top_k > INT32_MAX ||
+      hidden % kBf16PerVector != 0 || !is_aligned(expert_out, 16) || !is_aligned(out, 16)) {
+    return cudaErrorInvalidValue;
+  }
+  if (num_rows == 0 || hidden == 0) return cudaSuccess;
+  gather_entries_kernel<<<static_cast<unsigned>(num_rows * top_k), kCopyThreads, 0, stream>>>(
+      recv_entries, entry_rows, reinterpret_cast<const uint4*>(expert_out), slots_per_rank,
+      hidden / kBf16PerVector, reinterpret_cast<uint4*>(out));
+  return cudaGetLastError();
+}
+
+cudaError_t moe_combine_entries(const bf16* returned, const int32_t* chosen_slots,
+                                const float* topk_weights, const int32_t* token_rows,
+                                int64_t num_tokens, int top_k, int num_ranks, int slots_per_rank,
+                                int64_t capacity, int64_t hidden, float* x, cudaStream_t stream) {
+  if (num_tokens < 0 || top_k < 1 || num_ranks < 1 || slots_per_rank < 1 || hidden % 4 != 0 ||
+      !is_aligned(returned, 8) || !is_aligned(x, 16)) {
+    return cudaErrorInvalidValue;
+  }
+  if (num_tokens == 0 || hidden == 0) return cudaSuccess;
+  combine_entries_kernel<<<static_cast<unsigned>(num_tokens), kCopyThreads, 0, stream>>>(
+      returned, chosen_slots, topk_weights, token_rows, top_k, num_ranks, slots_per_rank, capacity,
+      hidden, reinterpret_cast<float4*>(x));
   return cudaGetLastError();
 }
 

@@ -32,6 +32,7 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(stream_);
     runner_.reset();
     current_.reset();
+    if (staging_ != nullptr) cudaFree(staging_);
     cudaStreamDestroy(stream_);
   }
 
@@ -47,21 +48,87 @@ class CudaBackend final : public Backend {
   Result<std::unique_ptr<GenerationState>> build(const Checkpoint& checkpoint,
                                                  const Placement& placement, int rank,
                                                  ProcessGroup* ep_group) override {
+    return build_generation(checkpoint, placement, rank, ep_group, nullptr);
+  }
+
+  // build(), or with `only_slots` build_for_transfer().
+  Result<std::unique_ptr<GenerationState>> build_generation(
+      const Checkpoint& checkpoint, const Placement& placement, int rank, ProcessGroup* ep_group,
+      const std::vector<CheckpointSlot>* only_slots) {
     EEP_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device_idx));
     auto generation = std::make_unique<CudaGeneration>();
-    EEP_ASSIGN_OR_RETURN(generation->weights,
-                         DeviceWeights::load(checkpoint, placement, rank, options_.device_idx));
+    EEP_ASSIGN_OR_RETURN(generation->weights, DeviceWeights::load(checkpoint, placement, rank,
+                                                                  options_.device_idx, only_slots));
     EEP_ASSIGN_OR_RETURN(
         generation->moe,
         MoeDispatcherCuda::create(placement, rank, ep_group, options_.max_num_batched_tokens,
                                   config_.hidden_size, DeviceWeights::padded_intermediate(config_),
-                                  config_.num_experts_per_tok, stream_));
+                                  config_.num_experts_per_tok, stream_, options_.moe_combine));
     EEP_LOG_INFO("generation weights on GPU " << options_.device_idx << ": "
                                               << generation->weights->num_bytes() / (1 << 20)
                                               << " MiB, exchange buffers "
                                               << generation->moe->device_bytes() / (1 << 20)
-                                              << " MiB");
+                                              << " MiB (" << moe_combine_name(options_.moe_combine)
+                                              << " combine)");
     return std::unique_ptr<GenerationState>(std::move(generation));
+  }
+
+  bool supports_weight_transfer() const override { return true; }
+  std::vector<size_t> dense_piece_bytes() const override {
+    return DeviceWeights::dense_piece_bytes(config_);
+  }
+  size_t expert_piece_bytes() const override { return DeviceWeights::expert_piece_bytes(config_); }
+
+  Result<std::unique_ptr<GenerationState>> build_for_transfer(
+      const Checkpoint& checkpoint, const Placement& placement, int rank, ProcessGroup* ep_group,
+      const std::vector<CheckpointSlot>& from_checkpoint) override {
+    return build_generation(checkpoint, placement, rank, ep_group, &from_checkpoint);
+  }
+
+  // Device staging, on stream_ like every EP group's operations; kept until the next install.
+  Result<std::byte*> transfer_staging(size_t bytes) override {
+    EEP_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device_idx));
+    if (bytes > staging_bytes_) {
+      EEP_RETURN_IF_ERROR(free_staging());
+      const cudaError_t err = cudaMalloc(&staging_, bytes);
+      if (err != cudaSuccess) {
+        cudaGetLastError();  // do not leave the failure for the next launch check to report
+        staging_ = nullptr;
+        return error(ErrorCode::kResourceExhausted,
+                     "weight transfer: cannot allocate " + std::to_string(bytes >> 20) +
+                         " MiB of device staging (" + cudaGetErrorString(err) +
+                         "); lower --weight-transfer-chunk-kb or --gpu-memory-utilization");
+      }
+      staging_bytes_ = bytes;
+    }
+    return static_cast<std::byte*>(staging_);
+  }
+
+  Status pack_installed_piece(const WeightPiece& piece, std::byte* out) override {
+    EEP_CHECK(current_ != nullptr);
+    for (const DeviceSpan& span : current_->weights->piece(piece)) {
+      EEP_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(out, span.data, span.bytes, cudaMemcpyDeviceToDevice, stream_));
+      out += span.bytes;
+    }
+    return Status::ok();
+  }
+
+  Status unpack_piece(GenerationState& state, const WeightPiece& piece,
+                      const std::byte* in) override {
+    auto* generation = dynamic_cast<CudaGeneration*>(&state);
+    EEP_CHECK(generation != nullptr);
+    for (const DeviceSpan& span : generation->weights->piece(piece)) {
+      EEP_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(span.data, in, span.bytes, cudaMemcpyDeviceToDevice, stream_));
+      in += span.bytes;
+    }
+    return Status::ok();
+  }
+
+  Status finish_transfer_chunk() override {
+    EEP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    return Status::ok();
   }
 
   Result<int> plan_kv_blocks() override {
@@ -107,7 +174,7 @@ class CudaBackend final : public Backend {
     }
     runner_->install(next->weights.get(), next->moe.get());
     current_ = std::move(next);  // the previous generation's buffers go now
-    return Status::ok();
+    return free_staging();  // a transfer before this install is over
   }
 
   ModelExecutor& executor() override {
@@ -126,9 +193,21 @@ class CudaBackend final : public Backend {
     return runner;
   }
 
+  Status free_staging() {
+    if (staging_ == nullptr) return Status::ok();
+    // The last chunk synchronised the stream: nothing reads the buffer any more.
+    const cudaError_t err = cudaFree(staging_);
+    staging_ = nullptr;
+    staging_bytes_ = 0;
+    EEP_CUDA_RETURN_IF_ERROR(err);
+    return Status::ok();
+  }
+
   BackendOptions options_;
   ModelConfig config_;
   cudaStream_t stream_;
+  void* staging_ = nullptr;  // weight-transfer chunks, device
+  size_t staging_bytes_ = 0;
   std::unique_ptr<CudaGeneration> current_;
   std::unique_ptr<ModelRunnerCuda> runner_;
 };

@@ -122,13 +122,49 @@ int64_t product(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
+std::vector<size_t> DeviceWeights::dense_piece_bytes(const ModelConfig& c) {
+  const int64_t hidden = c.hidden_size, vocab = c.vocab_size;
+  const int64_t q_dim = int64_t{c.num_attention_heads} * c.head_dim;
+  const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
+  std::vector<int64_t> elements = {vocab * hidden, hidden};
+  if (!c.tie_word_embeddings) elements.push_back(vocab * hidden);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    elements.insert(elements.end(), {hidden, (q_dim + 2 * kv_dim) * hidden, hidden * q_dim,
+                                     c.head_dim, c.head_dim, hidden,
+                                     int64_t{c.num_experts} * hidden});
+  }
+  std::vector<size_t> bytes;
+  for (int64_t n : elements) bytes.push_back(static_cast<size_t>(n) * sizeof(bf16));
+  return bytes;
+}
+
+size_t DeviceWeights::expert_piece_bytes(const ModelConfig& c) {
+  return 3 * static_cast<size_t>(padded_intermediate(c)) * c.hidden_size * sizeof(bf16);
+}
+
+std::vector<DeviceSpan> DeviceWeights::piece(const WeightPiece& piece) const {
+  if (piece.layer < 0) {
+    EEP_CHECK(piece.index >= 0 && piece.index < static_cast<int>(dense_.size()));
+    return {dense_[piece.index]};
+  }
+  EEP_CHECK(piece.layer < static_cast<int>(layers_.size()) && piece.index >= 0 &&
+            piece.index < slots_per_rank_);
+  const size_t w13_bytes = 2 * static_cast<size_t>(padded_intermediate(config_)) *
+                           config_.hidden_size * sizeof(bf16);
+  const size_t w2_bytes = w13_bytes / 2;
+  const DeviceLayerWeights& layer = layers_[piece.layer];
+  auto* w13 = reinterpret_cast<std::byte*>(layer.w13) + piece.index * w13_bytes;
+  auto* w2 = reinterpret_cast<std::byte*>(layer.w2) + piece.index * w2_bytes;
+  return {DeviceSpan{w13, w13_bytes}, DeviceSpan{w2, w2_bytes}};
+}
+
 DeviceWeights::~DeviceWeights() {
   if (arena_ != nullptr) cudaFree(arena_);
 }
 
-Result<std::unique_ptr<DeviceWeights>> DeviceWeights::load(const Checkpoint& checkpoint,
-                                                           const Placement& placement, int rank,
-                                                           int device) {
+Result<std::unique_ptr<DeviceWeights>> DeviceWeights::load(
+    const Checkpoint& checkpoint, const Placement& placement, int rank, int device,
+    const std::vector<CheckpointSlot>* only_slots) {
   const ModelConfig& c = checkpoint.config();
   EEP_RETURN_IF_ERROR(placement.validate());
   if (placement.num_layers != c.num_hidden_layers || placement.num_logical_experts != c.num_experts ||
@@ -182,8 +218,14 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::load(const Checkpoint& che
 
   Uploader uploader;
   EEP_RETURN_IF_ERROR(uploader.init());
-  if (inter_p != inter) EEP_RETURN_IF_ERROR(uploader.zero(weights->arena_, total));
+  if (inter_p != inter || only_slots != nullptr) {
+    EEP_RETURN_IF_ERROR(uploader.zero(weights->arena_, total));
+  }
+  const bool with_dense = only_slots == nullptr;
   auto whole = [&](const std::string& name, const std::vector<int64_t>& shape, bf16* dst) {
+    weights->dense_.push_back(
+        DeviceSpan{reinterpret_cast<std::byte*>(dst), product(shape) * sizeof(bf16)});
+    if (!with_dense) return Status::ok();
     return upload(uploader, checkpoint, name, shape, 0, product(shape), dst);
   };
   EEP_RETURN_IF_ERROR(whole(tensor_names::embed_tokens(), {vocab, hidden}, at(embed_at)));
@@ -196,53 +238,72 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::load(const Checkpoint& che
   weights->lm_head_ = at(lm_head_at);
 
   const bool fused = checkpoint.expert_layout() == ExpertLayout::kFused;
+  const int64_t expert_elems = inter * hidden;
+  // Logical expert e into local slot `local` of layer l.
+  auto load_slot = [&](int l, int64_t local, int e) -> Status {
+    namespace tn = tensor_names;
+    const LayerOffsets& o = offsets[l];
+    bf16* gate = at(o.w13) + local * 2 * inter_p * hidden;
+    bf16* up = gate + inter_p * hidden;
+    bf16* down = at(o.w2) + local * hidden * inter_p;
+    if (fused) {
+      const std::vector<int64_t> gate_up_shape = {c.num_experts, 2 * inter, hidden};
+      const std::string gate_up_name = tn::fused_gate_up_proj(l);
+      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, gate_up_name, gate_up_shape,
+                                 e * 2 * expert_elems, expert_elems, gate));
+      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, gate_up_name, gate_up_shape,
+                                 e * 2 * expert_elems + expert_elems, expert_elems, up));
+    } else {
+      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, tn::expert_gate_proj(l, e),
+                                 {inter, hidden}, 0, expert_elems, gate));
+      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, tn::expert_up_proj(l, e),
+                                 {inter, hidden}, 0, expert_elems, up));
+    }
+    // down [H, I] into rows of Ip: whole when unpadded, else row by row.
+    const std::string down_name =
+        fused ? tn::fused_down_proj(l) : tn::expert_down_proj(l, e);
+    const std::vector<int64_t> down_shape =
+        fused ? std::vector<int64_t>{c.num_experts, hidden, inter}
+              : std::vector<int64_t>{hidden, inter};
+    const int64_t down_first = fused ? e * expert_elems : 0;
+    if (inter_p == inter) {
+      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, down_name, down_shape, down_first,
+                                 expert_elems, down));
+    } else {
+      for (int64_t row = 0; row < hidden; ++row) {
+        EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, down_name, down_shape,
+                                   down_first + row * inter, inter, down + row * inter_p));
+      }
+    }
+    return Status::ok();
+  };
+
   weights->layers_.resize(c.num_hidden_layers);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerOffsets& o = offsets[l];
     DeviceLayerWeights& w = weights->layers_[l];
     namespace tn = tensor_names;
     EEP_RETURN_IF_ERROR(whole(tn::input_layernorm(l), {hidden}, at(o.input_norm)));
-    EEP_RETURN_IF_ERROR(whole(tn::q_proj(l), {q_dim, hidden}, at(o.qkv)));
-    EEP_RETURN_IF_ERROR(whole(tn::k_proj(l), {kv_dim, hidden}, at(o.qkv) + q_dim * hidden));
-    EEP_RETURN_IF_ERROR(
-        whole(tn::v_proj(l), {kv_dim, hidden}, at(o.qkv) + (q_dim + kv_dim) * hidden));
+    // q, k and v into one fused piece.
+    weights->dense_.push_back(DeviceSpan{reinterpret_cast<std::byte*>(at(o.qkv)),
+                                         (q_dim + 2 * kv_dim) * hidden * sizeof(bf16)});
+    if (with_dense) {
+      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, tn::q_proj(l), {q_dim, hidden}, 0,
+                                 q_dim * hidden, at(o.qkv)));
+      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, tn::k_proj(l), {kv_dim, hidden}, 0,
+                                 kv_dim * hidden, at(o.qkv) + q_dim * hidden));
+      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, tn::v_proj(l), {kv_dim, hidden}, 0,
+                                 kv_dim * hidden, at(o.qkv) + (q_dim + kv_dim) * hidden));
+    }
     EEP_RETURN_IF_ERROR(whole(tn::o_proj(l), {hidden, q_dim}, at(o.o)));
     EEP_RETURN_IF_ERROR(whole(tn::q_norm(l), {c.head_dim}, at(o.q_norm)));
     EEP_RETURN_IF_ERROR(whole(tn::k_norm(l), {c.head_dim}, at(o.k_norm)));
     EEP_RETURN_IF_ERROR(whole(tn::post_attention_layernorm(l), {hidden}, at(o.post_norm)));
     EEP_RETURN_IF_ERROR(whole(tn::router(l), {c.num_experts, hidden}, at(o.router)));
-    const int64_t expert_elems = inter * hidden;
-    for (int64_t local = 0; local < slots; ++local) {
-      const int e = placement.logical_of(l, static_cast<int>(rank * slots + local));
-      bf16* gate = at(o.w13) + local * 2 * inter_p * hidden;
-      bf16* up = gate + inter_p * hidden;
-      bf16* down = at(o.w2) + local * hidden * inter_p;
-      if (fused) {
-        const std::vector<int64_t> gate_up_shape = {c.num_experts, 2 * inter, hidden};
-        const std::string gate_up_name = tn::fused_gate_up_proj(l);
-        EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, gate_up_name, gate_up_shape,
-                                   e * 2 * expert_elems, expert_elems, gate));
-        EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, gate_up_name, gate_up_shape,
-                                   e * 2 * expert_elems + expert_elems, expert_elems, up));
-      } else {
-        EEP_RETURN_IF_ERROR(whole(tn::expert_gate_proj(l, e), {inter, hidden}, gate));
-        EEP_RETURN_IF_ERROR(whole(tn::expert_up_proj(l, e), {inter, hidden}, up));
-      }
-      // down [H, I] into rows of Ip: whole when unpadded, else row by row.
-      const std::string down_name =
-          fused ? tn::fused_down_proj(l) : tn::expert_down_proj(l, e);
-      const std::vector<int64_t> down_shape =
-          fused ? std::vector<int64_t>{c.num_experts, hidden, inter}
-                : std::vector<int64_t>{hidden, inter};
-      const int64_t down_first = fused ? e * expert_elems : 0;
-      if (inter_p == inter) {
-        EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, down_name, down_shape, down_first,
-                                   expert_elems, down));
-      } else {
-        for (int64_t row = 0; row < hidden; ++row) {
-          EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, down_name, down_shape,
-                                     down_first + row * inter, inter, down + row * inter_p));
-        }
+    if (with_dense) {
+      for (int64_t local = 0; local < slots; ++local) {
+        EEP_RETURN_IF_ERROR(
+            load_slot(l, local, placement.logical_of(l, static_cast<int>(rank * slots + local))));
       }
     }
     w.input_norm = at(o.input_norm);
@@ -255,6 +316,18 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::load(const Checkpoint& che
     w.w13 = at(o.w13);
     w.w2 = at(o.w2);
   }
+  if (only_slots != nullptr) {
+    for (const CheckpointSlot& slot : *only_slots) {
+      if (slot.layer < 0 || slot.layer >= c.num_hidden_layers || slot.local_slot < 0 ||
+          slot.local_slot >= slots || slot.expert < 0 || slot.expert >= c.num_experts) {
+        return error(ErrorCode::kInvalidArgument, "checkpoint slot outside the placement");
+      }
+      EEP_RETURN_IF_ERROR(load_slot(slot.layer, slot.local_slot, slot.expert));
+    }
+  }
+  std::vector<size_t> dense_bytes;
+  for (const DeviceSpan& span : weights->dense_) dense_bytes.push_back(span.bytes);
+  EEP_CHECK(dense_bytes == dense_piece_bytes(c));
   EEP_RETURN_IF_ERROR(uploader.finish());
   return weights;
 }

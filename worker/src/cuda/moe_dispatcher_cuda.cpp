@@ -19,7 +19,8 @@ struct BufferSizes {
   size_t replica_slots = 0;  // also the slot counters
   size_t chosen_slots = 0;
   size_t token_rows = 0;
-  size_t x_rows = 0;   // send/recv hidden rows and the fp32 partial sums: [R * C, hidden]
+  size_t x_rows = 0;    // send/recv hidden rows: [R * C, hidden]
+  size_t partials = 0;  // kRankPartials' fp32 sums per row: [R * C, hidden]
   size_t entries = 0;  // MoeRowEntry values and entry_rows: [R * C, k]
   size_t slots_per_rank = 0;
   size_t expert_a = 0;
@@ -29,14 +30,14 @@ struct BufferSizes {
     const size_t copies = with_group ? 2 : 1;  // receive buffers apart from the send buffers
     return replica_offsets * sizeof(int32_t) + replica_slots * (sizeof(int32_t) + sizeof(int64_t)) +
            chosen_slots * sizeof(int32_t) + token_rows * sizeof(int32_t) +
-           copies * x_rows * (sizeof(bf16) + sizeof(float)) +
+           copies * (x_rows * sizeof(bf16) + partials * sizeof(float)) +
            entries * (copies * sizeof(MoeRowEntry) + sizeof(int32_t)) +
            (2 * slots_per_rank + 1) * sizeof(int32_t) + (expert_a + expert_b) * sizeof(bf16);
   }
 };
 
 BufferSizes buffer_sizes(const Placement& placement, int64_t max_capacity, int hidden,
-                         int intermediate, int top_k) {
+                         int intermediate, int top_k, MoeCombine combine) {
   const size_t layers = static_cast<size_t>(placement.num_layers);
   const size_t ranks = static_cast<size_t>(placement.num_ranks);
   const size_t capacity = static_cast<size_t>(max_capacity);
@@ -47,9 +48,11 @@ BufferSizes buffer_sizes(const Placement& placement, int64_t max_capacity, int h
   sizes.chosen_slots = capacity * k;
   sizes.token_rows = capacity * ranks;
   sizes.x_rows = ranks * capacity * hidden;
+  sizes.partials = combine == MoeCombine::kRankPartials ? sizes.x_rows : 0;
   sizes.entries = ranks * capacity * k;
   sizes.slots_per_rank = placement.slots_per_rank;
-  // Worst case: every row of every peer carries k entries for this rank.
+  // Worst case: every row of every peer carries k entries for this rank. kExact's return blocks
+  // (an output row per entry, [R * C * k, hidden]) fit in either buffer.
   const size_t max_entries = ranks * capacity * k;
   sizes.expert_a = max_entries * std::max(hidden, intermediate);
   sizes.expert_b = max_entries * std::max(2 * intermediate, hidden);
@@ -87,7 +90,7 @@ bool aligned16(const void* p) {
 
 Result<std::unique_ptr<MoeDispatcherCuda>> MoeDispatcherCuda::create(
     Placement placement, int rank, ProcessGroup* group, int64_t max_capacity, int hidden,
-    int intermediate, int top_k, cudaStream_t stream) {
+    int intermediate, int top_k, cudaStream_t stream, MoeCombine combine) {
   EEP_RETURN_IF_ERROR(placement.validate());
   const int num_ranks = placement.num_ranks;
   if (rank < 0 || rank >= num_ranks) {
@@ -123,21 +126,24 @@ Result<std::unique_ptr<MoeDispatcherCuda>> MoeDispatcherCuda::create(
                      " is too large for " + std::to_string(num_ranks) + " ranks and top-" +
                      std::to_string(top_k) + "; use a smaller one");
   }
-  std::unique_ptr<MoeDispatcherCuda> dispatcher(new MoeDispatcherCuda(
-      std::move(placement), rank, group, max_capacity, hidden, intermediate, top_k, stream));
+  std::unique_ptr<MoeDispatcherCuda> dispatcher(new MoeDispatcherCuda(std::move(placement), rank,
+                                                                      group, max_capacity, hidden,
+                                                                      intermediate, top_k, stream,
+                                                                      combine));
   EEP_RETURN_IF_ERROR(dispatcher->allocate_and_upload());
   return dispatcher;
 }
 
 size_t MoeDispatcherCuda::required_device_bytes(const Placement& placement, bool with_group,
                                                 int64_t max_capacity, int hidden, int intermediate,
-                                                int top_k) {
-  return buffer_sizes(placement, max_capacity, hidden, intermediate, top_k).bytes(with_group);
+                                                int top_k, MoeCombine combine) {
+  return buffer_sizes(placement, max_capacity, hidden, intermediate, top_k, combine)
+      .bytes(with_group);
 }
 
 MoeDispatcherCuda::MoeDispatcherCuda(Placement placement, int rank, ProcessGroup* group,
                                      int64_t max_capacity, int hidden, int intermediate, int top_k,
-                                     cudaStream_t stream)
+                                     cudaStream_t stream, MoeCombine combine)
     : placement_(std::move(placement)),
       rank_(rank),
       group_(group),
@@ -146,6 +152,7 @@ MoeDispatcherCuda::MoeDispatcherCuda(Placement placement, int rank, ProcessGroup
       intermediate_(intermediate),
       top_k_(top_k),
       stream_(stream),
+      combine_(combine),
       peer_bytes_(placement_.num_ranks, 0) {}
 
 MoeDispatcherCuda::~MoeDispatcherCuda() {
@@ -176,7 +183,8 @@ Status MoeDispatcherCuda::allocate(T** ptr, size_t count, const char* what) {
 }
 
 Status MoeDispatcherCuda::allocate_and_upload() {
-  const BufferSizes sizes = buffer_sizes(placement_, max_capacity_, hidden_, intermediate_, top_k_);
+  const BufferSizes sizes =
+      buffer_sizes(placement_, max_capacity_, hidden_, intermediate_, top_k_, combine_);
   EEP_RETURN_IF_ERROR(allocate(&replica_offsets_, sizes.replica_offsets, "replica offsets"));
   EEP_RETURN_IF_ERROR(allocate(&replica_slots_, sizes.replica_slots, "replica slots"));
   EEP_RETURN_IF_ERROR(allocate(&slot_counts_, sizes.replica_slots, "slot counts"));
@@ -184,11 +192,11 @@ Status MoeDispatcherCuda::allocate_and_upload() {
   EEP_RETURN_IF_ERROR(allocate(&token_rows_, sizes.token_rows, "token rows"));
   EEP_RETURN_IF_ERROR(allocate(&send_x_, sizes.x_rows, "sent hidden rows"));
   EEP_RETURN_IF_ERROR(allocate(&send_entries_, sizes.entries, "sent entries"));
-  EEP_RETURN_IF_ERROR(allocate(&partial_, sizes.x_rows, "partial sums"));
+  EEP_RETURN_IF_ERROR(allocate(&partial_, sizes.partials, "partial sums"));
   if (group_ != nullptr) {
     EEP_RETURN_IF_ERROR(allocate(&recv_x_, sizes.x_rows, "received hidden rows"));
     EEP_RETURN_IF_ERROR(allocate(&recv_entries_, sizes.entries, "received entries"));
-    EEP_RETURN_IF_ERROR(allocate(&returned_, sizes.x_rows, "returned sums"));
+    EEP_RETURN_IF_ERROR(allocate(&returned_, sizes.partials, "returned sums"));
   } else {
     recv_x_ = send_x_;
     recv_entries_ = send_entries_;
@@ -351,16 +359,30 @@ Status MoeDispatcherCuda::forward(int layer_idx, const bf16* h, const int32_t* t
       cuda_status(kc::grouped_matmul_nt(expert_a_, weights.w2, offsets_, slots_per_rank,
                                         max_entries, hidden_, intermediate_, expert_b_, stream_),
                   "down grouped GEMM"));
+  if (combine_ == MoeCombine::kRankPartials) {
+    EEP_RETURN_IF_ERROR(
+        cuda_status(kc::moe_combine_rows(recv_entries_, entry_rows_, expert_b_, num_rows, top_k_,
+                                         slots_per_rank, hidden_, partial_, stream_),
+                    "combining rows"));
+    // Back to the senders, which add every rank's partial sum to x.
+    EEP_RETURN_IF_ERROR(
+        exchange(partial_, returned_, capacity * hidden_ * sizeof(float), "partial sums"));
+    return cuda_status(kc::moe_combine_tokens(returned_, token_rows_, num_tokens, num_ranks,
+                                              capacity, hidden_, x, stream_),
+                       "combining tokens");
+  }
+  // kExact: every entry's output goes back as it is (expert_a_ is free after the down GEMM) and
+  // the sender sums a token's outputs in j order.
   EEP_RETURN_IF_ERROR(
-      cuda_status(kc::moe_combine_rows(recv_entries_, entry_rows_, expert_b_, num_rows, top_k_,
-                                       slots_per_rank, hidden_, partial_, stream_),
-                  "combining rows"));
-
-  // Back to the senders, which add every rank's partial sum to x.
-  EEP_RETURN_IF_ERROR(
-      exchange(partial_, returned_, capacity * hidden_ * sizeof(float), "partial sums"));
-  return cuda_status(kc::moe_combine_tokens(returned_, token_rows_, num_tokens, num_ranks, capacity,
-                                            hidden_, x, stream_),
+      cuda_status(kc::moe_gather_entries(recv_entries_, entry_rows_, expert_b_, num_rows, top_k_,
+                                         slots_per_rank, hidden_, expert_a_, stream_),
+                  "gathering entry outputs"));
+  bf16* returned = group_ != nullptr ? expert_b_ : expert_a_;
+  EEP_RETURN_IF_ERROR(exchange(expert_a_, returned, capacity * top_k_ * hidden_ * sizeof(bf16),
+                               "entry outputs"));
+  return cuda_status(kc::moe_combine_entries(returned, chosen_slots_, topk_weights, token_rows_,
+                                             num_tokens, top_k_, num_ranks, slots_per_rank,
+                                             capacity, hidden_, x, stream_),
                      "combining tokens");
 }
 

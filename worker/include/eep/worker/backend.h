@@ -20,6 +20,7 @@
 #include "eep/worker/checkpoint.h"
 #include "eep/worker/kv_cache.h"
 #include "eep/worker/model_runner.h"
+#include "eep/worker/moe_combine.h"
 #include "eep/worker/process_group.h"
 #include "eep/worker/process_group_gloo.h"
 #include "eep/worker/weight_transfer.h"
@@ -103,11 +104,19 @@ class Backend {
   virtual Result<std::unique_ptr<GenerationState>> build_for_transfer(
       const Checkpoint& checkpoint, const Placement& placement, int rank, ProcessGroup* ep_group,
       const std::vector<CheckpointSlot>& from_checkpoint);
-  // Engine thread, after the first install: `piece` of the installed weights into `out` (the
-  // piece's bytes, host memory).
-  virtual void pack_installed_piece(const WeightPiece& piece, std::byte* out);
-  // Either thread, one at a time per state: `piece` of `state` (built, not installed) from `in`.
-  virtual void unpack_piece(GenerationState& state, const WeightPiece& piece, const std::byte* in);
+  // Memory of at least `bytes` that pieces are packed into and that the EP groups send from and
+  // receive into (host memory on CPU, device memory on CUDA); valid until the next call. One
+  // chunk at a time: the engine thread, or the helper thread of a rank that serves nothing.
+  virtual Result<std::byte*> transfer_staging(size_t bytes);
+  // Engine thread, after the first install: `piece` of the installed weights into `out` (staging
+  // memory, the piece's bytes). May complete asynchronously, ordered before the EP groups' next
+  // operation and finish_transfer_chunk().
+  virtual Status pack_installed_piece(const WeightPiece& piece, std::byte* out);
+  // As above, `piece` of `state` (built, not installed) from `in` (staging memory).
+  virtual Status unpack_piece(GenerationState& state, const WeightPiece& piece,
+                              const std::byte* in);
+  // Everything the chunk's pack_installed_piece and unpack_piece calls started has completed.
+  virtual Status finish_transfer_chunk() { return Status::ok(); }
   // Engine thread: serve on `state` from now on; the previous generation's state is released.
   virtual Status install(std::unique_ptr<GenerationState> state, int num_kv_blocks) = 0;
   // Engine thread, after the first install.
@@ -123,8 +132,17 @@ struct BackendOptions {
   int max_num_batched_tokens = 2048;
   double gpu_memory_utilization = 0.9;
   bool cuda_graphs = true;
+  MoeCombine moe_combine = MoeCombine::kExact;  // cuda
   std::chrono::milliseconds group_timeout = kDefaultGroupTimeout;
 };
+
+// One chunk of a weight transfer on this rank (docs/weight_transfer.md): its sends and local
+// copies packed into the backend's staging memory, one all_to_all_v over `group` (null when the
+// chunk has only local copies), the received and local pieces unpacked into `next` (null on a
+// leaving rank, which only sends). Returns the bytes received from peers. A failed exchange
+// breaks the group (process_group.h).
+Result<uint64_t> run_transfer_chunk(Backend& backend, GenerationState* next,
+                                    const ChunkSchedule& schedule, ProcessGroup* group);
 
 // The backend for options.device; kFailedPrecondition for cuda in a build without it.
 Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options,

@@ -64,6 +64,7 @@ struct EngineOptions {
   int num_kv_blocks = 1024;    // cpu; cuda sizes its cache from gpu_memory_utilization
   double gpu_memory_utilization = 0.9;
   bool cuda_graphs = true;
+  MoeCombine moe_combine = MoeCombine::kExact;
   int block_size = 16;
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;

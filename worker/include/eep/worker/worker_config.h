@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "eep/worker/moe_combine.h"
+
 namespace eep::worker {
 
 struct WorkerConfig {
@@ -21,6 +23,7 @@ struct WorkerConfig {
   int num_kv_blocks = 1024;             // cpu
   double gpu_memory_utilization = 0.9;  // cuda: share of the GPU's memory this rank may use
   bool cuda_graphs = true;              // cuda: replay decode steps from captured graphs
+  MoeCombine moe_combine = MoeCombine::kExact;  // cuda: how expert outputs come back
   int block_size = 16;
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;

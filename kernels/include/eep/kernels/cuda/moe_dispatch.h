@@ -74,7 +74,8 @@ cudaError_t moe_sort_entries(const MoeRowEntry* recv_entries, const bf16* recv_x
                              int32_t* offsets, int32_t* entry_rows, bf16* expert_in,
                              cudaStream_t stream);
 
-// The receiver's partial combine: for every row < num_rows, out[row, :] (fp32) = sum over j in
+// The combine by rank partial sums (4x less return traffic than the exact combine at top-8, not
+// placement-invariant), receiver side: for every row < num_rows, out[row, :] (fp32) = sum over j in
 // increasing order with local_slot >= 0 of weight_j * expert_out[entry_rows[row * top_k + j], :],
 // accumulated in fp32 from 0 (one fused multiply-add per term); rows without entries get zeros.
 // Entries are skipped exactly where moe_sort_entries skipped them. hidden a multiple of 4.
@@ -82,12 +83,33 @@ cudaError_t moe_combine_rows(const MoeRowEntry* recv_entries, const int32_t* ent
                              const bf16* expert_out, int64_t num_rows, int top_k,
                              int slots_per_rank, int64_t hidden, float* out, cudaStream_t stream);
 
-// The sender's final combine: for t < num_tokens, x[t, :] += (sum over r in increasing rank with
+// The combine by rank partial sums, sender side: for t < num_tokens, x[t, :] += (sum over r in increasing rank with
 // a row of returned[r * capacity + token_rows[t * num_ranks + r], :]), the sum taken in fp32
 // from 0 before it is added to x. x [num_tokens, hidden] fp32, 16-byte aligned; hidden a
 // multiple of 4.
 cudaError_t moe_combine_tokens(const float* returned, const int32_t* token_rows, int64_t num_tokens,
                                int num_ranks, int64_t capacity, int64_t hidden, float* x,
                                cudaStream_t stream);
+
+// The exact combine (placement-invariant), receiver side: for every entry (row, j) with
+// local_slot >= 0, out[row * top_k + j, :] = expert_out[entry_rows[row * top_k + j], :] (bf16,
+// bit for bit); other entries leave out unwritten. out [num_rows * top_k, hidden], 16-byte
+// aligned like expert_out; hidden a multiple of 8. Sent back as is: each peer's block is its
+// capacity rows times top_k entries.
+cudaError_t moe_gather_entries(const MoeRowEntry* recv_entries, const int32_t* entry_rows,
+                               const bf16* expert_out, int64_t num_rows, int top_k,
+                               int slots_per_rank, int64_t hidden, bf16* out, cudaStream_t stream);
+
+// The exact combine, sender side: for t < num_tokens, x[t, :] += sum over j in increasing order
+// with chosen_slots[t * top_k + j] >= 0 of topk_weights[t * top_k + j] * returned[(r * capacity +
+// token_rows[t * num_ranks + r]) * top_k + j, :] where r = chosen slot / slots_per_rank,
+// accumulated in fp32 from 0 (one fused multiply-add per term) before it is added to x: the
+// one-rank sum, whatever rank computed which expert. returned [num_ranks * capacity * top_k,
+// hidden] bf16 as moe_gather_entries wrote it on each peer; x fp32, 16-byte aligned; hidden a
+// multiple of 4.
+cudaError_t moe_combine_entries(const bf16* returned, const int32_t* chosen_slots,
+                                const float* topk_weights, const int32_t* token_rows,
+                                int64_t num_tokens, int top_k, int num_ranks, int slots_per_rank,
+                                int64_t capacity, int64_t hidden, float* x, cudaStream_t stream);
 
 }  // namespace eep::kernels::cuda

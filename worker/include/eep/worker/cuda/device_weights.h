@@ -16,6 +16,7 @@
 #include "eep/common/status.h"
 #include "eep/kernels/cuda/types.h"
 #include "eep/worker/checkpoint.h"
+#include "eep/worker/weight_transfer.h"
 
 namespace eep::worker {
 
@@ -33,12 +34,20 @@ struct DeviceLayerWeights {
 
 inline constexpr int kExpertWidthAlign = 64;
 
+// Device bytes of a weight-transfer piece.
+struct DeviceSpan {
+  std::byte* data = nullptr;
+  size_t bytes = 0;
+};
+
 class DeviceWeights {
  public:
-  // Loads on `device` (made current on the calling thread).
-  static Result<std::unique_ptr<DeviceWeights>> load(const Checkpoint& checkpoint,
-                                                     const Placement& placement, int rank,
-                                                     int device);
+  // Loads on `device` (made current on the calling thread). With `only_slots`, only those expert
+  // slots are read from the checkpoint and every other weight is left zero, to arrive from peers
+  // (a weight transfer, docs/weight_transfer.md).
+  static Result<std::unique_ptr<DeviceWeights>> load(
+      const Checkpoint& checkpoint, const Placement& placement, int rank, int device,
+      const std::vector<CheckpointSlot>* only_slots = nullptr);
   ~DeviceWeights();
   DeviceWeights(const DeviceWeights&) = delete;
   DeviceWeights& operator=(const DeviceWeights&) = delete;
@@ -55,6 +64,16 @@ class DeviceWeights {
            kExpertWidthAlign;
   }
   size_t num_bytes() const { return num_bytes_; }
+  const void* data() const { return arena_; }
+
+  // The weight-transfer pieces (Backend::dense_piece_bytes): the non-expert tensors in a fixed
+  // order (embed, final norm, lm_head unless tied, then per layer input norm, fused qkv, o_proj,
+  // q norm, k norm, post-attention norm, router), and one expert slot: its w13 block, then its
+  // w2 block (padding included).
+  static std::vector<size_t> dense_piece_bytes(const ModelConfig& config);
+  static size_t expert_piece_bytes(const ModelConfig& config);
+  // Where `piece` lies in this arena: one span for a non-expert tensor, two for an expert slot.
+  std::vector<DeviceSpan> piece(const WeightPiece& piece) const;
 
  private:
   DeviceWeights() = default;
@@ -67,6 +86,7 @@ class DeviceWeights {
   const kernels::cuda::bf16* final_norm_ = nullptr;
   const kernels::cuda::bf16* lm_head_ = nullptr;
   std::vector<DeviceLayerWeights> layers_;
+  std::vector<DeviceSpan> dense_;  // dense_piece_bytes' order
 };
 
 }  // namespace eep::worker

@@ -4,14 +4,21 @@
 // rank has in this step, agreed by the engine), never on the routing: each rank sends each peer
 // a block of `capacity` rows (a token goes to a rank at most once, one row carrying all of its
 // experts there), the rows travel with their (local slot, weight) entries, the receiver sorts
-// its entries by slot into one grouped GEMM, combines each row's experts in fp32 and sends the
-// partial sums back, and the sender adds them to x (kernels/cuda/moe_dispatch.h).
+// its entries by slot into one grouped GEMM and sends the expert outputs back (or their partial
+// sums per row, MoeCombine), and the sender adds them to x (kernels/cuda/moe_dispatch.h).
 //
 // Numerics: each expert row goes through bf16 GEMMs whose result does not depend on the other
 // rows, so the expert outputs are bit for bit the same at any EP size and replica choice. The
-// combine is fp32: at one rank x[t] += sum_j w_j * y_j in j order (as the CPU MoeDispatcher);
-// at N ranks the same sum is re-associated per rank (x[t] += sum_r (sum_{j on r} w_j * y_j)),
-// equal to the one-rank result within fp32 rounding, not bitwise.
+// combine is fp32, x[t] += sum_j w_j * y_j in j order (as the CPU MoeDispatcher), in one of two
+// ways (MoeCombine):
+// - kExact (the default): the receiver sends back each entry's bf16 expert output and the sender
+//   sums them in j order, so x is bit for bit the same at any EP size, placement and replica
+//   choice (EPLB moves and scaling do not change greedy outputs). Returns capacity * top_k rows
+//   per peer.
+// - kRankPartials: the receiver sums its entries of a row in fp32 and sends one row per token
+//   back (capacity fp32 rows per peer: top_k / 2 times less traffic); the sum is re-associated
+//   per rank (x[t] += sum_r (sum_{j on r} w_j * y_j)), equal to the one-rank result within fp32
+//   rounding, not bitwise, so a new placement can change greedy outputs.
 //
 // One thread (the engine loop) calls it. Every rank of the group calls forward() for the same
 // layer in the same order with the same capacity, also with zero tokens (a dummy step).
@@ -28,6 +35,7 @@
 #include "eep/common/status.h"
 #include "eep/kernels/cuda/moe_dispatch.h"
 #include "eep/kernels/cuda/types.h"
+#include "eep/worker/moe_combine.h"
 #include "eep/worker/process_group.h"
 
 namespace eep::worker {
@@ -51,11 +59,12 @@ class MoeDispatcherCuda {
                                                            ProcessGroup* group,
                                                            int64_t max_capacity, int hidden,
                                                            int intermediate, int top_k,
-                                                           cudaStream_t stream);
+                                                           cudaStream_t stream,
+                                                           MoeCombine combine = MoeCombine::kExact);
   // The device bytes create() allocates for these sizes (with_group: separate receive buffers).
   static size_t required_device_bytes(const Placement& placement, bool with_group,
                                       int64_t max_capacity, int hidden, int intermediate,
-                                      int top_k);
+                                      int top_k, MoeCombine combine = MoeCombine::kExact);
 
   ~MoeDispatcherCuda();
   MoeDispatcherCuda(const MoeDispatcherCuda&) = delete;
@@ -93,7 +102,8 @@ class MoeDispatcherCuda {
 
  private:
   MoeDispatcherCuda(Placement placement, int rank, ProcessGroup* group, int64_t max_capacity,
-                    int hidden, int intermediate, int top_k, cudaStream_t stream);
+                    int hidden, int intermediate, int top_k, cudaStream_t stream,
+                    MoeCombine combine);
   Status allocate_and_upload();
   template <typename T>
   Status allocate(T** ptr, size_t count, const char* what);
@@ -109,6 +119,7 @@ class MoeDispatcherCuda {
   int intermediate_;
   int top_k_;
   cudaStream_t stream_;
+  MoeCombine combine_;
 
   std::vector<void*> allocations_;
   size_t device_bytes_ = 0;
@@ -127,10 +138,13 @@ class MoeDispatcherCuda {
   int32_t* slot_cursors_ = nullptr;                     // [S]
   int32_t* offsets_ = nullptr;                          // [S + 1]
   int32_t* entry_rows_ = nullptr;                       // [R * C, k]
-  // [R * C * k, max(hidden, intermediate)]: the experts' input rows, then their activation.
+  // [R * C * k, max(hidden, intermediate)]: the experts' input rows, then their activation, then
+  // (kExact) the entries' outputs sent back.
   kernels::cuda::bf16* expert_a_ = nullptr;
-  // [R * C * k, max(2 * intermediate, hidden)]: the gate/up product, then the experts' output.
+  // [R * C * k, max(2 * intermediate, hidden)]: the gate/up product, then the experts' output,
+  // then (kExact with a group) the entries' outputs received back.
   kernels::cuda::bf16* expert_b_ = nullptr;
+  // kRankPartials only:
   float* partial_ = nullptr;   // [R * C, hidden] the receiver's per-row sums
   float* returned_ = nullptr;  // [R * C, hidden] (= partial_ without group)
 };

@@ -19,9 +19,9 @@
 using namespace eep;
 using namespace eep::gpu_test;
 using eep::kernels::cuda::bf16;
-using eep::worker::MoeDispatcher;
-using eep::worker::MoeCombine;
 using eep::worker::moe_combine_name;
+using eep::worker::MoeCombine;
+using eep::worker::MoeDispatcher;
 using eep::worker::MoeDispatcherCuda;
 using eep::worker::MoeLayerWeightsCuda;
 
@@ -477,8 +477,8 @@ void check_expert_parallel(int num_ranks, int slots_per_rank,
     const std::vector<DeviceLayerWeights> weights = upload_rank_weights(bank, one, 0);
     const int64_t capacity_one = std::max<int64_t>(all.num_tokens, 1);
     auto moe = make_dispatcher(one, 0, nullptr, capacity_one, s, stream.stream);
-    auto partials = make_dispatcher(one, 0, nullptr, capacity_one, s, stream.stream,
-                                    MoeCombine::kRankPartials);
+    auto partials =
+        make_dispatcher(one, 0, nullptr, capacity_one, s, stream.stream, MoeCombine::kRankPartials);
     for (int layer = 0; layer < s.num_layers; ++layer) {
       DeviceBatch device(all, all.num_tokens, s.hidden);
       const Status status = device.forward(*moe, layer, all.num_tokens, weights[layer].view());

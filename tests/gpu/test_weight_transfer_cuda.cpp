@@ -28,7 +28,7 @@ struct Rank {
   std::string id;
   std::unique_ptr<Backend> backend;
   std::optional<WeightTransferPlan> plan;
-  std::unique_ptr<GenerationState> next;  // null on a leaving rank
+  std::unique_ptr<GenerationState> next;    // null on a leaving rank
   std::unique_ptr<LoopbackGroup> group;     // the transfer's
   std::unique_ptr<LoopbackGroup> ep_group;  // the next generation's (its dispatcher keeps it)
   uint64_t bytes_received = 0;
@@ -89,7 +89,8 @@ void check_installed(Rank& rank, const Checkpoint& checkpoint, const Placement& 
   INFO(reference.status().to_string());
   REQUIRE(reference.is_ok());
   std::vector<WeightPiece> pieces;
-  const int num_dense = static_cast<int>(DeviceWeights::dense_piece_bytes(checkpoint.config()).size());
+  const int num_dense =
+      static_cast<int>(DeviceWeights::dense_piece_bytes(checkpoint.config()).size());
   for (int i = 0; i < num_dense; ++i) pieces.push_back({-1, i});
   for (int layer = 0; layer < placement.num_layers; ++layer) {
     for (int slot = 0; slot < placement.slots_per_rank; ++slot) pieces.push_back({layer, slot});
@@ -166,8 +167,8 @@ TEST_CASE("weights from peers on CUDA: 1 -> 2 -> 1 ranks give the checkpoint's b
   Rank a{.id = "a", .backend = cuda_backend(c)};
   Rank b{.id = "b", .backend = cuda_backend(c)};
   REQUIRE(install_single_rank(*a.backend, checkpoint.value(), kKvBlocks).is_ok());
-  const Placement one = Placement::round_robin(c.num_hidden_layers, c.num_experts, 1,
-                                               c.num_experts).value();
+  const Placement one =
+      Placement::round_robin(c.num_hidden_layers, c.num_experts, 1, c.num_experts).value();
 
   // Scale-up: {a} -> {a, b}, a redundant slot per rank, experts shuffled.
   const Placement two = shuffled_placement(c, 2, c.num_experts / 2 + 1, 3);
@@ -183,9 +184,8 @@ TEST_CASE("weights from peers on CUDA: 1 -> 2 -> 1 ranks give the checkpoint's b
     REQUIRE(plan->has_value());
     rank->plan = std::move(plan).value();
     CHECK(rank->plan->from_checkpoint.empty());  // a holds every expert
-    auto next = rank->backend->build_for_transfer(checkpoint.value(), two, rank_in_two++,
-                                                  rank->ep_group.get(),
-                                                  rank->plan->from_checkpoint);
+    auto next = rank->backend->build_for_transfer(
+        checkpoint.value(), two, rank_in_two++, rank->ep_group.get(), rank->plan->from_checkpoint);
     INFO(next.status().to_string());
     REQUIRE(next.is_ok());
     rank->next = std::move(next).value();
@@ -214,8 +214,8 @@ TEST_CASE("weights from peers on CUDA: 1 -> 2 -> 1 ranks give the checkpoint's b
     rank->bytes_received = 0;
   }
   REQUIRE(b.plan->is_leaving_rank());
-  auto next = a.backend->build_for_transfer(checkpoint.value(), back, 0, nullptr,
-                                            a.plan->from_checkpoint);
+  auto next =
+      a.backend->build_for_transfer(checkpoint.value(), back, 0, nullptr, a.plan->from_checkpoint);
   REQUIRE(next.is_ok());
   a.next = std::move(next).value();
   run_chunks({&a, &b});

@@ -1,7 +1,8 @@
-// Expert moves on the CPU backend (CpuExecutor::move_layer_experts): at one rank, moving every
-// layer to a new placement leaves exactly the weights and the logits of loading that placement
-// from the checkpoint; at 3 ranks (threads with Gloo groups over loopback) every rank's slots end
-// as loaded for the new placement and the bytes it reports are what came from its peers.
+// Expert moves on the CPU backend (CpuExecutor::move_layer_experts, through exchange_pieces): at
+// one rank, moving every layer to a new placement leaves exactly the weights and the logits of
+// loading that placement from the checkpoint; at 3 ranks (threads with Gloo groups over loopback)
+// every rank's slots end as loaded for the new placement and the bytes it reports are what came
+// from its peers.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -212,10 +213,19 @@ TEST_CASE("a rank's share of the moves pairs with its peers' shares", "[moves]")
     const Placement from = random_placement(like, rng());
     const Placement to = random_placement(like, rng());
     const auto moves = plan_expert_moves(from.phy2log[0], to.phy2log[0], slots_per_rank);
-    std::vector<ExpertMoveSchedule> schedules;
+    const int layer = static_cast<int>(rng() % 7);
+    const std::vector<PieceCopy> copies = expert_move_copies(moves, layer, slots_per_rank, 10);
+    REQUIRE(copies.size() == moves.size());
+    for (size_t i = 0; i < moves.size(); ++i) {
+      const PieceCopy& copy = copies[i];
+      CHECK(copy.src_rank * slots_per_rank + copy.src.index == moves[i].src_slot);
+      CHECK(copy.dst_rank * slots_per_rank + copy.dst.index == moves[i].dst_slot);
+      CHECK((copy.src.layer == layer && copy.dst.layer == layer && copy.bytes == 10));
+    }
+    std::vector<ChunkSchedule> schedules;
     size_t num_scheduled = 0;
     for (int rank = 0; rank < num_ranks; ++rank) {
-      schedules.push_back(schedule_expert_moves(moves, rank, num_ranks, slots_per_rank, 10));
+      schedules.push_back(schedule_chunk(copies, rank, num_ranks));
       num_scheduled += schedules.back().sends.size() + schedules.back().local.size();
       CHECK(schedules.back().send_bytes[rank] == 0);
       CHECK(schedules.back().recv_bytes[rank] == 0);
@@ -225,12 +235,12 @@ TEST_CASE("a rank's share of the moves pairs with its peers' shares", "[moves]")
     for (int r = 0; r < num_ranks; ++r) {
       for (int p = 0; p < num_ranks; ++p) {
         if (r == p) continue;
-        std::vector<int> sent, received;
-        for (const ExpertMove& m : schedules[r].sends) {
-          if (m.dst_slot / slots_per_rank == p) sent.push_back(m.dst_slot);
+        std::vector<WeightPiece> sent, received;
+        for (const PieceCopy& c : schedules[r].sends) {
+          if (c.dst_rank == p) sent.push_back(c.dst);
         }
-        for (const ExpertMove& m : schedules[p].recvs) {
-          if (m.src_slot / slots_per_rank == r) received.push_back(m.dst_slot);
+        for (const PieceCopy& c : schedules[p].recvs) {
+          if (c.src_rank == r) received.push_back(c.dst);
         }
         CHECK(sent == received);
         CHECK(schedules[r].send_bytes[p] == 10 * sent.size());

@@ -1,7 +1,6 @@
 #include "eep/worker/backend.h"
 
 #include <algorithm>
-#include <numeric>
 #include <string>
 
 #include "eep/worker/cpu_backend.h"
@@ -50,44 +49,16 @@ Status Backend::unpack_piece(GenerationState&, const WeightPiece&, const std::by
 Result<uint64_t> run_transfer_chunk(Backend& backend, GenerationState* next,
                                     const ChunkSchedule& schedule, ProcessGroup* group) {
   EEP_CHECK(next != nullptr || (schedule.recvs.empty() && schedule.local.empty()));
-  const size_t send_bytes =
-      std::accumulate(schedule.send_bytes.begin(), schedule.send_bytes.end(), size_t{0});
-  const size_t recv_bytes =
-      std::accumulate(schedule.recv_bytes.begin(), schedule.recv_bytes.end(), size_t{0});
-  size_t local_bytes = 0;
-  for (const PieceCopy& copy : schedule.local) local_bytes += copy.bytes;
-  // [sends | local copies | received]: every source is packed before any piece is written.
-  EEP_ASSIGN_OR_RETURN(std::byte* staging,
-                       backend.transfer_staging(send_bytes + local_bytes + recv_bytes));
-  std::byte* packed = staging;
-  for (const PieceCopy& copy : schedule.sends) {
-    EEP_RETURN_IF_ERROR(backend.pack_installed_piece(copy.src, packed));
-    packed += copy.bytes;
-  }
-  EEP_CHECK(packed == staging + send_bytes);
-  for (const PieceCopy& copy : schedule.local) {
-    EEP_RETURN_IF_ERROR(backend.pack_installed_piece(copy.src, packed));
-    packed += copy.bytes;
-  }
-  std::byte* received = staging + send_bytes + local_bytes;
-  if (group != nullptr) {
-    EEP_RETURN_IF_ERROR(group->all_to_all_v(staging, schedule.send_bytes.data(), received,
-                                            schedule.recv_bytes.data()));
-  } else {
-    EEP_CHECK(send_bytes == 0 && recv_bytes == 0);  // one rank: every copy is local
-  }
-  const std::byte* unpacked = received;
-  for (const PieceCopy& copy : schedule.recvs) {
-    EEP_RETURN_IF_ERROR(backend.unpack_piece(*next, copy.dst, unpacked));
-    unpacked += copy.bytes;
-  }
-  const std::byte* local = staging + send_bytes;
-  for (const PieceCopy& copy : schedule.local) {
-    EEP_RETURN_IF_ERROR(backend.unpack_piece(*next, copy.dst, local));
-    local += copy.bytes;
-  }
-  EEP_RETURN_IF_ERROR(backend.finish_transfer_chunk());
-  return static_cast<uint64_t>(recv_bytes);
+  PieceIo io;
+  io.staging = [&](size_t bytes) { return backend.transfer_staging(bytes); };
+  io.pack = [&](const WeightPiece& piece, std::byte* out) {
+    return backend.pack_installed_piece(piece, out);
+  };
+  io.unpack = [&](const WeightPiece& piece, const std::byte* in) {
+    return backend.unpack_piece(*next, piece, in);
+  };
+  io.finish = [&] { return backend.finish_transfer_chunk(); };
+  return exchange_pieces(schedule, group, io);
 }
 
 Result<int> install_single_rank(Backend& backend, const Checkpoint& checkpoint, int max_kv_blocks) {

@@ -132,7 +132,7 @@ class CpuBackend final : public Backend {
   Status install(std::unique_ptr<GenerationState> state, int num_kv_blocks) override {
     auto* generation = dynamic_cast<CpuGeneration*>(state.get());
     EEP_CHECK(generation != nullptr);
-    executor_.reset();  // refers to the runner and dispatcher replaced below
+    executor_.reset();                        // refers to the runner and dispatcher replaced below
     std::vector<std::byte>().swap(staging_);  // a transfer before this install is over
     if (runner_) {
       runner_->weights() = std::move(generation->weights);
@@ -169,61 +169,38 @@ std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options,
 
 Result<uint64_t> CpuExecutor::move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,
                                                  ProcessGroup* ep_group) {
-  const Placement& placement = moe_.placement();
-  const int rank = moe_.rank();
-  EEP_RETURN_IF_ERROR(check_expert_move(placement, layer_idx, new_phy2log, rank, ep_group));
   const ModelConfig& config = runner_.config();
   // An expert on the wire: gate_proj, up_proj, down_proj, each I * H floats.
-  const size_t matrix_floats =
-      static_cast<size_t>(config.moe_intermediate_size) * static_cast<size_t>(config.hidden_size);
-  const size_t expert_floats = 3 * matrix_floats;
-  const std::vector<ExpertMove> moves =
-      plan_expert_moves(placement.phy2log[layer_idx], new_phy2log, placement.slots_per_rank);
-  const ExpertMoveSchedule schedule = schedule_expert_moves(
-      moves, rank, placement.num_ranks, placement.slots_per_rank, expert_floats * sizeof(float));
-  std::vector<ExpertWeights>& slots = runner_.weights().layers[layer_idx].slots;
-  EEP_CHECK(static_cast<int>(slots.size()) == placement.slots_per_rank);
-  const int slots_per_rank = placement.slots_per_rank;
-
-  // Every source of this rank into the send buffer (sends, then local copies) before any slot
-  // is written: a slot may be a source and a destination.
-  std::vector<float> send((schedule.sends.size() + schedule.local.size()) * expert_floats);
-  float* packed = send.data();
-  auto pack = [&](const ExpertMove& move) {
-    const ExpertWeights& expert = slots[move.src_slot % slots_per_rank];
-    EEP_CHECK(expert.gate_proj.size() == matrix_floats && expert.up_proj.size() == matrix_floats &&
-              expert.down_proj.size() == matrix_floats);
-    packed = std::copy(expert.gate_proj.begin(), expert.gate_proj.end(), packed);
-    packed = std::copy(expert.up_proj.begin(), expert.up_proj.end(), packed);
-    packed = std::copy(expert.down_proj.begin(), expert.down_proj.end(), packed);
+  const size_t expert_bytes = 3 * static_cast<size_t>(config.moe_intermediate_size) *
+                              static_cast<size_t>(config.hidden_size) * sizeof(float);
+  std::vector<std::byte> staging;
+  PieceIo io;
+  io.staging = [&](size_t bytes) -> Result<std::byte*> {
+    staging.resize(bytes);
+    return staging.data();
   };
-  for (const ExpertMove& move : schedule.sends) pack(move);
-  const float* local_sources = packed;
-  for (const ExpertMove& move : schedule.local) pack(move);
-
-  std::vector<float> recv(schedule.recvs.size() * expert_floats);
-  if (ep_group != nullptr) {
-    EEP_RETURN_IF_ERROR(ep_group->all_to_all_v(send.data(), schedule.send_bytes.data(), recv.data(),
-                                               schedule.recv_bytes.data()));
-  }
-
-  auto unpack = [&](const ExpertMove& move, const float* expert) {
-    ExpertWeights& slot = slots[move.dst_slot % slots_per_rank];
-    EEP_CHECK(slot.gate_proj.size() == matrix_floats && slot.up_proj.size() == matrix_floats &&
-              slot.down_proj.size() == matrix_floats);
-    std::copy(expert, expert + matrix_floats, slot.gate_proj.begin());
-    std::copy(expert + matrix_floats, expert + 2 * matrix_floats, slot.up_proj.begin());
-    std::copy(expert + 2 * matrix_floats, expert + 3 * matrix_floats, slot.down_proj.begin());
+  io.pack = [&](const WeightPiece& piece, std::byte* out) {
+    for (std::span<float> span : piece_spans(runner_.weights(), piece)) {
+      EEP_CHECK(span.size_bytes() * 3 == expert_bytes);
+      out = std::copy_n(reinterpret_cast<const std::byte*>(span.data()), span.size_bytes(), out);
+    }
+    return Status::ok();
   };
-  for (size_t i = 0; i < schedule.recvs.size(); ++i) {
-    unpack(schedule.recvs[i], recv.data() + i * expert_floats);
-  }
-  for (size_t i = 0; i < schedule.local.size(); ++i) {
-    unpack(schedule.local[i], local_sources + i * expert_floats);
-  }
+  io.unpack = [&](const WeightPiece& piece, const std::byte* in) {
+    for (std::span<float> span : piece_spans(runner_.weights(), piece)) {
+      EEP_CHECK(span.size_bytes() * 3 == expert_bytes);
+      std::copy_n(in, span.size_bytes(), reinterpret_cast<std::byte*>(span.data()));
+      in += span.size_bytes();
+    }
+    return Status::ok();
+  };
+  io.finish = [] { return Status::ok(); };
+  EEP_ASSIGN_OR_RETURN(const uint64_t received,
+                       exchange_layer_experts(moe_.placement(), moe_.rank(), layer_idx, new_phy2log,
+                                              ep_group, expert_bytes, io));
   Status switched = moe_.set_layer_placement(layer_idx, new_phy2log);
   EEP_CHECK_MSG(switched.is_ok(), switched.to_string());  // the row was checked above
-  return static_cast<uint64_t>(schedule.num_recv_bytes());
+  return received;
 }
 
 }  // namespace eep::worker

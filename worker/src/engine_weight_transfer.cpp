@@ -175,8 +175,9 @@ Status EngineCore::run_transfer_chunk(Generation& generation) {
       plan.over_previous_group ? current_->ep_group.get() : generation.ep_group.get();
   // A new rank has nothing installed to send (and runs on the helper thread).
   EEP_CHECK(!plan.is_new_rank() || (schedule.sends.empty() && schedule.local.empty()));
-  EEP_ASSIGN_OR_RETURN(const uint64_t received,
-                       worker::run_transfer_chunk(*backend_, generation.state.get(), schedule, group));
+  EEP_ASSIGN_OR_RETURN(
+      const uint64_t received,
+      worker::run_transfer_chunk(*backend_, generation.state.get(), schedule, group));
   generation.report.bytes_from_peers += received;
   ++generation.num_chunks_done;
   generation.chunk_seconds += std::chrono::duration<double>(Clock::now() - chunk_started).count();

@@ -1,43 +1,34 @@
 #include "eep/worker/expert_moves.h"
 
-#include <numeric>
 #include <string>
 
 namespace eep::worker {
 
-size_t ExpertMoveSchedule::num_send_bytes() const {
-  return std::accumulate(send_bytes.begin(), send_bytes.end(), size_t{0});
-}
-
-size_t ExpertMoveSchedule::num_recv_bytes() const {
-  return std::accumulate(recv_bytes.begin(), recv_bytes.end(), size_t{0});
-}
-
-ExpertMoveSchedule schedule_expert_moves(const std::vector<ExpertMove>& moves, int rank,
-                                         int num_ranks, int slots_per_rank, size_t expert_bytes) {
-  EEP_CHECK(rank >= 0 && rank < num_ranks && slots_per_rank > 0);
-  ExpertMoveSchedule schedule;
-  schedule.send_bytes.assign(num_ranks, 0);
-  schedule.recv_bytes.assign(num_ranks, 0);
-  for (int peer = 0; peer < num_ranks; ++peer) {
-    for (const ExpertMove& move : moves) {
-      const int src_rank = move.src_slot / slots_per_rank;
-      const int dst_rank = move.dst_slot / slots_per_rank;
-      EEP_CHECK(src_rank < num_ranks && dst_rank < num_ranks);
-      if (peer == rank) {
-        if (src_rank == rank && dst_rank == rank) schedule.local.push_back(move);
-        continue;
-      }
-      if (src_rank == rank && dst_rank == peer) {
-        schedule.sends.push_back(move);
-        schedule.send_bytes[peer] += expert_bytes;
-      } else if (src_rank == peer && dst_rank == rank) {
-        schedule.recvs.push_back(move);
-        schedule.recv_bytes[peer] += expert_bytes;
-      }
-    }
+std::vector<PieceCopy> expert_move_copies(const std::vector<ExpertMove>& moves, int layer,
+                                          int slots_per_rank, size_t expert_bytes) {
+  EEP_CHECK(slots_per_rank > 0);
+  std::vector<PieceCopy> copies;
+  copies.reserve(moves.size());
+  for (const ExpertMove& move : moves) {
+    copies.push_back(PieceCopy{.src_rank = move.src_slot / slots_per_rank,
+                               .src = {layer, move.src_slot % slots_per_rank},
+                               .dst_rank = move.dst_slot / slots_per_rank,
+                               .dst = {layer, move.dst_slot % slots_per_rank},
+                               .bytes = expert_bytes});
   }
-  return schedule;
+  return copies;
+}
+
+Result<uint64_t> exchange_layer_experts(const Placement& current, int rank, int layer_idx,
+                                        const std::vector<int>& new_row, ProcessGroup* group,
+                                        size_t expert_bytes, const PieceIo& io) {
+  EEP_RETURN_IF_ERROR(check_expert_move(current, layer_idx, new_row, rank, group));
+  const int slots_per_rank = current.slots_per_rank;
+  const std::vector<ExpertMove> moves =
+      plan_expert_moves(current.phy2log[layer_idx], new_row, slots_per_rank);
+  const ChunkSchedule schedule = schedule_chunk(
+      expert_move_copies(moves, layer_idx, slots_per_rank, expert_bytes), rank, current.num_ranks);
+  return exchange_pieces(schedule, group, io);
 }
 
 Status check_expert_move(const Placement& current, int layer_idx, const std::vector<int>& new_row,

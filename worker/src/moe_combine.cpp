@@ -3,8 +3,8 @@
 namespace eep::worker {
 
 const std::map<std::string, MoeCombine>& moe_combine_by_name() {
-  static const std::map<std::string, MoeCombine> names{{"exact", MoeCombine::kExact},
-                                                       {"rank-partials", MoeCombine::kRankPartials}};
+  static const std::map<std::string, MoeCombine> names{
+      {"exact", MoeCombine::kExact}, {"rank-partials", MoeCombine::kRankPartials}};
   return names;
 }
 

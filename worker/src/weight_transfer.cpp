@@ -1,6 +1,7 @@
 #include "eep/worker/weight_transfer.h"
 
 #include <algorithm>
+#include <numeric>
 #include <string>
 
 namespace eep::worker {
@@ -173,6 +174,46 @@ ChunkSchedule schedule_chunk(const std::vector<PieceCopy>& chunk, int rank, int 
   std::stable_sort(schedule.recvs.begin(), schedule.recvs.end(),
                    [](const PieceCopy& a, const PieceCopy& b) { return a.src_rank < b.src_rank; });
   return schedule;
+}
+
+Result<uint64_t> exchange_pieces(const ChunkSchedule& schedule, ProcessGroup* group,
+                                 const PieceIo& io) {
+  const size_t send_bytes =
+      std::accumulate(schedule.send_bytes.begin(), schedule.send_bytes.end(), size_t{0});
+  const size_t recv_bytes =
+      std::accumulate(schedule.recv_bytes.begin(), schedule.recv_bytes.end(), size_t{0});
+  size_t local_bytes = 0;
+  for (const PieceCopy& copy : schedule.local) local_bytes += copy.bytes;
+  EEP_ASSIGN_OR_RETURN(std::byte * staging, io.staging(send_bytes + local_bytes + recv_bytes));
+  std::byte* packed = staging;
+  for (const PieceCopy& copy : schedule.sends) {
+    EEP_RETURN_IF_ERROR(io.pack(copy.src, packed));
+    packed += copy.bytes;
+  }
+  EEP_CHECK(packed == staging + send_bytes);
+  for (const PieceCopy& copy : schedule.local) {
+    EEP_RETURN_IF_ERROR(io.pack(copy.src, packed));
+    packed += copy.bytes;
+  }
+  std::byte* received = staging + send_bytes + local_bytes;
+  if (group != nullptr) {
+    EEP_RETURN_IF_ERROR(group->all_to_all_v(staging, schedule.send_bytes.data(), received,
+                                            schedule.recv_bytes.data()));
+  } else {
+    EEP_CHECK(send_bytes == 0 && recv_bytes == 0);  // one rank: every copy is local
+  }
+  const std::byte* unpacked = received;
+  for (const PieceCopy& copy : schedule.recvs) {
+    EEP_RETURN_IF_ERROR(io.unpack(copy.dst, unpacked));
+    unpacked += copy.bytes;
+  }
+  const std::byte* local = staging + send_bytes;
+  for (const PieceCopy& copy : schedule.local) {
+    EEP_RETURN_IF_ERROR(io.unpack(copy.dst, local));
+    local += copy.bytes;
+  }
+  EEP_RETURN_IF_ERROR(io.finish());
+  return static_cast<uint64_t>(recv_bytes);
 }
 
 }  // namespace eep::worker

@@ -388,8 +388,7 @@ cudaError_t moe_combine_tokens(const float* returned, const int32_t* token_rows,
 
 cudaError_t moe_gather_entries(const MoeRowEntry* recv_entries, const int32_t* entry_rows,
                                const bf16* expert_out, int64_t num_rows, int top_k,
-                               int slots_per_rank, int64_t hidden, bf16* out,
-                               cudaStream_t stream) {
+                               int slots_per_rank, int64_t hidden, bf16* out, cudaStream_t stream) {
   if (num_rows < 0 || top_k < 1 || slots_per_rank < 1 || num_rows * top_k > INT32_MAX ||
       hidden % kBf16PerVector != 0 || !is_aligned(expert_out, 16) || !is_aligned(out, 16)) {
     return cudaErrorInvalidValue;

@@ -64,12 +64,10 @@ class CudaBackend final : public Backend {
         MoeDispatcherCuda::create(placement, rank, ep_group, options_.max_num_batched_tokens,
                                   config_.hidden_size, DeviceWeights::padded_intermediate(config_),
                                   config_.num_experts_per_tok, stream_, options_.moe_combine));
-    EEP_LOG_INFO("generation weights on GPU " << options_.device_idx << ": "
-                                              << generation->weights->num_bytes() / (1 << 20)
-                                              << " MiB, exchange buffers "
-                                              << generation->moe->device_bytes() / (1 << 20)
-                                              << " MiB (" << moe_combine_name(options_.moe_combine)
-                                              << " combine)");
+    EEP_LOG_INFO("generation weights on GPU "
+                 << options_.device_idx << ": " << generation->weights->num_bytes() / (1 << 20)
+                 << " MiB, exchange buffers " << generation->moe->device_bytes() / (1 << 20)
+                 << " MiB (" << moe_combine_name(options_.moe_combine) << " combine)");
     return std::unique_ptr<GenerationState>(std::move(generation));
   }
 
@@ -148,8 +146,8 @@ class CudaBackend final : public Backend {
                   "GPU %d: %.1f GiB total, %.1f GiB in use, budget %.1f GiB "
                   "(--gpu-memory-utilization %.2f), activations %.2f GiB, KV cache %.2f GiB",
                   options_.device_idx, total_bytes / 1073741824.0, used / 1073741824.0,
-                  budget / 1073741824.0, options_.gpu_memory_utilization,
-                  workspace / 1073741824.0, std::max(kv_bytes, 0.0) / 1073741824.0);
+                  budget / 1073741824.0, options_.gpu_memory_utilization, workspace / 1073741824.0,
+                  std::max(kv_bytes, 0.0) / 1073741824.0);
     if (blocks < 1.0) {
       return error(ErrorCode::kResourceExhausted,
                    std::string(line) +
@@ -174,7 +172,7 @@ class CudaBackend final : public Backend {
     }
     runner_->install(next->weights.get(), next->moe.get());
     current_ = std::move(next);  // the previous generation's buffers go now
-    return free_staging();  // a transfer before this install is over
+    return free_staging();       // a transfer before this install is over
   }
 
   ModelExecutor& executor() override {

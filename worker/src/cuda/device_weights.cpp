@@ -89,9 +89,9 @@ Status narrow(const Checkpoint& checkpoint, const TensorInfo& info, int64_t firs
         std::memcpy(&value, src + i * 4, 4);
         break;
       default:
-        return error(ErrorCode::kInvalidArgument,
-                     "tensor " + info.name + " has dtype " + std::string(to_string(info.dtype)) +
-                         ", not a weight type");
+        return error(ErrorCode::kInvalidArgument, "tensor " + info.name + " has dtype " +
+                                                      std::string(to_string(info.dtype)) +
+                                                      ", not a weight type");
     }
     const uint16_t narrowed = fp32_to_bf16(value);
     std::memcpy(static_cast<void*>(&out[i]), &narrowed, 2);
@@ -129,9 +129,9 @@ std::vector<size_t> DeviceWeights::dense_piece_bytes(const ModelConfig& c) {
   std::vector<int64_t> elements = {vocab * hidden, hidden};
   if (!c.tie_word_embeddings) elements.push_back(vocab * hidden);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    elements.insert(elements.end(), {hidden, (q_dim + 2 * kv_dim) * hidden, hidden * q_dim,
-                                     c.head_dim, c.head_dim, hidden,
-                                     int64_t{c.num_experts} * hidden});
+    elements.insert(elements.end(),
+                    {hidden, (q_dim + 2 * kv_dim) * hidden, hidden * q_dim, c.head_dim, c.head_dim,
+                     hidden, int64_t{c.num_experts} * hidden});
   }
   std::vector<size_t> bytes;
   for (int64_t n : elements) bytes.push_back(static_cast<size_t>(n) * sizeof(bf16));
@@ -149,8 +149,8 @@ std::vector<DeviceSpan> DeviceWeights::piece(const WeightPiece& piece) const {
   }
   EEP_CHECK(piece.layer < static_cast<int>(layers_.size()) && piece.index >= 0 &&
             piece.index < slots_per_rank_);
-  const size_t w13_bytes = 2 * static_cast<size_t>(padded_intermediate(config_)) *
-                           config_.hidden_size * sizeof(bf16);
+  const size_t w13_bytes =
+      2 * static_cast<size_t>(padded_intermediate(config_)) * config_.hidden_size * sizeof(bf16);
   const size_t w2_bytes = w13_bytes / 2;
   const DeviceLayerWeights& layer = layers_[piece.layer];
   auto* w13 = reinterpret_cast<std::byte*>(layer.w13) + piece.index * w13_bytes;
@@ -167,8 +167,8 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::load(
     const std::vector<CheckpointSlot>* only_slots) {
   const ModelConfig& c = checkpoint.config();
   EEP_RETURN_IF_ERROR(placement.validate());
-  if (placement.num_layers != c.num_hidden_layers || placement.num_logical_experts != c.num_experts ||
-      rank < 0 || rank >= placement.num_ranks) {
+  if (placement.num_layers != c.num_hidden_layers ||
+      placement.num_logical_experts != c.num_experts || rank < 0 || rank >= placement.num_ranks) {
     return error(ErrorCode::kInvalidArgument, "placement does not fit the model or the rank");
   }
   EEP_CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
@@ -254,21 +254,20 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::load(
       EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, gate_up_name, gate_up_shape,
                                  e * 2 * expert_elems + expert_elems, expert_elems, up));
     } else {
-      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, tn::expert_gate_proj(l, e),
-                                 {inter, hidden}, 0, expert_elems, gate));
-      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, tn::expert_up_proj(l, e),
-                                 {inter, hidden}, 0, expert_elems, up));
+      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, tn::expert_gate_proj(l, e), {inter, hidden},
+                                 0, expert_elems, gate));
+      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, tn::expert_up_proj(l, e), {inter, hidden}, 0,
+                                 expert_elems, up));
     }
     // down [H, I] into rows of Ip: whole when unpadded, else row by row.
-    const std::string down_name =
-        fused ? tn::fused_down_proj(l) : tn::expert_down_proj(l, e);
-    const std::vector<int64_t> down_shape =
-        fused ? std::vector<int64_t>{c.num_experts, hidden, inter}
-              : std::vector<int64_t>{hidden, inter};
+    const std::string down_name = fused ? tn::fused_down_proj(l) : tn::expert_down_proj(l, e);
+    const std::vector<int64_t> down_shape = fused
+                                                ? std::vector<int64_t>{c.num_experts, hidden, inter}
+                                                : std::vector<int64_t>{hidden, inter};
     const int64_t down_first = fused ? e * expert_elems : 0;
     if (inter_p == inter) {
-      EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, down_name, down_shape, down_first,
-                                 expert_elems, down));
+      EEP_RETURN_IF_ERROR(
+          upload(uploader, checkpoint, down_name, down_shape, down_first, expert_elems, down));
     } else {
       for (int64_t row = 0; row < hidden; ++row) {
         EEP_RETURN_IF_ERROR(upload(uploader, checkpoint, down_name, down_shape,

@@ -18,13 +18,15 @@ namespace {
 namespace ops = kernels::cuda;
 using ops::bf16;
 
-size_t align_up(size_t n, size_t alignment = 256) { return (n + alignment - 1) / alignment * alignment; }
+size_t align_up(size_t n, size_t alignment = 256) {
+  return (n + alignment - 1) / alignment * alignment;
+}
 
 // The device layout of a step's inputs (int32 arrays, then int64, then sampling parameters, then
 // the block tables last so that a step copies only the rows it uses).
 struct InputLayout {
-  size_t ids, positions, token_seq_idx, logit_rows, num_valid, slot_mapping, sampling,
-      block_tables, total;
+  size_t ids, positions, token_seq_idx, logit_rows, num_valid, slot_mapping, sampling, block_tables,
+      total;
   InputLayout(int64_t max_tokens, int64_t max_seqs, int64_t max_blocks_per_seq) {
     size_t at = 0;
     auto take = [&](size_t bytes) {
@@ -103,9 +105,9 @@ size_t ModelRunnerCuda::kv_block_bytes(const ModelConfig& c, int block_size) {
 
 size_t ModelRunnerCuda::workspace_bytes(const ModelConfig& c, const CudaRunnerOptions& options) {
   const int64_t rows = max_logit_rows(options);
-  const ActivationLayout activations(c, options.max_num_tokens, rows, options.max_num_seqs,
-                                     ops::sampling_workspace_bytes(options.max_num_seqs,
-                                                                   c.vocab_size));
+  const ActivationLayout activations(
+      c, options.max_num_tokens, rows, options.max_num_seqs,
+      ops::sampling_workspace_bytes(options.max_num_seqs, c.vocab_size));
   const InputLayout inputs(options.max_num_tokens, options.max_num_seqs,
                            max_blocks_per_seq(options));
   return activations.total + inputs.total + ops::Blas::kWorkspaceBytes;
@@ -175,15 +177,15 @@ Status ModelRunnerCuda::allocate(int num_kv_blocks) {
   sampling_params_ = reinterpret_cast<ops::DeviceSamplingParams*>(inputs + in.sampling);
   block_tables_ = reinterpret_cast<int32_t*>(inputs + in.block_tables);
   EEP_CUDA_RETURN_IF_ERROR(cudaMallocHost(&staging_, in.total));
-  EEP_CUDA_RETURN_IF_ERROR(
-      cudaMallocHost(reinterpret_cast<void**>(&sampled_host_), options_.max_num_seqs * sizeof(int32_t)));
+  EEP_CUDA_RETURN_IF_ERROR(cudaMallocHost(reinterpret_cast<void**>(&sampled_host_),
+                                          options_.max_num_seqs * sizeof(int32_t)));
 
-  kv_layer_elems_ = static_cast<size_t>(num_kv_blocks) * options_.block_size *
-                    c.num_key_value_heads * c.head_dim;
+  kv_layer_elems_ =
+      static_cast<size_t>(num_kv_blocks) * options_.block_size * c.num_key_value_heads * c.head_dim;
   EEP_CUDA_RETURN_IF_ERROR(
       cudaMalloc(&kv_arena_, kv_block_bytes(c, options_.block_size) * num_kv_blocks));
-  EEP_CUDA_RETURN_IF_ERROR(
-      cudaMemsetAsync(kv_arena_, 0, kv_block_bytes(c, options_.block_size) * num_kv_blocks, stream_));
+  EEP_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(
+      kv_arena_, 0, kv_block_bytes(c, options_.block_size) * num_kv_blocks, stream_));
   return cuda_status(cudaStreamSynchronize(stream_), "KV cache initialisation");
 }
 
@@ -205,9 +207,9 @@ Result<ModelRunnerCuda::Shape> ModelRunnerCuda::stage(
   const ModelConfig& c = config_;
   if (weights_ == nullptr) return error(ErrorCode::kFailedPrecondition, "no weights installed");
   if (static_cast<int64_t>(batch.size()) > options_.max_num_seqs) {
-    return error(ErrorCode::kInvalidArgument,
-                 "a step of " + std::to_string(batch.size()) + " sequences exceeds max_num_seqs " +
-                     std::to_string(options_.max_num_seqs));
+    return error(ErrorCode::kInvalidArgument, "a step of " + std::to_string(batch.size()) +
+                                                  " sequences exceeds max_num_seqs " +
+                                                  std::to_string(options_.max_num_seqs));
   }
   int64_t num_tokens = 0;
   bool all_single = true;
@@ -293,8 +295,8 @@ Result<ModelRunnerCuda::Shape> ModelRunnerCuda::stage(
       positions[t] = static_cast<int32_t>(pos);
       seq_idx[t] = static_cast<int32_t>(s);
       slots[t] = blocks.slot_of(chunk.seq_id, pos);
-      const bool wanted = sampling != nullptr ? sampled && i == n - 1
-                                              : chunk.all_logits || i == n - 1;
+      const bool wanted =
+          sampling != nullptr ? sampled && i == n - 1 : chunk.all_logits || i == n - 1;
       if (wanted) rows[num_rows++] = static_cast<int32_t>(t);
     }
   }
@@ -310,8 +312,7 @@ Result<ModelRunnerCuda::Shape> ModelRunnerCuda::stage(
     for (int64_t r = num_rows; r < shape.graph_bucket; ++r) rows[r] = 0;
     shape.num_rows = shape.graph_bucket;
   }
-  const size_t copy_bytes =
-      in.block_tables + batch.size() * max_blocks_per_seq_ * sizeof(int32_t);
+  const size_t copy_bytes = in.block_tables + batch.size() * max_blocks_per_seq_ * sizeof(int32_t);
   EEP_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(ids_, staging_, copy_bytes, cudaMemcpyHostToDevice, stream_));
   return shape;
@@ -324,13 +325,15 @@ Status ModelRunnerCuda::enqueue_layers(const Shape& shape) {
   const int64_t q_dim = int64_t{c.num_attention_heads} * c.head_dim;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  EEP_CUDA_RETURN_IF_ERROR(ops::embedding(weights_->embed(), c.vocab_size, ids_, T, hidden, x_, stream_));
+  EEP_CUDA_RETURN_IF_ERROR(
+      ops::embedding(weights_->embed(), c.vocab_size, ids_, T, hidden, x_, stream_));
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const DeviceLayerWeights& w = weights_->layer(l);
     bf16* k_cache = static_cast<bf16*>(kv_arena_) + (2 * l) * kv_layer_elems_;
     bf16* v_cache = k_cache + kv_layer_elems_;
     EEP_CUDA_RETURN_IF_ERROR(ops::rmsnorm(x_, nullptr, w.input_norm, h_, T, hidden, eps, stream_));
-    EEP_CUBLAS_RETURN_IF_ERROR(blas_->matmul_nt(h_, w.qkv_proj, qkv_, T, q_dim + 2 * kv_dim, hidden));
+    EEP_CUBLAS_RETURN_IF_ERROR(
+        blas_->matmul_nt(h_, w.qkv_proj, qkv_, T, q_dim + 2 * kv_dim, hidden));
     ops::QkvPrepareArgs prep;
     prep.qkv = qkv_;
     prep.q_norm = w.q_norm;
@@ -417,7 +420,7 @@ Status ModelRunnerCuda::run(const Shape& shape) {
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
             .count();
     EEP_LOG_INFO("captured the decode graph of batch size " << shape.graph_bucket << " in "
-                                                             << capture_ms << " ms");
+                                                            << capture_ms << " ms");
   }
   return cuda_status(cudaGraphLaunch(it->second, stream_), "decode graph launch");
 }
@@ -444,8 +447,9 @@ Result<ForwardOutput> ModelRunnerCuda::forward(const std::vector<SequenceChunk>&
 }
 
 Result<std::vector<int32_t>> ModelRunnerCuda::forward_sample(
-    const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
-    const KvBlockManager& blocks, const StepPlan& plan) {
+    const std::vector<SequenceChunk>& batch,
+    const std::vector<std::optional<SamplingSpec>>& sampling, const KvBlockManager& blocks,
+    const StepPlan& plan) {
   EEP_CHECK(sampling.size() == batch.size());
   ForwardOutput unused;
   EEP_ASSIGN_OR_RETURN(const Shape shape, stage(batch, blocks, plan, &sampling, &unused));
@@ -457,8 +461,7 @@ Result<std::vector<int32_t>> ModelRunnerCuda::forward_sample(
     EEP_CUDA_RETURN_IF_ERROR(ops::sample_tokens(logits_, num_sampled, config_.vocab_size,
                                                 sampling_params_, sampling_workspace_,
                                                 sampling_workspace_bytes_, sampled_, stream_));
-    EEP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(sampled_host_, sampled_,
-                                             num_sampled * sizeof(int32_t),
+    EEP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(sampled_host_, sampled_, num_sampled * sizeof(int32_t),
                                              cudaMemcpyDeviceToHost, stream_));
   }
   EEP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
@@ -493,75 +496,43 @@ Result<uint64_t> ModelRunnerCuda::move_layer_experts(int layer_idx,
   if (weights_ == nullptr || moe_ == nullptr) {
     return error(ErrorCode::kFailedPrecondition, "expert move: no weights installed");
   }
-  const Placement& placement = moe_->placement();
-  const int rank = moe_->rank();
-  EEP_RETURN_IF_ERROR(check_expert_move(placement, layer_idx, new_phy2log, rank, ep_group));
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   EEP_CUDA_RETURN_IF_ERROR(cudaStreamIsCapturing(stream_, &capture));
   if (capture != cudaStreamCaptureStatusNone) {
     return error(ErrorCode::kFailedPrecondition, "expert move: cannot run during a graph capture");
   }
-  const int slots_per_rank = placement.slots_per_rank;
-  EEP_CHECK(weights_->slots_per_rank() == slots_per_rank);
-  // A slot's expert: w13 [2 * Ip, H] then w2 [H, Ip], bf16, padding included (it stays zero).
-  const size_t hidden = static_cast<size_t>(config_.hidden_size);
-  const size_t inter_p = static_cast<size_t>(DeviceWeights::padded_intermediate(config_));
-  const size_t w13_bytes = 2 * inter_p * hidden * sizeof(bf16);
-  const size_t w2_bytes = hidden * inter_p * sizeof(bf16);
-  const size_t expert_bytes = w13_bytes + w2_bytes;
-  const std::vector<ExpertMove> moves =
-      plan_expert_moves(placement.phy2log[layer_idx], new_phy2log, slots_per_rank);
-  const ExpertMoveSchedule schedule =
-      schedule_expert_moves(moves, rank, placement.num_ranks, slots_per_rank, expert_bytes);
-  const size_t num_packed = schedule.sends.size() + schedule.local.size();
-  const size_t send_bytes = align_up(num_packed * expert_bytes);
-  const size_t recv_bytes = schedule.recvs.size() * expert_bytes;
-  EEP_RETURN_IF_ERROR(reserve_move_staging(send_bytes + recv_bytes));
-  auto* send = static_cast<std::byte*>(move_staging_);
-  std::byte* recv = send + send_bytes;
-
-  const DeviceLayerWeights& layer = weights_->layer(layer_idx);
-  auto* w13 = reinterpret_cast<std::byte*>(layer.w13);
-  auto* w2 = reinterpret_cast<std::byte*>(layer.w2);
-  // Every source into the staging buffer (sends, then local copies) before any slot is written:
-  // a slot may be a source and a destination. Everything below is ordered on stream_.
-  auto pack = [&](const ExpertMove& move, std::byte* out) -> Status {
-    const size_t local = static_cast<size_t>(move.src_slot % slots_per_rank);
-    EEP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out, w13 + local * w13_bytes, w13_bytes,
-                                             cudaMemcpyDeviceToDevice, stream_));
-    EEP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out + w13_bytes, w2 + local * w2_bytes, w2_bytes,
-                                             cudaMemcpyDeviceToDevice, stream_));
+  EEP_CHECK(weights_->slots_per_rank() == moe_->placement().slots_per_rank);
+  // A slot's expert piece: w13 [2 * Ip, H] then w2 [H, Ip], bf16, padding included (it stays
+  // zero). Every copy is ordered on stream_, as the EP group's all_to_all_v.
+  PieceIo io;
+  io.staging = [&](size_t bytes) -> Result<std::byte*> {
+    EEP_RETURN_IF_ERROR(reserve_move_staging(bytes));
+    return static_cast<std::byte*>(move_staging_);
+  };
+  io.pack = [&](const WeightPiece& piece, std::byte* out) -> Status {
+    for (const DeviceSpan& span : weights_->piece(piece)) {
+      EEP_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(out, span.data, span.bytes, cudaMemcpyDeviceToDevice, stream_));
+      out += span.bytes;
+    }
     return Status::ok();
   };
-  auto unpack = [&](const ExpertMove& move, const std::byte* in) -> Status {
-    const size_t local = static_cast<size_t>(move.dst_slot % slots_per_rank);
-    EEP_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(w13 + local * w13_bytes, in, w13_bytes, cudaMemcpyDeviceToDevice, stream_));
-    EEP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w2 + local * w2_bytes, in + w13_bytes, w2_bytes,
-                                             cudaMemcpyDeviceToDevice, stream_));
+  io.unpack = [&](const WeightPiece& piece, const std::byte* in) -> Status {
+    for (const DeviceSpan& span : weights_->piece(piece)) {
+      EEP_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(span.data, in, span.bytes, cudaMemcpyDeviceToDevice, stream_));
+      in += span.bytes;
+    }
     return Status::ok();
   };
-  for (size_t i = 0; i < schedule.sends.size(); ++i) {
-    EEP_RETURN_IF_ERROR(pack(schedule.sends[i], send + i * expert_bytes));
-  }
-  const std::byte* local_sources = send + schedule.sends.size() * expert_bytes;
-  for (size_t i = 0; i < schedule.local.size(); ++i) {
-    EEP_RETURN_IF_ERROR(pack(schedule.local[i], send + (schedule.sends.size() + i) * expert_bytes));
-  }
-  if (ep_group != nullptr) {
-    EEP_RETURN_IF_ERROR(
-        ep_group->all_to_all_v(send, schedule.send_bytes.data(), recv, schedule.recv_bytes.data()));
-  }
-  for (size_t i = 0; i < schedule.recvs.size(); ++i) {
-    EEP_RETURN_IF_ERROR(unpack(schedule.recvs[i], recv + i * expert_bytes));
-  }
-  for (size_t i = 0; i < schedule.local.size(); ++i) {
-    EEP_RETURN_IF_ERROR(unpack(schedule.local[i], local_sources + i * expert_bytes));
-  }
-  // Synchronises the stream: the weights are in place and the staging buffer is free again.
+  // The weights are in place and the staging buffer is free again.
+  io.finish = [&] { return cuda_status(cudaStreamSynchronize(stream_), "expert move"); };
+  EEP_ASSIGN_OR_RETURN(
+      const uint64_t received,
+      exchange_layer_experts(moe_->placement(), moe_->rank(), layer_idx, new_phy2log, ep_group,
+                             DeviceWeights::expert_piece_bytes(config_), io));
   EEP_RETURN_IF_ERROR(moe_->set_layer_placement(layer_idx, new_phy2log));
-  EEP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-  return static_cast<uint64_t>(schedule.num_recv_bytes());
+  return received;
 }
 
 }  // namespace eep::worker

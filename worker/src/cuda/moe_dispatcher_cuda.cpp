@@ -21,7 +21,7 @@ struct BufferSizes {
   size_t token_rows = 0;
   size_t x_rows = 0;    // send/recv hidden rows: [R * C, hidden]
   size_t partials = 0;  // kRankPartials' fp32 sums per row: [R * C, hidden]
-  size_t entries = 0;  // MoeRowEntry values and entry_rows: [R * C, k]
+  size_t entries = 0;   // MoeRowEntry values and entry_rows: [R * C, k]
   size_t slots_per_rank = 0;
   size_t expert_a = 0;
   size_t expert_b = 0;
@@ -126,10 +126,9 @@ Result<std::unique_ptr<MoeDispatcherCuda>> MoeDispatcherCuda::create(
                      " is too large for " + std::to_string(num_ranks) + " ranks and top-" +
                      std::to_string(top_k) + "; use a smaller one");
   }
-  std::unique_ptr<MoeDispatcherCuda> dispatcher(new MoeDispatcherCuda(std::move(placement), rank,
-                                                                      group, max_capacity, hidden,
-                                                                      intermediate, top_k, stream,
-                                                                      combine));
+  std::unique_ptr<MoeDispatcherCuda> dispatcher(
+      new MoeDispatcherCuda(std::move(placement), rank, group, max_capacity, hidden, intermediate,
+                            top_k, stream, combine));
   EEP_RETURN_IF_ERROR(dispatcher->allocate_and_upload());
   return dispatcher;
 }
@@ -378,12 +377,12 @@ Status MoeDispatcherCuda::forward(int layer_idx, const bf16* h, const int32_t* t
                                          slots_per_rank, hidden_, expert_a_, stream_),
                   "gathering entry outputs"));
   bf16* returned = group_ != nullptr ? expert_b_ : expert_a_;
-  EEP_RETURN_IF_ERROR(exchange(expert_a_, returned, capacity * top_k_ * hidden_ * sizeof(bf16),
-                               "entry outputs"));
-  return cuda_status(kc::moe_combine_entries(returned, chosen_slots_, topk_weights, token_rows_,
-                                             num_tokens, top_k_, num_ranks, slots_per_rank,
-                                             capacity, hidden_, x, stream_),
-                     "combining tokens");
+  EEP_RETURN_IF_ERROR(
+      exchange(expert_a_, returned, capacity * top_k_ * hidden_ * sizeof(bf16), "entry outputs"));
+  return cuda_status(
+      kc::moe_combine_entries(returned, chosen_slots_, topk_weights, token_rows_, num_tokens,
+                              top_k_, num_ranks, slots_per_rank, capacity, hidden_, x, stream_),
+      "combining tokens");
 }
 
 std::vector<std::vector<int64_t>> MoeDispatcherCuda::take_slot_counts() {

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "eep/common/placement.h"
 #include "eep/common/protocol.h"
 #include "eep/common/status.h"
+#include "eep/worker/process_group.h"
 
 namespace eep::worker {
 
@@ -83,7 +85,8 @@ Result<std::optional<WeightTransferPlan>> plan_weight_transfer(
     const protocol::Assign& assign, const std::string& self, const Placement& next,
     const std::vector<size_t>& dense_bytes, size_t expert_bytes, size_t chunk_bytes);
 
-// One rank's share of a chunk, as ExpertMoveSchedule (expert_moves.h) is of a layer's moves.
+// One rank's share of a chunk: of a weight transfer, or of a layer's expert moves (EPLB,
+// expert_moves.h).
 struct ChunkSchedule {
   std::vector<PieceCopy> sends;    // src this rank, dst another: by dst rank, plan order within
   std::vector<PieceCopy> recvs;    // dst this rank, src another: by src rank, plan order within
@@ -92,5 +95,23 @@ struct ChunkSchedule {
   std::vector<size_t> recv_bytes;
 };
 ChunkSchedule schedule_chunk(const std::vector<PieceCopy>& chunk, int rank, int num_ranks);
+
+// How one rank's pieces are read and written in an exchange (the backend's memory and copies).
+struct PieceIo {
+  // Memory of at least `bytes` the group can send from and receive into.
+  std::function<Result<std::byte*>(size_t bytes)> staging;
+  std::function<Status(const WeightPiece& src, std::byte* out)> pack;
+  std::function<Status(const WeightPiece& dst, const std::byte* in)> unpack;
+  // Everything pack and unpack started has completed.
+  std::function<Status()> finish;
+};
+
+// One exchange of pieces on this rank, the one mechanism of weight transfers and expert moves:
+// its sends and local copies packed into staging ([sends | local | received]: every source is
+// packed before any piece is written, so a piece may be both), one all_to_all_v over `group`
+// (null when every copy is local), the received and local pieces unpacked. Returns the bytes
+// received from peers. A failed exchange breaks the group (process_group.h).
+Result<uint64_t> exchange_pieces(const ChunkSchedule& schedule, ProcessGroup* group,
+                                 const PieceIo& io);
 
 }  // namespace eep::worker

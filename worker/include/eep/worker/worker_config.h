@@ -20,9 +20,9 @@ struct WorkerConfig {
   int register_timeout_ms = 30000;  // give up (exit 1) when the coordinator never answers
   std::string log_level = "info";
   // Serving (when model_dir is set).
-  int num_kv_blocks = 1024;             // cpu
-  double gpu_memory_utilization = 0.9;  // cuda: share of the GPU's memory this rank may use
-  bool cuda_graphs = true;              // cuda: replay decode steps from captured graphs
+  int num_kv_blocks = 1024;                     // cpu
+  double gpu_memory_utilization = 0.9;          // cuda: share of the GPU's memory this rank may use
+  bool cuda_graphs = true;                      // cuda: replay decode steps from captured graphs
   MoeCombine moe_combine = MoeCombine::kExact;  // cuda: how expert outputs come back
   int block_size = 16;
   int max_num_seqs = 256;

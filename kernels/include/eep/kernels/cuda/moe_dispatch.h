@@ -83,10 +83,10 @@ cudaError_t moe_combine_rows(const MoeRowEntry* recv_entries, const int32_t* ent
                              const bf16* expert_out, int64_t num_rows, int top_k,
                              int slots_per_rank, int64_t hidden, float* out, cudaStream_t stream);
 
-// The combine by rank partial sums, sender side: for t < num_tokens, x[t, :] += (sum over r in increasing rank with
-// a row of returned[r * capacity + token_rows[t * num_ranks + r], :]), the sum taken in fp32
-// from 0 before it is added to x. x [num_tokens, hidden] fp32, 16-byte aligned; hidden a
-// multiple of 4.
+// The combine by rank partial sums, sender side: for t < num_tokens, x[t, :] += (sum over r in
+// increasing rank with a row of returned[r * capacity + token_rows[t * num_ranks + r], :]), the sum
+// taken in fp32 from 0 before it is added to x. x [num_tokens, hidden] fp32, 16-byte aligned;
+// hidden a multiple of 4.
 cudaError_t moe_combine_tokens(const float* returned, const int32_t* token_rows, int64_t num_tokens,
                                int num_ranks, int64_t capacity, int64_t hidden, float* x,
                                cudaStream_t stream);

@@ -53,9 +53,9 @@ class DeviceWeights {
   DeviceWeights& operator=(const DeviceWeights&) = delete;
 
   const ModelConfig& config() const { return config_; }
-  const kernels::cuda::bf16* embed() const { return embed_; }          // [V, H]
+  const kernels::cuda::bf16* embed() const { return embed_; }            // [V, H]
   const kernels::cuda::bf16* final_norm() const { return final_norm_; }  // [H]
-  const kernels::cuda::bf16* lm_head() const { return lm_head_; }  // [V, H] (embed when tied)
+  const kernels::cuda::bf16* lm_head() const { return lm_head_; }        // [V, H] (embed when tied)
   const DeviceLayerWeights& layer(int layer_idx) const { return layers_[layer_idx]; }
   int slots_per_rank() const { return slots_per_rank_; }
   // Ip: moe_intermediate_size rounded up to kExpertWidthAlign.

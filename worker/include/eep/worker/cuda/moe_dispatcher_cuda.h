@@ -55,16 +55,13 @@ class MoeDispatcherCuda {
   // is 1; otherwise its operations must be ordered on `stream` (the NCCL group enqueues on the
   // stream the model runs on), with device buffers. hidden and intermediate: multiples of 64 (the
   // grouped GEMM's tiles).
-  static Result<std::unique_ptr<MoeDispatcherCuda>> create(Placement placement, int rank,
-                                                           ProcessGroup* group,
-                                                           int64_t max_capacity, int hidden,
-                                                           int intermediate, int top_k,
-                                                           cudaStream_t stream,
-                                                           MoeCombine combine = MoeCombine::kExact);
+  static Result<std::unique_ptr<MoeDispatcherCuda>> create(
+      Placement placement, int rank, ProcessGroup* group, int64_t max_capacity, int hidden,
+      int intermediate, int top_k, cudaStream_t stream, MoeCombine combine = MoeCombine::kExact);
   // The device bytes create() allocates for these sizes (with_group: separate receive buffers).
   static size_t required_device_bytes(const Placement& placement, bool with_group,
-                                      int64_t max_capacity, int hidden, int intermediate,
-                                      int top_k, MoeCombine combine = MoeCombine::kExact);
+                                      int64_t max_capacity, int hidden, int intermediate, int top_k,
+                                      MoeCombine combine = MoeCombine::kExact);
 
   ~MoeDispatcherCuda();
   MoeDispatcherCuda(const MoeDispatcherCuda&) = delete;

@@ -102,7 +102,8 @@ TEST_CASE("eep-bench --scale-at scales a streaming fleet 2 -> 3 -> 2, eep-scale.
     build_steps.push_back(step["stage"]);
     CHECK(step["seconds"].get<double>() >= 0);
   }
-  CHECK(build_steps == std::vector<std::string>{"groups", "weights", "transfer", "kv_agree"});
+  CHECK(build_steps ==
+        std::vector<std::string>{"groups", "weights", "transfer", "kv_agree", "ep_warm_up"});
   CHECK_THAT(bench.output, Catch::Contains("(slowest rank)"));
   // The scale-down too: the leaving rank handed over what only it held.
   CHECK(scales[1]["weight_bytes_from_peers"].get<double>() > 0);

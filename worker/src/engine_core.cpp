@@ -285,6 +285,10 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
   }
   EEP_RETURN_IF_ERROR(agree_on_kv_blocks(*generation, own_kv_blocks));
   end_build_stage(*generation, "kv_agree");
+  if (generation->transfer) {  // a new rank (the serving ones warm up in transfer_step)
+    EEP_RETURN_IF_ERROR(warm_up_ep_group(*generation));
+    end_build_stage(*generation, "ep_warm_up");
+  }
   EEP_LOG_INFO("generation " << assign.generation << " built in "
                              << std::chrono::duration<double>(Clock::now() - started).count()
                              << " s (rank " << assign.rank << " of " << assign.world_size << ", "
@@ -315,6 +319,19 @@ Status EngineCore::agree_on_kv_blocks(Generation& generation, int own_kv_blocks)
   }
   generation.agreed_kv_blocks = static_cast<int>(agreed);
   return Status::ok();
+}
+
+Status EngineCore::warm_up_ep_group(Generation& generation) {
+  ProcessGroup* group = generation.ep_group.get();
+  if (group == nullptr) return Status::ok();
+  constexpr size_t kBytesPerPeer = 64;
+  const size_t num_ranks = static_cast<size_t>(group->size());
+  const std::vector<size_t> bytes(num_ranks, kBytesPerPeer);
+  EEP_ASSIGN_OR_RETURN(std::byte* staging,
+                       backend_->transfer_staging(2 * num_ranks * kBytesPerPeer));
+  EEP_RETURN_IF_ERROR(group->all_to_all_v(staging, bytes.data(),
+                                          staging + num_ranks * kBytesPerPeer, bytes.data()));
+  return backend_->finish_transfer_chunk();
 }
 
 Result<bool> EngineCore::next_generation_built() {

@@ -134,6 +134,10 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
     status = agree_on_kv_blocks(next, blocks_->num_allocated_blocks());
     if (status.is_ok()) {
       end_build_stage(next, "kv_agree");
+      status = warm_up_ep_group(next);
+    }
+    if (status.is_ok()) {
+      end_build_stage(next, "ep_warm_up");
       EEP_LOG_INFO("generation " << next.assign.generation << " built: weights "
                                  << next.report.bytes_from_peers << " bytes from peers and "
                                  << next.report.bytes_from_checkpoint

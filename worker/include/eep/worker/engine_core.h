@@ -197,6 +197,11 @@ class EngineCore {
   // The end of a build on both threads: the KV cache size agreed over the generation's control
   // group (DESIGN.md section 6, SYNC_KV_CACHE_MEMORY).
   Status agree_on_kv_blocks(Generation& generation, int own_kv_blocks);
+  // After a transfer, every member of the generation (where its last chunk ran: the engine thread
+  // on a serving rank): each pair of its EP group exchanges a few bytes, so that the first MoE
+  // step after the switch does not set up connections (NCCL connects peers lazily, on their
+  // first transfer; pairs that exchanged no weights have not) and graphs can be captured at once.
+  Status warm_up_ep_group(Generation& generation);
   Status switch_to(std::unique_ptr<Generation> next);
   void drop_generation(std::unique_ptr<Generation> generation);
   void reap_abandoned_builds();

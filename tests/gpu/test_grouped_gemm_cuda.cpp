@@ -376,5 +376,86 @@ TEST_CASE("silu_mul matches a CPU loop", "[gpu][grouped_gemm]") {
   }
 }
 
+
+namespace {
+
+enum class DenseOut { kBf16, kStoreF32, kAddF32 };
+
+// dense_matmul_nt for m rows whose row `probe_row` is `probe` (the other rows random), checked
+// against cpu::matmul_nt (outputs poisoned first; kAddF32 adds into random values). Returns the
+// bits of the probe row's outputs (as float bits; bf16 outputs widened).
+std::vector<uint32_t> run_dense_case(int64_t m, int64_t n, int64_t k, DenseOut out,
+                                     const std::vector<float>& b, const std::vector<float>& probe,
+                                     int64_t probe_row, uint64_t seed) {
+  INFO("dense m " << m << " n " << n << " k " << k << " out " << static_cast<int>(out)
+                  << " probe row " << probe_row);
+  std::vector<float> a = round_bf16(random_floats(m * k, seed));
+  std::copy(probe.begin(), probe.end(), a.begin() + probe_row * k);
+  std::vector<float> expected(m * n);
+  kernels::cpu::matmul_nt(a.data(), b.data(), expected.data(), m, n, k);
+  DeviceBuffer<bf16> a_dev(to_bf16(a));
+  DeviceBuffer<bf16> b_dev(to_bf16(b));
+  DeviceBuffer<int32_t> offsets(2);
+  offsets.poison();
+  std::vector<float> actual;
+  if (out == DenseOut::kBf16) {
+    DeviceBuffer<bf16> c(m * n);
+    c.poison();
+    EEP_REQUIRE_CUDA(kernels::cuda::dense_matmul_nt(a_dev.data(), b_dev.data(), m, n, k, c.data(),
+                                                    offsets.data(), nullptr));
+    actual = to_float(c.download());
+  } else {
+    std::vector<float> initial = random_floats(m * n, seed + 1);
+    DeviceBuffer<float> c(m * n);
+    if (out == DenseOut::kAddF32) {
+      c.upload(initial);
+      for (int64_t i = 0; i < m * n; ++i) expected[i] += initial[i];
+    } else {
+      c.poison();
+    }
+    EEP_REQUIRE_CUDA(kernels::cuda::dense_matmul_nt(a_dev.data(), b_dev.data(), m, n, k, c.data(),
+                                                    out == DenseOut::kAddF32 ? 1.0f : 0.0f,
+                                                    offsets.data(), nullptr));
+    actual = c.download();
+  }
+  CHECK(max_rel_error(actual, expected) <= kBf16Tolerance);
+  std::vector<uint32_t> row_bits(n);
+  std::memcpy(row_bits.data(), actual.data() + probe_row * n, n * sizeof(float));
+  return row_bits;
+}
+
+}  // namespace
+
+// The batch-invariant dense products: right against the CPU, and one row's bits the same
+// whatever the number of rows and its place among them; both paths (tiles, and one warp per
+// element for n or k not a multiple of 64).
+TEST_CASE("dense_matmul_nt matches the CPU and a row does not depend on the others",
+          "[gpu][grouped_gemm]") {
+  const struct { int64_t n, k; } shapes[] = {{256, 512}, {128, 2048}, {16, 128}, {40, 72}};
+  for (const auto& shape : shapes) {
+    const std::vector<float> b = round_bf16(random_floats(shape.n * shape.k, 70));
+    const std::vector<float> probe = round_bf16(random_floats(shape.k, 71));
+    for (DenseOut out : {DenseOut::kBf16, DenseOut::kStoreF32, DenseOut::kAddF32}) {
+      std::vector<uint32_t> reference;
+      uint64_t seed = 80;
+      for (const auto& [m, probe_row] :
+           std::vector<std::pair<int64_t, int64_t>>{{1, 0}, {5, 3}, {37, 36}, {300, 129}}) {
+        const std::vector<uint32_t> row =
+            run_dense_case(m, shape.n, shape.k, out, b, probe, probe_row, ++seed);
+        if (out == DenseOut::kAddF32) continue;  // the values added differ per case
+        if (reference.empty()) reference = row;
+        INFO("n " << shape.n << " k " << shape.k << " m " << m);
+        CHECK(row == reference);
+      }
+    }
+  }
+  // Only beta 0 and 1.
+  DeviceBuffer<bf16> a(64 * 64);
+  DeviceBuffer<float> c(64 * 64);
+  DeviceBuffer<int32_t> offsets(2);
+  CHECK(kernels::cuda::dense_matmul_nt(a.data(), a.data(), 64, 64, 64, c.data(), 0.5f,
+                                       offsets.data(), nullptr) == cudaErrorInvalidValue);
+}
+
 }  // namespace
 }  // namespace eep::gpu_test

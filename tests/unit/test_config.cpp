@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "eep/common/config.h"
+#include "eep/worker/worker_config.h"
 
 namespace {
 
@@ -69,4 +70,26 @@ TEST_CASE("bad configuration is a clear error, not a crash", "[config]") {
   ::unsetenv("EEP_DP");
   std::filesystem::remove(path);
   CHECK(eep::env_name_for("admin-token-file") == "EEP_ADMIN_TOKEN_FILE");
+}
+
+TEST_CASE("the worker's CUDA numerics flags parse and refuse unknown values", "[config]") {
+  auto parse_worker = [](std::vector<std::string> args, eep::worker::WorkerConfig& config) {
+    CLI::App app;
+    eep::worker::add_worker_options(app, config);
+    args.insert(args.begin(), "eep-worker");
+    std::vector<const char*> argv;
+    for (auto& a : args) argv.push_back(a.c_str());
+    return eep::parse_args(app, static_cast<int>(argv.size()), argv.data());
+  };
+  using eep::worker::MoeCombine;
+  eep::worker::WorkerConfig defaults;
+  CHECK(!parse_worker({}, defaults).has_value());
+  CHECK(defaults.moe_combine == MoeCombine::kExact);
+  CHECK(!defaults.batch_invariant);
+  eep::worker::WorkerConfig set;
+  CHECK(!parse_worker({"--moe-combine", "rank-partials", "--batch-invariant"}, set).has_value());
+  CHECK(set.moe_combine == MoeCombine::kRankPartials);
+  CHECK(set.batch_invariant);
+  eep::worker::WorkerConfig bad;
+  CHECK(parse_worker({"--moe-combine", "fast"}, bad).value_or(0) != 0);
 }

@@ -96,6 +96,7 @@ Result<std::unique_ptr<EngineCore>> EngineCore::create(const EngineOptions& opti
   backend_options.gpu_memory_utilization = options.gpu_memory_utilization;
   backend_options.cuda_graphs = options.cuda_graphs;
   backend_options.moe_combine = options.moe_combine;
+  backend_options.batch_invariant = options.batch_invariant;
   backend_options.group_timeout = options.group_timeout;
   EEP_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, make_backend(backend_options, config));
   return std::unique_ptr<EngineCore>(
@@ -327,7 +328,7 @@ Status EngineCore::warm_up_ep_group(Generation& generation) {
   constexpr size_t kBytesPerPeer = 64;
   const size_t num_ranks = static_cast<size_t>(group->size());
   const std::vector<size_t> bytes(num_ranks, kBytesPerPeer);
-  EEP_ASSIGN_OR_RETURN(std::byte* staging,
+  EEP_ASSIGN_OR_RETURN(std::byte * staging,
                        backend_->transfer_staging(2 * num_ranks * kBytesPerPeer));
   EEP_RETURN_IF_ERROR(group->all_to_all_v(staging, bytes.data(),
                                           staging + num_ranks * kBytesPerPeer, bytes.data()));

@@ -39,7 +39,11 @@ void add_worker_options(CLI::App& app, WorkerConfig& config) {
                  "in router order: the same bits at any placement, so EPLB and scaling keep "
                  "greedy outputs) or rank-partials (one fp32 sum per rank: less traffic)")
       ->transform(CLI::CheckedTransformer(moe_combine_by_name()))
-      ->default_str("exact");
+      ->option_text("exact|rank-partials (default exact)");
+  app.add_flag("--batch-invariant", config.batch_invariant,
+               "cuda: a request's tokens do not depend on what it is batched with (dense products "
+               "in a fixed order instead of cuBLAS, attention without position splits), "
+               "so that with --moe-combine exact scaling and EPLB keep greedy outputs");
   app.add_option("--block-size", config.block_size, "Positions per KV cache block")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();

@@ -345,6 +345,7 @@ int WorkerDaemon::run(int signal_fd) {
     options.gpu_memory_utilization = config_.gpu_memory_utilization;
     options.cuda_graphs = config_.cuda_graphs;
     options.moe_combine = config_.moe_combine;
+    options.batch_invariant = config_.batch_invariant;
     options.block_size = config_.block_size;
     options.max_num_seqs = config_.max_num_seqs;
     options.max_num_batched_tokens = config_.max_num_batched_tokens;

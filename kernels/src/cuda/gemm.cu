@@ -1,5 +1,7 @@
 #include "eep/kernels/cuda/gemm.h"
 
+#include "eep/kernels/cuda/grouped_gemm.h"
+
 namespace eep::kernels::cuda {
 
 Blas::Blas(cudaStream_t stream) : stream_(stream) {
@@ -7,6 +9,10 @@ Blas::Blas(cudaStream_t stream) : stream_(stream) {
   if (status_ != CUBLAS_STATUS_SUCCESS) return;
   if (cudaMalloc(&workspace_, kWorkspaceBytes) != cudaSuccess) {
     workspace_ = nullptr;
+    return;
+  }
+  if (cudaMalloc(&offsets_, 2 * sizeof(int32_t)) != cudaSuccess) {
+    offsets_ = nullptr;
     return;
   }
   status_ = cublasSetStream(handle_, stream_);
@@ -20,15 +26,30 @@ Blas::Blas(cudaStream_t stream) : stream_(stream) {
 Blas::~Blas() {
   if (handle_ != nullptr) cublasDestroy(handle_);
   if (workspace_ != nullptr) cudaFree(workspace_);
+  if (offsets_ != nullptr) cudaFree(offsets_);
 }
+
+namespace {
+
+cublasStatus_t to_cublas(cudaError_t err) {
+  if (err == cudaSuccess) return CUBLAS_STATUS_SUCCESS;
+  return err == cudaErrorInvalidValue ? CUBLAS_STATUS_INVALID_VALUE
+                                      : CUBLAS_STATUS_EXECUTION_FAILED;
+}
+
+}  // namespace
 
 cublasStatus_t Blas::matmul_nt(const bf16* a, const bf16* b, bf16* c, int64_t m, int64_t n,
                                int64_t k) {
+  if (batch_invariant_) return to_cublas(dense_matmul_nt(a, b, m, n, k, c, offsets_, stream_));
   return gemm(a, b, c, CUDA_R_16BF, m, n, k, 0.0f);
 }
 
 cublasStatus_t Blas::matmul_nt(const bf16* a, const bf16* b, float* c, int64_t m, int64_t n,
                                int64_t k, float beta) {
+  if (batch_invariant_) {
+    return to_cublas(dense_matmul_nt(a, b, m, n, k, c, beta, offsets_, stream_));
+  }
   return gemm(a, b, c, CUDA_R_32F, m, n, k, beta);
 }
 

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <type_traits>
 
 #include "eep/kernels/cuda/grouped_gemm.h"
 
@@ -168,12 +169,37 @@ class RowTileCursor {
   int64_t row_tiles_before_ = 0;  // row tiles of the groups before the current chunk
 };
 
+// How a tile writes two adjacent fp32 results (columns col, col + 1 of a row): rounded to bf16,
+// stored as fp32, or added to the fp32 values there (a projection into the residual stream).
+struct StoreBf16 {
+  using T = bf16;
+  static __device__ __forceinline__ void write(bf16* out, float x, float y) {
+    *reinterpret_cast<__nv_bfloat162*>(out) = __floats2bfloat162_rn(x, y);
+  }
+};
+struct StoreF32 {
+  using T = float;
+  static __device__ __forceinline__ void write(float* out, float x, float y) {
+    *reinterpret_cast<float2*>(out) = make_float2(x, y);
+  }
+};
+struct AddF32 {
+  using T = float;
+  static __device__ __forceinline__ void write(float* out, float x, float y) {
+    float2 value = *reinterpret_cast<float2*>(out);
+    value.x += x;
+    value.y += y;
+    *reinterpret_cast<float2*>(out) = value;
+  }
+};
+
 // The whole grouped product with tiles of one shape: this block's tiles, in increasing order.
 // `stages`: Shape::kSmemBytes of shared memory.
-template <class Shape>
+template <class Shape, class Out>
 __device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16* __restrict__ b,
                                           const int32_t* __restrict__ offsets, int num_groups,
-                                          int n, int k, bf16* __restrict__ c, bf16* stages) {
+                                          int n, int k, typename Out::T* __restrict__ c,
+                                          bf16* stages) {
   constexpr int kBlockM = Shape::kBlockM;
   constexpr int kBlockN = Shape::kBlockN;
   constexpr int kThreads = Shape::kThreads;
@@ -303,11 +329,10 @@ __device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16
       for (int half = 0; half < 2; ++half) {
         const int row = warp_row + mi * 16 + (lane >> 2) + half * 8;
         if (row < valid_rows) {
-          bf16* const out = c + static_cast<int64_t>(tile_row_begin + row) * n + col0;
+          typename Out::T* const out = c + static_cast<int64_t>(tile_row_begin + row) * n + col0;
 #pragma unroll
           for (int ni = 0; ni < kMmaN; ++ni) {
-            *reinterpret_cast<__nv_bfloat162*>(out + ni * 8) =
-                __floats2bfloat162_rn(acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
+            Out::write(out + ni * 8, acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
           }
         }
       }
@@ -345,29 +370,30 @@ __device__ __forceinline__ int choose_tile_rows(const int32_t* __restrict__ offs
 
 extern __shared__ __align__(128) unsigned char grouped_gemm_shared[];
 
-template <class Shape>
+template <class Shape, class Out>
 __global__ void __launch_bounds__(kGemmThreads, kGemmMinBlocks)
     grouped_matmul_nt_kernel(const bf16* __restrict__ a, const bf16* __restrict__ b,
                              const int32_t* __restrict__ offsets, int num_groups, int n, int k,
-                             bf16* __restrict__ c) {
-  run_tiles<Shape>(a, b, offsets, num_groups, n, k, c,
-                   reinterpret_cast<bf16*>(grouped_gemm_shared));
+                             typename Out::T* __restrict__ c) {
+  run_tiles<Shape, Out>(a, b, offsets, num_groups, n, k, c,
+                        reinterpret_cast<bf16*>(grouped_gemm_shared));
 }
 
 // Picks the tile variant from the device row counts (the host only knows max_rows, which may
 // be far above the rows present). Needs n % 128 == 0.
+template <class Out>
 __global__ void __launch_bounds__(kGemmThreads, kGemmMinBlocks)
     grouped_matmul_nt_auto_kernel(const bf16* __restrict__ a, const bf16* __restrict__ b,
                                   const int32_t* __restrict__ offsets, int num_groups, int n, int k,
-                                  bf16* __restrict__ c) {
+                                  typename Out::T* __restrict__ c) {
   bf16* const stages = reinterpret_cast<bf16*>(grouped_gemm_shared);
   const int tile_rows = choose_tile_rows(offsets, num_groups, static_cast<int>(threadIdx.x) % 32);
   if (tile_rows == 128) {
-    run_tiles<Rows128>(a, b, offsets, num_groups, n, k, c, stages);
+    run_tiles<Rows128, Out>(a, b, offsets, num_groups, n, k, c, stages);
   } else if (tile_rows == 64) {
-    run_tiles<Rows64>(a, b, offsets, num_groups, n, k, c, stages);
+    run_tiles<Rows64, Out>(a, b, offsets, num_groups, n, k, c, stages);
   } else {
-    run_tiles<Rows32>(a, b, offsets, num_groups, n, k, c, stages);
+    run_tiles<Rows32, Out>(a, b, offsets, num_groups, n, k, c, stages);
   }
 }
 
@@ -378,9 +404,12 @@ struct KernelOccupancy {
   std::atomic<int> blocks[kMaxDevices] = {};
 };
 
-using GroupedKernel = void (*)(const bf16*, const bf16*, const int32_t*, int, int, int, bf16*);
+template <class T>
+using GroupedKernel = void (*)(const bf16*, const bf16*, const int32_t*, int, int, int, T*);
 
-cudaError_t blocks_per_sm(GroupedKernel kernel, KernelOccupancy& cache, int device, int& blocks) {
+template <class T>
+cudaError_t blocks_per_sm(GroupedKernel<T> kernel, KernelOccupancy& cache, int device,
+                          int& blocks) {
   const bool cacheable = device >= 0 && device < kMaxDevices;
   if (cacheable) {
     blocks = cache.blocks[device].load(std::memory_order_relaxed);
@@ -399,9 +428,10 @@ cudaError_t blocks_per_sm(GroupedKernel kernel, KernelOccupancy& cache, int devi
 
 // A persistent grid: as many blocks as fit on the device at once, but no more than the tiles
 // of the smallest tile shape `kernel` may use (min_block_m x min_block_n) could number.
-cudaError_t launch_grouped(GroupedKernel kernel, KernelOccupancy& cache, int min_block_m,
+template <class T>
+cudaError_t launch_grouped(GroupedKernel<T> kernel, KernelOccupancy& cache, int min_block_m,
                            int min_block_n, const bf16* a, const bf16* b, const int32_t* offsets,
-                           int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, bf16* c,
+                           int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, T* c,
                            cudaStream_t stream) {
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
@@ -422,17 +452,99 @@ cudaError_t launch_grouped(GroupedKernel kernel, KernelOccupancy& cache, int min
   return cudaGetLastError();
 }
 
-template <class Shape>
+template <class Shape, class Out = StoreBf16>
 cudaError_t launch_shape(const bf16* a, const bf16* b, const int32_t* offsets, int64_t num_groups,
-                         int64_t max_rows, int64_t n, int64_t k, bf16* c, cudaStream_t stream) {
+                         int64_t max_rows, int64_t n, int64_t k, typename Out::T* c,
+                         cudaStream_t stream) {
   static KernelOccupancy cache;
   if (n % Shape::kBlockN != 0) return cudaErrorInvalidValue;
-  return launch_grouped(grouped_matmul_nt_kernel<Shape>, cache, Shape::kBlockM, Shape::kBlockN, a,
-                        b, offsets, num_groups, max_rows, n, k, c, stream);
+  return launch_grouped<typename Out::T>(grouped_matmul_nt_kernel<Shape, Out>, cache,
+                                         Shape::kBlockM, Shape::kBlockN, a, b, offsets, num_groups,
+                                         max_rows, n, k, c, stream);
+}
+
+// Any number of groups, the tile variant chosen on the device where n allows.
+template <class Out>
+cudaError_t launch_auto(const bf16* a, const bf16* b, const int32_t* offsets, int64_t num_groups,
+                        int64_t max_rows, int64_t n, int64_t k, typename Out::T* c,
+                        cudaStream_t stream) {
+  if (n % 128 != 0) {
+    return launch_shape<Rows32, Out>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
+  }
+  static KernelOccupancy cache;
+  return launch_grouped<typename Out::T>(grouped_matmul_nt_auto_kernel<Out>, cache, Rows32::kBlockM,
+                                         Rows32::kBlockN, a, b, offsets, num_groups, max_rows, n, k,
+                                         c, stream);
+}
+
+__global__ void set_dense_offsets_kernel(int32_t* offsets, int32_t m) {
+  offsets[0] = 0;
+  offsets[1] = m;
+}
+
+// One thread block per row of a, a warp per output column at a time: lane l sums the products of
+// elements [8 l + 256 i, + 8) over i in increasing order, then the warp adds its lanes by a fixed
+// butterfly. So an element depends on its row of a and of b only (the small-n dense products).
+template <class Out>
+__global__ void rowwise_matmul_nt_kernel(const bf16* __restrict__ a, const bf16* __restrict__ b,
+                                         int64_t n, int64_t k, typename Out::T* __restrict__ c) {
+  const int64_t row = blockIdx.x;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  const int num_warps = static_cast<int>(blockDim.x) / 32;
+  const bf16* const a_row = a + row * k;
+  for (int64_t col = warp; col < n; col += num_warps) {
+    const bf16* const b_row = b + col * k;
+    float sum = 0.0f;
+    for (int64_t e = 8 * lane; e < k; e += 256) {
+      const uint4 av = *reinterpret_cast<const uint4*>(a_row + e);
+      const uint4 bv = *reinterpret_cast<const uint4*>(b_row + e);
+      const __nv_bfloat162* ap = reinterpret_cast<const __nv_bfloat162*>(&av);
+      const __nv_bfloat162* bp = reinterpret_cast<const __nv_bfloat162*>(&bv);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 x = __bfloat1622float2(ap[i]);
+        const float2 y = __bfloat1622float2(bp[i]);
+        sum = __fmaf_rn(x.x, y.x, sum);
+        sum = __fmaf_rn(x.y, y.y, sum);
+      }
+    }
+#pragma unroll
+    for (int mask = 16; mask > 0; mask >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, mask);
+    if (lane == 0) {
+      if constexpr (std::is_same_v<Out, AddF32>) {
+        c[row * n + col] += sum;
+      } else if constexpr (std::is_same_v<Out, StoreF32>) {
+        c[row * n + col] = sum;
+      } else {
+        c[row * n + col] = __float2bfloat16_rn(sum);
+      }
+    }
+  }
 }
 
 bool aligned(const void* p, uintptr_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+template <class Out>
+cudaError_t dense(const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k, typename Out::T* c,
+                  int32_t* offsets, cudaStream_t stream) {
+  if (m < 0 || n <= 0 || k <= 0 || k % 8 != 0 || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX ||
+      !aligned(a, 16) || !aligned(b, 16) || !aligned(c, 8)) {
+    return cudaErrorInvalidValue;
+  }
+  if (m == 0) return cudaSuccess;
+  if (n % 64 != 0 || k % 64 != 0) {
+    constexpr int kRowThreads = 256;
+    rowwise_matmul_nt_kernel<Out>
+        <<<static_cast<unsigned>(m), kRowThreads, 0, stream>>>(a, b, n, k, c);
+    return cudaGetLastError();
+  }
+  set_dense_offsets_kernel<<<1, 1, 0, stream>>>(offsets, static_cast<int32_t>(m));
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  return launch_auto<Out>(a, b, offsets, 1, m, n, k, c, stream);
 }
 
 template <int kVec>
@@ -490,14 +602,7 @@ cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offse
 
   switch (tile) {
     case GroupedGemmTile::kAuto:
-      if (n % 128 != 0) {
-        return launch_shape<Rows32>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
-      } else {
-        static KernelOccupancy cache;
-        return launch_grouped(grouped_matmul_nt_auto_kernel, cache, Rows32::kBlockM,
-                              Rows32::kBlockN, a, b, offsets, num_groups, max_rows, n, k, c,
-                              stream);
-      }
+      return launch_auto<StoreBf16>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
     case GroupedGemmTile::kRows32:
       return launch_shape<Rows32>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
     case GroupedGemmTile::kRows64:
@@ -513,6 +618,18 @@ cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offse
                               cudaStream_t stream) {
   return grouped_matmul_nt(a, b, offsets, num_groups, max_rows, n, k, c, stream,
                            GroupedGemmTile::kAuto);
+}
+
+cudaError_t dense_matmul_nt(const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k, bf16* c,
+                            int32_t* offsets, cudaStream_t stream) {
+  return dense<StoreBf16>(a, b, m, n, k, c, offsets, stream);
+}
+
+cudaError_t dense_matmul_nt(const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k, float* c,
+                            float beta, int32_t* offsets, cudaStream_t stream) {
+  if (beta == 0.0f) return dense<StoreF32>(a, b, m, n, k, c, offsets, stream);
+  if (beta == 1.0f) return dense<AddF32>(a, b, m, n, k, c, offsets, stream);
+  return cudaErrorInvalidValue;
 }
 
 cudaError_t silu_mul(const bf16* gate_up, const int32_t* num_rows, int64_t max_rows,

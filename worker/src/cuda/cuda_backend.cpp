@@ -188,6 +188,7 @@ class CudaBackend final : public Backend {
     runner.max_num_tokens = options_.max_num_batched_tokens;
     runner.max_model_len = config_.max_position_embeddings;
     runner.cuda_graphs = options_.cuda_graphs;
+    runner.batch_invariant = options_.batch_invariant;
     return runner;
   }
 

@@ -147,6 +147,7 @@ Status ModelRunnerCuda::allocate(int num_kv_blocks) {
   buckets_ = make_buckets(options_.max_num_seqs, options_.max_num_tokens);
   blas_ = std::make_unique<ops::Blas>(stream_);
   if (!blas_->ok()) return error(ErrorCode::kInternal, "cuBLAS could not be initialised");
+  blas_->set_batch_invariant(options_.batch_invariant);
 
   sampling_workspace_bytes_ = ops::sampling_workspace_bytes(options_.max_num_seqs, c.vocab_size);
   const ActivationLayout act(c, options_.max_num_tokens, max_logit_rows_, options_.max_num_seqs,
@@ -365,6 +366,8 @@ Status ModelRunnerCuda::enqueue_layers(const Shape& shape) {
     attn.max_blocks_per_seq = max_blocks_per_seq_;
     attn.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     attn.out = attn_;
+    // Splits of a token's positions depend on how many tokens share the launch.
+    if (options_.batch_invariant) attn.max_splits = 1;
     EEP_CUDA_RETURN_IF_ERROR(ops::paged_attention(attn, stream_));
     // The output projection adds straight into the fp32 residual stream.
     EEP_CUBLAS_RETURN_IF_ERROR(blas_->matmul_nt(attn_, w.o_proj, x_, T, hidden, q_dim, 1.0f));

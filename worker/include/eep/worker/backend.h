@@ -133,6 +133,7 @@ struct BackendOptions {
   double gpu_memory_utilization = 0.9;
   bool cuda_graphs = true;
   MoeCombine moe_combine = MoeCombine::kExact;  // cuda
+  bool batch_invariant = false;                 // cuda: ModelRunnerCuda's option
   std::chrono::milliseconds group_timeout = kDefaultGroupTimeout;
 };
 

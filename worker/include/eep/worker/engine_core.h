@@ -65,6 +65,7 @@ struct EngineOptions {
   double gpu_memory_utilization = 0.9;
   bool cuda_graphs = true;
   MoeCombine moe_combine = MoeCombine::kExact;
+  bool batch_invariant = false;
   int block_size = 16;
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;

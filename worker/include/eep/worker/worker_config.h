@@ -24,6 +24,7 @@ struct WorkerConfig {
   double gpu_memory_utilization = 0.9;          // cuda: share of the GPU's memory this rank may use
   bool cuda_graphs = true;                      // cuda: replay decode steps from captured graphs
   MoeCombine moe_combine = MoeCombine::kExact;  // cuda: how expert outputs come back
+  bool batch_invariant = false;  // cuda: a request's results independent of its batch
   int block_size = 16;
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;

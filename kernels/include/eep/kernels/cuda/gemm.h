@@ -1,7 +1,7 @@
-// Dense products of the CUDA backend through cuBLAS: c = a * b^T with row-major a [m, k] and
-// weights b [n, k] in Hugging Face's [out_features, in_features] layout, bf16 inputs, fp32
-// accumulation, output bf16 or fp32 (c = a * b^T + beta * c for fp32, so a projection can add
-// straight into the fp32 residual stream).
+// Dense products of the CUDA backend through cuBLAS (or, batch-invariant, dense_matmul_nt): c = a *
+// b^T with row-major a [m, k] and weights b [n, k] in Hugging Face's [out_features, in_features]
+// layout, bf16 inputs, fp32 accumulation, output bf16 or fp32 (c = a * b^T + beta * c for fp32, so
+// a projection can add straight into the fp32 residual stream).
 #pragma once
 
 #include <cstdint>
@@ -22,7 +22,13 @@ class Blas {
   Blas(const Blas&) = delete;
   Blas& operator=(const Blas&) = delete;
 
-  bool ok() const { return status_ == CUBLAS_STATUS_SUCCESS && workspace_ != nullptr; }
+  bool ok() const {
+    return status_ == CUBLAS_STATUS_SUCCESS && workspace_ != nullptr && offsets_ != nullptr;
+  }
+  // From now on every product goes through dense_matmul_nt (grouped_gemm.h) instead of cuBLAS,
+  // whose algorithm (and so a row's bits) depends on m: a row's result then does not depend on
+  // the rows beside it (the worker's --batch-invariant).
+  void set_batch_invariant(bool on) { batch_invariant_ = on; }
   cudaStream_t stream() const { return stream_; }
 
   // c [m, n] bf16 = a [m, k] * b [n, k]^T.
@@ -40,6 +46,8 @@ class Blas {
   cudaStream_t stream_;
   cublasHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
+  int32_t* offsets_ = nullptr;  // dense_matmul_nt's scratch
+  bool batch_invariant_ = false;
   cublasStatus_t status_ = CUBLAS_STATUS_NOT_INITIALIZED;
 };
 

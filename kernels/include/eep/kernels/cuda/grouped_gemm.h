@@ -36,6 +36,19 @@ cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offse
                               int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, bf16* c,
                               cudaStream_t stream, GroupedGemmTile tile);
 
+// Dense products whose rows do not depend on the other rows (the batch-invariant forward, the
+// worker's --batch-invariant): c [m, n] = a [m, k] * b [n, k]^T with fp32 accumulation in a fixed
+// order, so a row's result is bitwise the same whatever m is and whatever rows are beside it.
+// n and k multiples of 64: grouped_matmul_nt's tiles with one group (offsets: a device scratch
+// of 2 int32, written on the stream first, so that a captured graph keeps its own m); otherwise
+// (small n, such as a router's) one warp per output element. k a multiple of 8; a, b 16-byte
+// aligned, c 8-byte aligned. The fp32 form stores (beta 0) or adds into c (beta 1, a projection
+// into the residual stream); other betas are cudaErrorInvalidValue.
+cudaError_t dense_matmul_nt(const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k, bf16* c,
+                            int32_t* offsets, cudaStream_t stream);
+cudaError_t dense_matmul_nt(const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k, float* c,
+                            float beta, int32_t* offsets, cudaStream_t stream);
+
 // SwiGLU's activation on the fused gate/up product: out[r, i] = silu(gate_up[r, i]) *
 // gate_up[r, intermediate + i] (silu(g) = g / (1 + e^-g), in fp32) for r < *num_rows (device) and
 // i < intermediate. gate_up [max_rows, 2 * intermediate], out [max_rows, intermediate].

@@ -33,6 +33,9 @@ struct CudaRunnerOptions {
   int64_t max_num_tokens = 2048;  // tokens per step at most (the scheduler's budget)
   int max_model_len = 4096;
   bool cuda_graphs = true;
+  // Every row's results independent of the batch it is in (docs/cuda_backend.md): dense products
+  // through dense_matmul_nt instead of cuBLAS, attention without position splits.
+  bool batch_invariant = false;
 };
 
 class ModelRunnerCuda final : public ModelExecutor {
@@ -54,8 +57,9 @@ class ModelRunnerCuda final : public ModelExecutor {
   Result<ForwardOutput> forward(const std::vector<SequenceChunk>& batch,
                                 const KvBlockManager& blocks, const StepPlan& plan) override;
   Result<std::vector<int32_t>> forward_sample(
-      const std::vector<SequenceChunk>& batch, const std::vector<std::optional<SamplingSpec>>& sampling,
-      const KvBlockManager& blocks, const StepPlan& plan) override;
+      const std::vector<SequenceChunk>& batch,
+      const std::vector<std::optional<SamplingSpec>>& sampling, const KvBlockManager& blocks,
+      const StepPlan& plan) override;
   std::vector<std::vector<int64_t>> take_slot_counts() override;
   // Packs the layer's source experts (w13 and w2 of each slot, padded width) into a device
   // staging buffer with copies on the stream, exchanges them with ep_group's all_to_all_v (which
@@ -122,14 +126,14 @@ class ModelRunnerCuda final : public ModelExecutor {
   size_t inputs_bytes_ = 0;
   void* staging_ = nullptr;  // pinned host mirror of the step inputs
   // Activations.
-  float* x_ = nullptr;                    // [T, H] residual stream
-  kernels::cuda::bf16* h_ = nullptr;      // [T, H] normed
-  kernels::cuda::bf16* qkv_ = nullptr;    // [T, q_dim + 2 kv_dim]
-  kernels::cuda::bf16* q_ = nullptr;      // [T, q_dim]
-  kernels::cuda::bf16* attn_ = nullptr;   // [T, q_dim]
-  float* router_logits_ = nullptr;        // [T, E]
-  int32_t* topk_ids_ = nullptr;           // [T, k]
-  float* topk_weights_ = nullptr;         // [T, k]
+  float* x_ = nullptr;                      // [T, H] residual stream
+  kernels::cuda::bf16* h_ = nullptr;        // [T, H] normed
+  kernels::cuda::bf16* qkv_ = nullptr;      // [T, q_dim + 2 kv_dim]
+  kernels::cuda::bf16* q_ = nullptr;        // [T, q_dim]
+  kernels::cuda::bf16* attn_ = nullptr;     // [T, q_dim]
+  float* router_logits_ = nullptr;          // [T, E]
+  int32_t* topk_ids_ = nullptr;             // [T, k]
+  float* topk_weights_ = nullptr;           // [T, k]
   kernels::cuda::bf16* head_in_ = nullptr;  // [max_logit_rows, H]
   float* logits_ = nullptr;                 // [max_logit_rows, V]
   int32_t* sampled_ = nullptr;              // [max_num_seqs]

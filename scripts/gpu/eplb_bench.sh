@@ -1,10 +1,11 @@
 #!/bin/bash
 # EPLB on a CUDA fleet of N GPUs: a generated model of the qwen3-30b-a3b shape with LAYERS layers
 # (random bf16 weights, the router skewed towards a few experts), eep-bench 512 x 256 in / 128 out
-# twice without EPLB and then with --enable-eplb. Prints the runs, the EPLB status (balancedness,
-# bytes moved, time moving, longest step gap) and how many greedy outputs differ between the two
-# runs without EPLB (the control: bf16 results depend on how requests were batched) and between
-# the first of them and the run with EPLB.
+# twice without EPLB and then with --enable-eplb, the workers batch-invariant with the exact
+# combine (docs/cuda_backend.md) so that greedy outputs can be compared bit for bit. Prints the
+# runs, the EPLB status (balancedness, bytes moved, time moving, longest step gap) and how many
+# greedy outputs differ between the two runs without EPLB (the control) and between the first of
+# them and the run with EPLB.
 #   scripts/gpu/eplb_bench.sh N [LAYERS]
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -15,13 +16,14 @@ export EEP_MKMODEL_ARGS="--layers $LAYERS --router-skew 4"
 export EEP_MODEL_NAME="qwen3-30b-a3b-l$LAYERS-skew4"
 BENCH=(--num-prompts 512 --random-input-len 256 --random-output-len 128 --save-tokens)
 echo "== EP=$N without EPLB"
-EEP_WORKER_ARGS="" EEP_STATUS_JSON="$RESULTS/eplb-off-$N-status.json" \
+WORKERS="--worker-arg=--batch-invariant --worker-arg=--moe-combine=exact"
+EEP_WORKER_ARGS="$WORKERS" EEP_STATUS_JSON="$RESULTS/eplb-off-$N-status.json" \
   scripts/gpu/serve_bench.sh qwen3-30b-a3b "$N" "${BENCH[@]}" --result-json "$RESULTS/eplb-off-$N.json"
 echo "== EP=$N without EPLB, again (the control)"
-EEP_WORKER_ARGS="" scripts/gpu/serve_bench.sh qwen3-30b-a3b "$N" "${BENCH[@]}" \
+EEP_WORKER_ARGS="$WORKERS" scripts/gpu/serve_bench.sh qwen3-30b-a3b "$N" "${BENCH[@]}" \
   --result-json "$RESULTS/eplb-off2-$N.json" >/dev/null
 echo "== EP=$N with EPLB"
-EEP_WORKER_ARGS="--enable-eplb --num-redundant-experts $((8 * N)) --eplb-window-size 40
+EEP_WORKER_ARGS="$WORKERS --enable-eplb --num-redundant-experts $((8 * N)) --eplb-window-size 40
   --eplb-step-interval 60 --eplb-layers-per-step 1" \
   EEP_STATUS_JSON="$RESULTS/eplb-on-$N-status.json" \
   scripts/gpu/serve_bench.sh qwen3-30b-a3b "$N" "${BENCH[@]}" --result-json "$RESULTS/eplb-on-$N.json"

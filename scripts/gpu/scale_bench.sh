@@ -5,7 +5,9 @@
 # its failed requests. Usage:
 #   scripts/gpu/scale_bench.sh PRESET N0 "SECONDS:N ..." [eep-bench arguments...]
 # e.g. scripts/gpu/scale_bench.sh tiny 2 "2:1 4:2" --num-prompts 2000 --request-rate 400
-# Optional: the variables of scripts/gpu/fleet.sh. Results: $OUT/scale-bench.json when $OUT is set.
+# Optional: the variables of scripts/gpu/fleet.sh (EEP_WORKER_ARGS="--worker-arg=--batch-invariant"
+# for greedy outputs comparable bit for bit with an unscaled run, docs/cuda_backend.md). Results:
+# $OUT/scale-bench.json when $OUT is set.
 set -euo pipefail
 source "$(dirname "$0")/fleet.sh"
 PRESET=$1 N0=$2 SCALES=$3

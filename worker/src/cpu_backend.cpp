@@ -62,6 +62,28 @@ std::vector<std::span<float>> piece_spans(ModelWeights& weights, const WeightPie
           std::span<float>(expert.down_proj)};
 }
 
+// An expert piece: gate_proj, up_proj, down_proj, each I * H floats.
+size_t expert_bytes(const ModelConfig& config) {
+  return 3 * static_cast<size_t>(config.moe_intermediate_size) *
+         static_cast<size_t>(config.hidden_size) * sizeof(float);
+}
+
+// `piece` of `weights` into `out` (its floats in piece_spans order), and back.
+Status copy_piece_out(ModelWeights& weights, const WeightPiece& piece, std::byte* out) {
+  for (std::span<float> span : piece_spans(weights, piece)) {
+    out = std::copy_n(reinterpret_cast<const std::byte*>(span.data()), span.size_bytes(), out);
+  }
+  return Status::ok();
+}
+
+Status copy_piece_in(ModelWeights& weights, const WeightPiece& piece, const std::byte* in) {
+  for (std::span<float> span : piece_spans(weights, piece)) {
+    std::copy_n(in, span.size_bytes(), reinterpret_cast<std::byte*>(span.data()));
+    in += span.size_bytes();
+  }
+  return Status::ok();
+}
+
 class CpuBackend final : public Backend {
  public:
   CpuBackend(const BackendOptions& options, const ModelConfig& config)
@@ -89,10 +111,7 @@ class CpuBackend final : public Backend {
     for (size_t& size : bytes) size *= sizeof(float);
     return bytes;
   }
-  size_t expert_piece_bytes() const override {
-    return 3 * static_cast<size_t>(config_.moe_intermediate_size) * config_.hidden_size *
-           sizeof(float);
-  }
+  size_t expert_piece_bytes() const override { return expert_bytes(config_); }
 
   Result<std::unique_ptr<GenerationState>> build_for_transfer(
       const Checkpoint& checkpoint, const Placement& placement, int rank, ProcessGroup* ep_group,
@@ -112,21 +131,14 @@ class CpuBackend final : public Backend {
 
   Status pack_installed_piece(const WeightPiece& piece, std::byte* out) override {
     EEP_CHECK(runner_ != nullptr);
-    for (std::span<float> span : piece_spans(runner_->weights(), piece)) {
-      out = std::copy_n(reinterpret_cast<const std::byte*>(span.data()), span.size_bytes(), out);
-    }
-    return Status::ok();
+    return copy_piece_out(runner_->weights(), piece, out);
   }
 
   Status unpack_piece(GenerationState& state, const WeightPiece& piece,
                       const std::byte* in) override {
     auto* generation = dynamic_cast<CpuGeneration*>(&state);
     EEP_CHECK(generation != nullptr);
-    for (std::span<float> span : piece_spans(generation->weights, piece)) {
-      std::copy_n(in, span.size_bytes(), reinterpret_cast<std::byte*>(span.data()));
-      in += span.size_bytes();
-    }
-    return Status::ok();
+    return copy_piece_in(generation->weights, piece, in);
   }
 
   Status install(std::unique_ptr<GenerationState> state, int num_kv_blocks) override {
@@ -169,10 +181,6 @@ std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options,
 
 Result<uint64_t> CpuExecutor::move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,
                                                  ProcessGroup* ep_group) {
-  const ModelConfig& config = runner_.config();
-  // An expert on the wire: gate_proj, up_proj, down_proj, each I * H floats.
-  const size_t expert_bytes = 3 * static_cast<size_t>(config.moe_intermediate_size) *
-                              static_cast<size_t>(config.hidden_size) * sizeof(float);
   std::vector<std::byte> staging;
   PieceIo io;
   io.staging = [&](size_t bytes) -> Result<std::byte*> {
@@ -180,24 +188,15 @@ Result<uint64_t> CpuExecutor::move_layer_experts(int layer_idx, const std::vecto
     return staging.data();
   };
   io.pack = [&](const WeightPiece& piece, std::byte* out) {
-    for (std::span<float> span : piece_spans(runner_.weights(), piece)) {
-      EEP_CHECK(span.size_bytes() * 3 == expert_bytes);
-      out = std::copy_n(reinterpret_cast<const std::byte*>(span.data()), span.size_bytes(), out);
-    }
-    return Status::ok();
+    return copy_piece_out(runner_.weights(), piece, out);
   };
   io.unpack = [&](const WeightPiece& piece, const std::byte* in) {
-    for (std::span<float> span : piece_spans(runner_.weights(), piece)) {
-      EEP_CHECK(span.size_bytes() * 3 == expert_bytes);
-      std::copy_n(in, span.size_bytes(), reinterpret_cast<std::byte*>(span.data()));
-      in += span.size_bytes();
-    }
-    return Status::ok();
+    return copy_piece_in(runner_.weights(), piece, in);
   };
   io.finish = [] { return Status::ok(); };
   EEP_ASSIGN_OR_RETURN(const uint64_t received,
                        exchange_layer_experts(moe_.placement(), moe_.rank(), layer_idx, new_phy2log,
-                                              ep_group, expert_bytes, io));
+                                              ep_group, expert_bytes(runner_.config()), io));
   Status switched = moe_.set_layer_placement(layer_idx, new_phy2log);
   EEP_CHECK_MSG(switched.is_ok(), switched.to_string());  // the row was checked above
   return received;

@@ -104,24 +104,14 @@ class CudaBackend final : public Backend {
 
   Status pack_installed_piece(const WeightPiece& piece, std::byte* out) override {
     EEP_CHECK(current_ != nullptr);
-    for (const DeviceSpan& span : current_->weights->piece(piece)) {
-      EEP_CUDA_RETURN_IF_ERROR(
-          cudaMemcpyAsync(out, span.data, span.bytes, cudaMemcpyDeviceToDevice, stream_));
-      out += span.bytes;
-    }
-    return Status::ok();
+    return current_->weights->copy_piece_out(piece, out, stream_);
   }
 
   Status unpack_piece(GenerationState& state, const WeightPiece& piece,
                       const std::byte* in) override {
     auto* generation = dynamic_cast<CudaGeneration*>(&state);
     EEP_CHECK(generation != nullptr);
-    for (const DeviceSpan& span : generation->weights->piece(piece)) {
-      EEP_CUDA_RETURN_IF_ERROR(
-          cudaMemcpyAsync(span.data, in, span.bytes, cudaMemcpyDeviceToDevice, stream_));
-      in += span.bytes;
-    }
-    return Status::ok();
+    return generation->weights->copy_piece_in(piece, in, stream_);
   }
 
   Status finish_transfer_chunk() override {

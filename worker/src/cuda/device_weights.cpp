@@ -158,6 +158,26 @@ std::vector<DeviceSpan> DeviceWeights::piece(const WeightPiece& piece) const {
   return {DeviceSpan{w13, w13_bytes}, DeviceSpan{w2, w2_bytes}};
 }
 
+Status DeviceWeights::copy_piece_out(const WeightPiece& piece, std::byte* out,
+                                     cudaStream_t stream) const {
+  for (const DeviceSpan& span : this->piece(piece)) {
+    EEP_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(out, span.data, span.bytes, cudaMemcpyDeviceToDevice, stream));
+    out += span.bytes;
+  }
+  return Status::ok();
+}
+
+Status DeviceWeights::copy_piece_in(const WeightPiece& piece, const std::byte* in,
+                                    cudaStream_t stream) {
+  for (const DeviceSpan& span : this->piece(piece)) {
+    EEP_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(span.data, in, span.bytes, cudaMemcpyDeviceToDevice, stream));
+    in += span.bytes;
+  }
+  return Status::ok();
+}
+
 DeviceWeights::~DeviceWeights() {
   if (arena_ != nullptr) cudaFree(arena_);
 }

@@ -190,7 +190,7 @@ Status ModelRunnerCuda::allocate(int num_kv_blocks) {
   return cuda_status(cudaStreamSynchronize(stream_), "KV cache initialisation");
 }
 
-void ModelRunnerCuda::install(const DeviceWeights* weights, MoeDispatcherCuda* moe) {
+void ModelRunnerCuda::install(DeviceWeights* weights, MoeDispatcherCuda* moe) {
   cudaStreamSynchronize(stream_);
   for (auto& [bucket, exec] : graphs_) cudaGraphExecDestroy(exec);
   graphs_.clear();
@@ -512,21 +512,11 @@ Result<uint64_t> ModelRunnerCuda::move_layer_experts(int layer_idx,
     EEP_RETURN_IF_ERROR(reserve_move_staging(bytes));
     return static_cast<std::byte*>(move_staging_);
   };
-  io.pack = [&](const WeightPiece& piece, std::byte* out) -> Status {
-    for (const DeviceSpan& span : weights_->piece(piece)) {
-      EEP_CUDA_RETURN_IF_ERROR(
-          cudaMemcpyAsync(out, span.data, span.bytes, cudaMemcpyDeviceToDevice, stream_));
-      out += span.bytes;
-    }
-    return Status::ok();
+  io.pack = [&](const WeightPiece& piece, std::byte* out) {
+    return weights_->copy_piece_out(piece, out, stream_);
   };
-  io.unpack = [&](const WeightPiece& piece, const std::byte* in) -> Status {
-    for (const DeviceSpan& span : weights_->piece(piece)) {
-      EEP_CUDA_RETURN_IF_ERROR(
-          cudaMemcpyAsync(span.data, in, span.bytes, cudaMemcpyDeviceToDevice, stream_));
-      in += span.bytes;
-    }
-    return Status::ok();
+  io.unpack = [&](const WeightPiece& piece, const std::byte* in) {
+    return weights_->copy_piece_in(piece, in, stream_);
   };
   // The weights are in place and the staging buffer is free again.
   io.finish = [&] { return cuda_status(cudaStreamSynchronize(stream_), "expert move"); };

@@ -12,6 +12,8 @@
 #include <memory>
 #include <vector>
 
+#include <cuda_runtime.h>
+
 #include "eep/common/placement.h"
 #include "eep/common/status.h"
 #include "eep/kernels/cuda/types.h"
@@ -74,6 +76,9 @@ class DeviceWeights {
   static size_t expert_piece_bytes(const ModelConfig& config);
   // Where `piece` lies in this arena: one span for a non-expert tensor, two for an expert slot.
   std::vector<DeviceSpan> piece(const WeightPiece& piece) const;
+  // `piece` to or from device memory (its bytes in piece() order), enqueued on `stream`.
+  Status copy_piece_out(const WeightPiece& piece, std::byte* out, cudaStream_t stream) const;
+  Status copy_piece_in(const WeightPiece& piece, const std::byte* in, cudaStream_t stream);
 
  private:
   DeviceWeights() = default;

@@ -51,7 +51,7 @@ class ModelRunnerCuda final : public ModelExecutor {
   ~ModelRunnerCuda() override;
 
   // Serve with these from now on (both outlive their use); drops the captured graphs.
-  void install(const DeviceWeights* weights, MoeDispatcherCuda* moe);
+  void install(DeviceWeights* weights, MoeDispatcherCuda* moe);
 
   const ModelConfig& config() const override { return config_; }
   Result<ForwardOutput> forward(const std::vector<SequenceChunk>& batch,
@@ -103,7 +103,7 @@ class ModelRunnerCuda final : public ModelExecutor {
   CudaRunnerOptions options_;
   cudaStream_t stream_;
   std::unique_ptr<kernels::cuda::Blas> blas_;
-  const DeviceWeights* weights_ = nullptr;
+  DeviceWeights* weights_ = nullptr;  // expert moves write its slots
   MoeDispatcherCuda* moe_ = nullptr;
   int64_t max_blocks_per_seq_ = 0;
   int64_t max_logit_rows_ = 0;

@@ -25,14 +25,14 @@ namespace {
 constexpr int kKvBlocks = 64;
 
 struct Rank {
-  std::string id;
-  std::unique_ptr<Backend> backend;
-  std::optional<WeightTransferPlan> plan;
-  std::unique_ptr<GenerationState> next;    // null on a leaving rank
-  std::unique_ptr<LoopbackGroup> group;     // the transfer's
-  std::unique_ptr<LoopbackGroup> ep_group;  // the next generation's (its dispatcher keeps it)
+  std::string id{};
+  std::unique_ptr<Backend> backend{};
+  std::optional<WeightTransferPlan> plan{};
+  std::unique_ptr<GenerationState> next{};    // null on a leaving rank
+  std::unique_ptr<LoopbackGroup> group{};     // the transfer's
+  std::unique_ptr<LoopbackGroup> ep_group{};  // the next generation's (its dispatcher keeps it)
   uint64_t bytes_received = 0;
-  std::string failure;
+  std::string failure{};
 };
 
 std::unique_ptr<Backend> cuda_backend(const ModelConfig& config) {

@@ -121,6 +121,8 @@ class CudaBackend final : public Backend {
 
   Result<int> plan_kv_blocks() override {
     EEP_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device_idx));
+    // A new rank plans after its transfer: its staging is not the KV cache's to lose.
+    EEP_RETURN_IF_ERROR(free_staging());
     size_t free_bytes = 0, total_bytes = 0;
     EEP_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
     const double budget = static_cast<double>(total_bytes) * options_.gpu_memory_utilization;

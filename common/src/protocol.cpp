@@ -1,8 +1,14 @@
 #include "eep/common/protocol.h"
 
+#include <algorithm>
 #include <array>
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
+
+#include "eep/common/text.h"
 
 namespace eep::protocol {
 namespace {
@@ -67,9 +73,55 @@ struct FieldError : std::runtime_error {
 };
 
 template <typename T>
+struct IsVector : std::false_type {};
+template <typename T>
+struct IsVector<std::vector<T>> : std::true_type {};
+
+// nlohmann converts any number to any arithmetic type with a static_cast: 4294967299 read as an
+// int is 3, and 2.5 is 2. Integers are therefore read here, whole numbers only, and refused when
+// out of the field's range; arrays element by element (token ids, placements).
+template <typename T>
+void read_value(const json& value, const char* key, T& out) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (!value.is_number_integer()) {
+      throw FieldError("field \"" + std::string(key) + "\": must be an integer, got " +
+                       (value.is_number() ? std::string("a fraction") : value.type_name()));
+    }
+    bool in_range = false;
+    if (value.is_number_unsigned()) {
+      const uint64_t number = value.get<uint64_t>();
+      in_range = number <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+    } else {
+      const int64_t number = value.get<int64_t>();
+      in_range = std::is_signed_v<T>
+                     ? number >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                           number <= static_cast<int64_t>(std::numeric_limits<T>::max())
+                     : number >= 0 && static_cast<uint64_t>(number) <=
+                                          static_cast<uint64_t>(std::numeric_limits<T>::max());
+    }
+    if (!in_range) {
+      throw FieldError("field \"" + std::string(key) + "\": " + value.dump() +
+                       " is out of range [" + std::to_string(std::numeric_limits<T>::min()) + ", " +
+                       std::to_string(std::numeric_limits<T>::max()) + "]");
+    }
+    out = value.get<T>();
+  } else if constexpr (IsVector<T>::value && !std::is_same_v<T, std::vector<bool>>) {
+    if (!value.is_array()) {
+      throw FieldError("field \"" + std::string(key) + "\": must be an array, got " +
+                       value.type_name());
+    }
+    out.clear();
+    out.resize(value.size());
+    for (size_t i = 0; i < value.size(); ++i) read_value(value[i], key, out[i]);
+  } else {
+    value.get_to(out);
+  }
+}
+
+template <typename T>
 void read_field(const json& value, const char* key, T& out) {
   try {
-    value.get_to(out);
+    read_value(value, key, out);
   } catch (const FieldError&) {
     throw;
   } catch (const json::exception& e) {
@@ -405,19 +457,20 @@ Frames encode(const Envelope& envelope) {
   json j{{"v", envelope.v},           {"type", to_string(envelope.type)},
          {"seq", envelope.seq},       {"generation", envelope.generation},
          {"sender", envelope.sender}, {"body", envelope.body}};
-  return Frames{std::string(to_string(envelope.type)), j.dump()};
+  return Frames{std::string(to_string(envelope.type)), to_wire(j)};
 }
 
 Result<Envelope> decode(std::string_view type_frame, std::string_view json_frame) {
   auto type = msg_type_from_string(type_frame);
   if (!type) {
     return error(ErrorCode::kInvalidArgument,
-                 "unknown message type '" + std::string(type_frame.substr(0, 64)) + "'");
+                 "unknown message type '" + printable(type_frame) + "'");
   }
   json j = json::parse(json_frame, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return error(ErrorCode::kInvalidArgument,
-                 "the envelope of a " + std::string(type_frame) + " message is not a JSON object");
+                 "the envelope of a " + std::string(to_string(*type)) +
+                     " message is not a JSON object");
   }
   Envelope envelope;
   try {
@@ -425,9 +478,9 @@ Result<Envelope> decode(std::string_view type_frame, std::string_view json_frame
     std::string type_name;
     required(j, "type", type_name);
     if (type_name != type_frame) {
-      return error(ErrorCode::kInvalidArgument, "type frame '" + std::string(type_frame) +
-                                                    "' disagrees with envelope type '" + type_name +
-                                                    "'");
+      return error(ErrorCode::kInvalidArgument, "type frame '" + std::string(to_string(*type)) +
+                                                    "' disagrees with envelope type '" +
+                                                    printable(type_name) + "'");
     }
     envelope.type = *type;
     required(j, "seq", envelope.seq);
@@ -448,7 +501,7 @@ Status check_version(const Envelope& envelope) {
                    "; run matching builds of eep-coordinator and eep-worker");
 }
 
-Result<AdminRequest> parse_admin_request(std::string_view frame) {
+Result<AdminRequest> parse_admin_request(std::string_view frame, uint64_t* seq) {
   json j = json::parse(frame, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     return error(ErrorCode::kInvalidArgument,
@@ -461,6 +514,7 @@ Result<AdminRequest> parse_admin_request(std::string_view frame) {
   AdminRequest request;
   try {
     optional_field(j, "seq", request.seq);
+    if (seq != nullptr) *seq = request.seq;
     optional_field(j, "v", request.v);
     optional_field(j, "token", request.token);
     std::string cmd;
@@ -468,7 +522,7 @@ Result<AdminRequest> parse_admin_request(std::string_view frame) {
     auto command = admin_command_from_string(cmd);
     if (!command) {
       return error(ErrorCode::kInvalidArgument,
-                   "unknown command '" + cmd.substr(0, 64) +
+                   "unknown command '" + printable(cmd) +
                        "'; known: status, scale, shutdown, eplb_rebalance");
     }
     request.cmd = *command;
@@ -476,12 +530,9 @@ Result<AdminRequest> parse_admin_request(std::string_view frame) {
       if (!j.contains("dp")) {
         return error(ErrorCode::kInvalidArgument, "scale needs \"dp\": the new number of ranks");
       }
-      const json& dp = j.at("dp");
-      if (!dp.is_number_integer()) {
-        return error(ErrorCode::kInvalidArgument,
-                     "\"dp\" must be an integer, got " + std::string(dp.type_name()));
-      }
-      request.dp = dp.get<int>();
+      int dp = 0;
+      required(j, "dp", dp);  // an int, never wrapped: 4294967299 is refused, not read as 3
+      request.dp = dp;
     }
   } catch (const std::exception& e) {
     return error(ErrorCode::kInvalidArgument, "bad request: " + std::string(e.what()));
@@ -498,7 +549,7 @@ std::string serialize(const AdminRequest& request) {
   json j{{"v", request.v}, {"cmd", to_string(request.cmd)}, {"seq", request.seq}};
   if (!request.token.empty()) j["token"] = request.token;
   if (request.dp) j["dp"] = *request.dp;
-  return j.dump();
+  return to_wire(j);
 }
 
 void to_json(json& j, const WorkerInfo& m) {
@@ -622,6 +673,18 @@ void from_json(const json& j, StatusReply& m) {
   optional_value(j, "num_store_ports_live", m.num_store_ports_live);
 }
 
+bool is_valid_worker_id(std::string_view id) {
+  if (id.empty() || id.size() > kMaxWorkerIdBytes) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-' || c == '@' || c == ':';
+  });
+}
+
+std::string to_wire(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 json admin_ok(uint64_t seq, const json& payload) {
   json reply = payload.is_object() ? payload : json::object();
   reply["ok"] = true;
@@ -637,7 +700,7 @@ json admin_error(uint64_t seq, const Status& status) {
 
 Status admin_reply_status(const json& reply) {
   if (!reply.is_object() || !reply.contains("ok") || !reply["ok"].is_boolean()) {
-    return error(ErrorCode::kInternal, "malformed admin reply: " + reply.dump().substr(0, 200));
+    return error(ErrorCode::kInternal, "malformed admin reply: " + printable(to_wire(reply), 200));
   }
   if (reply["ok"].get<bool>()) return Status::ok();
   const json& err = reply.value("error", json::object());

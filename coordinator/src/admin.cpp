@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "eep/common/log.h"
+#include "eep/common/text.h"
 #include "eep/coordinator/coordinator.h"
 
 namespace eep::coordinator {
@@ -15,38 +16,48 @@ void Coordinator::handle_admin(std::vector<zmq::message_t>& frames) {
   if (frames.size() < 2) return;
   const bool has_delimiter = frames.size() >= 3 && frames[1].size() == 0;
   const zmq::message_t& body = frames[has_delimiter ? 2 : 1];
+  uint64_t seq = 0;
   json reply;
-  auto request = protocol::parse_admin_request(body.to_string_view());
-  if (!request.is_ok()) {
-    EEP_LOG_WARN("admin request refused: " << request.status().to_string());
-    reply = protocol::admin_error(0, request.status());
-  } else if (!admin_token_.empty() && request->token != admin_token_) {
-    EEP_LOG_WARN("admin request without a valid token refused");
+  try {
+    reply = admin_reply(body.to_string_view(), &seq);
+  } catch (const std::exception& e) {
+    // The last resort: a bug, not an input we know; the request fails, the loop goes on.
+    EEP_LOG_ERROR("admin request " << seq << " failed: " << printable(e.what(), 200));
     reply = protocol::admin_error(
-        request->seq,
-        error(ErrorCode::kUnauthenticated,
-              "this admin socket needs the token of --admin-token-file in \"token\""));
-  } else {
-    switch (request->cmd) {
-      case protocol::AdminCommand::kStatus:
-        reply = admin_status(request->seq);
-        break;
-      case protocol::AdminCommand::kScale:
-        reply = admin_scale(request.value());
-        break;
-      case protocol::AdminCommand::kShutdown:
-        reply = protocol::admin_ok(request->seq, {{"message", "shutting down"}});
-        if (!shutting_down_) begin_shutdown("admin request");
-        break;
-      case protocol::AdminCommand::kEplbRebalance:
-        reply = admin_eplb_rebalance(request.value());
-        break;
-    }
+        seq, error(ErrorCode::kInternal, "the coordinator failed on this request: " +
+                                             printable(e.what(), 200)));
   }
-  const std::string text = reply.dump();
+  const std::string text = protocol::to_wire(reply);
   admin_socket_.send(frames[0], zmq::send_flags::sndmore);
   if (has_delimiter) admin_socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
   admin_socket_.send(zmq::buffer(text), zmq::send_flags::none);
+}
+
+json Coordinator::admin_reply(std::string_view body, uint64_t* seq) {
+  auto request = protocol::parse_admin_request(body, seq);
+  if (!request.is_ok()) {
+    EEP_LOG_WARN("admin request refused: " << request.status().to_string());
+    return protocol::admin_error(*seq, request.status());
+  }
+  if (!admin_token_.empty() && request->token != admin_token_) {
+    EEP_LOG_WARN("admin request without a valid token refused");
+    return protocol::admin_error(
+        request->seq,
+        error(ErrorCode::kUnauthenticated,
+              "this admin socket needs the token of --admin-token-file in \"token\""));
+  }
+  switch (request->cmd) {
+    case protocol::AdminCommand::kStatus:
+      return admin_status(request->seq);
+    case protocol::AdminCommand::kScale:
+      return admin_scale(request.value());
+    case protocol::AdminCommand::kShutdown:
+      if (!shutting_down_) begin_shutdown("admin request");
+      return protocol::admin_ok(request->seq, {{"message", "shutting down"}});
+    case protocol::AdminCommand::kEplbRebalance:
+      return admin_eplb_rebalance(request.value());
+  }
+  return protocol::admin_error(request->seq, error(ErrorCode::kInternal, "unhandled command"));
 }
 
 protocol::StatusReply Coordinator::status_reply() const {

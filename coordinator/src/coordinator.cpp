@@ -8,6 +8,7 @@
 
 #include "eep/common/host.h"
 #include "eep/common/log.h"
+#include "eep/common/text.h"
 #include "eep/common/token_file.h"
 #include "eep/common/zmq_util.h"
 
@@ -26,9 +27,6 @@ constexpr std::chrono::minutes kDeadRetention{10};
 // On shutdown, how long queued messages to workers may take to leave.
 constexpr std::chrono::milliseconds kShutdownLinger{1000};
 
-std::string frame_string(const zmq::message_t& frame) {
-  return frame.to_string();
-}
 
 EplbOptions eplb_options(const CoordinatorConfig& config) {
   EplbOptions options;
@@ -226,12 +224,19 @@ int Coordinator::run(int signal_fd) {
     for (int i = 0; i < 256; ++i) {  // bounded, so one busy socket cannot starve the other
       auto frames = recv_frames(admin_socket_, std::chrono::milliseconds(0));
       if (!frames) break;
-      handle_admin(*frames);
+      handle_admin(*frames);  // answers even its own failures
     }
     for (int i = 0; i < 1024; ++i) {
       auto frames = recv_frames(control_socket_, std::chrono::milliseconds(0));
       if (!frames) break;
-      handle_control(*frames);
+      try {
+        handle_control(*frames);
+      } catch (const std::exception& e) {
+        // The last resort: nothing a peer sends may end the loop that serves every client.
+        EEP_LOG_ERROR("a control message from '"
+                      << (frames->empty() ? std::string() : printable(frames->front().to_string_view()))
+                      << "' failed: " << printable(e.what(), 200));
+      }
     }
     drain_inbox();
     reap_launched();
@@ -325,10 +330,11 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
     EEP_LOG_WARN("dropped a control message of " << frames.size() << " frames");
     return;
   }
-  const std::string identity = frame_string(frames[0]);
+  const std::string identity = frames[0].to_string();
+  const std::string who = printable(identity);  // logged and echoed instead of the raw bytes
   auto envelope = protocol::decode(frames[1].to_string_view(), frames[2].to_string_view());
   if (!envelope.is_ok()) {
-    EEP_LOG_WARN("dropped a control message from '" << identity
+    EEP_LOG_WARN("dropped a control message from '" << who
                                                     << "': " << envelope.status().to_string());
     return;
   }
@@ -338,13 +344,13 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
     return;
   }
   if (Status version = protocol::check_version(envelope.value()); !version.is_ok()) {
-    EEP_LOG_WARN("dropped a message from '" << identity << "': " << version.message());
+    EEP_LOG_WARN("dropped a message from '" << who << "': " << version.message());
     return;
   }
   const WorkerRecord* worker = membership_.find(identity);
   if (worker == nullptr || worker->state == WorkerState::kDead) {
     // Declared dead (a SIGSTOPped process resumed) or unknown (the coordinator restarted).
-    EEP_LOG_WARN("message from " << (worker ? "dead" : "unknown") << " worker '" << identity
+    EEP_LOG_WARN("message from " << (worker ? "dead" : "unknown") << " worker '" << who
                                  << "'; telling it to exit");
     send_to_worker(identity, protocol::Shutdown{"this coordinator does not count you as a live "
                                                 "worker; exit and register again"});
@@ -401,7 +407,9 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
     }
     case protocol::MsgType::kWorkerExiting: {
       auto exiting = protocol::parse_body<protocol::WorkerExiting>(envelope.value());
-      on_worker_gone(identity, exiting.is_ok() ? "exiting: " + exiting->reason : "exiting", true);
+      on_worker_gone(identity,
+                     exiting.is_ok() ? "exiting: " + printable(exiting->reason, 200) : "exiting",
+                     true);
       break;
     }
     default:
@@ -410,8 +418,9 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
 }
 
 void Coordinator::on_register(const std::string& identity, const protocol::Envelope& envelope) {
+  const std::string who = printable(identity);
   auto refuse = [&](const Status& why) {
-    EEP_LOG_WARN("refused registration of '" << identity << "' (" << envelope.sender
+    EEP_LOG_WARN("refused registration of '" << who << "' (" << printable(envelope.sender)
                                              << "): " << why.to_string());
     protocol::RegisterReply reply;
     reply.ok = false;
@@ -423,9 +432,9 @@ void Coordinator::on_register(const std::string& identity, const protocol::Envel
   auto request = protocol::parse_body<protocol::Register>(envelope);
   if (!request.is_ok()) return refuse(request.status());
   if (request->worker_id != identity) {
-    return refuse(error(ErrorCode::kInvalidArgument, "worker id '" + request->worker_id +
-                                                         "' differs from its socket identity '" +
-                                                         identity + "'"));
+    return refuse(error(ErrorCode::kInvalidArgument,
+                        "worker id '" + printable(request->worker_id) +
+                            "' differs from its socket identity '" + who + "'"));
   }
   if (!fleet_token_.empty() && request->fleet_token != fleet_token_) {
     return refuse(error(ErrorCode::kUnauthenticated,

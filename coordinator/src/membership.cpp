@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "eep/common/text.h"
+
 namespace eep::coordinator {
 namespace {
 
@@ -34,7 +36,12 @@ bool is_legal_transition(WorkerState from, WorkerState to) {
 }
 
 Status Membership::add(WorkerRecord record, Clock::time_point now) {
-  if (record.id.empty()) return error(ErrorCode::kInvalidArgument, "worker id is empty");
+  if (!protocol::is_valid_worker_id(record.id)) {
+    return error(ErrorCode::kInvalidArgument,
+                 "worker id '" + printable(record.id) + "' is not 1 to " +
+                     std::to_string(protocol::kMaxWorkerIdBytes) +
+                     " characters of A-Z a-z 0-9 . _ - @ : (give it a valid --worker-id)");
+  }
   auto it = workers_.find(record.id);
   if (it != workers_.end() && it->second.state != WorkerState::kDead) {
     return error(ErrorCode::kAlreadyExists,

@@ -90,13 +90,9 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
   const std::vector<const WorkerRecord*> active = membership_.active_by_rank();
   const int from_dp = static_cast<int>(active.size());
   if (to_dp == from_dp) return std::vector<ScaleAction>{};
-  std::optional<Placement> placement;
-  if (limits_.experts) {
-    auto initial = limits_.experts->initial_placement(to_dp);
-    if (!initial.is_ok()) return initial.status();
-    placement = std::move(initial).value();
-  }
 
+  // Whether the workers exist or can be launched, before any work that grows with to_dp (the
+  // placement below): `scale --dp 1000000000` is refused at once, not after gigabytes.
   std::vector<const WorkerRecord*> spares = membership_.in_state(WorkerState::kSpare);
   const int num_new = std::max(0, to_dp - from_dp);
   const int num_spares_used = std::min<int>(num_new, static_cast<int>(spares.size()));
@@ -115,6 +111,13 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
                        " new workers but the launcher runs " + std::to_string(num_alive) +
                        " of at most " + std::to_string(limits_.max_workers) + " (--max-workers)");
     }
+  }
+
+  std::optional<Placement> placement;
+  if (limits_.experts) {
+    auto initial = limits_.experts->initial_placement(to_dp);
+    if (!initial.is_ok()) return initial.status();
+    placement = std::move(initial).value();
   }
 
   // Rank 0 of g+1 serves the generation's stores: the current rank 0, else the first new worker.

@@ -90,6 +90,21 @@ inline CommandResult run_command(const std::vector<std::string>& argv,
   return result;
 }
 
+// curl's HTTP status code for one request to `url` (-1 when curl failed), the body in *out.
+inline int curl_status(const TempDir& dir, const std::string& method, const std::string& url,
+                       const std::string& body = "", std::string* out = nullptr) {
+  std::vector<std::string> argv = {"curl",         "-s", "-o",   dir.file("curl.out"), "-w",
+                                   "%{http_code}", "-X", method, url};
+  if (!body.empty()) {
+    write_file(dir.file("curl.body"), body);
+    argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary",
+                             "@" + dir.file("curl.body")});
+  }
+  CommandResult result = run_command(argv, 30s);
+  if (out) *out = read_file(dir.file("curl.out"));
+  return result.exit_code == 0 ? std::stoi(result.output) : -1;
+}
+
 // A generated model (eep-mkmodel --preset tiny, random weights) in dir/name; more eep-mkmodel
 // flags in `extra`. Returns its directory.
 inline std::string make_tiny_model(const TempDir& dir, int seed,

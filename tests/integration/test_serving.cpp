@@ -24,16 +24,7 @@ struct ServingFleet {
   // curl's status code for a request (body in *out).
   int http_status(const std::string& method, const std::string& path, const std::string& body = "",
                   std::string* out = nullptr) {
-    std::vector<std::string> argv = {"curl",         "-s", "-o",   dir.file("curl.out"),    "-w",
-                                     "%{http_code}", "-X", method, fleet->base_url() + path};
-    if (!body.empty()) {
-      write_file(dir.file("curl.body"), body);
-      argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary",
-                               "@" + dir.file("curl.body")});
-    }
-    CommandResult result = run_command(argv, 30s);
-    if (out) *out = read_file(dir.file("curl.out"));
-    return result.exit_code == 0 ? std::stoi(result.output) : -1;
+    return curl_status(dir, method, fleet->base_url() + path, body, out);
   }
 
   // The value of one Prometheus sample of /metrics.

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "eep/common/protocol.h"
+#include "eep/common/text.h"
 
 using namespace eep;
 using namespace eep::protocol;
@@ -190,6 +191,13 @@ TEST_CASE("admin requests round-trip and bad ones are refused with a reason", "[
       {R"({"cmd":"scale","dp":2.5})", ErrorCode::kInvalidArgument, "integer"},
       {R"({"cmd":"status","seq":"x"})", ErrorCode::kInvalidArgument, "seq"},
       {R"({"cmd":"status","v":99})", ErrorCode::kVersionMismatch, "version"},
+      // Integers out of a field's range are refused, never wrapped (4294967299 was read as 3).
+      {R"({"cmd":"scale","dp":4294967299})", ErrorCode::kInvalidArgument, "out of range"},
+      {R"({"cmd":"scale","dp":2147483648})", ErrorCode::kInvalidArgument, "out of range"},
+      {R"({"cmd":"scale","dp":-2147483649})", ErrorCode::kInvalidArgument, "out of range"},
+      {R"({"cmd":"status","v":1099511627776})", ErrorCode::kInvalidArgument, "out of range"},
+      {R"({"cmd":"status","seq":-1})", ErrorCode::kInvalidArgument, "out of range"},
+      {R"({"cmd":"status","seq":1e3})", ErrorCode::kInvalidArgument, "integer"},
   };
   for (const Case& c : cases) {
     INFO(c.input);
@@ -198,6 +206,41 @@ TEST_CASE("admin requests round-trip and bad ones are refused with a reason", "[
     CHECK(result.status().code() == c.code);
     CHECK_THAT(result.status().message(), Catch::Contains(c.mentions));
   }
+}
+
+TEST_CASE("an admin refusal knows the request's seq, and echoes only valid UTF-8", "[protocol]") {
+  uint64_t seq = 0;
+  // 63 bytes and an e-acute: cutting the echo at 64 bytes would split the character.
+  const std::string frame = R"({"seq": 41, "cmd": ")" + std::string(63, 'a') + "\xc3\xa9\"}";
+  auto result = parse_admin_request(frame, &seq);
+  REQUIRE_FALSE(result.is_ok());
+  CHECK(seq == 41);
+  CHECK(eep::is_valid_utf8(result.status().message()));
+  // The reply serialises (nlohmann's dump() threw type_error.316 on the cut character).
+  CHECK_NOTHROW(to_wire(admin_error(seq, result.status())));
+  CHECK_NOTHROW(to_wire(json{{"bad", std::string("\xff\xfe\x58")}}));
+  CHECK(to_wire(json{{"bad", std::string("a\xff")}}) == "{\"bad\":\"a\xef\xbf\xbd\"}");
+}
+
+TEST_CASE("nested integers are range-checked too (token ids, placements)", "[protocol]") {
+  TokenBatch batch;
+  batch.outputs.push_back(RequestOutput{1, {5, 6}, false, "", ""});
+  Envelope envelope = make_envelope(batch, 1, 0, "w0");
+  REQUIRE(parse_body<TokenBatch>(envelope).is_ok());
+  envelope.body["outputs"][0]["new_tokens"][1] = uint64_t{4294967301};  // 2^32 + 5
+  auto body = parse_body<TokenBatch>(envelope);
+  REQUIRE_FALSE(body.is_ok());
+  CHECK_THAT(body.status().message(), Catch::Contains("out of range"));
+}
+
+TEST_CASE("worker ids are short names of safe characters", "[protocol]") {
+  CHECK(is_valid_worker_id("w0"));
+  CHECK(is_valid_worker_id("gpu-host-3.example_1:eep-worker@7"));
+  CHECK_FALSE(is_valid_worker_id(""));
+  CHECK_FALSE(is_valid_worker_id("\xff\xfe\x58"));
+  CHECK_FALSE(is_valid_worker_id("w 0"));
+  CHECK_FALSE(is_valid_worker_id("w0\n[coord] forged line"));
+  CHECK_FALSE(is_valid_worker_id(std::string(kMaxWorkerIdBytes + 1, 'w')));
 }
 
 TEST_CASE("malformed control frames are errors, not crashes", "[protocol]") {

@@ -340,6 +340,11 @@ Result<T> parse_body(const Envelope& envelope) {
   }
 }
 
+// Worker ids travel as ZeroMQ routing ids and appear in logs, unit names and file names: 1 to
+// kMaxWorkerIdBytes characters of [A-Za-z0-9._@:-].
+inline constexpr size_t kMaxWorkerIdBytes = 128;
+bool is_valid_worker_id(std::string_view id);
+
 // ---- admin socket ----
 
 enum class AdminCommand { kStatus, kScale, kShutdown, kEplbRebalance };
@@ -355,8 +360,10 @@ struct AdminRequest {
 };
 
 // Parses one admin request frame; every malformed input is a kInvalidArgument with a message
-// that names the problem (not JSON, unknown command, a field of the wrong type, a missing field).
-Result<AdminRequest> parse_admin_request(std::string_view frame);
+// that names the problem (not JSON, unknown command, a field of the wrong type or out of its
+// range, a missing field). `seq`, when given, receives the request's seq as soon as it is read,
+// so that a refusal can carry it.
+Result<AdminRequest> parse_admin_request(std::string_view frame, uint64_t* seq = nullptr);
 std::string serialize(const AdminRequest& request);
 
 struct WorkerInfo {
@@ -443,6 +450,9 @@ void from_json(const nlohmann::json& j, EplbInfo& m);
 void to_json(nlohmann::json& j, const StatusReply& m);
 void from_json(const nlohmann::json& j, StatusReply& m);
 
+// JSON text for a socket: never throws (nlohmann's dump() does on invalid UTF-8; here such bytes
+// become U+FFFD), so no reply or message built from a peer's input can end an event loop.
+std::string to_wire(const nlohmann::json& value);
 // {"ok": true, "seq": seq, ...fields of payload}
 nlohmann::json admin_ok(uint64_t seq, const nlohmann::json& payload = nlohmann::json::object());
 // {"ok": false, "seq": seq, "error": {"code", "message"}}

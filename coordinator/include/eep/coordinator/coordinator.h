@@ -50,6 +50,8 @@ class Coordinator {
 
   // admin.cpp
   void handle_admin(std::vector<zmq::message_t>& frames);
+  // The reply to one admin request frame; `seq` receives the request's seq once it is read.
+  nlohmann::json admin_reply(std::string_view body, uint64_t* seq);
   nlohmann::json admin_status(uint64_t seq);
   nlohmann::json admin_scale(const protocol::AdminRequest& request);
   protocol::StatusReply status_reply() const;

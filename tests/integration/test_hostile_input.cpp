@@ -195,8 +195,8 @@ TEST_CASE("fuzz: thousands of random admin and control messages, and the coordin
                                            "request_id", "token_ids", "reason", "error",
                                            "per_layer", "plan_id", "rank"};
 
-  constexpr int kNumBatches = 6;
-  constexpr int kMessagesPerBatch = 400;
+  constexpr int kNumBatches = 10;
+  constexpr int kMessagesPerBatch = 500;
   int num_admin = 0;
   int num_control = 0;
   for (int batch = 0; batch < kNumBatches; ++batch) {

@@ -8,33 +8,11 @@
 #include <thread>
 
 #include "eep/common/log.h"
+#include "eep/worker/elastic/lockstep_vote.h"
 #include "eep/worker/process_group_gloo.h"
 
 namespace eep::worker {
 namespace {
-
-// The fields of step()'s all-reduce, all reduced with max: [has work, wake epoch, next
-// generation pending, switch ready, -switch ready, tokens this step, has a prefill chunk, held
-// plan, -held plan, moving plan, -moving plan, and the seven fields of a weight transfer
-// (engine_weight_transfer.cpp)]. "Switch ready" is the generation this rank was ordered to switch
-// to (or leave for) once it can (built it, or leaves), 0 otherwise; a plan is plan_key(plan id),
-// 0 for none. The max of a negation is minus the min, so min == max says that every rank has the
-// same value.
-constexpr int kNumLockstepFields = 18;
-enum LockstepField {
-  kHasWork = 0,
-  kWakeEpoch = 1,
-  kNextGenerationPending = 2,
-  kSwitchReady = 3,
-  kSwitchReadyNegated = 4,
-  kNumTokens = 5,
-  kHasPrefill = 6,
-  kHeldPlan = 7,
-  kHeldPlanNegated = 8,
-  kMovingPlan = 9,
-  kMovingPlanNegated = 10,
-  kTransferFields = 11,  // EngineCore::kNumTransferFields of them
-};
 
 int64_t plan_key(uint64_t plan_id) {
   return static_cast<int64_t>(plan_id) + 1;
@@ -112,8 +90,7 @@ EngineCore::EngineCore(EngineOptions options, Checkpoint checkpoint,
 EngineCore::~EngineCore() {
   if (building_.valid()) building_.wait();
   for (auto& abandoned : abandoned_builds_) abandoned.wait();
-  built_.reset();
-  transferring_.reset();
+  next_.reset();
   // The backend before the groups: its captured CUDA graphs hold NCCL work, and finalising a
   // communicator waits for them.
   backend_.reset();
@@ -127,8 +104,9 @@ protocol::ModelCapacity EngineCore::capacity() const {
   capacity.block_size = options_.block_size;
   if (scheduler_) {
     // A built generation that waits for the switch already has its agreed size.
-    const int blocks = built_ ? std::min(built_->agreed_kv_blocks, blocks_->num_allocated_blocks())
-                              : blocks_->num_blocks();
+    const Generation* built = built_generation();
+    const int blocks = built ? std::min(built->agreed_kv_blocks, blocks_->num_allocated_blocks())
+                             : blocks_->num_blocks();
     capacity.max_model_len =
         std::min(checkpoint_.config().max_position_embeddings, blocks * options_.block_size);
     capacity.num_kv_blocks = blocks;
@@ -197,6 +175,8 @@ Status EngineCore::begin_generation(const protocol::Assign& assign) {
     return build_generation(assign, std::move(placement), std::move(control), std::move(ep),
                             own_kv_blocks);
   });
+  advance(NextGenerationStage::kBuilding,
+          "generation " + std::to_string(assign.generation) + " assigned");
   return Status::ok();
 }
 
@@ -337,31 +317,35 @@ Status EngineCore::warm_up_ep_group(Generation& generation) {
 
 Result<bool> EngineCore::next_generation_built() {
   reap_abandoned_builds();
-  if (built_) return true;
-  if (build_failure_) {
-    Status failed = std::move(*build_failure_);
-    build_failure_.reset();
+  if (next_stage_.is(NextGenerationStage::kBuilt)) return true;
+  if (next_stage_.is(NextGenerationStage::kFailed)) {
+    Status failed = std::move(build_failure_);
+    advance(NextGenerationStage::kNone, "its failure reported");
     return failed;
   }
-  if (!building_.valid()) return false;
+  if (!next_stage_.is(NextGenerationStage::kBuilding)) return false;
   if (building_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return false;
   auto built = building_.get();
-  if (!built.is_ok()) return built.status();
-  if (built.value()->transfer && !built.value()->transfer->is_new_rank()) {
+  if (!built.is_ok()) {
+    advance(NextGenerationStage::kNone, "the build failed: " + built.status().message());
+    return built.status();
+  }
+  next_ = std::move(built).value();
+  if (next_->transfer && !next_->transfer->is_new_rank()) {
     // Its weights come from this rank's installed ones, between steps (transfer_step).
-    transferring_ = std::move(built).value();
+    advance(NextGenerationStage::kReadyToSend, "built but for the weights this rank sends");
     transfer_wake_ = true;
     return false;
   }
-  built_ = std::move(built).value();
+  advance(NextGenerationStage::kBuilt, "built by the helper thread");
   if (!blocks_) {
     const ModelConfig& config = checkpoint_.config();
-    blocks_ = std::make_unique<KvBlockManager>(built_->num_kv_blocks, options_.block_size);
+    blocks_ = std::make_unique<KvBlockManager>(next_->num_kv_blocks, options_.block_size);
     scheduler_ = std::make_unique<Scheduler>(
         *blocks_,
         SchedulerConfig{
             options_.max_num_seqs, options_.max_num_batched_tokens,
-            std::min(config.max_position_embeddings, built_->num_kv_blocks * options_.block_size)},
+            std::min(config.max_position_embeddings, next_->num_kv_blocks * options_.block_size)},
         std::vector<int32_t>(config.eos_token_ids.begin(), config.eos_token_ids.end()));
   }
   return true;
@@ -369,13 +353,21 @@ Result<bool> EngineCore::next_generation_built() {
 
 void EngineCore::abandon_next_generation() {
   switch_order_.reset();
-  build_failure_.reset();
-  transfer_running_ = false;
-  if (transferring_) drop_generation(std::move(transferring_));
-  if (built_) drop_generation(std::move(built_));
+  if (next_stage_.is(NextGenerationStage::kRetired)) return;
+  drop_next_generation("abandoned (rolled back, or replaced by a newer assignment)");
+}
+
+void EngineCore::drop_next_generation(std::string_view cause) {
+  if (next_) drop_generation(std::move(next_));
   // A build still running (its groups may wait for a peer that died up to the group timeout)
   // ends on its own; serving and the next scale do not wait for it.
   if (building_.valid()) abandoned_builds_.push_back(std::move(building_));
+  advance(NextGenerationStage::kNone, cause);
+}
+
+void EngineCore::advance(NextGenerationStage to, std::string_view cause) {
+  Status moved = next_stage_.transition(to, cause);
+  EEP_CHECK(moved.is_ok());  // the table is the engine's contract: a miss is a bug
 }
 
 void EngineCore::reap_abandoned_builds() {
@@ -409,8 +401,9 @@ Status EngineCore::order_switch(const protocol::Switch& order) {
                  what + ": this rank serves generation " + std::to_string(generation()));
   }
   if (!order.leave) {
-    const bool building_it =
-        building_.valid() || (built_ && built_->assign.generation == order.generation);
+    const Generation* built = built_generation();
+    const bool building_it = next_stage_.is(NextGenerationStage::kBuilding) ||
+                             (built && built->assign.generation == order.generation);
     if (!building_it) {
       return error(ErrorCode::kFailedPrecondition,
                    what + ": this rank has not built it and is not building it");
@@ -424,14 +417,17 @@ Status EngineCore::order_switch(const protocol::Switch& order) {
 
 bool EngineCore::can_step() const {
   if (current_) return true;
-  return built_ && switch_order_ && !switch_order_->leave &&
-         switch_order_->generation == built_->assign.generation;
+  const Generation* built = built_generation();
+  return built && switch_order_ && !switch_order_->leave &&
+         switch_order_->generation == built->assign.generation;
 }
 
-Status EngineCore::switch_to(std::unique_ptr<Generation> next) {
+Status EngineCore::switch_to_next_generation() {
   std::unique_ptr<Generation> previous = std::move(current_);
-  current_ = std::move(next);
+  current_ = std::move(next_);
   switch_order_.reset();
+  advance(NextGenerationStage::kNone,
+          "switched to generation " + std::to_string(current_->assign.generation));
   // Install first: the backend drops what still names the old groups (captured CUDA graphs hold
   // the old NCCL communicator's work, and finalising it would wait for them).
   EEP_RETURN_IF_ERROR(
@@ -506,7 +502,7 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
     if (!built || !can_step()) {
       return error(ErrorCode::kFailedPrecondition, "no generation to step in");
     }
-    EEP_RETURN_IF_ERROR(switch_to(std::move(built_)));
+    EEP_RETURN_IF_ERROR(switch_to_next_generation());
     result.switched = true;
   }
   // Scheduled before the agreement so that every rank learns the step's shape. If the step does
@@ -518,56 +514,66 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
     num_tokens += chunk.num_tokens;
     has_prefill = has_prefill || chunk.num_tokens != 1;
   }
-  const int64_t held = held_plan_ ? plan_key(held_plan_->rebalance.plan_id) : 0;
-  const int64_t moving = moving_plan_ ? plan_key(moving_plan_->rebalance.plan_id) : 0;
+  // The vote of this step (lockstep_vote.h), agreed over the control group.
+  LockstepVote vote;
+  vote.has_work = scheduler_->has_work();
+  vote.wake_epoch = wake_epoch;
+  vote.next_generation_pending = next_stage_.is(NextGenerationStage::kBuilding) ||
+                                 next_stage_.is(NextGenerationStage::kReadyToSend) ||
+                                 next_stage_.is(NextGenerationStage::kSending) ||
+                                 next_stage_.is(NextGenerationStage::kBuilt) ||
+                                 switch_order_.has_value();
+  vote.num_tokens = num_tokens;
+  vote.has_prefill = has_prefill;
   const bool switch_ready =
       switch_order_ &&
-      (switch_order_->leave || (built_ && built_->assign.generation == switch_order_->generation));
-  const int64_t ready = switch_ready ? switch_order_->generation : 0;
-  static_assert(kTransferFields + kNumTransferFields == kNumLockstepFields);
-  int64_t fields[kNumLockstepFields] = {
-      scheduler_->has_work() ? 1 : 0,
-      static_cast<int64_t>(wake_epoch),
-      building_.valid() || transferring_ || built_ || switch_order_ ? 1 : 0,
-      ready,
-      -ready,
-      num_tokens,
-      has_prefill ? 1 : 0,
-      held,
-      -held,
-      moving,
-      -moving};
-  fill_transfer_fields(fields + kTransferFields);
+      (switch_order_->leave || (built_generation() &&
+                                built_generation()->assign.generation == switch_order_->generation));
+  vote.switch_ready = switch_ready ? switch_order_->generation : 0;
+  vote.held_plan = held_plan_ ? plan_key(held_plan_->rebalance.plan_id) : 0;
+  vote.moving_plan = moving_plan_ ? plan_key(moving_plan_->rebalance.plan_id) : 0;
+  fill_transfer_vote(vote);
+  auto fields = vote.encode();
   if (current_->control_group) {
     EEP_RETURN_IF_ERROR(
-        current_->control_group->all_reduce(fields, kNumLockstepFields, ReduceOp::kMax));
+        current_->control_group->all_reduce(fields.data(), fields.size(), ReduceOp::kMax));
   }
-  if (fields[kSwitchReady] != 0 && fields[kSwitchReady] == -fields[kSwitchReadyNegated]) {
-    // Every rank holds the order and has built the generation (or leaves it): switch here,
-    // together.
-    if (!switch_order_->leave) {
-      EEP_RETURN_IF_ERROR(switch_to(std::move(built_)));
-      result.switched = true;
-      return result;  // the next step runs on the new groups
-    }
+  LocalStepState local;
+  local.switch_order_leaves = switch_order_ && switch_order_->leave;
+  local.moving_plan = moving_plan_.has_value();
+  local.held_plan = held_plan_.has_value();
+  local.transfer_ready = vote.transfer_ready;
+  local.transferring = next_stage_.is(NextGenerationStage::kSending);
+  const StepDecision decision = decide(LockstepAgreement::decode(fields), local);
+
+  if (decision.kind == StepKind::kSwitch) {
+    EEP_RETURN_IF_ERROR(switch_to_next_generation());
+    result.switched = true;
+    return result;  // the next step runs on the new groups
+  }
+  if (decision.kind == StepKind::kRetire) {
     switch_order_.reset();
-    retired_ = true;
+    if (!next_stage_.is(NextGenerationStage::kHandedOver)) drop_next_generation("retiring");
+    advance(NextGenerationStage::kRetired, "the switch went on without this rank");
     EEP_LOG_INFO("retired: generation " << current_->assign.generation
                                         << " switched to the next without this rank");
     return result;
   }
-  const bool transfers = transfer_step(fields + kTransferFields, fields[kMovingPlan] != 0);
-  const bool moves_layers = agree_on_rebalance(fields, &result);
-  if (fields[kHasWork] == 0 && transfers && !moves_layers) return result;  // only a chunk
-  if (fields[kHasWork] == 0 && !moves_layers) {
+  transfer_step(decision.transfer);
+  if (decision.rebalance == RebalanceAction::kStart) start_moving_plan();
+  if (decision.rebalance == RebalanceAction::kStop) {
+    result.rebalance_done = finish_rebalance("another rank stopped moving (its move failed)");
+  }
+  if (decision.kind == StepKind::kChunkOnly) return result;
+  if (decision.kind == StepKind::kIdle) {
     result.idle = true;
-    result.idle_epoch = static_cast<uint64_t>(fields[kWakeEpoch]);
+    result.idle_epoch = decision.idle_epoch;
     if (!result.expert_load) result.expert_load = take_expert_load(true);
     last_step_end_.reset();
     return result;
   }
-  if (moves_layers) EEP_RETURN_IF_ERROR(move_layers(&result));
-  if (fields[kHasWork] == 0) {  // only moves this step
+  if (decision.moves_layers()) EEP_RETURN_IF_ERROR(move_layers(&result));
+  if (decision.kind == StepKind::kMovesOnly) {
     end_moving_step(step_started, &result);
     return result;
   }
@@ -588,10 +594,9 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
                                              request.params.seed, request.output.size()})
                                        : std::nullopt);
   }
-  const StepPlan plan{std::max<int64_t>(fields[kNumTokens], 1), fields[kHasPrefill] == 0};
+  const StepPlan plan{decision.num_tokens, decision.decode_only};
   EEP_ASSIGN_OR_RETURN(std::vector<int32_t> sampled,
                        backend_->executor().forward_sample(batch, sampling, *blocks_, plan));
-  ++step_count_;
   ++num_steps_since_report_;
   size_t sampled_idx = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -607,7 +612,7 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
       }
     }
   }
-  if (moves_layers) {
+  if (decision.moves_layers()) {
     end_moving_step(step_started, &result);
   } else {
     const Clock::time_point now = Clock::now();
@@ -662,26 +667,13 @@ Status EngineCore::begin_rebalance(const protocol::Rebalance& rebalance) {
   return Status::ok();
 }
 
-bool EngineCore::agree_on_rebalance(const int64_t* fields, StepResult* result) {
-  const int64_t moving_max = fields[kMovingPlan];
-  const int64_t moving_min = -fields[kMovingPlanNegated];
-  if (moving_plan_) {
-    if (moving_min == moving_max) return true;
-    // Every rank started it at the same step and moves the same layers per step, so a rank
-    // without it stopped: its move failed (it reported why).
-    result->rebalance_done = finish_rebalance("another rank stopped moving (its move failed)");
-    return false;
-  }
-  const bool others_busy = moving_max != 0 || fields[kNextGenerationPending] != 0;
-  if (!held_plan_ || others_busy || fields[kHeldPlan] != -fields[kHeldPlanNegated]) return false;
-  // Every rank holds this plan (min == max == ours) and nobody moves another one.
+void EngineCore::start_moving_plan() {
   moving_plan_ = std::move(held_plan_);
   held_plan_.reset();
   moving_plan_->started = Clock::now();
   EEP_LOG_INFO("rebalance plan " << moving_plan_->rebalance.plan_id
                                  << ": every rank holds it, moving "
                                  << moving_plan_->rebalance.layers_per_step << " layers per step");
-  return true;
 }
 
 Status EngineCore::move_layers(StepResult* result) {

@@ -5,11 +5,11 @@
 // When: every rank of the current generation that takes part becomes "ready" once it can run
 // chunk 0: a rank of g+1 once its helper thread has built g+1's groups and buffers and every
 // member has (a barrier on g+1's control group); a leaving rank of a scale-down once it holds its
-// handover plan. The lockstep all-reduce carries seven fields: [blocked (building the next
-// generation, not ready yet), ready generation, -ready generation (the lowest value on a rank
-// that takes no part), not ready (1 on every rank that is not ready, taking part or not), over
-// this generation's group (the plan's chunks run over g's EP group, which every rank of g must
-// then join), transferring, not transferring]. At the first step at which nobody is blocked,
+// handover plan. The lockstep vote (lockstep_vote.h) carries: blocked (building the next
+// generation, not ready yet), the ready generation (agreed over the ready ranks as a range),
+// whether some rank is not ready (taking part or not), over this generation's group (the plan's
+// chunks run over g's EP group, which every rank of g must then join), transferring, and whether
+// some rank is not transferring. At the first step at which nobody is blocked,
 // every ready rank is ready for the same generation, every rank is ready if the chunks run over
 // g's group, and no rebalance plan moves, every ready rank starts: from that step on each runs the
 // next chunk after the all-reduce, every step, until the plan's chunks (the same number on every
@@ -22,28 +22,15 @@
 // exchange on the same group. So a chunk over g's group runs only at a step at which every rank
 // of g still transfers; otherwise the others wait, serving, for their own rollback.
 #include <algorithm>
-#include <limits>
 
 #include "eep/common/log.h"
 #include "eep/worker/engine_core.h"
 
 namespace eep::worker {
-namespace {
-
-enum TransferField {
-  kBlocked = 0,
-  kReady = 1,
-  kReadyNegated = 2,
-  kNotReady = 3,
-  kOverCurrentGroup = 4,
-  kTransferring = 5,
-  kNotTransferring = 6,
-};
-
-}  // namespace
 
 BuildReport EngineCore::build_report() const {
-  return built_ ? built_->report : BuildReport{};
+  const Generation* built = built_generation();
+  return built ? built->report : BuildReport{};
 }
 
 bool EngineCore::take_transfer_wake() {
@@ -72,45 +59,35 @@ Status EngineCore::begin_weight_handover(const protocol::Assign& assign) {
   auto handover = std::make_unique<Generation>();
   handover->assign = assign;
   handover->transfer = std::move(plan);
-  transferring_ = std::move(handover);
+  next_ = std::move(handover);
+  advance(NextGenerationStage::kReadyToSend,
+          "generation " + std::to_string(assign.generation) + " goes on without this rank");
   transfer_wake_ = true;
   EEP_LOG_INFO("generation " << assign.generation << " goes on without this rank: handing over "
-                             << "its weights in " << transferring_->transfer->chunks.size()
+                             << "its weights in " << next_->transfer->chunks.size()
                              << " chunks between steps");
   return Status::ok();
 }
 
-void EngineCore::fill_transfer_fields(int64_t* fields) const {
-  const bool ready = transferring_ && !transfer_running_;
-  const int64_t generation = ready ? transferring_->assign.generation : 0;
-  fields[kBlocked] = building_.valid() ? 1 : 0;
-  fields[kReady] = generation;
-  fields[kReadyNegated] = ready ? -generation : std::numeric_limits<int64_t>::min();
-  fields[kNotReady] = ready ? 0 : 1;
-  fields[kOverCurrentGroup] =
-      (ready || transfer_running_) && transferring_->transfer->over_previous_group ? 1 : 0;
-  fields[kTransferring] = transfer_running_ ? 1 : 0;
-  fields[kNotTransferring] = transfer_running_ ? 0 : 1;
+void EngineCore::fill_transfer_vote(LockstepVote& vote) const {
+  const bool ready = next_stage_.is(NextGenerationStage::kReadyToSend);
+  const bool sending = next_stage_.is(NextGenerationStage::kSending);
+  vote.transfer_blocked = next_stage_.is(NextGenerationStage::kBuilding);
+  if (ready) vote.transfer_ready = next_->assign.generation;
+  vote.transfer_over_current_group = (ready || sending) && next_->transfer->over_previous_group;
+  vote.transferring = sending;
 }
 
-bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
-  const bool running_anywhere = reduced[kTransferring] != 0;
-  const bool starts = !running_anywhere && !plan_moving && reduced[kBlocked] == 0 &&
-                      reduced[kReady] > 0 && reduced[kReady] == -reduced[kReadyNegated] &&
-                      (reduced[kOverCurrentGroup] == 0 || reduced[kNotReady] == 0);
-  if (!starts && !running_anywhere) return false;
-  if (running_anywhere && reduced[kOverCurrentGroup] != 0 && reduced[kNotTransferring] != 0) {
-    return false;  // a rank of g stopped: no chunk over g's group (header comment)
-  }
-  if (starts && transferring_ && transferring_->assign.generation == reduced[kReady]) {
-    transfer_running_ = true;
-    EEP_LOG_INFO("generation " << transferring_->assign.generation
+void EngineCore::transfer_step(TransferAction action) {
+  if (action == TransferAction::kStart) {
+    advance(NextGenerationStage::kSending, "every rank is ready to send");
+    EEP_LOG_INFO("generation " << next_->assign.generation
                                << ": every serving rank is ready, sending weights in "
-                               << transferring_->transfer->chunks.size() << " chunks");
+                               << next_->transfer->chunks.size() << " chunks");
   }
-  if (!transfer_running_) return true;
+  if (action != TransferAction::kStart && action != TransferAction::kRunChunk) return;
 
-  Generation& next = *transferring_;
+  Generation& next = *next_;
   Status status = Status::ok();
   const std::optional<Placement>& previous = next.assign.previous_placement;
   if (next.num_chunks_done == 0 && previous && previous->phy2log != current_->placement.phy2log) {
@@ -125,9 +102,9 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
     EEP_LOG_INFO("generation " << next.assign.generation << ": handed over this rank's weights in "
                                << next.report.transfer_seconds << " s (" << next.chunk_seconds
                                << " s in " << next.num_chunks_done << " chunks)");
-    transfer_running_ = false;
-    transferring_.reset();
-    return true;
+    next_.reset();
+    advance(NextGenerationStage::kHandedOver, "sent what only this rank held");
+    return;
   }
   if (status.is_ok() && next.num_chunks_done == next.transfer->chunks.size()) {
     end_build_stage(next, "transfer");  // from the helper's end: the wait to start included
@@ -145,9 +122,8 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
                                  << next.report.transfer_seconds << " s (" << next.chunk_seconds
                                  << " s in " << next.num_chunks_done << " chunks), "
                                  << next.agreed_kv_blocks << " KV blocks agreed");
-      transfer_running_ = false;
-      built_ = std::move(transferring_);
-      return true;
+      advance(NextGenerationStage::kBuilt, "weights sent and received, KV size agreed");
+      return;
     }
   }
   if (!status.is_ok()) {
@@ -157,13 +133,16 @@ bool EngineCore::transfer_step(const int64_t* reduced, bool plan_moving) {
                              std::to_string(next.assign.generation) + " failed at chunk " +
                              std::to_string(next.num_chunks_done) + ": " + status.to_string();
     EEP_LOG_ERROR(what);
-    transfer_running_ = false;
     const bool leaving = next.transfer->is_leaving_rank();
-    drop_generation(std::move(transferring_));
-    // A leaving rank has no ack to send: the staying ranks' chunk fails with it.
-    if (!leaving) build_failure_ = error(status.code(), what);
+    drop_generation(std::move(next_));
+    if (leaving) {
+      // A leaving rank has no ack to send: the staying ranks' chunk fails with it.
+      advance(NextGenerationStage::kNone, "the handover failed");
+    } else {
+      build_failure_ = error(status.code(), what);
+      advance(NextGenerationStage::kFailed, "a chunk failed");
+    }
   }
-  return true;
 }
 
 Status EngineCore::run_transfer_chunk(Generation& generation) {

@@ -1,12 +1,14 @@
 // The engine of a serving rank (DESIGN.md section 5): the model, its KV cache and scheduler, and
 // the process groups of the current generation. The daemon's loop feeds it requests and calls
 // step(); step() keeps every rank of the generation in lockstep:
-//   1. a small all-reduce (max) on the control group of [has work, wake epoch, next generation
-//      pending, switch ready, the step's shape, rebalance plans, weight transfer state]: everybody
-//      learns whether anyone has work, the newest wake epoch seen, whether every rank holds the
-//      coordinator's order to switch to generation g+1 and can (built it, or leaves), whether
-//      every rank holds the same rebalance plan (EPLB below), and whether this step sends weights
-//      to the next generation (engine_weight_transfer.cpp: a chunk after the all-reduce);
+//   1. every rank votes (LockstepVote, elastic/lockstep_vote.h: has work, wake epoch, next
+//      generation pending, switch ready, the step's shape, rebalance plans, weight transfer
+//      state) and one small all-reduce on the control group agrees on the votes; decide() turns
+//      the agreement into this step's decision, the same on every rank: whether anyone has
+//      work, the newest wake epoch seen, whether every rank holds the coordinator's order to
+//      switch to generation g+1 and can (built it, or leaves), whether every rank holds the same
+//      rebalance plan (EPLB below), and whether this step sends weights to the next generation
+//      (engine_weight_transfer.cpp: a chunk after the all-reduce);
 //   2. when nobody has work the fleet goes idle at that epoch (the daemon then waits for a wake
 //      above it); when every rank is ready for generation g+1, all switch to it (or retire) at
 //      this same step;
@@ -50,6 +52,8 @@
 #include "eep/common/status.h"
 #include "eep/worker/backend.h"
 #include "eep/worker/checkpoint.h"
+#include "eep/worker/elastic/lockstep_vote.h"
+#include "eep/worker/elastic/next_generation.h"
 #include "eep/worker/kv_store.h"
 #include "eep/worker/process_group.h"
 #include "eep/worker/scheduler.h"
@@ -130,7 +134,9 @@ class EngineCore {
   // Whether step() may run: serving, or a new rank whose first generation is built and ordered.
   bool can_step() const;
   // The generation this rank is not part of any more (scale down): it stops stepping.
-  bool retired() const { return retired_; }
+  bool retired() const { return next_stage_.is(NextGenerationStage::kRetired); }
+  // The lifecycle of the next generation on this rank (elastic/next_generation.h).
+  NextGenerationStage next_generation_stage() const { return next_stage_.stage(); }
 
   // Adds a request; a refused one comes back at once as a finished output with the error.
   std::optional<protocol::RequestOutput> submit(const protocol::SubmitRequest& request);
@@ -203,13 +209,22 @@ class EngineCore {
   // step after the switch does not set up connections (NCCL connects peers lazily, on their
   // first transfer; pairs that exchanged no weights have not) and graphs can be captured at once.
   Status warm_up_ep_group(Generation& generation);
-  Status switch_to(std::unique_ptr<Generation> next);
+  // The agreed switch: the built next generation becomes the current one.
+  Status switch_to_next_generation();
+  // next_ when it is built (kBuilt), else null.
+  const Generation* built_generation() const {
+    return next_stage_.is(NextGenerationStage::kBuilt) ? next_.get() : nullptr;
+  }
+  // Drops the next generation in any stage (a build still running ends in the background).
+  void drop_next_generation(std::string_view cause);
+  // next_stage_.transition(), which must succeed: the table is the engine's contract.
+  void advance(NextGenerationStage to, std::string_view cause);
   void drop_generation(std::unique_ptr<Generation> generation);
   void reap_abandoned_builds();
 
-  // EPLB steps of step(): `fields` is the reduced lockstep. Whether this step moves layers
-  // (starting a held plan, or stopping a moving one that another rank stopped).
-  bool agree_on_rebalance(const int64_t* fields, StepResult* result);
+  // Every rank holds the held plan and nobody is busy (decide(): RebalanceAction::kStart): it
+  // becomes the moving plan.
+  void start_moving_plan();
   // Moves this step's layers of the moving plan; a failed move ends the plan into `result`. An
   // error when the ranks' placements differ afterwards (a move failed on some ranks only).
   Status move_layers(StepResult* result);
@@ -221,15 +236,12 @@ class EngineCore {
   // of the transfer plan: packs this rank's sends and local copies from the installed weights
   // (engine thread), exchanges over the generation's EP group, unpacks into its state.
   Status run_transfer_chunk(Generation& generation);
-  // After step()'s all-reduce: whether this step runs a chunk anywhere in the fleet (starting the
-  // transfer when every rank of the next generation that serves now is ready for it), and runs
-  // this rank's. A failed chunk fails the next generation, not the step.
-  // `reduced`: the transfer's lockstep fields after the all-reduce; a rebalance plan moving
-  // anywhere holds the start back (the transfer reads the placement it ends with).
-  bool transfer_step(const int64_t* reduced, bool plan_moving);
-  // This rank's transfer fields of the lockstep (engine_weight_transfer.cpp).
-  static constexpr int kNumTransferFields = 7;
-  void fill_transfer_fields(int64_t* fields) const;
+  // After step()'s all-reduce, what decide() made of the transfer: starts it on this rank
+  // (kStart) and runs this rank's next chunk (kStart, kRunChunk). A failed chunk fails the next
+  // generation, not the step.
+  void transfer_step(TransferAction action);
+  // This rank's transfer fields of the lockstep vote (engine_weight_transfer.cpp).
+  void fill_transfer_vote(LockstepVote& vote) const;
   // Takes the executor's counts: reported as an ExpertLoad when `report` and some steps ran,
   // else dropped; either way a new report window starts.
   std::optional<protocol::ExpertLoad> take_expert_load(bool report);
@@ -241,20 +253,18 @@ class EngineCore {
   std::unique_ptr<KvBlockManager> blocks_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Generation> current_;
+  // The next generation (elastic/next_generation.h): its stage, the helper thread's build
+  // (kBuilding), and the generation itself (kReadyToSend and kSending: built but for the weights
+  // this rank sends between steps, or a leaving rank's handover plan; kBuilt: waiting for the
+  // switch).
+  NextGenerationLifecycle next_stage_;
   std::future<Result<std::unique_ptr<Generation>>> building_;
-  std::unique_ptr<Generation> built_;  // built, waiting for every rank to have built it
-  // Built by the helper thread except the weights that come from this rank's installed ones
-  // (docs/weight_transfer.md): the engine thread sends and copies them between steps. On a
-  // leaving rank of a scale-down: its handover (a plan, no state).
-  std::unique_ptr<Generation> transferring_;
-  bool transfer_running_ = false;  // every involved rank started; a chunk each step until done
+  std::unique_ptr<Generation> next_;
+  Status build_failure_;  // kFailed: why
   bool transfer_wake_ = false;
-  std::optional<Status> build_failure_;  // a transfer that failed on the engine thread
   // Builds of a rolled-back scale still running on their helper threads; dropped when done.
   std::vector<std::future<Result<std::unique_ptr<Generation>>>> abandoned_builds_;
   std::optional<protocol::Switch> switch_order_;  // the coordinator's, until the switch
-  bool retired_ = false;
-  uint64_t step_count_ = 0;
 
   // EPLB, reset at every switch.
   std::optional<RebalancePlan> held_plan_;    // waiting for every rank to hold it

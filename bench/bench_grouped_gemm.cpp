@@ -26,6 +26,7 @@
 
 #include "eep/kernels/cuda/gemm.h"
 #include "eep/kernels/cuda/grouped_gemm.h"
+#include "eep/kernels/cuda/silu_mul.h"
 
 namespace {
 

@@ -11,8 +11,8 @@
 
 #include "eep/common/config.h"
 #include "eep/common/log.h"
-#include "eep/worker/backend.h"
-#include "eep/worker/kv_store.h"
+#include "eep/worker/comm/kv_store.h"
+#include "eep/worker/engine/backend.h"
 
 using namespace eep;
 using namespace eep::worker;
@@ -42,11 +42,13 @@ int main(int argc, char** argv) {
   int rank = 0, size = 1, store_port = 0, prefill_seqs = 8, prefill_len = 256, context = 256,
       iters = 20;
   BackendOptions options;
-  options.device = "cuda";
+  options.device = Device::kCuda;
   options.gpu_memory_utilization = 0.92;
   CLI::App app{"bench_model_step: time prefill and decode steps of the whole model"};
   app.add_option("--model", model_dir)->required();
-  app.add_option("--device", options.device)->capture_default_str();
+  app.add_option("--device", options.device)
+      ->transform(CLI::CheckedTransformer(device_by_name()))
+      ->option_text("cpu|cuda (default cuda)");
   app.add_option("--rank", rank);
   app.add_option("--size", size);
   app.add_option("--store-host", store_host);
@@ -57,8 +59,7 @@ int main(int argc, char** argv) {
   app.add_option("--context", context, "Context length of the decoding sequences")
       ->capture_default_str();
   app.add_option("--iters", iters)->capture_default_str();
-  app.add_option("--gpu-memory-utilization", options.gpu_memory_utilization)
-      ->capture_default_str();
+  app.add_option("--gpu-memory-utilization", options.gpu_memory_utilization)->capture_default_str();
   if (auto code = parse_args(app, argc, argv)) return *code;
   set_log_speaker("bench rank=" + std::to_string(rank) + "/" + std::to_string(size));
   const std::vector<int> decode_batches = parse_list(decode_text);
@@ -105,13 +106,15 @@ int main(int argc, char** argv) {
     const double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
     auto num_blocks = (*backend)->plan_kv_blocks();
     EEP_CHECK_MSG(num_blocks.is_ok(), num_blocks.status().to_string());
-    const int blocks_needed = (max_batch + prefill_seqs) * ((context + iters + prefill_len) / 16 + 2);
+    const int blocks_needed =
+        (max_batch + prefill_seqs) * ((context + iters + prefill_len) / 16 + 2);
     EEP_CHECK_MSG(num_blocks.value() >= blocks_needed,
                   "KV cache too small: " << num_blocks.value() << " < " << blocks_needed);
     EEP_CHECK((*backend)->install(std::move(state).value(), blocks_needed).is_ok());
     KvBlockManager blocks(blocks_needed, 16);
     ModelExecutor& executor = (*backend)->executor();
-    if (rank == 0) std::printf("weights loaded in %.2f s (graphs %s)\n", load_s, graphs ? "on" : "off");
+    if (rank == 0)
+      std::printf("weights loaded in %.2f s (graphs %s)\n", load_s, graphs ? "on" : "off");
 
     auto time_steps = [&](const std::vector<SequenceChunk>& batch, const StepPlan& plan, int n) {
       std::vector<std::optional<SamplingSpec>> sampling(batch.size(), SamplingSpec{});

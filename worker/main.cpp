@@ -8,7 +8,7 @@
 
 #include "eep/common/config.h"
 #include "eep/common/log.h"
-#include "eep/worker/worker_daemon.h"
+#include "eep/worker/daemon/worker_daemon.h"
 
 int main(int argc, char** argv) {
 #if defined(__GLIBC__)

@@ -441,9 +441,11 @@ void from_json(const json&, NeedWake&) {}
 
 void to_json(json& j, const Shutdown& m) {
   j = json{{"reason", m.reason}};
+  if (m.whole_fleet) j["whole_fleet"] = true;
 }
 void from_json(const json& j, Shutdown& m) {
   required(j, "reason", m.reason);
+  optional_field(j, "whole_fleet", m.whole_fleet);
 }
 
 void to_json(json& j, const WorkerExiting& m) {

@@ -282,7 +282,7 @@ void Coordinator::begin_shutdown(const std::string& why) {
           membership_.transition(worker->id, WorkerState::kLeaving, "coordinator shutdown", now)
               .is_ok());
     }
-    send_to_worker(worker->id, protocol::Shutdown{"coordinator shutdown: " + why});
+    send_to_worker(worker->id, protocol::Shutdown{"coordinator shutdown: " + why, true});
   }
   for (const std::string& id : launcher_->live_workers()) launcher_->stop(id, false);
 }
@@ -298,7 +298,7 @@ void Coordinator::apply(const std::vector<ScaleAction>& actions) {
     } else if (const auto* assign = std::get_if<SendAssign>(&action)) {
       send_to_worker(assign->worker_id, assign->assign);
     } else if (const auto* shutdown = std::get_if<SendShutdown>(&action)) {
-      send_to_worker(shutdown->worker_id, protocol::Shutdown{shutdown->reason});
+      send_to_worker(shutdown->worker_id, protocol::Shutdown{shutdown->reason, false});
     } else if (const auto* order = std::get_if<SendSwitch>(&action)) {
       send_to_worker(order->worker_id, order->order);
     } else if (const auto* stop = std::get_if<StopWorker>(&action)) {
@@ -353,7 +353,8 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
     EEP_LOG_WARN("message from " << (worker ? "dead" : "unknown") << " worker '" << who
                                  << "'; telling it to exit");
     send_to_worker(identity, protocol::Shutdown{"this coordinator does not count you as a live "
-                                                "worker; exit and register again"});
+                                                "worker; exit and register again",
+                                                false});
     return;
   }
   membership_.heard_from(identity, now);
@@ -471,7 +472,7 @@ void Coordinator::on_register(const std::string& identity, const protocol::Envel
                               "that ended",
                               now)
                   .is_ok());
-    send_to_worker(record.id, protocol::Shutdown{"the scale it was launched for has ended"});
+    send_to_worker(record.id, protocol::Shutdown{"the scale it was launched for has ended", false});
     launcher_->stop(record.id, false);
   }
 }

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "eep/worker/process_group.h"
+#include "eep/worker/comm/process_group.h"
 
 namespace eep::gpu_test {
 

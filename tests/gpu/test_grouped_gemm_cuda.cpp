@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "eep/kernels/cuda/grouped_gemm.h"
+#include "eep/kernels/cuda/silu_mul.h"
 #include "eep/kernels/gemm.h"
 #include "gpu_test_util.h"
 

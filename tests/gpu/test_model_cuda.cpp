@@ -8,10 +8,10 @@
 #include <cstring>
 
 #include "../integration/fleet.h"
-#include "eep/worker/backend.h"
-#include "eep/worker/generate.h"
-#include "eep/worker/random_checkpoint.h"
-#include "eep/worker/safetensors.h"
+#include "eep/worker/engine/backend.h"
+#include "eep/worker/engine/generate.h"
+#include "eep/worker/model/random_checkpoint.h"
+#include "eep/worker/model/safetensors.h"
 #include "gpu_test_util.h"
 
 using namespace eep;
@@ -43,7 +43,7 @@ Loaded load(const std::string& dir, const std::string& device, bool graphs = tru
   auto checkpoint = Checkpoint::open(dir);
   REQUIRE(checkpoint.is_ok());
   BackendOptions options;
-  options.device = device;
+  options.device = device_by_name().at(device);
   options.block_size = 4;
   options.num_kv_blocks = 512;
   options.max_num_seqs = max_seqs;

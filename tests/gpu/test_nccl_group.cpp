@@ -16,9 +16,10 @@
 #include <thread>
 #include <vector>
 
+#include "../helpers/pending_process_group.h"
 #include "eep/common/subprocess.h"
-#include "eep/worker/cuda/process_group_nccl.h"
-#include "eep/worker/kv_store.h"
+#include "eep/worker/comm/process_group_nccl.h"
+#include "eep/worker/comm/kv_store.h"
 #include "gpu_test_util.h"
 
 namespace {
@@ -301,7 +302,8 @@ TEST_CASE("nccl group: a group of one rank runs every operation in this process"
 TEST_CASE("nccl group: built on a helper thread with a stream of its own", "[gpu][nccl]") {
   nvls_off();
   auto store = start_store();
-  PendingProcessGroup pending = create_nccl_group_async(solo_spec(store->port(), 2), {});
+  PendingProcessGroup pending = build_in_background(
+      [spec = solo_spec(store->port(), 2)] { return create_nccl_group(spec, {}); });
   auto built = pending.wait();
   INFO(built.status().to_string());
   REQUIRE(built.is_ok());

@@ -9,9 +9,9 @@
 #include <thread>
 
 #include "../integration/fleet.h"
-#include "eep/worker/backend.h"
-#include "eep/worker/cuda/device_weights.h"
-#include "eep/worker/random_checkpoint.h"
+#include "eep/worker/engine/backend.h"
+#include "eep/worker/cuda/model_weights_cuda.h"
+#include "eep/worker/model/random_checkpoint.h"
 #include "gpu_test_util.h"
 #include "loopback_group.h"
 
@@ -37,7 +37,7 @@ struct Rank {
 
 std::unique_ptr<Backend> cuda_backend(const ModelConfig& config) {
   BackendOptions options;
-  options.device = "cuda";
+  options.device = Device::kCuda;
   options.block_size = 4;
   options.max_num_seqs = 4;
   options.max_num_batched_tokens = 64;

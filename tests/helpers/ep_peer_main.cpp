@@ -15,10 +15,10 @@
 
 #include "eep/common/config.h"
 #include "eep/common/log.h"
-#include "eep/worker/backend.h"
-#include "eep/worker/checkpoint.h"
-#include "eep/worker/kv_store.h"
-#include "eep/worker/safetensors.h"
+#include "eep/worker/comm/kv_store.h"
+#include "eep/worker/engine/backend.h"
+#include "eep/worker/model/checkpoint.h"
+#include "eep/worker/model/safetensors.h"
 
 using namespace eep;
 using namespace eep::worker;
@@ -77,7 +77,8 @@ int main(int argc, char** argv) {
   app.add_option("--store-host", store_host);
   app.add_option("--store-port", store_port);
   app.add_option("--seqs-of", seqs_of);
-  app.add_option("--device", backend_options.device);
+  app.add_option("--device", backend_options.device)
+      ->transform(CLI::CheckedTransformer(device_by_name()));
   app.add_flag("!--no-cuda-graphs", backend_options.cuda_graphs);
   app.add_option("--move-seed", move_seed, "0: no expert moves");
   app.add_option("--move-before-step", move_before_step)->check(CLI::Range(1, kDecodeSteps));
@@ -95,7 +96,8 @@ int main(int argc, char** argv) {
   EEP_CHECK_MSG(placement.is_ok(), placement.status().to_string());
   // Every rank's batch, to agree on each step's shape as the engine's lockstep does.
   std::vector<std::vector<std::vector<int32_t>>> every_owner;
-  for (int o = 0; o < num_owners; ++o) every_owner.push_back(sequences_of(o, num_owners, config.vocab_size));
+  for (int o = 0; o < num_owners; ++o)
+    every_owner.push_back(sequences_of(o, num_owners, config.vocab_size));
   int64_t max_prefill_tokens = 1, max_seqs = 1;
   for (const auto& owner_seqs : every_owner) {
     int64_t tokens = 0;

@@ -14,8 +14,8 @@
 #include <CLI/CLI.hpp>
 
 #include "eep/common/log.h"
-#include "eep/worker/kv_store.h"
-#include "eep/worker/process_group_gloo.h"
+#include "eep/worker/comm/kv_store.h"
+#include "eep/worker/comm/process_group_gloo.h"
 
 namespace {
 

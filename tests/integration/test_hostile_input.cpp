@@ -34,8 +34,8 @@ struct HostileFleet {
   }
 
   long rss_kib() {
-    std::istringstream lines(read_file("/proc/" + std::to_string(fleet->coordinator().pid()) +
-                                       "/status"));
+    std::istringstream lines(
+        read_file("/proc/" + std::to_string(fleet->coordinator().pid()) + "/status"));
     std::string line;
     while (std::getline(lines, line)) {
       if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
@@ -78,8 +78,8 @@ class ControlPeer {
 };
 
 std::string envelope(const std::string& type, const json& body, const json& v = 1) {
-  return json{{"v", v}, {"type", type}, {"seq", 1}, {"generation", 0}, {"sender", "x"},
-              {"body", body}}
+  return json{{"v", v},          {"type", type},  {"seq", 1},
+              {"generation", 0}, {"sender", "x"}, {"body", body}}
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -118,9 +118,9 @@ TEST_CASE("the admin and control messages that once ended the coordinator are re
     const long rss_before = hostile.rss_kib();
     const auto started = std::chrono::steady_clock::now();
     const json reply = call(R"({"seq": 7, "cmd": "scale", "dp": 1000000000})");
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                                started)
-                          .count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count();
     std::printf("scale --dp 1000000000 refused in %.2f ms (round trip), RSS %ld -> %ld KiB\n", ms,
                 rss_before, hostile.rss_kib());
     CHECK(reply["ok"] == false);
@@ -153,11 +153,20 @@ TEST_CASE("fuzz: thousands of random admin and control messages, and the coordin
   std::mt19937_64 rng(20261205);
   auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
   const std::vector<std::string> strange_bytes = {
-      "\xff", "\xc3", "\xed\xa0\x80", "\xf4\x90\x80\x80", std::string("\0", 1), "\x1b[2J",
-      "\n", "\"", "\\", "\xe2\x82", "\xc0\xaf"};
-  const std::vector<std::string> strange_numbers = {
-      "-1", "0", "4294967299", "2147483648", "-2147483649", "18446744073709551615",
-      "18446744073709551616", "1e308", "-0", "2.5", "1099511627776", "99999999999999999999999"};
+      "\xff", "\xc3", "\xed\xa0\x80", "\xf4\x90\x80\x80", std::string("\0", 1), "\x1b[2J", "\n",
+      "\"",   "\\",   "\xe2\x82",     "\xc0\xaf"};
+  const std::vector<std::string> strange_numbers = {"-1",
+                                                    "0",
+                                                    "4294967299",
+                                                    "2147483648",
+                                                    "-2147483649",
+                                                    "18446744073709551615",
+                                                    "18446744073709551616",
+                                                    "1e308",
+                                                    "-0",
+                                                    "2.5",
+                                                    "1099511627776",
+                                                    "99999999999999999999999"};
   const std::vector<std::string> admin_corpus = {
       R"({"seq": 1, "cmd": "status"})",
       R"({"seq": 2, "cmd": "scale", "dp": 1})",
@@ -169,31 +178,48 @@ TEST_CASE("fuzz: thousands of random admin and control messages, and the coordin
     for (int e = 0; e < num_edits && !text.empty(); ++e) {
       const size_t at = pick(text.size());
       switch (pick(6)) {
-        case 0: text[at] = static_cast<char>(rng()); break;
-        case 1: text.insert(at, strange_bytes[pick(strange_bytes.size())]); break;
-        case 2: text.resize(at); break;
-        case 3: text.insert(at, strange_numbers[pick(strange_numbers.size())]); break;
-        case 4: text.insert(at, std::string(pick(3000), 'a')); break;
-        default: text.erase(at, pick(8)); break;
+        case 0:
+          text[at] = static_cast<char>(rng());
+          break;
+        case 1:
+          text.insert(at, strange_bytes[pick(strange_bytes.size())]);
+          break;
+        case 2:
+          text.resize(at);
+          break;
+        case 3:
+          text.insert(at, strange_numbers[pick(strange_numbers.size())]);
+          break;
+        case 4:
+          text.insert(at, std::string(pick(3000), 'a'));
+          break;
+        default:
+          text.erase(at, pick(8));
+          break;
       }
     }
     return text;
   };
   auto random_value = [&]() -> std::string {
     switch (pick(5)) {
-      case 0: return strange_numbers[pick(strange_numbers.size())];
-      case 1: return "\"" + strange_bytes[pick(strange_bytes.size())] + "\"";
-      case 2: return "[" + strange_numbers[pick(strange_numbers.size())] + "]";
-      case 3: return "{}";
-      default: return "null";
+      case 0:
+        return strange_numbers[pick(strange_numbers.size())];
+      case 1:
+        return "\"" + strange_bytes[pick(strange_bytes.size())] + "\"";
+      case 2:
+        return "[" + strange_numbers[pick(strange_numbers.size())] + "]";
+      case 3:
+        return "{}";
+      default:
+        return "null";
     }
   };
-  const std::vector<std::string> types = {"register", "heartbeat", "assign_ack", "token_batch",
-                                          "worker_exiting", "need_wake", "expert_load",
-                                          "rebalance_done", "switch", "bogus"};
-  const std::vector<std::string> fields = {"worker_id", "outputs", "load", "generation",
+  const std::vector<std::string> types = {
+      "register",  "heartbeat",   "assign_ack",     "token_batch", "worker_exiting",
+      "need_wake", "expert_load", "rebalance_done", "switch",      "bogus"};
+  const std::vector<std::string> fields = {"worker_id",  "outputs",   "load",   "generation",
                                            "request_id", "token_ids", "reason", "error",
-                                           "per_layer", "plan_id", "rank"};
+                                           "per_layer",  "plan_id",   "rank"};
 
   constexpr int kNumBatches = 10;
   constexpr int kMessagesPerBatch = 500;
@@ -203,8 +229,8 @@ TEST_CASE("fuzz: thousands of random admin and control messages, and the coordin
     for (int i = 0; i < kMessagesPerBatch; ++i) {
       if (pick(2) == 0) {  // admin
         const std::string request = mutate(admin_corpus[pick(admin_corpus.size())]);
-        INFO("admin request: " << json(request).dump(-1, ' ', true,
-                                                     json::error_handler_t::replace));
+        INFO(
+            "admin request: " << json(request).dump(-1, ' ', true, json::error_handler_t::replace));
         auto reply = admin.call_raw(request, 10s);
         REQUIRE(reply.is_ok());
         const json parsed = json::parse(reply.value(), nullptr, false);

@@ -9,8 +9,8 @@
 #include <thread>
 #include <utility>
 
-#include "eep/worker/engine_core.h"
-#include "eep/worker/kv_store.h"
+#include "eep/worker/comm/kv_store.h"
+#include "eep/worker/engine/engine_core.h"
 
 namespace eep::testing {
 
@@ -19,8 +19,8 @@ inline std::unique_ptr<worker::EngineCore> make_engine(const std::string& model_
   using namespace std::chrono_literals;
   worker::EngineOptions options;
   options.model_dir = model_dir;
-  options.num_kv_blocks = num_kv_blocks;
-  options.group_timeout = 20s;
+  options.backend.num_kv_blocks = num_kv_blocks;
+  options.backend.group_timeout = 20s;
   auto engine = worker::EngineCore::create(options);
   REQUIRE(engine.is_ok());
   return std::move(engine).value();

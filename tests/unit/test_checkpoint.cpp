@@ -8,9 +8,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "eep/worker/checkpoint.h"
-#include "eep/worker/random_checkpoint.h"
-#include "eep/worker/tensor_names.h"
+#include "eep/worker/model/checkpoint.h"
+#include "eep/worker/model/random_checkpoint.h"
+#include "eep/worker/model/tensor_names.h"
 #include "scratch_dir.h"
 
 namespace {

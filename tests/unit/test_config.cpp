@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "eep/common/config.h"
-#include "eep/worker/worker_config.h"
+#include "eep/worker/daemon/worker_config.h"
 
 namespace {
 
@@ -72,24 +72,54 @@ TEST_CASE("bad configuration is a clear error, not a crash", "[config]") {
   CHECK(eep::env_name_for("admin-token-file") == "EEP_ADMIN_TOKEN_FILE");
 }
 
+namespace {
+
+// eep-worker's flags parsed into `config`; parse_args's exit code when they are refused.
+std::optional<int> parse_worker(std::vector<std::string> args, eep::worker::WorkerConfig& config) {
+  CLI::App app;
+  eep::worker::add_worker_options(app, config);
+  args.insert(args.begin(), "eep-worker");
+  std::vector<const char*> argv;
+  for (auto& a : args) argv.push_back(a.c_str());
+  return eep::parse_args(app, static_cast<int>(argv.size()), argv.data());
+}
+
+}  // namespace
+
 TEST_CASE("the worker's CUDA numerics flags parse and refuse unknown values", "[config]") {
-  auto parse_worker = [](std::vector<std::string> args, eep::worker::WorkerConfig& config) {
-    CLI::App app;
-    eep::worker::add_worker_options(app, config);
-    args.insert(args.begin(), "eep-worker");
-    std::vector<const char*> argv;
-    for (auto& a : args) argv.push_back(a.c_str());
-    return eep::parse_args(app, static_cast<int>(argv.size()), argv.data());
-  };
   using eep::worker::MoeCombine;
   eep::worker::WorkerConfig defaults;
   CHECK(!parse_worker({}, defaults).has_value());
-  CHECK(defaults.moe_combine == MoeCombine::kExact);
-  CHECK(!defaults.batch_invariant);
+  CHECK(defaults.engine.backend.moe_combine == MoeCombine::kExact);
+  CHECK(!defaults.engine.backend.batch_invariant);
   eep::worker::WorkerConfig set;
   CHECK(!parse_worker({"--moe-combine", "rank-partials", "--batch-invariant"}, set).has_value());
-  CHECK(set.moe_combine == MoeCombine::kRankPartials);
-  CHECK(set.batch_invariant);
+  CHECK(set.engine.backend.moe_combine == MoeCombine::kRankPartials);
+  CHECK(set.engine.backend.batch_invariant);
   eep::worker::WorkerConfig bad;
   CHECK(parse_worker({"--moe-combine", "fast"}, bad).value_or(0) != 0);
+}
+
+TEST_CASE("the worker's options nest: the engine's hold the backend's, the device an enum",
+          "[config]") {
+  using namespace std::chrono_literals;
+  eep::worker::WorkerConfig defaults;
+  REQUIRE(!parse_worker({}, defaults).has_value());
+  CHECK(defaults.engine.backend.device == eep::worker::Device::kCpu);
+  CHECK(defaults.engine.backend.group_timeout == eep::worker::kDefaultGroupTimeout);
+  CHECK(defaults.engine.weight_transfer_chunk_bytes == size_t{64} << 20);
+  eep::worker::WorkerConfig set;
+  REQUIRE(!parse_worker({"--device", "cuda", "--device-idx", "3", "--model", "/m", "--kv-blocks",
+                         "77", "--group-timeout-ms", "1500", "--weight-transfer-chunk-kb", "256"},
+                        set)
+               .has_value());
+  CHECK(set.engine.backend.device == eep::worker::Device::kCuda);
+  CHECK(set.engine.backend.device_idx == 3);
+  CHECK(set.engine.model_dir == "/m");
+  CHECK(set.engine.backend.num_kv_blocks == 77);
+  CHECK(set.engine.backend.group_timeout == 1500ms);
+  CHECK(set.engine.weight_transfer_chunk_bytes == 256 * 1024);
+  eep::worker::WorkerConfig bad;
+  CHECK(parse_worker({"--device", "tpu"}, bad).value_or(0) != 0);
+  CHECK(parse_worker({"--group-timeout-ms", "5"}, bad).value_or(0) != 0);
 }

@@ -10,8 +10,8 @@
 #include <random>
 #include <thread>
 
-#include "eep/worker/engine_core.h"
-#include "eep/worker/random_checkpoint.h"
+#include "eep/worker/engine/engine_core.h"
+#include "eep/worker/model/random_checkpoint.h"
 #include "engine_fixture.h"
 #include "scratch_dir.h"
 

@@ -5,7 +5,7 @@
 
 #include <thread>
 
-#include "eep/worker/random_checkpoint.h"
+#include "eep/worker/model/random_checkpoint.h"
 #include "engine_fixture.h"
 #include "scratch_dir.h"
 
@@ -40,7 +40,7 @@ protocol::Assign assign_of(int rank, int world_size, const std::pair<int, int>& 
 
 TEST_CASE("engine generation: ranks agree on the fewest KV blocks and serve with them",
           "[engine_generation]") {
-  const int block_size = EngineOptions{}.block_size;
+  const int block_size = EngineOptions{}.backend.block_size;
   const std::vector<int> own_blocks = {96, 40};
   std::vector<std::unique_ptr<EngineCore>> engines;
   for (int blocks : own_blocks) engines.push_back(eep::testing::make_engine(tiny_model(), blocks));

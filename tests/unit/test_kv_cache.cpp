@@ -2,7 +2,7 @@
 
 #include <set>
 
-#include "eep/worker/kv_cache.h"
+#include "eep/worker/engine/kv_cache.h"
 
 using namespace eep;
 using namespace eep::worker;

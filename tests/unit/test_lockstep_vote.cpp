@@ -117,8 +117,8 @@ TEST_CASE("the switch happens when every rank holds the order for the same gener
   leaving_local.switch_order_leaves = true;
 
   SECTION("all ready: staying ranks switch, leaving ranks retire, at this same step") {
-    const auto decisions = decide_all({ready, ready, leaving}, {staying_local, staying_local,
-                                                                leaving_local});
+    const auto decisions =
+        decide_all({ready, ready, leaving}, {staying_local, staying_local, leaving_local});
     CHECK(decisions[0].kind == StepKind::kSwitch);
     CHECK(decisions[1].kind == StepKind::kSwitch);
     CHECK(decisions[2].kind == StepKind::kRetire);

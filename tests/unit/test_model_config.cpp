@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "eep/worker/model_config.h"
-#include "eep/worker/random_checkpoint.h"
+#include "eep/worker/model/model_config.h"
+#include "eep/worker/model/random_checkpoint.h"
 
 namespace {
 

@@ -6,9 +6,9 @@
 
 #include <cmath>
 
-#include "eep/worker/checkpoint.h"
-#include "eep/worker/model_runner.h"
-#include "eep/worker/safetensors.h"
+#include "eep/worker/model/checkpoint.h"
+#include "eep/worker/cpu/model_runner_cpu.h"
+#include "eep/worker/model/safetensors.h"
 
 using namespace eep;
 using namespace eep::worker;

@@ -6,9 +6,9 @@
 #include <random>
 #include <thread>
 
-#include "eep/worker/kv_store.h"
-#include "eep/worker/moe_dispatch.h"
-#include "eep/worker/process_group_gloo.h"
+#include "eep/worker/comm/kv_store.h"
+#include "eep/worker/cpu/moe_dispatcher_cpu.h"
+#include "eep/worker/comm/process_group_gloo.h"
 
 using namespace eep;
 using namespace eep::worker;

@@ -53,16 +53,16 @@ TEST_CASE("the paths of a scale through the lifecycle are legal", "[next_generat
 
 TEST_CASE("illegal transitions are refused and change nothing", "[next_generation]") {
   const std::vector<std::pair<Stage, Stage>> illegal = {
-      {Stage::kNone, Stage::kSending},        // a transfer starts only once ready
-      {Stage::kNone, Stage::kBuilt},          // built only through a build
-      {Stage::kBuilding, Stage::kSending},    // not before every rank is ready
-      {Stage::kReadyToSend, Stage::kBuilt},   // the weights are not there yet
-      {Stage::kBuilt, Stage::kSending},       // nothing left to send
-      {Stage::kBuilt, Stage::kRetired},       // a member of g+1 does not retire
-      {Stage::kFailed, Stage::kBuilt},        // a failure is reported first
-      {Stage::kHandedOver, Stage::kBuilt},    // a leaving rank builds nothing
-      {Stage::kRetired, Stage::kNone},        // final
-      {Stage::kRetired, Stage::kBuilding},    // final
+      {Stage::kNone, Stage::kSending},       // a transfer starts only once ready
+      {Stage::kNone, Stage::kBuilt},         // built only through a build
+      {Stage::kBuilding, Stage::kSending},   // not before every rank is ready
+      {Stage::kReadyToSend, Stage::kBuilt},  // the weights are not there yet
+      {Stage::kBuilt, Stage::kSending},      // nothing left to send
+      {Stage::kBuilt, Stage::kRetired},      // a member of g+1 does not retire
+      {Stage::kFailed, Stage::kBuilt},       // a failure is reported first
+      {Stage::kHandedOver, Stage::kBuilt},   // a leaving rank builds nothing
+      {Stage::kRetired, Stage::kNone},       // final
+      {Stage::kRetired, Stage::kBuilding},   // final
   };
   for (const auto& [from, to] : illegal) {
     INFO(to_string(from) << " -> " << to_string(to));

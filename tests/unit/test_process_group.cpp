@@ -14,9 +14,10 @@
 #include <gloo/common/error.h>
 #include <catch2/catch.hpp>
 
-#include "eep/worker/kv_store.h"
-#include "eep/worker/process_group.h"
-#include "eep/worker/process_group_gloo.h"
+#include "../helpers/pending_process_group.h"
+#include "eep/worker/comm/kv_store.h"
+#include "eep/worker/comm/process_group.h"
+#include "eep/worker/comm/process_group_gloo.h"
 
 using eep::ErrorCode;
 using eep::Status;
@@ -298,7 +299,8 @@ TEST_CASE("gloo group: g+1 is built in the background while g carries traffic", 
     if (!old_group.is_ok()) return old_group.status().to_string();
     ProcessGroup& old_pg = **old_group;
 
-    PendingProcessGroup pending = create_gloo_group_async(make_spec(*server, 4, rank, kSize));
+    PendingProcessGroup pending = build_in_background(
+        [spec = make_spec(*server, 4, rank, kSize)] { return create_gloo_group(spec); });
     // The engine's loop: traffic on g, and one agreement per step on whether everyone's g+1
     // is ready (the ranks must leave the loop at the same step).
     int rounds = 0;

@@ -86,7 +86,9 @@ TEST_CASE("every control message round-trips through its envelope", "[protocol]"
   CHECK(ack2.generation == 4);
   CHECK(ack2.rank == 1);
 
-  CHECK(round_trip(Shutdown{"retired"}).reason == "retired");
+  CHECK(round_trip(Shutdown{"retired", false}).reason == "retired");
+  CHECK_FALSE(round_trip(Shutdown{"retired", false}).whole_fleet);
+  CHECK(round_trip(Shutdown{"coordinator shutdown", true}).whole_fleet);
   CHECK(round_trip(WorkerExiting{"signal 15"}).reason == "signal 15");
 }
 

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <limits>
 
-#include "eep/worker/dtype.h"
-#include "eep/worker/safetensors.h"
+#include "eep/worker/model/dtype.h"
+#include "eep/worker/model/safetensors.h"
 #include "scratch_dir.h"
 
 namespace {

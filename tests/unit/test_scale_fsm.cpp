@@ -525,3 +525,68 @@ TEST_CASE("a leaving rank that cannot hand over its weights rolls the scale-down
   CHECK(count<SendAssign>(rollback) == 3);  // w0, w1 and w2 are told generation 1 again
   CHECK(f.membership.generation() == 1);
 }
+
+TEST_CASE("a leaving worker that does not exit is killed at the RETIRE_LEAVING deadline",
+          "[scale]") {
+  Fixture f;
+  f.complete(f.fsm.start(2, {}, f.now).value());
+  REQUIRE(f.fsm.start(1, {"w0", "w1"}, f.now).is_ok());
+  REQUIRE(f.fsm.on_assign_ack("w0", 2, f.now).empty());
+  f.fsm.on_leaving_drained(f.now);
+  REQUIRE(f.fsm.stage() == ScaleStage::kRetireLeaving);
+  // w1 never exits. Before the deadline (the stage timeout, 1 s here) nothing happens.
+  CHECK(f.fsm.on_tick(f.now + 900ms).empty());
+  CHECK(f.fsm.stage() == ScaleStage::kRetireLeaving);
+  auto killed = f.fsm.on_tick(f.now + 1100ms);
+  REQUIRE(count<StopWorker>(killed) == 1);
+  const auto& stop = std::get<StopWorker>(killed.front());
+  CHECK(stop.worker_id == "w1");
+  CHECK(stop.force);  // SIGKILL, not another polite request
+  // g+1 already serves: the scale stands.
+  CHECK(f.fsm.stage() == ScaleStage::kSucceeded);
+  CHECK(f.active_ids() == std::vector<std::string>{"w0"});
+}
+
+TEST_CASE("a rollback returns the spares it picked to SPARE", "[scale]") {
+  Fixture f;
+  f.complete(f.fsm.start(1, {}, f.now).value());
+  f.register_worker("spare-a");
+  f.register_worker("spare-b");
+  auto started = f.fsm.start(3, {"w0"}, f.now);
+  REQUIRE(started.is_ok());
+  CHECK(count<LaunchWorker>(started.value()) == 0);
+  CHECK(f.membership.find("spare-a")->state == WorkerState::kJoining);
+  CHECK(f.membership.find("spare-b")->state == WorkerState::kJoining);
+  // spare-b cannot build generation 2: the scale rolls back.
+  f.fsm.on_assign_failed("spare-b", 2, "cannot allocate", f.now);
+  CHECK(f.fsm.stage() == ScaleStage::kFailed);
+  for (const char* id : {"spare-a", "spare-b"}) {
+    INFO(id);
+    REQUIRE(f.membership.find(id) != nullptr);
+    CHECK(f.membership.find(id)->state == WorkerState::kSpare);
+    CHECK(f.membership.find(id)->rank == -1);
+  }
+  // And the next scale takes them again.
+  auto again = f.fsm.start(3, {"w0"}, f.now);
+  REQUIRE(again.is_ok());
+  CHECK(count<LaunchWorker>(again.value()) == 0);
+}
+
+TEST_CASE("a launch that fails rolls the scale back at once", "[scale]") {
+  Fixture f;
+  f.complete(f.fsm.start(1, {}, f.now).value());
+  auto started = f.fsm.start(2, {"w0"}, f.now);
+  REQUIRE(started.is_ok());
+  REQUIRE(count<LaunchWorker>(started.value()) == 1);
+  std::string launched;
+  for (const ScaleAction& action : started.value()) {
+    if (const auto* launch = std::get_if<LaunchWorker>(&action)) launched = launch->worker_id;
+  }
+  // The launcher could not start it (Coordinator::apply reports it as gone, unregistered).
+  f.fsm.on_worker_gone(launched, "cannot exec eep-worker", f.now);
+  CHECK(f.fsm.stage() == ScaleStage::kFailed);
+  CHECK_THAT(f.fsm.info(f.now).reason, Catch::Contains(launched));
+  CHECK(f.active_ids() == std::vector<std::string>{"w0"});
+  CHECK(f.ports.num_live() == 2);  // g+1's ports went back
+  CHECK(f.fsm.start(2, {"w0"}, f.now).is_ok());
+}

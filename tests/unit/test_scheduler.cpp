@@ -5,7 +5,7 @@
 #include <map>
 #include <numeric>
 
-#include "eep/worker/scheduler.h"
+#include "eep/worker/engine/scheduler.h"
 
 using namespace eep;
 using namespace eep::worker;
@@ -131,4 +131,67 @@ TEST_CASE("requests stop on EOS, stop tokens and length, and cancel frees blocks
   CHECK(outputs[6].size() == 3);
   CHECK(outputs[6][0] == 11);
   CHECK(outputs[6][1] == 12);
+}
+
+TEST_CASE("continuous batching: a request that arrives joins the running batch at once",
+          "[scheduler]") {
+  KvBlockManager blocks(256, 4);
+  Scheduler scheduler(blocks, {8, 256, 512}, {});
+  REQUIRE(scheduler.add(make_request(1, 6, 50)).is_ok());
+  auto first = scheduler.schedule();
+  REQUIRE(first.size() == 1);
+  (void)scheduler.update(first, {fake_next_token(*first[0].request)});
+  // Request 1 decodes; request 2 arrives: the next step runs both (2's prefill beside 1's
+  // decode), not 2 after 1 has finished.
+  REQUIRE(scheduler.add(make_request(2, 7, 5)).is_ok());
+  auto second = scheduler.schedule();
+  REQUIRE(second.size() == 2);
+  CHECK(second[0].request->id == 1);
+  CHECK(second[0].num_tokens == 1);  // a decode
+  CHECK(second[1].request->id == 2);
+  CHECK(second[1].num_tokens == 7);  // the whole prompt
+  CHECK(scheduler.num_running() == 2);
+  CHECK(scheduler.num_waiting() == 0);
+}
+
+TEST_CASE("--max-num-seqs bounds the running requests, the rest wait in arrival order",
+          "[scheduler]") {
+  KvBlockManager blocks(256, 4);
+  Scheduler scheduler(blocks, {2, 256, 512}, {});
+  for (uint64_t id = 1; id <= 4; ++id) REQUIRE(scheduler.add(make_request(id, 3, 4)).is_ok());
+  auto chunks = scheduler.schedule();
+  REQUIRE(chunks.size() == 2);
+  CHECK(chunks[0].request->id == 1);
+  CHECK(chunks[1].request->id == 2);
+  CHECK(scheduler.num_running() == 2);
+  CHECK(scheduler.num_waiting() == 2);
+  int steps = 0, max_tokens = 0;
+  (void)scheduler.update(chunks, {fake_next_token(*chunks[0].request),
+                                  fake_next_token(*chunks[1].request)});
+  auto outputs = run_all(scheduler, &steps, &max_tokens);
+  CHECK(outputs.size() == 4);
+}
+
+TEST_CASE("when the cache is full the newest running request is preempted, the oldest goes on",
+          "[scheduler]") {
+  // 6 blocks of 4 positions: two requests of 8 prompt tokens fill 4 blocks; their decodes need
+  // more, and only the newer one gives its blocks back.
+  KvBlockManager blocks(6, 4);
+  Scheduler scheduler(blocks, {8, 256, 512}, {});
+  REQUIRE(scheduler.add(make_request(1, 8, 12)).is_ok());
+  REQUIRE(scheduler.add(make_request(2, 8, 12)).is_ok());
+  bool preempted = false;
+  while (scheduler.has_work() && !preempted) {
+    auto chunks = scheduler.schedule();
+    std::vector<int32_t> sampled;
+    for (const auto& chunk : chunks) {
+      if (chunk.samples()) sampled.push_back(fake_next_token(*chunk.request));
+    }
+    (void)scheduler.update(chunks, sampled);
+    const EngineRequest* newer = scheduler.find(2);
+    preempted = newer != nullptr && newer->num_preemptions > 0;
+    const EngineRequest* older = scheduler.find(1);
+    if (older != nullptr) CHECK(older->num_preemptions == 0);
+  }
+  CHECK(preempted);
 }

@@ -1,7 +1,7 @@
 // A store port that is already taken: the error says when the kernel's ephemeral range is why.
 #include <catch2/catch.hpp>
 
-#include "eep/worker/kv_store.h"
+#include "eep/worker/comm/kv_store.h"
 
 using namespace eep;
 using namespace eep::worker;

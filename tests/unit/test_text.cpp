@@ -10,13 +10,13 @@ TEST_CASE("UTF-8 validation follows RFC 3629", "[text]") {
   CHECK(is_valid_utf8("plain ascii"));
   CHECK(is_valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
   CHECK_FALSE(is_valid_utf8("\xff"));
-  CHECK_FALSE(is_valid_utf8("\xc3"));                // cut
-  CHECK_FALSE(is_valid_utf8("\xc0\xaf"));            // overlong '/'
-  CHECK_FALSE(is_valid_utf8("\xe0\x80\xaf"));        // overlong
-  CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));        // a surrogate
-  CHECK_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));    // past U+10FFFF
-  CHECK_FALSE(is_valid_utf8("\xe2\x82"));            // cut
-  CHECK_FALSE(is_valid_utf8("\x80"));                // a lone continuation byte
+  CHECK_FALSE(is_valid_utf8("\xc3"));              // cut
+  CHECK_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong '/'
+  CHECK_FALSE(is_valid_utf8("\xe0\x80\xaf"));      // overlong
+  CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));      // a surrogate
+  CHECK_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+  CHECK_FALSE(is_valid_utf8("\xe2\x82"));          // cut
+  CHECK_FALSE(is_valid_utf8("\x80"));              // a lone continuation byte
 }
 
 TEST_CASE("printable() escapes what is not printable UTF-8 and cuts on a character", "[text]") {

@@ -11,7 +11,7 @@
 #include <set>
 #include <tuple>
 
-#include "eep/worker/weight_transfer.h"
+#include "eep/worker/elastic/weight_transfer.h"
 
 using namespace eep;
 using namespace eep::worker;

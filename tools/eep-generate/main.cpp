@@ -7,9 +7,9 @@
 
 #include "eep/common/config.h"
 #include "eep/common/log.h"
-#include "eep/worker/checkpoint.h"
-#include "eep/worker/generate.h"
-#include "eep/worker/safetensors.h"
+#include "eep/worker/engine/generate.h"
+#include "eep/worker/model/checkpoint.h"
+#include "eep/worker/model/safetensors.h"
 
 namespace {
 
@@ -56,8 +56,8 @@ int main(int argc, char** argv) {
   app.add_option("--prefill-chunk", options.prefill_chunk, "Prefill in chunks of this many tokens")
       ->check(CLI::Range(0, 1 << 20));
   app.add_option("--device", backend_options.device, "cpu or cuda")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
+      ->transform(CLI::CheckedTransformer(device_by_name()))
+      ->option_text("cpu|cuda (default cpu)");
   app.add_option("--device-idx", backend_options.device_idx, "GPU index (cuda)")
       ->check(CLI::Range(0, 1023));
   app.add_flag("!--no-cuda-graphs", backend_options.cuda_graphs,

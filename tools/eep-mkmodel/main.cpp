@@ -5,9 +5,9 @@
 #include <iostream>
 
 #include "eep/common/config.h"
-#include "eep/worker/random_checkpoint.h"
-#include "eep/worker/safetensors.h"
-#include "eep/worker/tensor_names.h"
+#include "eep/worker/model/random_checkpoint.h"
+#include "eep/worker/model/safetensors.h"
+#include "eep/worker/model/tensor_names.h"
 
 namespace {
 

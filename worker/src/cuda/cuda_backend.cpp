@@ -4,10 +4,10 @@
 
 #include "eep/common/log.h"
 #include "eep/worker/cuda/cuda_status.h"
-#include "eep/worker/cuda/device_weights.h"
+#include "eep/worker/cuda/model_weights_cuda.h"
 #include "eep/worker/cuda/model_runner_cuda.h"
 #include "eep/worker/cuda/moe_dispatcher_cuda.h"
-#include "eep/worker/cuda/process_group_nccl.h"
+#include "eep/worker/comm/process_group_nccl.h"
 
 namespace eep::worker {
 namespace {

@@ -10,7 +10,7 @@
 #include "eep/kernels/cuda/rmsnorm.h"
 #include "eep/kernels/cuda/router.h"
 #include "eep/worker/cuda/cuda_status.h"
-#include "eep/worker/expert_moves.h"
+#include "eep/worker/elastic/expert_moves.h"
 
 namespace eep::worker {
 namespace {

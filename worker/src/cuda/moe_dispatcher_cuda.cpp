@@ -5,6 +5,7 @@
 #include <string>
 
 #include "eep/kernels/cuda/grouped_gemm.h"
+#include "eep/kernels/cuda/silu_mul.h"
 
 namespace eep::worker {
 namespace {

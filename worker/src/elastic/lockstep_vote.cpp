@@ -94,32 +94,46 @@ LockstepAgreement LockstepAgreement::reduce(const std::vector<LockstepVote>& vot
 
 std::string_view to_string(StepKind kind) {
   switch (kind) {
-    case StepKind::kSwitch: return "switch";
-    case StepKind::kRetire: return "retire";
-    case StepKind::kIdle: return "idle";
-    case StepKind::kChunkOnly: return "chunk only";
-    case StepKind::kMovesOnly: return "moves only";
-    case StepKind::kForward: return "forward";
+    case StepKind::kSwitch:
+      return "switch";
+    case StepKind::kRetire:
+      return "retire";
+    case StepKind::kIdle:
+      return "idle";
+    case StepKind::kChunkOnly:
+      return "chunk only";
+    case StepKind::kMovesOnly:
+      return "moves only";
+    case StepKind::kForward:
+      return "forward";
   }
   return "unknown";
 }
 
 std::string_view to_string(TransferAction action) {
   switch (action) {
-    case TransferAction::kNone: return "none";
-    case TransferAction::kWait: return "wait";
-    case TransferAction::kStart: return "start";
-    case TransferAction::kRunChunk: return "run chunk";
+    case TransferAction::kNone:
+      return "none";
+    case TransferAction::kWait:
+      return "wait";
+    case TransferAction::kStart:
+      return "start";
+    case TransferAction::kRunChunk:
+      return "run chunk";
   }
   return "unknown";
 }
 
 std::string_view to_string(RebalanceAction action) {
   switch (action) {
-    case RebalanceAction::kNone: return "none";
-    case RebalanceAction::kStart: return "start";
-    case RebalanceAction::kContinue: return "continue";
-    case RebalanceAction::kStop: return "stop";
+    case RebalanceAction::kNone:
+      return "none";
+    case RebalanceAction::kStart:
+      return "start";
+    case RebalanceAction::kContinue:
+      return "continue";
+    case RebalanceAction::kStop:
+      return "stop";
   }
   return "unknown";
 }

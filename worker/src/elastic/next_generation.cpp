@@ -40,14 +40,22 @@ constexpr std::array kTransitions = {
 
 std::string_view to_string(NextGenerationStage stage) {
   switch (stage) {
-    case Stage::kNone: return "NONE";
-    case Stage::kBuilding: return "BUILDING";
-    case Stage::kReadyToSend: return "READY_TO_SEND";
-    case Stage::kSending: return "SENDING";
-    case Stage::kBuilt: return "BUILT";
-    case Stage::kHandedOver: return "HANDED_OVER";
-    case Stage::kFailed: return "FAILED";
-    case Stage::kRetired: return "RETIRED";
+    case Stage::kNone:
+      return "NONE";
+    case Stage::kBuilding:
+      return "BUILDING";
+    case Stage::kReadyToSend:
+      return "READY_TO_SEND";
+    case Stage::kSending:
+      return "SENDING";
+    case Stage::kBuilt:
+      return "BUILT";
+    case Stage::kHandedOver:
+      return "HANDED_OVER";
+    case Stage::kFailed:
+      return "FAILED";
+    case Stage::kRetired:
+      return "RETIRED";
   }
   return "UNKNOWN";
 }
@@ -64,8 +72,8 @@ Status NextGenerationLifecycle::transition(NextGenerationStage to, std::string_v
                  "next generation: no transition " + std::string(to_string(stage_)) + " -> " +
                      std::string(to_string(to)) + " (" + std::string(cause) + ")");
   }
-  EEP_LOG_INFO("next generation: " << to_string(stage_) << " -> " << to_string(to) << " ("
-                                   << cause << ")");
+  EEP_LOG_INFO("next generation: " << to_string(stage_) << " -> " << to_string(to) << " (" << cause
+                                   << ")");
   stage_ = to;
   return Status::ok();
 }

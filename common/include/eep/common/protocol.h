@@ -238,6 +238,9 @@ struct RebalanceDone {
 struct Shutdown {
   static constexpr MsgType kType = MsgType::kShutdown;
   std::string reason;
+  // The coordinator stops the whole fleet: every rank exits now (its peers do too), instead of
+  // leaving at the next generation switch, which will not come.
+  bool whole_fleet = false;
 };
 
 struct WorkerExiting {

@@ -49,10 +49,4 @@ cudaError_t dense_matmul_nt(const bf16* a, const bf16* b, int64_t m, int64_t n, 
 cudaError_t dense_matmul_nt(const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k, float* c,
                             float beta, int32_t* offsets, cudaStream_t stream);
 
-// SwiGLU's activation on the fused gate/up product: out[r, i] = silu(gate_up[r, i]) *
-// gate_up[r, intermediate + i] (silu(g) = g / (1 + e^-g), in fp32) for r < *num_rows (device) and
-// i < intermediate. gate_up [max_rows, 2 * intermediate], out [max_rows, intermediate].
-cudaError_t silu_mul(const bf16* gate_up, const int32_t* num_rows, int64_t max_rows,
-                     int64_t intermediate, bf16* out, cudaStream_t stream);
-
 }  // namespace eep::kernels::cuda

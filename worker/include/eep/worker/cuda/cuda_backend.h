@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "eep/common/status.h"
-#include "eep/worker/backend.h"
+#include "eep/worker/engine/backend.h"
 
 namespace eep::worker {
 

@@ -7,7 +7,8 @@
 //   kNone --begin_weight_handover (a leaving rank of a scale-down)--> kReadyToSend
 //   kReadyToSend --every rank ready (the lockstep)--> kSending --last chunk--> kBuilt
 //                                                        |   \--last chunk, leaving--> kHandedOver
-//                                                        \--a chunk failed--> kFailed --reported--> kNone
+//                                                        \--a chunk failed--> kFailed --reported-->
+//                                                        kNone
 //   kBuilt --the agreed switch step--> kNone (it is now the current generation)
 //   kNone, kHandedOver --the agreed switch step, leaving--> kRetired (final)
 //   any stage but kRetired --abandoned (rolled back or replaced by a newer assignment)--> kNone

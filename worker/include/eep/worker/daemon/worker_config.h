@@ -1,0 +1,28 @@
+// Everything an eep-worker is configured with, and the CLI11 options that fill it.
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "eep/worker/engine/engine_core.h"
+
+namespace eep::worker {
+
+struct WorkerConfig {
+  std::string coordinator_endpoint = "tcp://127.0.0.1:5711";
+  std::string worker_id;  // default: <host>-<pid>
+  std::string host;       // advertised host; default: gethostname()
+  std::string fleet_token_file;
+  int register_timeout_ms = 30000;  // give up (exit 1) when the coordinator never answers
+  std::string log_level = "info";
+  // Serving (when engine.model_dir is set): the engine's options, which hold the backend's.
+  EngineOptions engine;
+  int cpu_threads = 1;  // GEMM threads of the CPU backend; several ranks often share a host
+  // Test hook (off by default): wait this long before registering, as a slow device would.
+  int test_register_delay_ms = 0;
+};
+
+void add_worker_options(CLI::App& app, WorkerConfig& config);
+
+}  // namespace eep::worker

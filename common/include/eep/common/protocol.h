@@ -245,50 +245,33 @@ struct WorkerExiting {
   std::string reason;
 };
 
-void to_json(nlohmann::json& j, const ErrorBody& m);
-void from_json(const nlohmann::json& j, ErrorBody& m);
-void to_json(nlohmann::json& j, const Register& m);
-void from_json(const nlohmann::json& j, Register& m);
-void to_json(nlohmann::json& j, const RegisterReply& m);
-void from_json(const nlohmann::json& j, RegisterReply& m);
-void to_json(nlohmann::json& j, const Heartbeat& m);
-void from_json(const nlohmann::json& j, Heartbeat& m);
-void to_json(nlohmann::json& j, const StoreEndpoint& m);
-void from_json(const nlohmann::json& j, StoreEndpoint& m);
-void to_json(nlohmann::json& j, const Assign& m);
-void from_json(const nlohmann::json& j, Assign& m);
-void to_json(nlohmann::json& j, const ModelCapacity& m);
-void from_json(const nlohmann::json& j, ModelCapacity& m);
-void to_json(nlohmann::json& j, const SamplingParams& m);
-void from_json(const nlohmann::json& j, SamplingParams& m);
-void to_json(nlohmann::json& j, const SubmitRequest& m);
-void from_json(const nlohmann::json& j, SubmitRequest& m);
-void to_json(nlohmann::json& j, const CancelRequest& m);
-void from_json(const nlohmann::json& j, CancelRequest& m);
-void to_json(nlohmann::json& j, const RequestOutput& m);
-void from_json(const nlohmann::json& j, RequestOutput& m);
-void to_json(nlohmann::json& j, const WorkerLoad& m);
-void from_json(const nlohmann::json& j, WorkerLoad& m);
-void to_json(nlohmann::json& j, const TokenBatch& m);
-void from_json(const nlohmann::json& j, TokenBatch& m);
-void to_json(nlohmann::json& j, const Wake& m);
-void from_json(const nlohmann::json& j, Wake& m);
-void to_json(nlohmann::json& j, const Switch& m);
-void from_json(const nlohmann::json& j, Switch& m);
-void to_json(nlohmann::json& j, const NeedWake& m);
-void from_json(const nlohmann::json& j, NeedWake& m);
-void to_json(nlohmann::json& j, const AssignAck& m);
-void from_json(const nlohmann::json& j, AssignAck& m);
-void to_json(nlohmann::json& j, const ExpertLoad& m);
-void from_json(const nlohmann::json& j, ExpertLoad& m);
-void to_json(nlohmann::json& j, const Rebalance& m);
-void from_json(const nlohmann::json& j, Rebalance& m);
-void to_json(nlohmann::json& j, const RebalanceDone& m);
-void from_json(const nlohmann::json& j, RebalanceDone& m);
-void to_json(nlohmann::json& j, const Shutdown& m);
-void from_json(const nlohmann::json& j, Shutdown& m);
-void to_json(nlohmann::json& j, const WorkerExiting& m);
-void from_json(const nlohmann::json& j, WorkerExiting& m);
+// The JSON form of each struct above: to_json and from_json, found by nlohmann through
+// argument-dependent lookup. protocol.cpp defines both from one list of the struct's fields.
+#define EEP_PROTOCOL_JSON(Type)                   \
+  void to_json(nlohmann::json& j, const Type& m); \
+  void from_json(const nlohmann::json& j, Type& m)
+EEP_PROTOCOL_JSON(ErrorBody);
+EEP_PROTOCOL_JSON(Register);
+EEP_PROTOCOL_JSON(RegisterReply);
+EEP_PROTOCOL_JSON(Heartbeat);
+EEP_PROTOCOL_JSON(StoreEndpoint);
+EEP_PROTOCOL_JSON(Assign);
+EEP_PROTOCOL_JSON(ModelCapacity);
+EEP_PROTOCOL_JSON(SamplingParams);
+EEP_PROTOCOL_JSON(SubmitRequest);
+EEP_PROTOCOL_JSON(CancelRequest);
+EEP_PROTOCOL_JSON(RequestOutput);
+EEP_PROTOCOL_JSON(WorkerLoad);
+EEP_PROTOCOL_JSON(TokenBatch);
+EEP_PROTOCOL_JSON(Wake);
+EEP_PROTOCOL_JSON(Switch);
+EEP_PROTOCOL_JSON(NeedWake);
+EEP_PROTOCOL_JSON(AssignAck);
+EEP_PROTOCOL_JSON(ExpertLoad);
+EEP_PROTOCOL_JSON(Rebalance);
+EEP_PROTOCOL_JSON(RebalanceDone);
+EEP_PROTOCOL_JSON(Shutdown);
+EEP_PROTOCOL_JSON(WorkerExiting);
 
 // The envelope of every control message.
 struct Envelope {
@@ -437,18 +420,12 @@ struct StatusReply {
   std::optional<int> num_store_ports_live;
 };
 
-void to_json(nlohmann::json& j, const WorkerInfo& m);
-void from_json(const nlohmann::json& j, WorkerInfo& m);
-void to_json(nlohmann::json& j, const StageDuration& m);
-void from_json(const nlohmann::json& j, StageDuration& m);
-void to_json(nlohmann::json& j, const ScaleInfo& m);
-void from_json(const nlohmann::json& j, ScaleInfo& m);
-void to_json(nlohmann::json& j, const EplbRebalanceInfo& m);
-void from_json(const nlohmann::json& j, EplbRebalanceInfo& m);
-void to_json(nlohmann::json& j, const EplbInfo& m);
-void from_json(const nlohmann::json& j, EplbInfo& m);
-void to_json(nlohmann::json& j, const StatusReply& m);
-void from_json(const nlohmann::json& j, StatusReply& m);
+EEP_PROTOCOL_JSON(WorkerInfo);
+EEP_PROTOCOL_JSON(StageDuration);
+EEP_PROTOCOL_JSON(ScaleInfo);
+EEP_PROTOCOL_JSON(EplbRebalanceInfo);
+EEP_PROTOCOL_JSON(EplbInfo);
+EEP_PROTOCOL_JSON(StatusReply);
 
 // JSON text for a socket: never throws (nlohmann's dump() does on invalid UTF-8; here such bytes
 // become U+FFFD), so no reply or message built from a peer's input can end an event loop.

@@ -81,7 +81,7 @@ class Coordinator {
   void on_rebalance_done(const std::string& worker_id, const protocol::Envelope& envelope);
   void advance_eplb(Clock::time_point now);
   void sync_eplb_generation();
-  void send_rebalance(const RebalancePlan& plan, const std::string& why);
+  void send_rebalance(const PlannedRebalance& plan, const std::string& why);
   void finish_rebalance(const RebalanceOutcome& outcome);
   nlohmann::json admin_eplb_rebalance(const protocol::AdminRequest& request);
 
@@ -108,7 +108,7 @@ class Coordinator {
   std::unique_ptr<HttpApi> http_;                    // after inbox_: it calls into it
   bool knows_experts_ = false;  // --model given: generations carry placements, EPLB measures
   EplbState eplb_;
-  std::unique_ptr<EplbMetrics> eplb_metrics_;  // after http_: it registers in its registry
+  std::unique_ptr<EplbMetrics> eplb_metrics_;    // after http_: it registers in its registry
   std::unique_ptr<ScaleMetrics> scale_metrics_;  // likewise
   Clock::time_point next_scale_metrics_{};
   Clock::time_point next_eplb_metrics_{};

@@ -142,8 +142,9 @@ struct AssignAck {
   uint64_t weight_bytes_from_peers = 0;       // received from other ranks
   uint64_t weight_bytes_from_checkpoint = 0;  // read from the checkpoint
   double weight_transfer_s = 0;               // first to last transfer chunk on this rank
-  // How long this rank's build took, by step: "groups", "weights" (buffers, checkpoint reads and
-  // the wait for every member), "transfer" (its chunks, waits between them included), "kv_agree".
+  // How long this rank's build took, by step, in the order run: "groups", "weights" (buffers,
+  // checkpoint reads and the wait for every member), "transfer" (its chunks, waits between them
+  // included), "kv_agree", "ep_warm_up" (after a transfer); docs/scaling.md describes each.
   std::vector<StageDuration> build_stages{};
 };
 
@@ -434,7 +435,8 @@ std::string to_wire(const nlohmann::json& value);
 nlohmann::json admin_ok(uint64_t seq, const nlohmann::json& payload = nlohmann::json::object());
 // {"ok": false, "seq": seq, "error": {"code", "message"}}
 nlohmann::json admin_error(uint64_t seq, const Status& status);
-// The Status an admin reply carries (ok, or its error); kInvalidArgument for a malformed reply.
+// The Status an admin reply carries (ok, or its error); kInternal for a malformed reply or an
+// error code this build does not know.
 Status admin_reply_status(const nlohmann::json& reply);
 
 }  // namespace eep::protocol

@@ -345,8 +345,9 @@ struct AdminRequest {
 
 // Parses one admin request frame; every malformed input is a kInvalidArgument with a message
 // that names the problem (not JSON, unknown command, a field of the wrong type or out of its
-// range, a missing field). `seq`, when given, receives the request's seq as soon as it is read,
-// so that a refusal can carry it.
+// range, a missing field), and a well-formed request of another protocol version a
+// kVersionMismatch. `seq`, when given, receives the request's seq as soon as it is read, so that
+// a refusal can carry it.
 Result<AdminRequest> parse_admin_request(std::string_view frame, uint64_t* seq = nullptr);
 std::string serialize(const AdminRequest& request);
 

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Installs what the build needs, builds, and runs every test through ctest: unit, integration,
-# and GPU tests (which report themselves skipped, visibly, on a machine without a GPU).
-# Then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Installs what the build needs, checks the formatting, builds, and runs every test through
+# ctest: unit, integration, and GPU tests (which report themselves skipped, visibly, on a machine
+# without a GPU). Then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+
+# Formatting first, so that a badly formatted file fails in seconds, not after the build.
+# .clang-format at the root; clang-format 14 (Debian 12's), since other versions format some
+# constructs differently. Fix with: clang-format -i FILE...
+CLANG_FORMAT=${CLANG_FORMAT:-clang-format}
+echo "== formatting ($($CLANG_FORMAT --version))"
+git ls-files -z '*.cpp' '*.h' '*.cu' '*.cuh' | xargs -0 "$CLANG_FORMAT" --dry-run -Werror
+
 BUILD_DIR=${EEP_BUILD_DIR:-build}
 EEP_BUILD_DIR=$BUILD_DIR scripts/build.sh
 (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 600)

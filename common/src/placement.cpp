@@ -1,6 +1,8 @@
 #include "eep/common/placement.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <stdexcept>
 #include <string>
 
 namespace eep {
@@ -154,12 +156,41 @@ void to_json(nlohmann::json& j, const Placement& placement) {
                      {"phy2log", placement.phy2log}};
 }
 
+namespace {
+
+// nlohmann would wrap 4294967299 to 3: every integer of a placement is read whole and in range.
+int read_int(const nlohmann::json& value, const char* key) {
+  if (!value.is_number_integer()) {
+    throw std::invalid_argument(std::string("placement field \"") + key +
+                                "\": must be an integer");
+  }
+  if (value.is_number_unsigned() ? value.get<uint64_t>() > INT32_MAX
+                                 : value.get<int64_t>() < INT32_MIN ||
+                                       value.get<int64_t>() > INT32_MAX) {
+    throw std::out_of_range(std::string("placement field \"") + key + "\": " + value.dump() +
+                            " is out of range");
+  }
+  return value.get<int>();
+}
+
+}  // namespace
+
 void from_json(const nlohmann::json& j, Placement& placement) {
-  j.at("num_layers").get_to(placement.num_layers);
-  j.at("num_logical_experts").get_to(placement.num_logical_experts);
-  j.at("num_ranks").get_to(placement.num_ranks);
-  j.at("slots_per_rank").get_to(placement.slots_per_rank);
-  j.at("phy2log").get_to(placement.phy2log);
+  placement.num_layers = read_int(j.at("num_layers"), "num_layers");
+  placement.num_logical_experts = read_int(j.at("num_logical_experts"), "num_logical_experts");
+  placement.num_ranks = read_int(j.at("num_ranks"), "num_ranks");
+  placement.slots_per_rank = read_int(j.at("slots_per_rank"), "slots_per_rank");
+  const nlohmann::json& rows = j.at("phy2log");
+  if (!rows.is_array()) throw std::invalid_argument("placement field \"phy2log\": not an array");
+  placement.phy2log.assign(rows.size(), {});
+  for (size_t layer = 0; layer < rows.size(); ++layer) {
+    if (!rows[layer].is_array()) {
+      throw std::invalid_argument("placement field \"phy2log\": a row is not an array");
+    }
+    for (const nlohmann::json& expert : rows[layer]) {
+      placement.phy2log[layer].push_back(read_int(expert, "phy2log"));
+    }
+  }
 }
 
 }  // namespace eep

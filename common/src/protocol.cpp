@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -159,6 +160,127 @@ void optional_value(const json& j, const char* key, std::optional<T>& out) {
   out = std::move(value);
 }
 
+// ---- messages as data ----
+//
+// Each struct's JSON form is one list of its fields (EEP_MESSAGE, at the end of this file's
+// helpers), from which to_json and from_json both derive. A field's wire name is its member's
+// name; from_json reads the fields in the order listed, so the first bad one is the one named.
+// - EEP_REQUIRED(name): always written; from_json throws a FieldError naming it when missing.
+// - EEP_OPTIONAL(name[, write]): absent or null keeps the default (a std::optional: nullopt);
+//   written as `write` says, Write::kDefault when not given.
+// - EEP_OPTIONAL_IF(name, flag): as EEP_OPTIONAL, but written only when the bool member `flag`
+//   is true.
+// Every read goes through read_field (whole numbers within the field's range, arrays element by
+// element). nlohmann's NLOHMANN_DEFINE_TYPE_* macros are not used: their reads wrap integers,
+// their errors do not name the field, and they know no optional or omitted fields.
+
+// How to_json writes an optional field.
+enum class Write {
+  kDefault,        // always; an empty std::optional is left out
+  kUnlessEmpty,    // left out when empty: "", [], 0 (see CanBeEmpty), an empty std::optional
+  kNullWhenEmpty,  // a std::optional: null when empty
+};
+
+template <typename T>
+struct IsOptional : std::false_type {};
+template <typename T>
+struct IsOptional<std::optional<T>> : std::true_type {};
+
+// What Write::kUnlessEmpty can leave out: strings and arrays when empty, numbers when zero.
+template <typename T>
+concept CanBeEmpty = std::is_arithmetic_v<T> || requires(const T& value) {
+  value.empty();
+};
+
+template <CanBeEmpty T>
+bool is_empty(const T& value) {
+  if constexpr (std::is_arithmetic_v<T>) {
+    return value == T{};
+  } else {
+    return value.empty();
+  }
+}
+
+template <typename Message, typename T>
+struct RequiredField {
+  const char* key;
+  T Message::*member;
+
+  void write(json& j, const Message& m) const { j[key] = m.*member; }
+  void read(const json& j, Message& m) const { required(j, key, m.*member); }
+};
+
+template <typename Message, typename T>
+struct OptionalField {
+  const char* key;
+  T Message::*member;
+  Write when = Write::kDefault;
+  bool Message::*written_if = nullptr;  // written only when this member is true; null: always
+
+  void write(json& j, const Message& m) const {
+    if (written_if != nullptr && !(m.*written_if)) return;
+    const T& value = m.*member;
+    if constexpr (IsOptional<T>::value) {
+      if (value) {
+        j[key] = *value;
+      } else if (when == Write::kNullWhenEmpty) {
+        j[key] = nullptr;
+      }
+    } else {
+      if constexpr (CanBeEmpty<T>) {
+        if (when == Write::kUnlessEmpty && is_empty(value)) return;
+      }
+      j[key] = value;
+    }
+  }
+  void read(const json& j, Message& m) const {
+    if constexpr (IsOptional<T>::value) {
+      optional_value(j, key, m.*member);
+    } else {
+      optional_field(j, key, m.*member);
+    }
+  }
+};
+
+template <typename Message, typename... Fields>
+void write_fields(json& j, const Message& m, const std::tuple<Fields...>& fields) {
+  j = json::object();
+  std::apply([&](const auto&... field) { (field.write(j, m), ...); }, fields);
+}
+
+template <typename Message, typename... Fields>
+void read_fields(const json& j, Message& m, const std::tuple<Fields...>& fields) {
+  std::apply([&](const auto&... field) { (field.read(j, m), ...); }, fields);
+}
+
+template <typename Message, typename T>
+RequiredField<Message, T> required_member(const char* key, T Message::*member) {
+  return {key, member};
+}
+
+template <typename Message, typename T>
+OptionalField<Message, T> optional_member(const char* key, T Message::*member,
+                                          Write when = Write::kDefault,
+                                          bool Message::*written_if = nullptr) {
+  return {key, member, when, written_if};
+}
+
+#define EEP_REQUIRED(name) required_member(#name, &Self::name)
+#define EEP_OPTIONAL(name, ...) optional_member(#name, &Self::name __VA_OPT__(, ) __VA_ARGS__)
+#define EEP_OPTIONAL_IF(name, flag) \
+  optional_member(#name, &Self::name, Write::kDefault, &Self::flag)
+
+// Defines to_json and from_json of Type (declared in protocol.h) from its list of fields.
+#define EEP_MESSAGE(Type, ...)                        \
+  void to_json(json& j, const Type& m) {              \
+    using Self [[maybe_unused]] = Type;               \
+    write_fields(j, m, std::make_tuple(__VA_ARGS__)); \
+  }                                                   \
+  void from_json(const json& j, Type& m) {            \
+    using Self [[maybe_unused]] = Type;               \
+    read_fields(j, m, std::make_tuple(__VA_ARGS__));  \
+  }
+
 }  // namespace
 
 std::string_view to_string(MsgType type) {
@@ -180,280 +302,80 @@ std::optional<AdminCommand> admin_command_from_string(std::string_view name) {
   return value_of(kAdminCommandNames, name);
 }
 
-void to_json(json& j, const ErrorBody& m) {
-  j = json{{"code", m.code}, {"message", m.message}};
-}
-void from_json(const json& j, ErrorBody& m) {
-  required(j, "code", m.code);
-  required(j, "message", m.message);
-}
+// ---- control messages ----
 
-void to_json(json& j, const Register& m) {
-  j = json{{"worker_id", m.worker_id},
-           {"host", m.host},
-           {"pid", m.pid},
-           {"device", m.device},
-           {"device_idx", m.device_idx},
-           {"fleet_token", m.fleet_token}};
-}
-void from_json(const json& j, Register& m) {
-  required(j, "worker_id", m.worker_id);
-  required(j, "host", m.host);
-  required(j, "pid", m.pid);
-  required(j, "device", m.device);
-  required(j, "device_idx", m.device_idx);
-  optional_field(j, "fleet_token", m.fleet_token);
-}
+EEP_MESSAGE(ErrorBody, EEP_REQUIRED(code), EEP_REQUIRED(message))
+EEP_MESSAGE(Register, EEP_REQUIRED(worker_id), EEP_REQUIRED(host), EEP_REQUIRED(pid),
+            EEP_REQUIRED(device), EEP_REQUIRED(device_idx), EEP_OPTIONAL(fleet_token))
+EEP_MESSAGE(RegisterReply, EEP_REQUIRED(ok), EEP_REQUIRED(heartbeat_interval_ms),
+            EEP_REQUIRED(heartbeat_timeout_ms), EEP_OPTIONAL(error))
+EEP_MESSAGE(WorkerLoad, EEP_REQUIRED(num_running), EEP_REQUIRED(num_waiting),
+            EEP_REQUIRED(num_free_kv_blocks), EEP_REQUIRED(num_kv_blocks))
+EEP_MESSAGE(Heartbeat, EEP_REQUIRED(generation), EEP_REQUIRED(rank), EEP_OPTIONAL(load))
+EEP_MESSAGE(StoreEndpoint, EEP_REQUIRED(host), EEP_REQUIRED(port))
+EEP_MESSAGE(Assign, EEP_REQUIRED(generation), EEP_REQUIRED(rank), EEP_REQUIRED(world_size),
+            EEP_REQUIRED(members), EEP_REQUIRED(control_store), EEP_REQUIRED(ep_store),
+            EEP_OPTIONAL(placement), EEP_OPTIONAL(previous_members, Write::kUnlessEmpty),
+            EEP_OPTIONAL(previous_placement))
+EEP_MESSAGE(StageDuration, EEP_REQUIRED(stage), EEP_REQUIRED(seconds))
+EEP_MESSAGE(ModelCapacity, EEP_REQUIRED(model), EEP_REQUIRED(vocab_size),
+            EEP_REQUIRED(max_model_len), EEP_REQUIRED(num_kv_blocks), EEP_REQUIRED(block_size))
+EEP_MESSAGE(AssignAck, EEP_REQUIRED(generation), EEP_REQUIRED(rank), EEP_OPTIONAL(capacity),
+            EEP_OPTIONAL(error, Write::kUnlessEmpty),
+            EEP_OPTIONAL(weight_bytes_from_peers, Write::kUnlessEmpty),
+            EEP_OPTIONAL(weight_bytes_from_checkpoint, Write::kUnlessEmpty),
+            EEP_OPTIONAL(weight_transfer_s, Write::kUnlessEmpty),
+            EEP_OPTIONAL(build_stages, Write::kUnlessEmpty))
+EEP_MESSAGE(SamplingParams, EEP_REQUIRED(max_tokens), EEP_REQUIRED(temperature),
+            EEP_REQUIRED(top_p), EEP_REQUIRED(seed), EEP_OPTIONAL(ignore_eos),
+            EEP_OPTIONAL(stop_token_ids))
+EEP_MESSAGE(SubmitRequest, EEP_REQUIRED(request_id), EEP_REQUIRED(prompt_ids),
+            EEP_OPTIONAL(output_ids), EEP_REQUIRED(params))
+EEP_MESSAGE(CancelRequest, EEP_REQUIRED(request_id))
+EEP_MESSAGE(RequestOutput, EEP_REQUIRED(request_id), EEP_REQUIRED(new_tokens),
+            EEP_REQUIRED(finished), EEP_OPTIONAL_IF(finish_reason, finished),
+            EEP_OPTIONAL(error, Write::kUnlessEmpty))
+EEP_MESSAGE(TokenBatch, EEP_REQUIRED(step), EEP_REQUIRED(outputs), EEP_REQUIRED(load))
+EEP_MESSAGE(Wake, EEP_REQUIRED(epoch))
+EEP_MESSAGE(Switch, EEP_REQUIRED(generation), EEP_REQUIRED(leave))
+EEP_MESSAGE(NeedWake)
+EEP_MESSAGE(ExpertLoad, EEP_REQUIRED(generation), EEP_REQUIRED(rank), EEP_REQUIRED(num_steps),
+            EEP_REQUIRED(counts))
+EEP_MESSAGE(Rebalance, EEP_REQUIRED(generation), EEP_REQUIRED(plan_id),
+            EEP_REQUIRED(layers_per_step), EEP_REQUIRED(placement))
+EEP_MESSAGE(RebalanceDone, EEP_REQUIRED(generation), EEP_REQUIRED(plan_id), EEP_REQUIRED(rank),
+            EEP_REQUIRED(bytes_moved), EEP_REQUIRED(seconds), EEP_OPTIONAL(move_seconds),
+            EEP_REQUIRED(longest_step_gap_ms), EEP_OPTIONAL(error, Write::kUnlessEmpty))
+EEP_MESSAGE(Shutdown, EEP_REQUIRED(reason), EEP_OPTIONAL(whole_fleet, Write::kUnlessEmpty))
+EEP_MESSAGE(WorkerExiting, EEP_REQUIRED(reason))
 
-void to_json(json& j, const RegisterReply& m) {
-  j = json{{"ok", m.ok},
-           {"heartbeat_interval_ms", m.heartbeat_interval_ms},
-           {"heartbeat_timeout_ms", m.heartbeat_timeout_ms}};
-  if (m.error) j["error"] = *m.error;
-}
-void from_json(const json& j, RegisterReply& m) {
-  required(j, "ok", m.ok);
-  required(j, "heartbeat_interval_ms", m.heartbeat_interval_ms);
-  required(j, "heartbeat_timeout_ms", m.heartbeat_timeout_ms);
-  m.error.reset();
-  if (auto it = j.find("error"); it != j.end() && !it->is_null()) m.error = it->get<ErrorBody>();
-}
+// ---- admin replies ----
 
-void to_json(json& j, const Heartbeat& m) {
-  j = json{{"generation", m.generation}, {"rank", m.rank}, {"load", m.load}};
-}
-void from_json(const json& j, Heartbeat& m) {
-  required(j, "generation", m.generation);
-  required(j, "rank", m.rank);
-  optional_field(j, "load", m.load);
-}
+EEP_MESSAGE(WorkerInfo, EEP_REQUIRED(id), EEP_REQUIRED(state), EEP_REQUIRED(rank),
+            EEP_REQUIRED(host), EEP_REQUIRED(pid), EEP_REQUIRED(generation), EEP_OPTIONAL(device),
+            EEP_OPTIONAL(device_idx), EEP_OPTIONAL(last_heard_ms), EEP_OPTIONAL(reason),
+            EEP_OPTIONAL(load))
+EEP_MESSAGE(ScaleInfo, EEP_REQUIRED(state), EEP_REQUIRED(from_dp), EEP_REQUIRED(to_dp),
+            EEP_REQUIRED(target_generation), EEP_OPTIONAL(reason), EEP_OPTIONAL(elapsed_s),
+            EEP_OPTIONAL(stage), EEP_OPTIONAL(timeline), EEP_OPTIONAL(weight_bytes_from_peers),
+            EEP_OPTIONAL(weight_bytes_from_checkpoint), EEP_OPTIONAL(weight_transfer_s),
+            EEP_OPTIONAL(build_stages))
+EEP_MESSAGE(EplbRebalanceInfo, EEP_REQUIRED(plan_id), EEP_REQUIRED(generation), EEP_REQUIRED(ok),
+            EEP_OPTIONAL(error, Write::kUnlessEmpty), EEP_OPTIONAL(before_balancedness),
+            EEP_OPTIONAL(after_balancedness), EEP_OPTIONAL(bytes_moved), EEP_OPTIONAL(seconds),
+            EEP_OPTIONAL(move_seconds), EEP_OPTIONAL(longest_step_gap_ms))
+EEP_MESSAGE(EplbInfo, EEP_REQUIRED(enabled), EEP_OPTIONAL(window_steps), EEP_OPTIONAL(per_layer),
+            EEP_OPTIONAL(balancedness, Write::kNullWhenEmpty),
+            EEP_OPTIONAL(in_progress, Write::kNullWhenEmpty),
+            EEP_OPTIONAL(last_rebalance, Write::kNullWhenEmpty))
+EEP_MESSAGE(StatusReply, EEP_REQUIRED(generation), EEP_REQUIRED(active_dp), EEP_REQUIRED(workers),
+            EEP_REQUIRED(scale), EEP_OPTIONAL(launcher), EEP_OPTIONAL(device), EEP_OPTIONAL(eplb),
+            EEP_OPTIONAL(num_store_ports_live))
 
-void to_json(json& j, const StoreEndpoint& m) {
-  j = json{{"host", m.host}, {"port", m.port}};
-}
-void from_json(const json& j, StoreEndpoint& m) {
-  required(j, "host", m.host);
-  required(j, "port", m.port);
-}
-
-void to_json(json& j, const Assign& m) {
-  j = json{{"generation", m.generation},       {"rank", m.rank},
-           {"world_size", m.world_size},       {"members", m.members},
-           {"control_store", m.control_store}, {"ep_store", m.ep_store}};
-  if (m.placement) j["placement"] = *m.placement;
-  if (!m.previous_members.empty()) j["previous_members"] = m.previous_members;
-  if (m.previous_placement) j["previous_placement"] = *m.previous_placement;
-}
-void from_json(const json& j, Assign& m) {
-  required(j, "generation", m.generation);
-  required(j, "rank", m.rank);
-  required(j, "world_size", m.world_size);
-  required(j, "members", m.members);
-  required(j, "control_store", m.control_store);
-  required(j, "ep_store", m.ep_store);
-  m.placement.reset();
-  if (auto it = j.find("placement"); it != j.end() && !it->is_null()) {
-    m.placement = it->get<Placement>();
-  }
-  m.previous_members.clear();
-  optional_field(j, "previous_members", m.previous_members);
-  m.previous_placement.reset();
-  if (auto it = j.find("previous_placement"); it != j.end() && !it->is_null()) {
-    m.previous_placement = it->get<Placement>();
-  }
-}
-
-void to_json(json& j, const ModelCapacity& m) {
-  j = json{{"model", m.model},
-           {"vocab_size", m.vocab_size},
-           {"max_model_len", m.max_model_len},
-           {"num_kv_blocks", m.num_kv_blocks},
-           {"block_size", m.block_size}};
-}
-void from_json(const json& j, ModelCapacity& m) {
-  required(j, "model", m.model);
-  required(j, "vocab_size", m.vocab_size);
-  required(j, "max_model_len", m.max_model_len);
-  required(j, "num_kv_blocks", m.num_kv_blocks);
-  required(j, "block_size", m.block_size);
-}
-
-void to_json(json& j, const AssignAck& m) {
-  j = json{{"generation", m.generation}, {"rank", m.rank}};
-  if (m.capacity) j["capacity"] = *m.capacity;
-  if (!m.error.empty()) j["error"] = m.error;
-  if (m.weight_bytes_from_peers != 0) j["weight_bytes_from_peers"] = m.weight_bytes_from_peers;
-  if (m.weight_bytes_from_checkpoint != 0) {
-    j["weight_bytes_from_checkpoint"] = m.weight_bytes_from_checkpoint;
-  }
-  if (m.weight_transfer_s != 0) j["weight_transfer_s"] = m.weight_transfer_s;
-  if (!m.build_stages.empty()) j["build_stages"] = m.build_stages;
-}
-void from_json(const json& j, AssignAck& m) {
-  required(j, "generation", m.generation);
-  required(j, "rank", m.rank);
-  m.capacity.reset();
-  if (auto it = j.find("capacity"); it != j.end() && !it->is_null()) {
-    m.capacity.emplace();
-    from_json(*it, *m.capacity);
-  }
-  optional_field(j, "error", m.error);
-  optional_field(j, "weight_bytes_from_peers", m.weight_bytes_from_peers);
-  optional_field(j, "weight_bytes_from_checkpoint", m.weight_bytes_from_checkpoint);
-  optional_field(j, "weight_transfer_s", m.weight_transfer_s);
-  optional_field(j, "build_stages", m.build_stages);
-}
-
-void to_json(json& j, const SamplingParams& m) {
-  j = json{{"max_tokens", m.max_tokens}, {"temperature", m.temperature},
-           {"top_p", m.top_p},           {"seed", m.seed},
-           {"ignore_eos", m.ignore_eos}, {"stop_token_ids", m.stop_token_ids}};
-}
-void from_json(const json& j, SamplingParams& m) {
-  required(j, "max_tokens", m.max_tokens);
-  required(j, "temperature", m.temperature);
-  required(j, "top_p", m.top_p);
-  required(j, "seed", m.seed);
-  optional_field(j, "ignore_eos", m.ignore_eos);
-  optional_field(j, "stop_token_ids", m.stop_token_ids);
-}
-
-void to_json(json& j, const SubmitRequest& m) {
-  j = json{{"request_id", m.request_id},
-           {"prompt_ids", m.prompt_ids},
-           {"output_ids", m.output_ids},
-           {"params", m.params}};
-}
-void from_json(const json& j, SubmitRequest& m) {
-  required(j, "request_id", m.request_id);
-  required(j, "prompt_ids", m.prompt_ids);
-  optional_field(j, "output_ids", m.output_ids);
-  required(j, "params", m.params);
-}
-
-void to_json(json& j, const CancelRequest& m) {
-  j = json{{"request_id", m.request_id}};
-}
-void from_json(const json& j, CancelRequest& m) {
-  required(j, "request_id", m.request_id);
-}
-
-void to_json(json& j, const RequestOutput& m) {
-  j = json{{"request_id", m.request_id}, {"new_tokens", m.new_tokens}, {"finished", m.finished}};
-  if (m.finished) j["finish_reason"] = m.finish_reason;
-  if (!m.error.empty()) j["error"] = m.error;
-}
-void from_json(const json& j, RequestOutput& m) {
-  required(j, "request_id", m.request_id);
-  required(j, "new_tokens", m.new_tokens);
-  required(j, "finished", m.finished);
-  optional_field(j, "finish_reason", m.finish_reason);
-  optional_field(j, "error", m.error);
-}
-
-void to_json(json& j, const WorkerLoad& m) {
-  j = json{{"num_running", m.num_running},
-           {"num_waiting", m.num_waiting},
-           {"num_free_kv_blocks", m.num_free_kv_blocks},
-           {"num_kv_blocks", m.num_kv_blocks}};
-}
-void from_json(const json& j, WorkerLoad& m) {
-  required(j, "num_running", m.num_running);
-  required(j, "num_waiting", m.num_waiting);
-  required(j, "num_free_kv_blocks", m.num_free_kv_blocks);
-  required(j, "num_kv_blocks", m.num_kv_blocks);
-}
-
-void to_json(json& j, const TokenBatch& m) {
-  j = json{{"step", m.step}, {"outputs", m.outputs}, {"load", m.load}};
-}
-void from_json(const json& j, TokenBatch& m) {
-  required(j, "step", m.step);
-  required(j, "outputs", m.outputs);
-  required(j, "load", m.load);
-}
-
-void to_json(json& j, const Switch& m) {
-  j = json{{"generation", m.generation}, {"leave", m.leave}};
-}
-void from_json(const json& j, Switch& m) {
-  required(j, "generation", m.generation);
-  required(j, "leave", m.leave);
-}
-
-void to_json(json& j, const Wake& m) {
-  j = json{{"epoch", m.epoch}};
-}
-void from_json(const json& j, Wake& m) {
-  required(j, "epoch", m.epoch);
-}
-void to_json(json& j, const ExpertLoad& m) {
-  j = json{{"generation", m.generation},
-           {"rank", m.rank},
-           {"num_steps", m.num_steps},
-           {"counts", m.counts}};
-}
-void from_json(const json& j, ExpertLoad& m) {
-  required(j, "generation", m.generation);
-  required(j, "rank", m.rank);
-  required(j, "num_steps", m.num_steps);
-  required(j, "counts", m.counts);
-}
-
-void to_json(json& j, const Rebalance& m) {
-  j = json{{"generation", m.generation},
-           {"plan_id", m.plan_id},
-           {"layers_per_step", m.layers_per_step},
-           {"placement", m.placement}};
-}
-void from_json(const json& j, Rebalance& m) {
-  required(j, "generation", m.generation);
-  required(j, "plan_id", m.plan_id);
-  required(j, "layers_per_step", m.layers_per_step);
-  required(j, "placement", m.placement);
-}
-
-void to_json(json& j, const RebalanceDone& m) {
-  j = json{{"generation", m.generation},
-           {"plan_id", m.plan_id},
-           {"rank", m.rank},
-           {"bytes_moved", m.bytes_moved},
-           {"seconds", m.seconds},
-           {"move_seconds", m.move_seconds},
-           {"longest_step_gap_ms", m.longest_step_gap_ms}};
-  if (!m.error.empty()) j["error"] = m.error;
-}
-void from_json(const json& j, RebalanceDone& m) {
-  required(j, "generation", m.generation);
-  required(j, "plan_id", m.plan_id);
-  required(j, "rank", m.rank);
-  required(j, "bytes_moved", m.bytes_moved);
-  required(j, "seconds", m.seconds);
-  optional_field(j, "move_seconds", m.move_seconds);
-  required(j, "longest_step_gap_ms", m.longest_step_gap_ms);
-  optional_field(j, "error", m.error);
-}
-
-void to_json(json& j, const NeedWake&) {
-  j = json::object();
-}
-void from_json(const json&, NeedWake&) {}
-
-void to_json(json& j, const Shutdown& m) {
-  j = json{{"reason", m.reason}};
-  if (m.whole_fleet) j["whole_fleet"] = true;
-}
-void from_json(const json& j, Shutdown& m) {
-  required(j, "reason", m.reason);
-  optional_field(j, "whole_fleet", m.whole_fleet);
-}
-
-void to_json(json& j, const WorkerExiting& m) {
-  j = json{{"reason", m.reason}};
-}
-void from_json(const json& j, WorkerExiting& m) {
-  required(j, "reason", m.reason);
-}
+#undef EEP_MESSAGE
+#undef EEP_OPTIONAL_IF
+#undef EEP_OPTIONAL
+#undef EEP_REQUIRED
 
 Frames encode(const Envelope& envelope) {
   json j{{"v", envelope.v},           {"type", to_string(envelope.type)},
@@ -470,9 +392,8 @@ Result<Envelope> decode(std::string_view type_frame, std::string_view json_frame
   }
   json j = json::parse(json_frame, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
-    return error(ErrorCode::kInvalidArgument,
-                 "the envelope of a " + std::string(to_string(*type)) +
-                     " message is not a JSON object");
+    return error(ErrorCode::kInvalidArgument, "the envelope of a " + std::string(to_string(*type)) +
+                                                  " message is not a JSON object");
   }
   Envelope envelope;
   try {
@@ -554,132 +475,11 @@ std::string serialize(const AdminRequest& request) {
   return to_wire(j);
 }
 
-void to_json(json& j, const WorkerInfo& m) {
-  j = json{{"load", m.load},
-           {"id", m.id},
-           {"state", m.state},
-           {"rank", m.rank},
-           {"host", m.host},
-           {"pid", m.pid},
-           {"generation", m.generation},
-           {"device", m.device},
-           {"device_idx", m.device_idx},
-           {"last_heard_ms", m.last_heard_ms},
-           {"reason", m.reason}};
-}
-void from_json(const json& j, WorkerInfo& m) {
-  required(j, "id", m.id);
-  required(j, "state", m.state);
-  required(j, "rank", m.rank);
-  required(j, "host", m.host);
-  required(j, "pid", m.pid);
-  required(j, "generation", m.generation);
-  optional_field(j, "device", m.device);
-  optional_field(j, "device_idx", m.device_idx);
-  optional_field(j, "last_heard_ms", m.last_heard_ms);
-  optional_field(j, "reason", m.reason);
-  optional_field(j, "load", m.load);
-}
-
-void to_json(json& j, const StageDuration& m) {
-  j = json{{"stage", m.stage}, {"seconds", m.seconds}};
-}
-void from_json(const json& j, StageDuration& m) {
-  required(j, "stage", m.stage);
-  required(j, "seconds", m.seconds);
-}
-
-void to_json(json& j, const ScaleInfo& m) {
-  j = json{{"state", m.state},
-           {"stage", m.stage},
-           {"from_dp", m.from_dp},
-           {"timeline", m.timeline},
-           {"to_dp", m.to_dp},
-           {"target_generation", m.target_generation},
-           {"reason", m.reason},
-           {"elapsed_s", m.elapsed_s},
-           {"weight_bytes_from_peers", m.weight_bytes_from_peers},
-           {"weight_bytes_from_checkpoint", m.weight_bytes_from_checkpoint},
-           {"weight_transfer_s", m.weight_transfer_s},
-           {"build_stages", m.build_stages}};
-}
-void from_json(const json& j, ScaleInfo& m) {
-  required(j, "state", m.state);
-  required(j, "from_dp", m.from_dp);
-  required(j, "to_dp", m.to_dp);
-  required(j, "target_generation", m.target_generation);
-  optional_field(j, "reason", m.reason);
-  optional_field(j, "elapsed_s", m.elapsed_s);
-  optional_field(j, "stage", m.stage);
-  optional_field(j, "timeline", m.timeline);
-  optional_field(j, "weight_bytes_from_peers", m.weight_bytes_from_peers);
-  optional_field(j, "weight_bytes_from_checkpoint", m.weight_bytes_from_checkpoint);
-  optional_field(j, "weight_transfer_s", m.weight_transfer_s);
-  optional_field(j, "build_stages", m.build_stages);
-}
-
-void to_json(json& j, const EplbRebalanceInfo& m) {
-  j = json{{"plan_id", m.plan_id},
-           {"generation", m.generation},
-           {"ok", m.ok},
-           {"before_balancedness", m.before_balancedness},
-           {"after_balancedness", m.after_balancedness},
-           {"bytes_moved", m.bytes_moved},
-           {"seconds", m.seconds},
-           {"move_seconds", m.move_seconds},
-           {"longest_step_gap_ms", m.longest_step_gap_ms}};
-  if (!m.error.empty()) j["error"] = m.error;
-}
-void from_json(const json& j, EplbRebalanceInfo& m) {
-  required(j, "plan_id", m.plan_id);
-  required(j, "generation", m.generation);
-  required(j, "ok", m.ok);
-  optional_field(j, "error", m.error);
-  optional_field(j, "before_balancedness", m.before_balancedness);
-  optional_field(j, "after_balancedness", m.after_balancedness);
-  optional_field(j, "bytes_moved", m.bytes_moved);
-  optional_field(j, "seconds", m.seconds);
-  optional_field(j, "move_seconds", m.move_seconds);
-  optional_field(j, "longest_step_gap_ms", m.longest_step_gap_ms);
-}
-
-void to_json(json& j, const EplbInfo& m) {
-  j = json{{"enabled", m.enabled}, {"window_steps", m.window_steps}, {"per_layer", m.per_layer}};
-  j["balancedness"] = m.balancedness ? json(*m.balancedness) : json(nullptr);
-  j["in_progress"] = m.in_progress ? json(*m.in_progress) : json(nullptr);
-  j["last_rebalance"] = m.last_rebalance ? json(*m.last_rebalance) : json(nullptr);
-}
-void from_json(const json& j, EplbInfo& m) {
-  required(j, "enabled", m.enabled);
-  optional_field(j, "window_steps", m.window_steps);
-  optional_field(j, "per_layer", m.per_layer);
-  optional_value(j, "balancedness", m.balancedness);
-  optional_value(j, "in_progress", m.in_progress);
-  optional_value(j, "last_rebalance", m.last_rebalance);
-}
-
-void to_json(json& j, const StatusReply& m) {
-  j = json{{"generation", m.generation}, {"active_dp", m.active_dp}, {"workers", m.workers},
-           {"scale", m.scale},           {"launcher", m.launcher},   {"device", m.device}};
-  if (m.eplb) j["eplb"] = *m.eplb;
-  if (m.num_store_ports_live) j["num_store_ports_live"] = *m.num_store_ports_live;
-}
-void from_json(const json& j, StatusReply& m) {
-  required(j, "generation", m.generation);
-  required(j, "active_dp", m.active_dp);
-  required(j, "workers", m.workers);
-  required(j, "scale", m.scale);
-  optional_field(j, "launcher", m.launcher);
-  optional_field(j, "device", m.device);
-  optional_value(j, "eplb", m.eplb);
-  optional_value(j, "num_store_ports_live", m.num_store_ports_live);
-}
-
 bool is_valid_worker_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxWorkerIdBytes) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-' || c == '@' || c == ':';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == '@' || c == ':';
   });
 }
 

@@ -23,10 +23,8 @@ constexpr std::chrono::milliseconds kTick{50};
 constexpr int kHeartbeatsPerTimeout = 3;
 // DEAD records stay visible to operators this long.
 constexpr std::chrono::minutes kDeadRetention{10};
-// How often the throughput line is logged (as vLLM does).
 // On shutdown, how long queued messages to workers may take to leave.
 constexpr std::chrono::milliseconds kShutdownLinger{1000};
-
 
 EplbOptions eplb_options(const CoordinatorConfig& config) {
   EplbOptions options;
@@ -233,9 +231,10 @@ int Coordinator::run(int signal_fd) {
         handle_control(*frames);
       } catch (const std::exception& e) {
         // The last resort: nothing a peer sends may end the loop that serves every client.
-        EEP_LOG_ERROR("a control message from '"
-                      << (frames->empty() ? std::string() : printable(frames->front().to_string_view()))
-                      << "' failed: " << printable(e.what(), 200));
+        EEP_LOG_ERROR(
+            "a control message from '"
+            << (frames->empty() ? std::string() : printable(frames->front().to_string_view()))
+            << "' failed: " << printable(e.what(), 200));
       }
     }
     drain_inbox();
@@ -433,9 +432,9 @@ void Coordinator::on_register(const std::string& identity, const protocol::Envel
   auto request = protocol::parse_body<protocol::Register>(envelope);
   if (!request.is_ok()) return refuse(request.status());
   if (request->worker_id != identity) {
-    return refuse(error(ErrorCode::kInvalidArgument,
-                        "worker id '" + printable(request->worker_id) +
-                            "' differs from its socket identity '" + who + "'"));
+    return refuse(error(ErrorCode::kInvalidArgument, "worker id '" + printable(request->worker_id) +
+                                                         "' differs from its socket identity '" +
+                                                         who + "'"));
   }
   if (!fleet_token_.empty() && request->fleet_token != fleet_token_) {
     return refuse(error(ErrorCode::kUnauthenticated,

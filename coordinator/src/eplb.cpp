@@ -317,7 +317,7 @@ std::string str(long long v) {
   return std::to_string(v);
 }
 
-Status validate_load(const ExpertLoad& load) {
+Status validate_load(const LoadMatrix& load) {
   if (load.empty() || load[0].empty()) {
     return error(ErrorCode::kInvalidArgument,
                  "expert load needs >= 1 layer and >= 1 expert (load[layer][expert])");
@@ -339,8 +339,8 @@ Status validate_load(const ExpertLoad& load) {
   return Status::ok();
 }
 
-ExpertLoad to_double(const ExpertTokenCounts& load) {
-  ExpertLoad out(load.size());
+LoadMatrix to_double(const ExpertTokenCounts& load) {
+  LoadMatrix out(load.size());
   for (size_t layer = 0; layer < load.size(); ++layer)
     out[layer].assign(load[layer].begin(), load[layer].end());
   return out;
@@ -348,7 +348,7 @@ ExpertLoad to_double(const ExpertTokenCounts& load) {
 
 }  // namespace
 
-Result<Placement> rebalance_experts(const ExpertLoad& load, const EplbConfig& config) {
+Result<Placement> rebalance_experts(const LoadMatrix& load, const EplbConfig& config) {
   EEP_RETURN_IF_ERROR(validate_load(load));
   const int num_layers = static_cast<int>(load.size());
   const int num_experts = static_cast<int>(load[0].size());
@@ -402,7 +402,7 @@ Result<Placement> rebalance_experts(const ExpertTokenCounts& load, const EplbCon
   return rebalance_experts(to_double(load), config);
 }
 
-Result<Balancedness> balancedness(const ExpertLoad& load, const Placement& placement) {
+Result<Balancedness> balancedness(const LoadMatrix& load, const Placement& placement) {
   EEP_RETURN_IF_ERROR(validate_load(load));
   EEP_RETURN_IF_ERROR(placement.validate());
   if (static_cast<int>(load.size()) != placement.num_layers ||

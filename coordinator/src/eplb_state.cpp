@@ -113,13 +113,13 @@ std::optional<Balancedness> EplbState::measured() const {
   return measured_;
 }
 
-Result<RebalancePlan> EplbState::make_plan() {
+Result<PlannedRebalance> EplbState::make_plan() {
   const Placement& current = *placement_;
   const ExpertTokenCounts load = logical_load();
   EplbConfig config;
   config.num_ranks = current.num_ranks;
   config.slots_per_rank = current.slots_per_rank;
-  RebalancePlan plan;
+  PlannedRebalance plan;
   plan.generation = generation_;
   plan.window_steps = window_steps();
   EEP_ASSIGN_OR_RETURN(plan.placement, rebalance_experts(load, config));
@@ -130,7 +130,7 @@ Result<RebalancePlan> EplbState::make_plan() {
   return plan;
 }
 
-void EplbState::begin(RebalancePlan& plan, Clock::time_point now) {
+void EplbState::begin(PlannedRebalance& plan, Clock::time_point now) {
   plan.plan_id = next_plan_id_++;
   plan_ = plan;
   plan_started_ = now;
@@ -153,7 +153,7 @@ Result<std::optional<PlanDecision>> EplbState::due_plan(Clock::time_point now) {
   return std::optional<PlanDecision>{std::move(decision)};
 }
 
-Result<RebalancePlan> EplbState::force_plan(Clock::time_point now) {
+Result<PlannedRebalance> EplbState::force_plan(Clock::time_point now) {
   if (!placement_) {
     return error(ErrorCode::kFailedPrecondition,
                  "no expert placement is known: start the coordinator with --model and wait for "
@@ -169,7 +169,7 @@ Result<RebalancePlan> EplbState::force_plan(Clock::time_point now) {
                  "no expert load reported yet in generation " + std::to_string(generation_) +
                      "; the workers report it while they serve requests, try again under load");
   }
-  EEP_ASSIGN_OR_RETURN(RebalancePlan plan, make_plan());
+  EEP_ASSIGN_OR_RETURN(PlannedRebalance plan, make_plan());
   begin(plan, now);
   return plan;
 }

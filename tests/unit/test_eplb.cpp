@@ -176,7 +176,7 @@ TEST_CASE("EPLB is at least as balanced as DeepSeek's eplb.py on the reference c
 }
 
 TEST_CASE("EPLB refuses impossible or malformed input with a clear error", "[eplb]") {
-  const ExpertLoad load = {{5, 1, 1, 1}, {1, 1, 1, 1}};
+  const LoadMatrix load = {{5, 1, 1, 1}, {1, 1, 1, 1}};
   auto expect_invalid = [](const Result<Placement>& result, const std::string& text) {
     REQUIRE_FALSE(result.is_ok());
     CHECK(result.status().code() == ErrorCode::kInvalidArgument);
@@ -186,19 +186,19 @@ TEST_CASE("EPLB refuses impossible or malformed input with a clear error", "[epl
   expect_invalid(rebalance_experts(load, EplbConfig{0, 4}), ">= 1 rank");
   expect_invalid(rebalance_experts(load, EplbConfig{2, 0}), ">= 1 rank");
   expect_invalid(rebalance_experts(load, EplbConfig{-3, 4}), ">= 1 rank");
-  expect_invalid(rebalance_experts(ExpertLoad{}, EplbConfig{2, 2}), ">= 1 layer");
-  expect_invalid(rebalance_experts(ExpertLoad{{}}, EplbConfig{2, 2}), ">= 1 expert");
-  expect_invalid(rebalance_experts(ExpertLoad{{1, 2, 3, 4}, {1, 2}}, EplbConfig{2, 2}),
+  expect_invalid(rebalance_experts(LoadMatrix{}, EplbConfig{2, 2}), ">= 1 layer");
+  expect_invalid(rebalance_experts(LoadMatrix{{}}, EplbConfig{2, 2}), ">= 1 expert");
+  expect_invalid(rebalance_experts(LoadMatrix{{1, 2, 3, 4}, {1, 2}}, EplbConfig{2, 2}),
                  "layer 1 has 2 experts");
-  expect_invalid(rebalance_experts(ExpertLoad{{1, -2, 3, 4}}, EplbConfig{2, 2}), ">= 0");
-  expect_invalid(rebalance_experts(ExpertLoad{{1, NAN, 3, 4}}, EplbConfig{2, 2}), "finite");
+  expect_invalid(rebalance_experts(LoadMatrix{{1, -2, 3, 4}}, EplbConfig{2, 2}), ">= 0");
+  expect_invalid(rebalance_experts(LoadMatrix{{1, NAN, 3, 4}}, EplbConfig{2, 2}), "finite");
   expect_invalid(rebalance_experts(ExpertTokenCounts{{1, -2, 3, 4}}, EplbConfig{2, 2}), ">= 0");
   expect_invalid(rebalance_experts(load, EplbConfig{3, 2, 2, 2}), "equal nodes");   // 3 ranks
   expect_invalid(rebalance_experts(load, EplbConfig{2, 2, 1, 3}), "equal groups");  // 4 / 3
   expect_invalid(rebalance_experts(load, EplbConfig{2, 2, 1, 0}), ">= 1 expert group");
 
   auto placement = rebalance_experts(load, EplbConfig{2, 3}).value();
-  CHECK_FALSE(balancedness(ExpertLoad{{1, 2, 3}}, placement).is_ok());  // 1 layer x 3 experts
+  CHECK_FALSE(balancedness(LoadMatrix{{1, 2, 3}}, placement).is_ok());  // 1 layer x 3 experts
   Placement broken = placement;
   broken.phy2log[0][0] = 7;
   CHECK_FALSE(balancedness(load, broken).is_ok());
@@ -211,12 +211,12 @@ TEST_CASE("balancedness splits an expert's load evenly among its replicas", "[ep
   placement.num_ranks = 2;
   placement.slots_per_rank = 2;
   placement.phy2log = {{0, 1, 0, 2}, {0, 1, 2, 2}};
-  const ExpertLoad load = {{8, 2, 2}, {0, 0, 0}};
+  const LoadMatrix load = {{8, 2, 2}, {0, 0, 0}};
   auto result = balancedness(load, placement);
   REQUIRE(result.is_ok());
   // Layer 0: rank loads 4 + 2 = 6 and 4 + 2 = 6. Layer 1: no load counts as balanced.
   CHECK(result->per_layer == std::vector<double>{1.0, 1.0});
-  const ExpertLoad skewed = {{8, 2, 2}, {6, 0, 2}};
+  const LoadMatrix skewed = {{8, 2, 2}, {6, 0, 2}};
   result = balancedness(skewed, placement);
   REQUIRE(result.is_ok());
   // Layer 1: rank loads 6 + 0 and 1 + 1 -> mean 4, max 6.

@@ -42,7 +42,7 @@ protocol::ExpertLoad report(int64_t generation, int rank, uint64_t num_steps, Co
   return protocol::ExpertLoad{generation, rank, num_steps, std::move(counts)};
 }
 
-protocol::RebalanceDone done(const RebalancePlan& plan, int rank, uint64_t bytes, double seconds,
+protocol::RebalanceDone done(const PlannedRebalance& plan, int rank, uint64_t bytes, double seconds,
                              double gap_ms, std::string error = "") {
   protocol::RebalanceDone answer;
   answer.generation = plan.generation;
@@ -163,7 +163,7 @@ TEST_CASE("a rebalance is due every step_interval steps of rank 0 and completes 
   REQUIRE(decision.is_ok());
   REQUIRE(decision.value());
   REQUIRE(decision.value()->send);
-  const RebalancePlan plan = decision.value()->plan;
+  const PlannedRebalance plan = decision.value()->plan;
   CHECK(plan.plan_id == 1);
   CHECK(plan.generation == 1);
   CHECK(plan.window_steps == 8);
@@ -186,7 +186,7 @@ TEST_CASE("a rebalance is due every step_interval steps of rank 0 and completes 
   CHECK_THAT(forced.status().message(), Catch::Contains("in progress"));
 
   // Answers to another plan or generation, and repeated answers, do not count.
-  RebalancePlan other = plan;
+  PlannedRebalance other = plan;
   other.plan_id = 9;
   CHECK_FALSE(state.on_done(done(other, 0, 1, 1, 1)));
   other = plan;
@@ -272,7 +272,7 @@ TEST_CASE("a failed or timed-out rebalance keeps the old placement", "[eplb]") {
   state.reset(1, initial_placement());
   const auto now = EplbState::Clock::now();
   feed_skewed(state, 1, 8);
-  RebalancePlan plan = state.due_plan(now).value()->plan;
+  PlannedRebalance plan = state.due_plan(now).value()->plan;
 
   CHECK_FALSE(state.on_done(done(plan, 1, 0, 0.1, 1.0, "peer 0 gone")));
   auto outcome = state.on_done(done(plan, 0, 500, 0.2, 2.0));
@@ -307,7 +307,7 @@ TEST_CASE("a new generation resets the window and drops the plan in progress", "
   state.reset(1, initial_placement());
   const auto now = EplbState::Clock::now();
   feed_skewed(state, 1, 8);
-  RebalancePlan plan = state.due_plan(now).value()->plan;
+  PlannedRebalance plan = state.due_plan(now).value()->plan;
   CHECK(state.reset(2, Placement::round_robin(kLayers, kExperts, 3, 2).value()) == plan.plan_id);
   CHECK_FALSE(state.in_progress());
   CHECK(state.generation() == 2);

@@ -380,3 +380,20 @@ TEST_CASE("EPLB messages round-trip, and Assign carries an optional placement", 
   REQUIRE(admin.is_ok());
   CHECK(admin->cmd == AdminCommand::kEplbRebalance);
 }
+
+TEST_CASE("a placement's integers are range-checked, not wrapped", "[protocol]") {
+  Assign assign;
+  assign.generation = 2;
+  assign.rank = 0;
+  assign.world_size = 1;
+  assign.members = {"w0"};
+  assign.placement = Placement::round_robin(2, 4, 1, 4).value();
+  Envelope envelope = make_envelope(assign, 1, 1, "coordinator");
+  REQUIRE(parse_body<Assign>(envelope).is_ok());
+  envelope.body["placement"]["phy2log"][1][2] = uint64_t{4294967299};  // 2^32 + 3
+  auto wrapped = parse_body<Assign>(envelope);
+  REQUIRE_FALSE(wrapped.is_ok());
+  CHECK_THAT(wrapped.status().message(), Catch::Contains("out of range"));
+  envelope.body["placement"]["phy2log"][1][2] = 2.5;
+  CHECK_FALSE(parse_body<Assign>(envelope).is_ok());
+}

@@ -142,8 +142,9 @@ struct AssignAck {
   uint64_t weight_bytes_from_peers = 0;       // received from other ranks
   uint64_t weight_bytes_from_checkpoint = 0;  // read from the checkpoint
   double weight_transfer_s = 0;               // first to last transfer chunk on this rank
-  // How long this rank's build took, by step: "groups", "weights" (buffers, checkpoint reads and
-  // the wait for every member), "transfer" (its chunks, waits between them included), "kv_agree".
+  // How long this rank's build took, by step, in the order run: "groups", "weights" (buffers,
+  // checkpoint reads and the wait for every member), "transfer" (its chunks, waits between them
+  // included), "kv_agree", "ep_warm_up" (after a transfer); docs/scaling.md describes each.
   std::vector<StageDuration> build_stages{};
 };
 
@@ -248,50 +249,33 @@ struct WorkerExiting {
   std::string reason;
 };
 
-void to_json(nlohmann::json& j, const ErrorBody& m);
-void from_json(const nlohmann::json& j, ErrorBody& m);
-void to_json(nlohmann::json& j, const Register& m);
-void from_json(const nlohmann::json& j, Register& m);
-void to_json(nlohmann::json& j, const RegisterReply& m);
-void from_json(const nlohmann::json& j, RegisterReply& m);
-void to_json(nlohmann::json& j, const Heartbeat& m);
-void from_json(const nlohmann::json& j, Heartbeat& m);
-void to_json(nlohmann::json& j, const StoreEndpoint& m);
-void from_json(const nlohmann::json& j, StoreEndpoint& m);
-void to_json(nlohmann::json& j, const Assign& m);
-void from_json(const nlohmann::json& j, Assign& m);
-void to_json(nlohmann::json& j, const ModelCapacity& m);
-void from_json(const nlohmann::json& j, ModelCapacity& m);
-void to_json(nlohmann::json& j, const SamplingParams& m);
-void from_json(const nlohmann::json& j, SamplingParams& m);
-void to_json(nlohmann::json& j, const SubmitRequest& m);
-void from_json(const nlohmann::json& j, SubmitRequest& m);
-void to_json(nlohmann::json& j, const CancelRequest& m);
-void from_json(const nlohmann::json& j, CancelRequest& m);
-void to_json(nlohmann::json& j, const RequestOutput& m);
-void from_json(const nlohmann::json& j, RequestOutput& m);
-void to_json(nlohmann::json& j, const WorkerLoad& m);
-void from_json(const nlohmann::json& j, WorkerLoad& m);
-void to_json(nlohmann::json& j, const TokenBatch& m);
-void from_json(const nlohmann::json& j, TokenBatch& m);
-void to_json(nlohmann::json& j, const Wake& m);
-void from_json(const nlohmann::json& j, Wake& m);
-void to_json(nlohmann::json& j, const Switch& m);
-void from_json(const nlohmann::json& j, Switch& m);
-void to_json(nlohmann::json& j, const NeedWake& m);
-void from_json(const nlohmann::json& j, NeedWake& m);
-void to_json(nlohmann::json& j, const AssignAck& m);
-void from_json(const nlohmann::json& j, AssignAck& m);
-void to_json(nlohmann::json& j, const ExpertLoad& m);
-void from_json(const nlohmann::json& j, ExpertLoad& m);
-void to_json(nlohmann::json& j, const Rebalance& m);
-void from_json(const nlohmann::json& j, Rebalance& m);
-void to_json(nlohmann::json& j, const RebalanceDone& m);
-void from_json(const nlohmann::json& j, RebalanceDone& m);
-void to_json(nlohmann::json& j, const Shutdown& m);
-void from_json(const nlohmann::json& j, Shutdown& m);
-void to_json(nlohmann::json& j, const WorkerExiting& m);
-void from_json(const nlohmann::json& j, WorkerExiting& m);
+// The JSON form of each struct above: to_json and from_json, found by nlohmann through
+// argument-dependent lookup. protocol.cpp defines both from one list of the struct's fields.
+#define EEP_PROTOCOL_JSON(Type)                   \
+  void to_json(nlohmann::json& j, const Type& m); \
+  void from_json(const nlohmann::json& j, Type& m)
+EEP_PROTOCOL_JSON(ErrorBody);
+EEP_PROTOCOL_JSON(Register);
+EEP_PROTOCOL_JSON(RegisterReply);
+EEP_PROTOCOL_JSON(Heartbeat);
+EEP_PROTOCOL_JSON(StoreEndpoint);
+EEP_PROTOCOL_JSON(Assign);
+EEP_PROTOCOL_JSON(ModelCapacity);
+EEP_PROTOCOL_JSON(SamplingParams);
+EEP_PROTOCOL_JSON(SubmitRequest);
+EEP_PROTOCOL_JSON(CancelRequest);
+EEP_PROTOCOL_JSON(RequestOutput);
+EEP_PROTOCOL_JSON(WorkerLoad);
+EEP_PROTOCOL_JSON(TokenBatch);
+EEP_PROTOCOL_JSON(Wake);
+EEP_PROTOCOL_JSON(Switch);
+EEP_PROTOCOL_JSON(NeedWake);
+EEP_PROTOCOL_JSON(AssignAck);
+EEP_PROTOCOL_JSON(ExpertLoad);
+EEP_PROTOCOL_JSON(Rebalance);
+EEP_PROTOCOL_JSON(RebalanceDone);
+EEP_PROTOCOL_JSON(Shutdown);
+EEP_PROTOCOL_JSON(WorkerExiting);
 
 // The envelope of every control message.
 struct Envelope {
@@ -364,8 +348,9 @@ struct AdminRequest {
 
 // Parses one admin request frame; every malformed input is a kInvalidArgument with a message
 // that names the problem (not JSON, unknown command, a field of the wrong type or out of its
-// range, a missing field). `seq`, when given, receives the request's seq as soon as it is read,
-// so that a refusal can carry it.
+// range, a missing field), and a well-formed request of another protocol version a
+// kVersionMismatch. `seq`, when given, receives the request's seq as soon as it is read, so that
+// a refusal can carry it.
 Result<AdminRequest> parse_admin_request(std::string_view frame, uint64_t* seq = nullptr);
 std::string serialize(const AdminRequest& request);
 
@@ -440,18 +425,12 @@ struct StatusReply {
   std::optional<int> num_store_ports_live;
 };
 
-void to_json(nlohmann::json& j, const WorkerInfo& m);
-void from_json(const nlohmann::json& j, WorkerInfo& m);
-void to_json(nlohmann::json& j, const StageDuration& m);
-void from_json(const nlohmann::json& j, StageDuration& m);
-void to_json(nlohmann::json& j, const ScaleInfo& m);
-void from_json(const nlohmann::json& j, ScaleInfo& m);
-void to_json(nlohmann::json& j, const EplbRebalanceInfo& m);
-void from_json(const nlohmann::json& j, EplbRebalanceInfo& m);
-void to_json(nlohmann::json& j, const EplbInfo& m);
-void from_json(const nlohmann::json& j, EplbInfo& m);
-void to_json(nlohmann::json& j, const StatusReply& m);
-void from_json(const nlohmann::json& j, StatusReply& m);
+EEP_PROTOCOL_JSON(WorkerInfo);
+EEP_PROTOCOL_JSON(StageDuration);
+EEP_PROTOCOL_JSON(ScaleInfo);
+EEP_PROTOCOL_JSON(EplbRebalanceInfo);
+EEP_PROTOCOL_JSON(EplbInfo);
+EEP_PROTOCOL_JSON(StatusReply);
 
 // JSON text for a socket: never throws (nlohmann's dump() does on invalid UTF-8; here such bytes
 // become U+FFFD), so no reply or message built from a peer's input can end an event loop.
@@ -460,7 +439,8 @@ std::string to_wire(const nlohmann::json& value);
 nlohmann::json admin_ok(uint64_t seq, const nlohmann::json& payload = nlohmann::json::object());
 // {"ok": false, "seq": seq, "error": {"code", "message"}}
 nlohmann::json admin_error(uint64_t seq, const Status& status);
-// The Status an admin reply carries (ok, or its error); kInvalidArgument for a malformed reply.
+// The Status an admin reply carries (ok, or its error); kInternal for a malformed reply or an
+// error code this build does not know.
 Status admin_reply_status(const nlohmann::json& reply);
 
 }  // namespace eep::protocol

@@ -48,7 +48,7 @@ class Coordinator {
  private:
   Coordinator(const CoordinatorConfig& config, PortAllocator ports);
 
-  // admin.cpp
+  // the admin socket (coordinator_admin.cpp)
   void handle_admin(std::vector<zmq::message_t>& frames);
   // The reply to one admin request frame; `seq` receives the request's seq once it is read.
   nlohmann::json admin_reply(std::string_view body, uint64_t* seq);
@@ -66,22 +66,22 @@ class Coordinator {
   // DRAIN_LEAVING ends once the router has no request on the leaving ranks.
   void advance_drain(Clock::time_point now);
   void check_heartbeats();
-  // serving (serving.cpp)
+  void reap_launched();
+  void update_log_speaker();
+  void begin_shutdown(const std::string& why);
+  // serving (coordinator_serving.cpp)
   void drain_inbox();
   void on_need_wake();
   void publish_serving_state();
   std::vector<std::string> active_ids() const;
   // Where new requests may go: the ACTIVE ranks but those a scale-down drains.
   std::vector<std::string> serving_targets() const;
-  void reap_launched();
-  void update_log_speaker();
-  void begin_shutdown(const std::string& why);
-  // EPLB (eplb_loop.cpp)
+  // EPLB (coordinator_eplb.cpp)
   void on_expert_load(const std::string& worker_id, const protocol::Envelope& envelope);
   void on_rebalance_done(const std::string& worker_id, const protocol::Envelope& envelope);
   void advance_eplb(Clock::time_point now);
   void sync_eplb_generation();
-  void send_rebalance(const RebalancePlan& plan, const std::string& why);
+  void send_rebalance(const PlannedRebalance& plan, const std::string& why);
   void finish_rebalance(const RebalanceOutcome& outcome);
   nlohmann::json admin_eplb_rebalance(const protocol::AdminRequest& request);
 
@@ -108,7 +108,7 @@ class Coordinator {
   std::unique_ptr<HttpApi> http_;                    // after inbox_: it calls into it
   bool knows_experts_ = false;  // --model given: generations carry placements, EPLB measures
   EplbState eplb_;
-  std::unique_ptr<EplbMetrics> eplb_metrics_;  // after http_: it registers in its registry
+  std::unique_ptr<EplbMetrics> eplb_metrics_;    // after http_: it registers in its registry
   std::unique_ptr<ScaleMetrics> scale_metrics_;  // likewise
   Clock::time_point next_scale_metrics_{};
   Clock::time_point next_eplb_metrics_{};

@@ -14,7 +14,7 @@
 namespace eep::coordinator {
 
 // load[layer][logical_expert]: tokens routed to that expert (any non-negative unit).
-using ExpertLoad = std::vector<std::vector<double>>;
+using LoadMatrix = std::vector<std::vector<double>>;
 using ExpertTokenCounts = std::vector<std::vector<int64_t>>;
 
 struct EplbConfig {
@@ -34,7 +34,7 @@ struct EplbConfig {
 // least one replica; every rank gets exactly slots_per_rank slots, listed in increasing logical
 // id. kInvalidArgument for an empty or ragged matrix, negative or non-finite loads, too few
 // slots, or node/group counts that do not divide the ranks/experts.
-Result<Placement> rebalance_experts(const ExpertLoad& load, const EplbConfig& config);
+Result<Placement> rebalance_experts(const LoadMatrix& load, const EplbConfig& config);
 Result<Placement> rebalance_experts(const ExpertTokenCounts& load, const EplbConfig& config);
 
 struct Balancedness {
@@ -45,7 +45,7 @@ struct Balancedness {
 };
 
 // kInvalidArgument when the placement is invalid or its shape does not match `load`.
-Result<Balancedness> balancedness(const ExpertLoad& load, const Placement& placement);
+Result<Balancedness> balancedness(const LoadMatrix& load, const Placement& placement);
 Result<Balancedness> balancedness(const ExpertTokenCounts& load, const Placement& placement);
 
 }  // namespace eep::coordinator

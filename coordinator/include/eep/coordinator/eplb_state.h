@@ -36,7 +36,7 @@ struct EplbOptions {
 
 // A placement computed on the window, with the balancedness measured on the current placement
 // and predicted for the new one (both over the same window).
-struct RebalancePlan {
+struct PlannedRebalance {
   uint64_t plan_id = 0;
   int64_t generation = 0;
   Placement placement;
@@ -47,14 +47,14 @@ struct RebalancePlan {
 
 // An automatic check: `send` when the plan is worth moving to (it is then in progress).
 struct PlanDecision {
-  RebalancePlan plan;
+  PlannedRebalance plan;
   bool send = false;
 };
 
 // How a plan in progress ended: every rank answered (ok, or one reported an error), or it ran
 // past its deadline. On success the plan's placement is now the current one.
 struct RebalanceOutcome {
-  RebalancePlan plan;
+  PlannedRebalance plan;
   Status status;                   // ok, or what failed (the old placement stays)
   uint64_t bytes_moved = 0;        // summed over the ranks that answered
   double seconds = 0;              // the slowest rank
@@ -94,7 +94,7 @@ class EplbState {
   // An operator's forced rebalance: plans on the window now and sends whatever it gives (even
   // without EPLB enabled: the caller decides whether that is allowed). kFailedPrecondition when
   // there is no placement, a plan is in progress, or no load was reported yet.
-  Result<RebalancePlan> force_plan(Clock::time_point now);
+  Result<PlannedRebalance> force_plan(Clock::time_point now);
 
   // One rank's answer to the plan in progress (answers to other plans or generations are
   // ignored: nullopt). Once every rank answered, the outcome.
@@ -124,9 +124,9 @@ class EplbState {
   };
 
   void clear_window();
-  Result<RebalancePlan> make_plan();
+  Result<PlannedRebalance> make_plan();
   // Assigns the plan its id and makes it the one in progress.
-  void begin(RebalancePlan& plan, Clock::time_point now);
+  void begin(PlannedRebalance& plan, Clock::time_point now);
   RebalanceOutcome finish(Status status);
 
   EplbOptions options_;
@@ -139,7 +139,7 @@ class EplbState {
   mutable bool measured_valid_ = false;
   mutable std::optional<Balancedness> measured_;
 
-  std::optional<RebalancePlan> plan_;  // in progress
+  std::optional<PlannedRebalance> plan_;  // in progress
   Clock::time_point plan_started_{};
   std::set<int> answered_;    // ranks whose RebalanceDone arrived
   RebalanceOutcome answers_;  // accumulates bytes, seconds, gap and the first error

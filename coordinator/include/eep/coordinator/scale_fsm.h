@@ -1,9 +1,11 @@
-// The scaling state machine of the coordinator (docs/scaling.md has the diagram). This is the
-// membership part of a scale: pick spares or launch workers for new ranks, tell every member of
-// generation g+1 its rank, switch when all have acknowledged (a scale-down first lets the requests
-// on its leaving ranks finish for a bounded time and migrates the rest), retire the surplus. The
-// stages of DESIGN.md section 6 (standby groups, weight transfer, ...) slot in between kWaitAcks
-// and the switch as the data plane grows.
+// The scaling state machine of the coordinator (docs/scaling.md has the diagram). It carries the
+// membership part of a scale: pick spares or launch workers for new ranks, assign generation g+1
+// to every member (on a scale-down, also tell each leaving rank to hand over its weights), switch
+// once all have acknowledged (a scale-down first lets the requests on its leaving ranks finish for
+// a bounded time and migrates the rest), retire the surplus. The data-plane stages of DESIGN.md
+// section 6 (standby groups, weight transfer, KV-cache agreement) run inside kWaitAcks, in every
+// member of g+1: its acknowledgement says it has built g+1, with its build steps
+// (record_build_report).
 //
 // The machine owns no sockets: each event handler updates membership and ports (in-memory state)
 // and returns the actions the caller must carry out (launch, send, stop, migrate). Every waiting
@@ -143,7 +145,6 @@ class ScaleFsm {
   std::vector<ScaleAction> send_assignments(Clock::time_point now);
   std::vector<ScaleAction> end_acks(Clock::time_point now);
   std::vector<ScaleAction> switch_generation(Clock::time_point now);
-  std::vector<ScaleAction> finish_retirement(Clock::time_point now);
   std::vector<ScaleAction> roll_back(const std::string& reason, Clock::time_point now);
   protocol::Assign assignment_for(int rank, int64_t generation,
                                   const std::vector<std::string>& members,
@@ -177,7 +178,7 @@ class ScaleFsm {
   std::optional<Placement> placement_;    // of g+1
   uint64_t weight_bytes_from_peers_ = 0;  // summed over g+1's acks
   uint64_t weight_bytes_from_checkpoint_ = 0;
-  double weight_transfer_s_ = 0;  // the slowest rank's
+  double weight_transfer_s_ = 0;                       // the slowest rank's
   std::vector<protocol::StageDuration> build_stages_;  // each the slowest rank's
 
   // What the current generation's members were told (re-sent after a rollback).

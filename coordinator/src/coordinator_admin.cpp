@@ -24,8 +24,8 @@ void Coordinator::handle_admin(std::vector<zmq::message_t>& frames) {
     // The last resort: a bug, not an input we know; the request fails, the loop goes on.
     EEP_LOG_ERROR("admin request " << seq << " failed: " << printable(e.what(), 200));
     reply = protocol::admin_error(
-        seq, error(ErrorCode::kInternal, "the coordinator failed on this request: " +
-                                             printable(e.what(), 200)));
+        seq, error(ErrorCode::kInternal,
+                   "the coordinator failed on this request: " + printable(e.what(), 200)));
   }
   const std::string text = protocol::to_wire(reply);
   admin_socket_.send(frames[0], zmq::send_flags::sndmore);

@@ -70,7 +70,7 @@ void Coordinator::on_expert_load(const std::string& worker_id, const protocol::E
     return;
   }
   if (!decision.value()) return;
-  const RebalancePlan& plan = decision.value()->plan;
+  const PlannedRebalance& plan = decision.value()->plan;
   if (decision.value()->send) {
     send_rebalance(plan, "every " + std::to_string(config_.eplb_step_interval) + " steps");
   } else {
@@ -81,7 +81,7 @@ void Coordinator::on_expert_load(const std::string& worker_id, const protocol::E
   }
 }
 
-void Coordinator::send_rebalance(const RebalancePlan& plan, const std::string& why) {
+void Coordinator::send_rebalance(const PlannedRebalance& plan, const std::string& why) {
   const Placement& current = *scale_->current_placement();
   const int num_layers = plan.placement.num_layers;
   EEP_LOG_INFO(
@@ -117,7 +117,7 @@ void Coordinator::on_rebalance_done(const std::string& worker_id,
 }
 
 void Coordinator::finish_rebalance(const RebalanceOutcome& outcome) {
-  const RebalancePlan& plan = outcome.plan;
+  const PlannedRebalance& plan = outcome.plan;
   if (!outcome.status.is_ok()) {
     EEP_LOG_ERROR("EPLB rebalance " << plan.plan_id << " failed, the old placement stays: "
                                     << outcome.status.to_string());

@@ -23,13 +23,13 @@ using kernels::cuda::bf16;
 
 namespace {
 
-#define CHECK_CUDA(expr)                                                                    \
-  do {                                                                                      \
-    cudaError_t err_ = (expr);                                                              \
-    if (err_ != cudaSuccess) {                                                              \
-      std::fprintf(stderr, "%s: %s\n", #expr, cudaGetErrorString(err_));                    \
-      std::exit(1);                                                                         \
-    }                                                                                       \
+#define CHECK_CUDA(expr)                                                 \
+  do {                                                                   \
+    cudaError_t err_ = (expr);                                           \
+    if (err_ != cudaSuccess) {                                           \
+      std::fprintf(stderr, "%s: %s\n", #expr, cudaGetErrorString(err_)); \
+      std::exit(1);                                                      \
+    }                                                                    \
   } while (0)
 
 template <typename T>

@@ -161,12 +161,11 @@ namespace {
 // nlohmann would wrap 4294967299 to 3: every integer of a placement is read whole and in range.
 int read_int(const nlohmann::json& value, const char* key) {
   if (!value.is_number_integer()) {
-    throw std::invalid_argument(std::string("placement field \"") + key +
-                                "\": must be an integer");
+    throw std::invalid_argument(std::string("placement field \"") + key + "\": must be an integer");
   }
-  if (value.is_number_unsigned() ? value.get<uint64_t>() > INT32_MAX
-                                 : value.get<int64_t>() < INT32_MIN ||
-                                       value.get<int64_t>() > INT32_MAX) {
+  if (value.is_number_unsigned()
+          ? value.get<uint64_t>() > INT32_MAX
+          : value.get<int64_t>() < INT32_MIN || value.get<int64_t>() > INT32_MAX) {
     throw std::out_of_range(std::string("placement field \"") + key + "\": " + value.dump() +
                             " is out of range");
   }

@@ -2,9 +2,9 @@
 // error measure every kernel test uses against its CPU implementation.
 #pragma once
 
-#include <catch2/catch.hpp>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -14,11 +14,11 @@
 
 namespace eep::gpu_test {
 
-#define EEP_REQUIRE_CUDA(expr)                                         \
-  do {                                                                 \
-    const cudaError_t eep_err_ = (expr);                               \
-    INFO(#expr << ": " << cudaGetErrorString(eep_err_));               \
-    REQUIRE(eep_err_ == cudaSuccess);                                  \
+#define EEP_REQUIRE_CUDA(expr)                           \
+  do {                                                   \
+    const cudaError_t eep_err_ = (expr);                 \
+    INFO(#expr << ": " << cudaGetErrorString(eep_err_)); \
+    REQUIRE(eep_err_ == cudaSuccess);                    \
   } while (0)
 
 // Device memory of n elements of T, freed on destruction.
@@ -85,7 +85,9 @@ inline std::vector<float> to_float(const std::vector<__nv_bfloat16>& v) {
 }
 
 // Values rounded through bf16, so the CPU reference sees exactly the GPU's inputs.
-inline std::vector<float> round_bf16(const std::vector<float>& v) { return to_float(to_bf16(v)); }
+inline std::vector<float> round_bf16(const std::vector<float>& v) {
+  return to_float(to_bf16(v));
+}
 
 // max_i |actual_i - expected_i| / max(max_i |expected_i|, 1e-6); infinity when any actual value
 // is not finite (an unwritten, poisoned element) or the sizes differ.

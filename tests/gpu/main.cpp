@@ -2,8 +2,8 @@
 // test "gpu" as Skipped (exit code 77) with this message, and scripts/gpu/test.sh runs them on
 // the GPU machine.
 #define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
 #include <cuda_runtime.h>
+#include <catch2/catch.hpp>
 
 #include <cstdio>
 

@@ -377,7 +377,6 @@ TEST_CASE("silu_mul matches a CPU loop", "[gpu][grouped_gemm]") {
   }
 }
 
-
 namespace {
 
 enum class DenseOut { kBf16, kStoreF32, kAddF32 };

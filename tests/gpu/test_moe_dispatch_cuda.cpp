@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "eep/kernels/expert_ffn.h"
-#include "eep/worker/cuda/moe_dispatcher_cuda.h"
 #include "eep/worker/cpu/moe_dispatcher_cpu.h"
+#include "eep/worker/cuda/moe_dispatcher_cuda.h"
 #include "gpu_test_util.h"
 #include "loopback_group.h"
 

@@ -18,8 +18,8 @@
 
 #include "../helpers/pending_process_group.h"
 #include "eep/common/subprocess.h"
-#include "eep/worker/comm/process_group_nccl.h"
 #include "eep/worker/comm/kv_store.h"
+#include "eep/worker/comm/process_group_nccl.h"
 #include "gpu_test_util.h"
 
 namespace {

@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "../integration/fleet.h"
-#include "eep/worker/engine/backend.h"
 #include "eep/worker/cuda/model_weights_cuda.h"
+#include "eep/worker/engine/backend.h"
 #include "eep/worker/model/random_checkpoint.h"
 #include "gpu_test_util.h"
 #include "loopback_group.h"

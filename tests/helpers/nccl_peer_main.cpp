@@ -26,9 +26,9 @@
 #include <cuda_runtime.h>
 #include <CLI/CLI.hpp>
 
-#include "pending_process_group.h"
 #include "eep/common/log.h"
 #include "eep/worker/comm/process_group_nccl.h"
+#include "pending_process_group.h"
 
 namespace {
 
@@ -518,9 +518,10 @@ std::unique_ptr<ProcessGroup> test_build_while_serving(const Peer& peer,
   const std::string what = "build gen 2 while gen 1 serves";
   NcclProcessGroup& g1 = nccl(*current);
   Transfer transfer(g1, peer.timeout);
-  PendingProcessGroup pending = build_in_background([spec = peer.spec(2, "ep"), options = peer.options()] {
-    return create_nccl_group(spec, options);
-  });
+  PendingProcessGroup pending =
+      build_in_background([spec = peer.spec(2, "ep"), options = peer.options()] {
+        return create_nccl_group(spec, options);
+      });
   std::unique_ptr<ProcessGroup> next;
   std::string build_error;
   constexpr size_t kNumElements = 4096;

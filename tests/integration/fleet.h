@@ -93,8 +93,8 @@ inline CommandResult run_command(const std::vector<std::string>& argv,
 // curl's HTTP status code for one request to `url` (-1 when curl failed), the body in *out.
 inline int curl_status(const TempDir& dir, const std::string& method, const std::string& url,
                        const std::string& body = "", std::string* out = nullptr) {
-  std::vector<std::string> argv = {"curl",         "-s", "-o",   dir.file("curl.out"), "-w",
-                                   "%{http_code}", "-X", method, url};
+  std::vector<std::string> argv = {"curl", "-s",   "-o", dir.file("curl.out"), "-w", "%{http_code}",
+                                   "-X",   method, url};
   if (!body.empty()) {
     write_file(dir.file("curl.body"), body);
     argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary",
@@ -111,8 +111,8 @@ inline std::string make_tiny_model(const TempDir& dir, int seed,
                                    const std::vector<std::string>& extra = {},
                                    const std::string& name = "tiny") {
   const std::string model = dir.file(name);
-  std::vector<std::string> argv = {bin("eep-mkmodel"), "--preset", "tiny", "--seed",
-                                   std::to_string(seed), "--out", model};
+  std::vector<std::string> argv = {bin("eep-mkmodel"),   "--preset", "tiny", "--seed",
+                                   std::to_string(seed), "--out",    model};
   argv.insert(argv.end(), extra.begin(), extra.end());
   CommandResult made = run_command(argv, 120s);
   INFO(made.output);

@@ -12,9 +12,9 @@ using namespace eep::testing;
 namespace {
 
 struct BenchRun {
-  json report;           // eep-bench --result-json
-  std::string log;       // the coordinator's log
-  json final_status;     // `eepctl status --json` after the run
+  json report;        // eep-bench --result-json
+  std::string log;    // the coordinator's log
+  json final_status;  // `eepctl status --json` after the run
 };
 
 BenchRun serve_and_bench(const std::string& model, int ranks, const std::vector<std::string>& eplb,
@@ -25,12 +25,12 @@ BenchRun serve_and_bench(const std::string& model, int ranks, const std::vector<
   Fleet fleet(flags);
   REQUIRE(eventually([&] { return fleet.has_active(static_cast<size_t>(ranks)); }, 60s));
   const std::string results = fleet.dir().file("bench.json");
-  CommandResult bench = run_command(
-      {bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts",
-       std::to_string(num_prompts), "--random-input-len", "24", "--random-output-len", "32",
-       "--max-concurrency", "32", "--stream", "--seed", "5", "--save-tokens", "--no-progress",
-       "--result-json", results},
-      300s);
+  CommandResult bench =
+      run_command({bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts",
+                   std::to_string(num_prompts), "--random-input-len", "24", "--random-output-len",
+                   "32", "--max-concurrency", "32", "--stream", "--seed", "5", "--save-tokens",
+                   "--no-progress", "--result-json", results},
+                  300s);
   INFO(bench.output);
   INFO(fleet.coordinator_log());
   REQUIRE(bench.exit_code == 0);
@@ -46,11 +46,11 @@ BenchRun serve_and_bench(const std::string& model, int ranks, const std::vector<
               status["eplb"]["window_steps"].get<int>() > 0) {
             return true;
           }
-          CommandResult more = run_command(
-              {bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts", "16",
-               "--random-input-len", "24", "--random-output-len", "32", "--max-concurrency",
-               "16", "--seed", "6", "--no-progress"},
-              60s);
+          CommandResult more =
+              run_command({bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts", "16",
+                           "--random-input-len", "24", "--random-output-len", "32",
+                           "--max-concurrency", "16", "--seed", "6", "--no-progress"},
+                          60s);
           CHECK(more.exit_code == 0);
           return false;
         },
@@ -65,7 +65,8 @@ BenchRun serve_and_bench(const std::string& model, int ranks, const std::vector<
 // Output ids per request id.
 std::map<int, json> outputs(const json& report) {
   std::map<int, json> by_id;
-  for (const json& record : report["requests"]) by_id[record["id"].get<int>()] = record["output_ids"];
+  for (const json& record : report["requests"])
+    by_id[record["id"].get<int>()] = record["output_ids"];
   return by_id;
 }
 
@@ -110,11 +111,12 @@ TEST_CASE("EPLB under load: balancedness rises, greedy outputs equal a run witho
   REQUIRE(eplb["balancedness"].is_number());
   const double before = first_window_balancedness(balanced.log);
   const double after = eplb["balancedness"].get<double>();
-  std::printf("EPLB on %d CPU ranks: balancedness %.4f in the first window, %.4f after %d "
-              "rebalance(s); %.0f bytes moved by the last, longest step gap %.1f ms\n",
-              ranks, before, after, eplb["last_rebalance"]["plan_id"].get<int>(),
-              eplb["last_rebalance"]["bytes_moved"].get<double>(),
-              eplb["last_rebalance"]["longest_step_gap_ms"].get<double>());
+  std::printf(
+      "EPLB on %d CPU ranks: balancedness %.4f in the first window, %.4f after %d "
+      "rebalance(s); %.0f bytes moved by the last, longest step gap %.1f ms\n",
+      ranks, before, after, eplb["last_rebalance"]["plan_id"].get<int>(),
+      eplb["last_rebalance"]["bytes_moved"].get<double>(),
+      eplb["last_rebalance"]["longest_step_gap_ms"].get<double>());
   CHECK(before < 0.9);
   CHECK(after > before + 0.05);
 

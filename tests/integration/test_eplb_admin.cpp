@@ -6,7 +6,6 @@
 using namespace eep;
 using namespace eep::testing;
 
-
 TEST_CASE("EPLB flags that cannot work stop the coordinator at start with the reason",
           "[eplb_admin]") {
   TempDir dir;

@@ -26,11 +26,11 @@ double metric(Fleet& fleet, const std::string& name) {
 }
 
 int64_t bench(Fleet& fleet, uint32_t seed) {
-  CommandResult run = run_command(
-      {bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts", "48",
-       "--random-input-len", "16", "--random-output-len", "24", "--max-concurrency", "16",
-       "--seed", std::to_string(seed), "--no-progress"},
-      120s);
+  CommandResult run =
+      run_command({bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts", "48",
+                   "--random-input-len", "16", "--random-output-len", "24", "--max-concurrency",
+                   "16", "--seed", std::to_string(seed), "--no-progress"},
+                  120s);
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
   CHECK_THAT(run.output, Catch::Contains("Successful requests:                     48"));
@@ -61,8 +61,7 @@ TEST_CASE("after a scale the throughput line, /metrics and eepctl status report 
   REQUIRE(eventually([&] { return metric(fleet, "eep_fleet_size") == 2; }, 10s));
 
   int64_t generated = bench(fleet, 1);
-  REQUIRE(eventually([&] { return busy_ranks_logged_after(fleet.coordinator_log(), 0) == 2; },
-                     5s));
+  REQUIRE(eventually([&] { return busy_ranks_logged_after(fleet.coordinator_log(), 0) == 2; }, 5s));
 
   const std::string succeeded = "eep_scales_total{outcome=\"succeeded\"}";
   double scales = metric(fleet, succeeded);  // the start (0 -> 2) was one
@@ -76,8 +75,7 @@ TEST_CASE("after a scale the throughput line, /metrics and eepctl status report 
     INFO(fleet.coordinator_log());
     // The line goes on, busy, with the new size.
     CHECK(eventually(
-        [&] { return busy_ranks_logged_after(fleet.coordinator_log(), log_before) == size; },
-        5s));
+        [&] { return busy_ranks_logged_after(fleet.coordinator_log(), log_before) == size; }, 5s));
     CHECK(eventually([&] { return metric(fleet, "eep_fleet_size") == size; }, 5s));
     CHECK(metric(fleet, "eep_generation_tokens_total") == generated);
     CHECK(metric(fleet, "eep_requests_failed_total") == 0);

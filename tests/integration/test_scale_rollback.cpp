@@ -25,8 +25,8 @@ struct RollbackFleet {
     model = make_tiny_model(dir, 9);
     fleet = std::make_unique<Fleet>(
         std::vector<std::string>{"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256",
-                                 "--scale-timeout-ms", scale_timeout_ms,
-                                 "--heartbeat-timeout-ms", heartbeat_timeout_ms},
+                                 "--scale-timeout-ms", scale_timeout_ms, "--heartbeat-timeout-ms",
+                                 heartbeat_timeout_ms},
         std::map<std::string, std::string>{{"EEP_TEST_PAUSE_AT", "build_weights"},
                                            {"EEP_TEST_PAUSE_GENERATION", "2"},
                                            {"EEP_TEST_RESUME_FILE", resume_file()}});
@@ -39,11 +39,11 @@ struct RollbackFleet {
   // Continuous streaming load while the scale runs.
   std::future<CommandResult> start_load() {
     return std::async(std::launch::async, [this] {
-      return run_command({bin("eep-bench"), "--base-url", fleet->base_url(), "--num-prompts",
-                          "160", "--random-input-len", "16", "--random-output-len", "48",
-                          "--max-concurrency", "16", "--request-rate", "40", "--seed", "2",
-                          "--no-progress"},
-                         180s);
+      return run_command(
+          {bin("eep-bench"), "--base-url", fleet->base_url(), "--num-prompts", "160",
+           "--random-input-len", "16", "--random-output-len", "48", "--max-concurrency", "16",
+           "--request-rate", "40", "--seed", "2", "--no-progress"},
+          180s);
     });
   }
 
@@ -62,8 +62,8 @@ struct RollbackFleet {
         [&] {
           for (const json& worker : fleet->workers_in("JOINING")) joining = worker;
           if (joining.is_null()) return false;
-          const std::string log = read_file(fleet->dir().file(joining["id"].get<std::string>() +
-                                                              ".log"));
+          const std::string log =
+              read_file(fleet->dir().file(joining["id"].get<std::string>() + ".log"));
           return log.find("test hook: paused at build_weights") != std::string::npos;
         },
         30s);
@@ -72,8 +72,8 @@ struct RollbackFleet {
     return joining;
   }
 
-  void check_after_rollback(const CommandResult& scaled, const std::string& reason,
-                            pid_t new_pid, std::future<CommandResult>& load) {
+  void check_after_rollback(const CommandResult& scaled, const std::string& reason, pid_t new_pid,
+                            std::future<CommandResult>& load) {
     INFO(scaled.output);
     INFO(fleet->coordinator_log());
     CHECK(scaled.exit_code == 1);
@@ -107,10 +107,10 @@ struct RollbackFleet {
     CHECK(next.exit_code == 0);
     CHECK(fleet->has_active(3));
     CHECK(fleet->status()["generation"] == 3);
-    CommandResult after = run_command({bin("eep-bench"), "--base-url", fleet->base_url(),
-                                       "--num-prompts", "24", "--random-input-len", "16",
-                                       "--random-output-len", "8", "--no-progress"},
-                                      60s);
+    CommandResult after =
+        run_command({bin("eep-bench"), "--base-url", fleet->base_url(), "--num-prompts", "24",
+                     "--random-input-len", "16", "--random-output-len", "8", "--no-progress"},
+                    60s);
     INFO(after.output);
     CHECK_THAT(after.output, Catch::Contains("Successful requests:                     24"));
   }
@@ -132,8 +132,7 @@ TEST_CASE("a new worker killed while the weights of g+1 load rolls the scale bac
   f.check_after_rollback(scale.get(), "lost", pid, load);
 }
 
-TEST_CASE("a new worker stalled past the stage deadline rolls the scale back",
-          "[scale_rollback]") {
+TEST_CASE("a new worker stalled past the stage deadline rolls the scale back", "[scale_rollback]") {
   // The heartbeat timeout is longer than the stage's deadline, so the deadline is what fires.
   RollbackFleet f("3000", "20000");
   auto load = f.start_load();

@@ -133,9 +133,10 @@ void build_without_order(std::vector<std::unique_ptr<EngineCore>>& engines, int6
 
 }  // namespace
 
-TEST_CASE("engine generation: nobody switches without the coordinator's order, a rollback drops "
-          "the built generation on every rank, the next scale switches",
-          "[engine_generation]") {
+TEST_CASE(
+    "engine generation: nobody switches without the coordinator's order, a rollback drops "
+    "the built generation on every rank, the next scale switches",
+    "[engine_generation]") {
   std::vector<std::unique_ptr<EngineCore>> engines;
   for (int rank = 0; rank < 2; ++rank) engines.push_back(eep::testing::make_engine(tiny_model()));
   build_without_order(engines, 1);

@@ -9,11 +9,11 @@
 #include <random>
 #include <thread>
 
-#include "eep/worker/engine/backend.h"
-#include "eep/worker/elastic/expert_moves.h"
 #include "eep/worker/comm/kv_store.h"
-#include "eep/worker/cpu/model_runner_cpu.h"
 #include "eep/worker/comm/process_group_gloo.h"
+#include "eep/worker/cpu/model_runner_cpu.h"
+#include "eep/worker/elastic/expert_moves.h"
+#include "eep/worker/engine/backend.h"
 #include "eep/worker/model/random_checkpoint.h"
 #include "scratch_dir.h"
 

@@ -131,8 +131,7 @@ TEST_CASE("the throughput log line reports rates between snapshots", "[metrics]"
   CHECK(logger.line(stats, t0 + 30s).has_value());
 }
 
-TEST_CASE("scale metrics: the running stage, stage durations, outcomes counted once",
-          "[metrics]") {
+TEST_CASE("scale metrics: the running stage, stage durations, outcomes counted once", "[metrics]") {
   eep::coordinator::MetricsRegistry registry;
   eep::coordinator::ScaleMetrics metrics(registry);
   eep::protocol::ScaleInfo info;

@@ -6,8 +6,8 @@
 
 #include <cmath>
 
-#include "eep/worker/model/checkpoint.h"
 #include "eep/worker/cpu/model_runner_cpu.h"
+#include "eep/worker/model/checkpoint.h"
 #include "eep/worker/model/safetensors.h"
 
 using namespace eep;

@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "eep/worker/comm/kv_store.h"
-#include "eep/worker/cpu/moe_dispatcher_cpu.h"
 #include "eep/worker/comm/process_group_gloo.h"
+#include "eep/worker/cpu/moe_dispatcher_cpu.h"
 
 using namespace eep;
 using namespace eep::worker;

@@ -166,8 +166,8 @@ TEST_CASE("--max-num-seqs bounds the running requests, the rest wait in arrival 
   CHECK(scheduler.num_running() == 2);
   CHECK(scheduler.num_waiting() == 2);
   int steps = 0, max_tokens = 0;
-  (void)scheduler.update(chunks, {fake_next_token(*chunks[0].request),
-                                  fake_next_token(*chunks[1].request)});
+  (void)scheduler.update(
+      chunks, {fake_next_token(*chunks[0].request), fake_next_token(*chunks[1].request)});
   auto outputs = run_all(scheduler, &steps, &max_tokens);
   CHECK(outputs.size() == 4);
 }

@@ -95,8 +95,9 @@ __device__ __forceinline__ bool beats(float value, int64_t idx, float best, int6
   return value > best || (value == best && idx < best_idx);
 }
 
-// Per row: the maximum logit; for a sampled row e[i] = expf((logit - max) / temperature), their sum in double in id order (one thread, as
-// the CPU), p[i] = float(e[i] / sum) as sort keys with ids as values, and the row's segment.
+// Per row: the maximum logit; for a sampled row e[i] = expf((logit - max) / temperature), their sum
+// in double in id order (one thread, as the CPU), p[i] = float(e[i] / sum) as sort keys with ids as
+// values, and the row's segment.
 __global__ void __launch_bounds__(kPrepareThreads)
     sampling_prepare_kernel(const float* __restrict__ logits, int64_t vocab,
                             const DeviceSamplingParams* __restrict__ params,
@@ -306,16 +307,16 @@ __global__ void __launch_bounds__(kGreedyThreads)
   best_index[threadIdx.x] = best_idx;
   __syncthreads();
   for (int half = kGreedyThreads / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half &&
-        beats(best_value[threadIdx.x + half], best_index[threadIdx.x + half],
-              best_value[threadIdx.x], best_index[threadIdx.x])) {
+    if (threadIdx.x < half && beats(best_value[threadIdx.x + half], best_index[threadIdx.x + half],
+                                    best_value[threadIdx.x], best_index[threadIdx.x])) {
       best_value[threadIdx.x] = best_value[threadIdx.x + half];
       best_index[threadIdx.x] = best_index[threadIdx.x + half];
     }
     __syncthreads();
   }
   // All logits NaN leaves vocab: fall back to id 0 (the CPU's max_element returns the first).
-  if (threadIdx.x == 0) out_tokens[row] = static_cast<int32_t>(best_index[0] < vocab ? best_index[0] : 0);
+  if (threadIdx.x == 0)
+    out_tokens[row] = static_cast<int32_t>(best_index[0] < vocab ? best_index[0] : 0);
 }
 
 __global__ void sampling_exp_kernel(const float* __restrict__ x, int64_t n,
@@ -353,8 +354,8 @@ cudaError_t sample_tokens(const float* logits, int64_t num_rows, int64_t vocab,
   double* checkpoints = reinterpret_cast<double*>(base + layout.checkpoints);
 
   const unsigned grid = static_cast<unsigned>(num_rows);
-  sampling_prepare_kernel<<<grid, kPrepareThreads, 0, stream>>>(
-      logits, vocab, params, keys[0], ids[0], segment_begin, segment_end);
+  sampling_prepare_kernel<<<grid, kPrepareThreads, 0, stream>>>(logits, vocab, params, keys[0],
+                                                                ids[0], segment_begin, segment_end);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
   // The sorted buffers are whichever the pass count leaves current (known on the host).
   cub::DoubleBuffer<uint32_t> sorted_keys(keys[0], keys[1]);

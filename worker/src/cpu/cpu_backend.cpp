@@ -3,9 +3,9 @@
 #include <span>
 
 #include "eep/kernels/sampling.h"
-#include "eep/worker/engine/backend.h"
 #include "eep/worker/cpu/cpu_backend.h"
 #include "eep/worker/elastic/expert_moves.h"
+#include "eep/worker/engine/backend.h"
 
 namespace eep::worker {
 

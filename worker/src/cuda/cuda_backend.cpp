@@ -3,11 +3,11 @@
 #include <cstdio>
 
 #include "eep/common/log.h"
-#include "eep/worker/cuda/cuda_status.h"
-#include "eep/worker/cuda/model_weights_cuda.h"
-#include "eep/worker/cuda/model_runner_cuda.h"
-#include "eep/worker/cuda/moe_dispatcher_cuda.h"
 #include "eep/worker/comm/process_group_nccl.h"
+#include "eep/worker/cuda/cuda_status.h"
+#include "eep/worker/cuda/model_runner_cuda.h"
+#include "eep/worker/cuda/model_weights_cuda.h"
+#include "eep/worker/cuda/moe_dispatcher_cuda.h"
 
 namespace eep::worker {
 namespace {

@@ -166,8 +166,8 @@ class ScaleMetrics {
   MetricsRegistry& registry_;
   Gauge& running_;
   Gauge& last_seconds_;
-  std::set<std::string> stages_seen_;   // label values set so far (zeroed when left)
-  int64_t counted_generation_ = -1;     // the last scale whose outcome was counted
+  std::set<std::string> stages_seen_;  // label values set so far (zeroed when left)
+  int64_t counted_generation_ = -1;    // the last scale whose outcome was counted
 };
 
 // The periodic log line of vLLM:

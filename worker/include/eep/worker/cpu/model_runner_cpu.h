@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "eep/common/status.h"
-#include "eep/worker/engine/kv_cache.h"
 #include "eep/worker/cpu/model_weights_cpu.h"
 #include "eep/worker/cpu/moe_dispatcher_cpu.h"
+#include "eep/worker/engine/kv_cache.h"
 
 namespace eep::worker {
 

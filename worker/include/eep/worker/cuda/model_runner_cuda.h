@@ -21,9 +21,9 @@
 
 #include "eep/kernels/cuda/gemm.h"
 #include "eep/kernels/cuda/sampling.h"
-#include "eep/worker/engine/backend.h"
 #include "eep/worker/cuda/model_weights_cuda.h"
 #include "eep/worker/cuda/moe_dispatcher_cuda.h"
+#include "eep/worker/engine/backend.h"
 
 namespace eep::worker {
 

@@ -17,8 +17,8 @@
 #include "eep/common/placement.h"
 #include "eep/common/status.h"
 #include "eep/kernels/cuda/types.h"
-#include "eep/worker/model/checkpoint.h"
 #include "eep/worker/elastic/weight_transfer.h"
+#include "eep/worker/model/checkpoint.h"
 
 namespace eep::worker {
 

@@ -35,8 +35,8 @@
 #include "eep/common/status.h"
 #include "eep/kernels/cuda/moe_dispatch.h"
 #include "eep/kernels/cuda/types.h"
-#include "eep/worker/engine/moe_combine.h"
 #include "eep/worker/comm/process_group.h"
+#include "eep/worker/engine/moe_combine.h"
 
 namespace eep::worker {
 

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "eep/common/status.h"
-#include "eep/worker/engine/backend.h"
 #include "eep/worker/cpu/model_runner_cpu.h"
+#include "eep/worker/engine/backend.h"
 
 namespace eep::worker {
 

@@ -1,8 +1,10 @@
 #include "eep/coordinator/coordinator.h"
 
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -53,6 +55,29 @@ Status validate_eplb_config(const CoordinatorConfig& config) {
   return Status::ok();
 }
 
+// Every HTTP connection is a file descriptor: the soft limit (often 1024) goes up to what
+// --max-connections needs plus room for the sockets, workers and files of the coordinator
+// itself, as far as the hard limit allows (a warning says when it does not).
+constexpr rlim_t kDescriptorsBesideConnections = 1024;
+
+void raise_open_file_limit(int max_connections) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t wanted = static_cast<rlim_t>(max_connections) + kDescriptorsBesideConnections;
+  if (limit.rlim_cur >= wanted) return;
+  const rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = before;
+  if (limit.rlim_cur < wanted) {
+    EEP_LOG_WARN("open files limited to " << limit.rlim_cur << " (hard limit " << limit.rlim_max
+                                          << "): fewer than the " << wanted
+                                          << " that --max-connections " << max_connections
+                                          << " needs; raise LimitNOFILE or lower the flag");
+  } else {
+    EEP_LOG_INFO("open file limit raised from " << before << " to " << limit.rlim_cur);
+  }
+}
+
 }  // namespace
 
 Coordinator::Coordinator(const CoordinatorConfig& config, PortAllocator ports)
@@ -92,6 +117,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
   auto ports = PortAllocator::create(ranges);
   if (!ports.is_ok()) return ports.status();
   EEP_RETURN_IF_ERROR(validate_eplb_config(config));
+  raise_open_file_limit(config.max_connections);
   std::optional<ExpertLayout> experts;
   if (!config.model_dir.empty()) {
     EEP_ASSIGN_OR_RETURN(experts,
@@ -109,8 +135,11 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
   }
   set_common_options(coordinator->admin_socket_);
   set_common_options(coordinator->control_socket_);
-  // A restarted worker reconnecting with its old identity takes the identity over.
-  coordinator->control_socket_.set(zmq::sockopt::router_handover, 1);
+  // No handover: a connection that presents the identity of a connected worker is refused by
+  // ZeroMQ, so nobody can take over a live worker's route (its requests and prompts) or speak
+  // for it (a forged worker_exiting). A restarted worker gets the identity back once the old
+  // connection is gone (at once when its process died on this host or its TCP connection closed).
+  coordinator->control_socket_.set(zmq::sockopt::router_handover, 0);
   EEP_ASSIGN_OR_RETURN(coordinator->admin_endpoint_,
                        bind_socket(coordinator->admin_socket_, config.admin_endpoint));
   EEP_ASSIGN_OR_RETURN(coordinator->control_endpoint_,
@@ -130,9 +159,19 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
   coordinator->scale_ =
       std::make_unique<ScaleFsm>(coordinator->membership_, coordinator->ports_, limits);
   coordinator->update_log_speaker();
+  // A worker whose output breaks the rules (wrong ids, too many tokens, an unknown reason) is
+  // a bug or an impostor: its output never reaches a client, and operators see it in status.
+  coordinator->router_.set_on_suspect(
+      [c = coordinator.get()](const std::string& worker_id, const Status& why) {
+        EEP_LOG_ERROR("worker " << worker_id << " is suspect: " << why.message());
+        if (WorkerRecord* worker = c->membership_.find(worker_id)) {
+          worker->reason = "suspect: " + why.message();
+        }
+      });
   if (config.http_address != "off") {
     HttpApiOptions http_options;
     if (!config.api_key.empty()) http_options.api_key = config.api_key;
+    http_options.max_connections = config.max_connections;
     coordinator->http_ =
         std::make_unique<HttpApi>(config.http_address, coordinator->inbox_, http_options);
     EEP_RETURN_IF_ERROR(coordinator->http_->start());
@@ -398,6 +437,7 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
       if (ack->capacity &&
           (!capacity_ || capacity_->max_model_len != ack->capacity->max_model_len)) {
         capacity_ = ack->capacity;
+        router_.set_vocab_size(capacity_->vocab_size);
         EEP_LOG_INFO("serving model '" << capacity_->model << "' (vocab " << capacity_->vocab_size
                                        << ", max model len " << capacity_->max_model_len << ")");
       }

@@ -71,6 +71,11 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
                  "Requests accepted and not finished at most (then 429)")
       ->check(CLI::Range(1, 1 << 24))
       ->capture_default_str();
+  app.add_option("--max-connections", config.max_connections,
+                 "Open HTTP connections at most, idle ones included (then 503 with Retry-After); "
+                 "the coordinator raises its open-file limit to fit them where it may")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
   app.add_option("--ready-file", config.ready_file,
                  "Write {admin, control, pid} as JSON here once the sockets are bound");
   app.add_flag("--enable-eplb", config.enable_eplb,

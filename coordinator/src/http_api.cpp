@@ -1,5 +1,6 @@
 #include "eep/coordinator/http_api.h"
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -55,6 +56,7 @@ struct ServerState {
   MetricsRegistry registry;
   ServingMetrics metrics{registry};
   std::shared_ptr<EventGate> gate = std::make_shared<EventGate>();
+  std::atomic<int> num_connections{0};  // Sessions alive
 
   ServerState(ServingFrontend& f, HttpApiOptions o) : frontend(f), options(std::move(o)) {}
 };
@@ -80,11 +82,14 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, ServerState& state)
-      : socket_(std::move(socket)), deadline_(socket_.get_executor()), state_(state) {}
+      : socket_(std::move(socket)), deadline_(socket_.get_executor()), state_(state) {
+    ++state_.num_connections;
+  }
 
   // Destroyed normally after close(), or by stop() with the io_context: then a request still in
   // flight is cancelled here.
   ~Session() {
+    --state_.num_connections;
     if (request_id_) state_.frontend.cancel(*request_id_);
   }
 
@@ -608,9 +613,36 @@ class HttpApi::Impl {
                               }
                               beast::error_code ignored;
                               socket.set_option(tcp::no_delay(true), ignored);
-                              std::make_shared<Session>(std::move(socket), state_)->start();
+                              if (state_.num_connections.load() >= state_.options.max_connections) {
+                                refuse_connection(std::move(socket));
+                              } else {
+                                std::make_shared<Session>(std::move(socket), state_)->start();
+                              }
                               accept();
                             });
+  }
+
+  // Beyond --max-connections: a 503 that tells the client when to come back, then close. The
+  // request is not read (it may never come); the reply is a few hundred bytes, so the write
+  // completes at once or the client is gone.
+  void refuse_connection(tcp::socket socket) {
+    static const std::string kBody =
+        R"({"error":{"message":"too many open connections to this server; retry shortly",)"
+        R"("type":"service_unavailable","param":null,"code":"too_many_connections"}})";
+    static const std::string kReply =
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: application/json\r\n"
+        "Retry-After: 1\r\n"
+        "Connection: close\r\n"
+        "Content-Length: " +
+        std::to_string(kBody.size()) + "\r\n\r\n" + kBody;
+    state_.metrics.count_http_response(503);
+    auto owned = std::make_shared<tcp::socket>(std::move(socket));
+    net::async_write(*owned, net::buffer(kReply), [owned](beast::error_code, size_t) {
+      beast::error_code ignored;
+      owned->shutdown(tcp::socket::shutdown_send, ignored);
+      owned->close(ignored);
+    });
   }
 
   void retry_accept() {

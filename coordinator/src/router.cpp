@@ -1,6 +1,7 @@
 #include "eep/coordinator/router.h"
 
 #include "eep/common/log.h"
+#include "eep/coordinator/output_check.h"
 
 namespace eep::coordinator {
 
@@ -93,6 +94,15 @@ void Router::on_outputs(const std::string& worker_id,
     auto it = requests_.find(output.request_id);
     if (it == requests_.end() || it->second.worker_id != worker_id) continue;  // stale
     InFlight& in_flight = it->second;
+    const Status valid = check_output(output, OutputLimits{vocab_size_, in_flight.output_ids.size(),
+                                                           in_flight.request.max_tokens});
+    if (!valid.is_ok()) {
+      if (on_suspect_) on_suspect_(worker_id, valid);
+      cancel_(worker_id, output.request_id);
+      finish(it, "error",
+             error(ErrorCode::kInternal, "the worker serving this request failed; retry"));
+      continue;
+    }
     in_flight.output_ids.insert(in_flight.output_ids.end(), output.new_tokens.begin(),
                                 output.new_tokens.end());
     num_generated_tokens_ += static_cast<int64_t>(output.new_tokens.size());

@@ -114,6 +114,22 @@ TEST_CASE("the admin and control messages that once ended the coordinator are re
     CHECK(refusal[0] == "register_reply");
     CHECK(json::parse(refusal[1])["body"]["ok"] == false);
   }
+  SECTION("a connection under a live worker's id cannot take its route or end it") {
+    zmq::context_t context;
+    ControlPeer impostor(context, fleet.control(), "w0");
+    impostor.send({"worker_exiting", envelope("worker_exiting", {{"reason", "forged"}})});
+    protocol::Register request;
+    request.worker_id = "w0";
+    impostor.send({"register", envelope("register", json(request))});
+    // Its messages were never accepted: nothing comes back, w0 serves on, and no request for
+    // w0 reaches the impostor.
+    CHECK(impostor.receive(1s).empty());
+    CHECK(hostile.completes());
+    CHECK(impostor.receive(500ms).empty());
+    const auto active = fleet.workers_in("ACTIVE");
+    REQUIRE(active.size() == 1);
+    CHECK(active[0]["id"] == "w0");
+  }
   SECTION("sizes far above --max-workers are refused at once, with memory unchanged") {
     const long rss_before = hostile.rss_kib();
     const auto started = std::chrono::steady_clock::now();

@@ -17,13 +17,17 @@ TEST_CASE("launcher none: self-started workers form the fleet, serve, and exit o
     options.log_path = dir.file("worker" + std::to_string(n) + ".log");
     auto worker = ChildProcess::spawn({bin("eep-worker"), "--coordinator", fleet.control(),
                                        "--worker-id", "self-" + std::to_string(n), "--model", model,
-                                       "--kv-blocks", "64", "--device-idx", std::to_string(n)},
+                                       "--kv-blocks", "64", "--device-idx", std::to_string(n),
+                                       // The address it advertises and binds (the default,
+                                       // gethostname(), need not resolve here).
+                                       "--host", "127.0.0.1"},
                                       options);
     REQUIRE(worker.is_ok());
     workers.push_back(std::move(worker).value());
   }
-  INFO(fleet.coordinator_log());
-  REQUIRE(eventually([&] { return fleet.has_active(2); }, 60s));
+  const bool formed = eventually([&] { return fleet.has_active(2); }, 60s);
+  INFO(fleet.coordinator_log() << read_file(dir.file("worker0.log")));
+  REQUIRE(formed);
   std::string body;
   REQUIRE(curl_status(dir, "POST", fleet.base_url() + "/v1/completions",
                       R"({"model":"tiny","prompt":[1,2,3,4],"max_tokens":4,"temperature":0})",

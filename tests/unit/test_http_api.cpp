@@ -402,6 +402,33 @@ TEST_CASE("API key, capacity refusals and failed requests", "[http]") {
   CHECK(events.chunks.back()["error"]["message"] == "worker w1 died");
 }
 
+TEST_CASE("beyond --max-connections a new connection gets 503 with Retry-After", "[http]") {
+  FakeFrontend frontend;
+  HttpApiOptions options;
+  options.max_connections = 3;
+  HttpApi api("127.0.0.1:0", frontend, options);
+  REQUIRE(api.start().is_ok());
+  // Three connections, one of them used: all held open (keep-alive).
+  std::vector<std::unique_ptr<HttpClient>> held;
+  for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<HttpClient>(api.port()));
+  CHECK(held[0]->get("/health").status == 200);
+  HttpClient extra(api.port());
+  HttpReply refused = extra.get("/health");
+  CHECK(refused.status == 503);
+  CHECK(refused.headers["retry-after"] == "1");
+  CHECK(refused.json()["error"]["code"] == "too_many_connections");
+  // The held ones still serve; once one closes, a new connection is served again.
+  CHECK(held[1]->post("/v1/completions", R"({"prompt":"ok","max_tokens":2})").status == 200);
+  held.pop_back();
+  bool served = false;
+  for (int attempt = 0; attempt < 100 && !served; ++attempt) {  // the close reaches the server
+    HttpClient again(api.port());
+    served = again.get("/health").status == 200;
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(served);
+}
+
 TEST_CASE("a client that goes away gets its request cancelled", "[http]") {
   FakeFrontend::Options options;
   options.token_interval = std::chrono::milliseconds(20);

@@ -159,3 +159,51 @@ TEST_CASE("router: migration keeps a request without another target, ends a canc
   CHECK(f.finished.at(3).status.code() == ErrorCode::kUnavailable);
   CHECK(f.router.num_failed() == 1);
 }
+
+TEST_CASE("router: an invalid worker output never reaches the client, the request fails",
+          "[router]") {
+  struct Case {
+    const char* what;
+    protocol::RequestOutput output;
+  };
+  const std::vector<Case> cases = {
+      {"negative id", {1, {-5}, false, "", ""}},
+      {"id past the vocabulary", {1, {2147483647}, false, "", ""}},
+      {"more tokens than max_tokens", {1, {3, 4, 5, 6, 7, 8, 9, 10, 11}, false, "", ""}},
+      {"unknown finish_reason", {1, {3}, true, "</script>\"<b>", ""}},
+      {"a reason on an output that does not finish", {1, {3}, false, "stop", ""}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    Fixture f;
+    std::vector<std::pair<std::string, std::string>> suspects;
+    f.router.set_on_suspect([&](const std::string& worker_id, const Status& why) {
+      suspects.emplace_back(worker_id, why.message());
+    });
+    f.router.set_vocab_size(512);
+    f.router.set_targets({"w0"});
+    f.route(1, {1, 2}, 8);
+    f.router.on_outputs("w0", {token(1, 7)});  // a good one first: relayed
+    f.router.on_outputs("w0", {c.output});
+    CHECK(f.client_tokens[1] == std::vector<int32_t>{7});  // nothing of the bad output
+    REQUIRE(f.finished.count(1) == 1);
+    CHECK(f.finished[1].finish_reason == "error");
+    CHECK_FALSE(f.finished[1].status.is_ok());
+    REQUIRE(suspects.size() == 1);
+    CHECK(suspects[0].first == "w0");
+    CHECK(f.router.num_failed() == 1);
+    CHECK(f.router.num_in_flight() == 0);
+  }
+}
+
+TEST_CASE("router: outputs at the limits are valid", "[router]") {
+  Fixture f;
+  f.router.set_vocab_size(512);
+  f.router.set_targets({"w0"});
+  f.route(1, {1, 2}, 3);
+  f.router.on_outputs("w0", {{1, {0, 511}, false, "", ""}});
+  f.router.on_outputs("w0", {{1, {5}, true, "length", ""}});  // exactly max_tokens
+  CHECK(f.client_tokens[1] == std::vector<int32_t>{0, 511, 5});
+  REQUIRE(f.finished.count(1) == 1);
+  CHECK(f.finished[1].status.is_ok());
+}

@@ -37,7 +37,8 @@ struct CoordinatorConfig {
   std::string api_key;               // when set, /v1/* needs "Authorization: Bearer <key>"
   std::string served_model_name;     // default: the model directory's name
   int64_t max_in_flight = 4096;      // accepted requests not yet finished, beyond which 429  // a
-                                     // membership scale that takes longer rolls back
+  int max_connections = 10000;  // open HTTP connections at most, beyond which 503 + Retry-After
+                                // membership scale that takes longer rolls back
   std::string log_level = "info";
   // Expert load balancing (docs/eplb.md). The placement needs --model (its config.json).
   bool enable_eplb = false;           // rebalance automatically; off: only measure

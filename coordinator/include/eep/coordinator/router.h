@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -35,8 +36,16 @@ class Router {
   // Routes a new request. kUnavailable when there is no target.
   Status route(CompletionRequest request, CompletionCallback callback);
   void cancel(uint64_t request_id);
+  // Relays a worker's outputs. Only outputs of requests routed to that worker count (others are
+  // stale and dropped); each is checked first (output_check.h): an invalid one is never relayed,
+  // it fails its request with an internal error and is reported through the suspect callback.
   void on_outputs(const std::string& worker_id,
                   const std::vector<protocol::RequestOutput>& outputs);
+  // The model's vocabulary (from the workers' capacity), for the output check.
+  void set_vocab_size(int vocab_size) { vocab_size_ = vocab_size; }
+  // Called with the worker and the violation when a worker sends an invalid output.
+  using SuspectFn = std::function<void(const std::string& worker_id, const Status& why)>;
+  void set_on_suspect(SuspectFn on_suspect) { on_suspect_ = std::move(on_suspect); }
   // Resubmits (prompt + tokens so far) the requests of a worker that died or left to the least
   // loaded target; fails them when there is none.
   void on_worker_gone(const std::string& worker_id, const std::string& reason);
@@ -75,6 +84,8 @@ class Router {
 
   SubmitFn submit_;
   CancelFn cancel_;
+  SuspectFn on_suspect_;
+  std::optional<int> vocab_size_;
   std::vector<std::string> targets_;
   std::map<uint64_t, InFlight> requests_;
   std::map<std::string, std::set<uint64_t>> by_worker_;

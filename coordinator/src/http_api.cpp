@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 #include <deque>
+#include <list>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -50,6 +51,8 @@ struct EventGate {
   std::optional<net::io_context::executor_type> executor;
 };
 
+class Session;
+
 struct ServerState {
   ServingFrontend& frontend;
   HttpApiOptions options;
@@ -57,6 +60,11 @@ struct ServerState {
   ServingMetrics metrics{registry};
   std::shared_ptr<EventGate> gate = std::make_shared<EventGate>();
   std::atomic<int> num_connections{0};  // Sessions alive
+  // Connections waiting for a request (idle keep-alive, or a header still arriving), oldest
+  // first: at --max-connections the oldest is closed to make room, as nginx drains idle
+  // keep-alive connections, so idle clients cannot lock new ones out.
+  std::mutex idle_mutex;
+  std::list<std::weak_ptr<Session>> idle;
 
   ServerState(ServingFrontend& f, HttpApiOptions o) : frontend(f), options(std::move(o)) {}
 };
@@ -89,11 +97,33 @@ class Session : public std::enable_shared_from_this<Session> {
   // Destroyed normally after close(), or by stop() with the io_context: then a request still in
   // flight is cancelled here.
   ~Session() {
+    mark_busy();
     --state_.num_connections;
     if (request_id_) state_.frontend.cancel(*request_id_);
   }
 
   void start() { read_request(); }
+
+  // At --max-connections: closes the oldest connection that waits for a request (on its strand;
+  // the count is briefly one over). False when every connection has a request. Any thread.
+  static bool close_oldest_idle(ServerState& state) {
+    std::shared_ptr<Session> oldest;
+    {
+      std::lock_guard lock(state.idle_mutex);
+      for (auto it = state.idle.begin(); it != state.idle.end(); ++it) {
+        // An entry whose session is being destroyed is left to its destructor (mark_busy).
+        if (auto session = it->lock()) {
+          session->idle_it_.reset();
+          state.idle.erase(it);
+          oldest = std::move(session);
+          break;
+        }
+      }
+    }
+    if (!oldest) return false;
+    net::post(oldest->socket_.get_executor(), [oldest] { oldest->close(); });
+    return true;
+  }
 
  private:
   // The generation guards against a timer that fired just before it was re-armed or cancelled.
@@ -108,7 +138,18 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  void mark_idle() {
+    std::lock_guard lock(state_.idle_mutex);
+    if (!idle_it_) idle_it_ = state_.idle.insert(state_.idle.end(), weak_from_this());
+  }
+  void mark_busy() {
+    std::lock_guard lock(state_.idle_mutex);
+    if (idle_it_) state_.idle.erase(*idle_it_);
+    idle_it_.reset();
+  }
+
   void read_request() {
+    mark_idle();
     parser_.emplace();
     parser_->body_limit(state_.options.max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(state_.options.max_header_bytes));
@@ -119,6 +160,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_header(beast::error_code ec) {
+    mark_busy();
     if (closed_) return;
     if (ec) return on_read_error(ec);
     const auto& request = parser_->get();
@@ -455,6 +497,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void close() {
     if (closed_) return;
     closed_ = true;
+    mark_busy();
     if (request_id_) {
       state_.frontend.cancel(*request_id_);
       request_id_.reset();
@@ -470,6 +513,7 @@ class Session : public std::enable_shared_from_this<Session> {
     deadline_.cancel();
   }
 
+  std::optional<std::list<std::weak_ptr<Session>>::iterator> idle_it_;  // in state_.idle
   tcp::socket socket_;
   net::steady_timer deadline_;  // closes the socket when it fires
   uint64_t deadline_generation_ = 0;
@@ -613,7 +657,8 @@ class HttpApi::Impl {
                               }
                               beast::error_code ignored;
                               socket.set_option(tcp::no_delay(true), ignored);
-                              if (state_.num_connections.load() >= state_.options.max_connections) {
+                              if (state_.num_connections.load() >= state_.options.max_connections &&
+                                  !Session::close_oldest_idle(state_)) {
                                 refuse_connection(std::move(socket));
                               } else {
                                 std::make_shared<Session>(std::move(socket), state_)->start();
@@ -622,9 +667,9 @@ class HttpApi::Impl {
                             });
   }
 
-  // Beyond --max-connections: a 503 that tells the client when to come back, then close. The
-  // request is not read (it may never come); the reply is a few hundred bytes, so the write
-  // completes at once or the client is gone.
+  // Beyond --max-connections with every connection busy: a 503 that tells the client when to come
+  // back, then close. The request is not read (it may never come); the reply is a few hundred
+  // bytes, so the write completes at once or the client is gone.
   void refuse_connection(tcp::socket socket) {
     static const std::string kBody =
         R"({"error":{"message":"too many open connections to this server; retry shortly",)"

@@ -292,3 +292,41 @@ TEST_CASE("fuzz: thousands of random admin and control messages, and the coordin
               num_admin, num_control);
   CHECK(fleet.has_active(1));
 }
+
+TEST_CASE("20000 idle HTTP connections: completions and eepctl status are still answered",
+          "[hostile]") {
+  // Two client processes of 10,000 connections each (one process's open-file limit may not hold
+  // 20,000); the coordinator raises its own limit for --max-connections (default 10000) and
+  // closes the oldest idle connections to make room.
+  constexpr int kNumProcesses = 2;
+  constexpr int kPerProcess = 10000;
+  HostileFleet hostile;
+  Fleet& fleet = *hostile.fleet;
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<ChildProcess> holders;
+  for (int p = 0; p < kNumProcesses; ++p) {
+    SpawnOptions options;
+    options.log_path = hostile.dir.file("holder" + std::to_string(p) + ".log");
+    auto holder = ChildProcess::spawn(
+        {"python3", std::string(EEP_SOURCE_DIR) + "/tests/helpers/hold_connections.py", "127.0.0.1",
+         std::to_string(fleet.http_port()), std::to_string(kPerProcess)},
+        options);
+    REQUIRE(holder.is_ok());
+    holders.push_back(std::move(holder).value());
+  }
+  for (int p = 0; p < kNumProcesses; ++p) {
+    const std::string log = hostile.dir.file("holder" + std::to_string(p) + ".log");
+    const bool held = eventually(
+        [&] { return read_file(log).find("held") != std::string::npos || !holders[p].running(); },
+        120s);
+    INFO(read_file(log));
+    REQUIRE(held);
+    REQUIRE(read_file(log).find("held " + std::to_string(kPerProcess)) != std::string::npos);
+  }
+  std::printf("%d idle HTTP connections opened in %.1f s\n", kNumProcesses * kPerProcess,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  CHECK(hostile.completes());
+  CHECK(fleet.status()["active_dp"] == 1);
+  CHECK(fleet.coordinator().running());
+  for (ChildProcess& holder : holders) holder.stop(1s);
+}

@@ -402,31 +402,51 @@ TEST_CASE("API key, capacity refusals and failed requests", "[http]") {
   CHECK(events.chunks.back()["error"]["message"] == "worker w1 died");
 }
 
-TEST_CASE("beyond --max-connections a new connection gets 503 with Retry-After", "[http]") {
-  FakeFrontend frontend;
+TEST_CASE("at --max-connections the oldest idle connection makes room, else 503", "[http]") {
+  FakeFrontend::Options slow;
+  slow.token_interval = std::chrono::milliseconds(50);
+  FakeFrontend frontend(slow);
   HttpApiOptions options;
   options.max_connections = 3;
   HttpApi api("127.0.0.1:0", frontend, options);
   REQUIRE(api.start().is_ok());
-  // Three connections, one of them used: all held open (keep-alive).
-  std::vector<std::unique_ptr<HttpClient>> held;
-  for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<HttpClient>(api.port()));
-  CHECK(held[0]->get("/health").status == 200);
+  // Three idle keep-alive connections, each used once (so the server has accepted them all),
+  // idle[0] the longest.
+  std::vector<std::unique_ptr<HttpClient>> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(std::make_unique<HttpClient>(api.port()));
+    CHECK(idle.back()->get("/health").status == 200);
+  }
+  // A fourth is served: the connection idle the longest was closed for it.
+  HttpClient fourth(api.port());
+  CHECK(fourth.get("/health").status == 200);
+  // The evicted connection reads end-of-stream (polled, so a bug shows as a failure, not a hang).
+  idle[0]->socket().non_blocking(true);
+  bool evicted = false;
+  for (int attempt = 0; attempt < 200 && !evicted; ++attempt) {
+    char byte = 0;
+    boost::system::error_code ec;
+    idle[0]->socket().read_some(boost::asio::buffer(&byte, 1), ec);
+    evicted = ec && ec != boost::asio::error::would_block;
+    if (!evicted) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(evicted);
+  // Every connection busy (a long stream each): a new one gets 503 with Retry-After.
+  std::vector<std::unique_ptr<HttpClient>> busy;
+  std::vector<std::thread> streams;
+  for (int i = 0; i < 3; ++i) busy.push_back(std::make_unique<HttpClient>(api.port()));
+  for (auto& client : busy) {
+    streams.emplace_back([&client] {
+      client->post("/v1/completions", R"({"prompt":"x","max_tokens":100,"stream":true})");
+    });
+  }
+  REQUIRE(eventually([&] { return frontend.num_active() == 3; }));  // the streams run
   HttpClient extra(api.port());
   HttpReply refused = extra.get("/health");
   CHECK(refused.status == 503);
   CHECK(refused.headers["retry-after"] == "1");
   CHECK(refused.json()["error"]["code"] == "too_many_connections");
-  // The held ones still serve; once one closes, a new connection is served again.
-  CHECK(held[1]->post("/v1/completions", R"({"prompt":"ok","max_tokens":2})").status == 200);
-  held.pop_back();
-  bool served = false;
-  for (int attempt = 0; attempt < 100 && !served; ++attempt) {  // the close reaches the server
-    HttpClient again(api.port());
-    served = again.get("/health").status == 200;
-    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  CHECK(served);
+  for (auto& stream : streams) stream.join();
 }
 
 TEST_CASE("a client that goes away gets its request cancelled", "[http]") {

@@ -23,9 +23,10 @@ struct HttpApiOptions {
   std::optional<std::string> api_key;
   size_t max_body_bytes = 1 << 20;     // larger bodies get 413
   size_t max_header_bytes = 16 << 10;  // larger request headers get 431
-  // Open connections at most (idle keep-alive ones included): beyond it a new connection gets a
-  // 503 with Retry-After and is closed, so idle clients cannot take every file descriptor of
-  // the coordinator (its admin and control sockets need some).
+  // Open connections at most, so idle clients cannot take every file descriptor of the
+  // coordinator (its admin and control sockets need some). At the limit a new connection closes
+  // the oldest one that waits for a request (as nginx drains idle keep-alive connections); when
+  // every connection has a request in flight it gets a 503 with Retry-After.
   int max_connections = 10000;
   int num_threads = 2;
 };

@@ -290,7 +290,8 @@ TEST_CASE("fuzz: thousands of random admin and control messages, and the coordin
   }
   std::printf("fuzz: %d admin and %d control messages; the coordinator answered and served\n",
               num_admin, num_control);
-  CHECK(fleet.has_active(1));
+  // A mutated request may still be a valid scale: the size may have changed, the service not.
+  CHECK(fleet.status()["active_dp"].get<int>() >= 1);
 }
 
 TEST_CASE("20000 idle HTTP connections: completions and eepctl status are still answered",

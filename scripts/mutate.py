@@ -226,7 +226,7 @@ def run_mutation(mutation, build_dir, jobs, restorer):
     try:
         ok, log = build(build_dir, targets, jobs)
         if not ok:
-            return Outcome(mutation, "build-failed", time.monotonic() - start, log)
+            return Outcome(mutation, "build-failed", 0.0, f"build {time.monotonic() - start:.0f} s\n{log}")
         build_s = time.monotonic() - start
         seconds = 0.0
         results = []
@@ -314,7 +314,7 @@ def main():
             outcomes.append(outcome)
             print(
                 f"[{index}/{len(mutations)}] {mutation.name}: {outcome.result} "
-                f"({outcome.seconds:.1f} s tests; {outcome.detail.splitlines()[-1] if outcome.detail else ''})",
+                f"({outcome.seconds:.1f} s tests; {outcome.detail.splitlines()[0] if outcome.detail else ''})",
                 flush=True,
             )
             if outcome.result == "build-failed":

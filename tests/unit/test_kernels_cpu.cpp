@@ -9,6 +9,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "eep/kernels/attention.h"
@@ -553,6 +554,21 @@ TEST_CASE("sample_token: greedy, nucleus, reproducible, distributed as softmax",
   for (double p : expected_plain) norm += std::sqrt(p);
   for (int i = 0; i < 4; ++i)
     CHECK(std::fabs(warm[i] - std::sqrt(expected_plain[i]) / norm) < tolerance);
+}
+
+// The nucleus is the shortest prefix whose mass reaches top_p: on 4 equal logits (probabilities
+// exactly 1/4) top_p 0.5 is reached by 2 tokens, and ties go to the lower id, so only 0 and 1
+// are ever drawn; top_p 0.5 + a little needs a third.
+TEST_CASE("sample_token: a nucleus that reaches top_p exactly stops there", "[kernels]") {
+  const std::vector<float> logits(4, 0.25f);
+  std::vector<std::byte> scratch(cpu::sampling_scratch_bytes(4));
+  std::set<int32_t> drawn, drawn_wider;
+  for (uint64_t step = 0; step < 200; ++step) {
+    drawn.insert(cpu::sample_token(logits.data(), 4, 1.0f, 0.5f, 3, step, scratch.data()));
+    drawn_wider.insert(cpu::sample_token(logits.data(), 4, 1.0f, 0.51f, 3, step, scratch.data()));
+  }
+  CHECK(drawn == std::set<int32_t>{0, 1});
+  CHECK(drawn_wider == std::set<int32_t>{0, 1, 2});
 }
 
 TEST_CASE("sample_token draws exactly what the documented procedure draws", "[kernels]") {

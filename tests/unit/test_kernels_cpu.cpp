@@ -9,6 +9,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "eep/kernels/attention.h"
@@ -203,6 +204,35 @@ TEST_CASE("rmsnorm over rows and per head", "[kernels]") {
   }
 }
 
+// Where the mean square is near eps, eps decides the scale: 1e-5 instead of 1e-6 changes the
+// output by a factor of about 1.8 here, far beyond the fp32 error of the formula (~1e-7).
+TEST_CASE("rmsnorm adds eps to the mean square, visible where the row is near zero", "[kernels]") {
+  const int64_t num_rows = 4, hidden = 64;
+  for (const float eps : {1e-6f, 1e-5f}) {
+    CAPTURE(eps);
+    // Rows of root mean square about 1e-3, 3e-4, 1e-4 and 1e-2: mean squares 1e-6 to 1e-4.
+    std::vector<float> x = random_floats(num_rows * hidden, 17);
+    const float row_scale[num_rows] = {1e-3f, 3e-4f, 1e-4f, 1e-2f};
+    for (int64_t r = 0; r < num_rows; ++r) {
+      for (int64_t i = 0; i < hidden; ++i) x[r * hidden + i] *= row_scale[r] * 1.7f;
+    }
+    const std::vector<float> w = random_floats(hidden, 18, 0.5f, 1.5f);
+    std::vector<float> out = poisoned(num_rows * hidden);
+    cpu::rmsnorm(x.data(), w.data(), out.data(), num_rows, hidden, eps);
+    for (int64_t r = 0; r < num_rows; ++r) {
+      double mean_square = 0.0;
+      for (int64_t i = 0; i < hidden; ++i)
+        mean_square += double{x[r * hidden + i]} * x[r * hidden + i];
+      mean_square /= static_cast<double>(hidden);
+      for (int64_t i = 0; i < hidden; ++i) {
+        const double expected = x[r * hidden + i] / std::sqrt(mean_square + double{eps}) * w[i];
+        // A few fp32 roundings of a value below ~2: relative 1e-6 is ten times their bound.
+        CHECK(std::fabs(out[r * hidden + i] - expected) <= 1e-6 * (1e-3 + std::fabs(expected)));
+      }
+    }
+  }
+}
+
 TEST_CASE("rope rotates halves as transformers does", "[kernels]") {
   const float theta = 1e6f;
   const int64_t num_tokens = 5, num_heads = 3;
@@ -235,6 +265,40 @@ TEST_CASE("rope rotates halves as transformers does", "[kernels]") {
     // Position 0 is the identity.
     for (int64_t e = 0; e < num_heads * head_dim; ++e) CHECK(y[e] == x[e]);
   }
+}
+
+// A decode step or a later prefill chunk starts far from position 0: each token's angle is its
+// own position, whatever the batch's first position is, and a token gives the same bits alone
+// and in a batch.
+TEST_CASE("rope at positions that do not start at 0", "[kernels]") {
+  const float theta = 1e6f;
+  const int64_t num_heads = 2, head_dim = 16, half = head_dim / 2;
+  const std::vector<int32_t> positions = {9, 10, 11, 4000, 2, 9};
+  const int64_t num_tokens = static_cast<int64_t>(positions.size());
+  const int64_t row = num_heads * head_dim;
+  const std::vector<float> x = random_floats(num_tokens * row, 21);
+  std::vector<float> batch = x;
+  cpu::rope(batch.data(), positions.data(), num_tokens, num_heads, head_dim, theta);
+  double max_error = 0.0;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    CAPTURE(t, positions[t]);
+    std::vector<float> alone(x.begin() + t * row, x.begin() + (t + 1) * row);
+    cpu::rope(alone.data(), &positions[t], 1, num_heads, head_dim, theta);
+    for (int64_t e = 0; e < row; ++e) CHECK(alone[e] == batch[t * row + e]);
+    for (int64_t h = 0; h < num_heads; ++h) {
+      const float* in = x.data() + t * row + h * head_dim;
+      const float* out = batch.data() + t * row + h * head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        const float inv_freq =
+            1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(head_dim));
+        const double angle = static_cast<float>(positions[t]) * inv_freq;
+        const double lo = in[i] * std::cos(angle) - in[i + half] * std::sin(angle);
+        const double hi = in[i + half] * std::cos(angle) + in[i] * std::sin(angle);
+        max_error = std::max({max_error, std::fabs(out[i] - lo), std::fabs(out[i + half] - hi)});
+      }
+    }
+  }
+  CHECK(max_error < 1e-6);
 }
 
 TEST_CASE("paged attention on a mixed batch matches dense causal attention", "[kernels]") {
@@ -490,6 +554,21 @@ TEST_CASE("sample_token: greedy, nucleus, reproducible, distributed as softmax",
   for (double p : expected_plain) norm += std::sqrt(p);
   for (int i = 0; i < 4; ++i)
     CHECK(std::fabs(warm[i] - std::sqrt(expected_plain[i]) / norm) < tolerance);
+}
+
+// The nucleus is the shortest prefix whose mass reaches top_p: on 4 equal logits (probabilities
+// exactly 1/4) top_p 0.5 is reached by 2 tokens, and ties go to the lower id, so only 0 and 1
+// are ever drawn; top_p 0.5 + a little needs a third.
+TEST_CASE("sample_token: a nucleus that reaches top_p exactly stops there", "[kernels]") {
+  const std::vector<float> logits(4, 0.25f);
+  std::vector<std::byte> scratch(cpu::sampling_scratch_bytes(4));
+  std::set<int32_t> drawn, drawn_wider;
+  for (uint64_t step = 0; step < 200; ++step) {
+    drawn.insert(cpu::sample_token(logits.data(), 4, 1.0f, 0.5f, 3, step, scratch.data()));
+    drawn_wider.insert(cpu::sample_token(logits.data(), 4, 1.0f, 0.51f, 3, step, scratch.data()));
+  }
+  CHECK(drawn == std::set<int32_t>{0, 1});
+  CHECK(drawn_wider == std::set<int32_t>{0, 1, 2});
 }
 
 TEST_CASE("sample_token draws exactly what the documented procedure draws", "[kernels]") {

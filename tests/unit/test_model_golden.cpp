@@ -205,3 +205,33 @@ TEST_CASE("mixed batches with chunked prefill give the same logits as single pro
     }
   }
 }
+
+// The tolerance above (1e-4 of a row's largest logit) lets a wrong rmsnorm eps through: 1e-5
+// instead of the config's 1e-6 moves the logits by 2.5e-5 of the row's largest. Our fp32
+// forward's distance to transformers' fp32 logits over every prefill position of the golden
+// prompts is 2.5e-6 (measured on x86-64, GCC 12, -O2: the order of summation differs, not the
+// formula). 1e-5 leaves that noise a factor of 4 for another compiler or CPU and still catches
+// the eps change by a factor of 2.5.
+constexpr double kMaxFp32RelativeError = 1e-5;
+
+TEST_CASE("the CPU forward stays within fp32 noise of transformers (catches a wrong eps)",
+          "[model][golden]") {
+  const auto golden = load_golden();
+  Model model = load_model(kGoldenDir + "/model");
+  double max_error = 0.0;
+  for (int i = 0; i < kNumPrompts; ++i) {
+    const GoldenPrompt& g = golden[i];
+    const int64_t len = static_cast<int64_t>(g.prompt.size());
+    REQUIRE(model.blocks->reserve(i, len).is_ok());
+    auto prefill = model.runner->forward({{static_cast<uint64_t>(i), 0, g.prompt, true}},
+                                         *model.blocks, *model.moe);
+    REQUIRE(prefill.is_ok());
+    for (int64_t p = 0; p < len; ++p) {
+      max_error = std::max(
+          max_error, relative_error(prefill->row(0, p), g.prefill_logits.data() + p * model.vocab,
+                                    model.vocab));
+    }
+  }
+  INFO("largest relative error over every prefill position: " << max_error);
+  CHECK(max_error < kMaxFp32RelativeError);
+}

@@ -242,6 +242,7 @@ TEST_CASE("worker ids are short names of safe characters", "[protocol]") {
   CHECK_FALSE(is_valid_worker_id("\xff\xfe\x58"));
   CHECK_FALSE(is_valid_worker_id("w 0"));
   CHECK_FALSE(is_valid_worker_id("w0\n[coord] forged line"));
+  CHECK(is_valid_worker_id(std::string(kMaxWorkerIdBytes, 'w')));  // the limit is inclusive
   CHECK_FALSE(is_valid_worker_id(std::string(kMaxWorkerIdBytes + 1, 'w')));
 }
 

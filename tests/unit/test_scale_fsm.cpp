@@ -590,3 +590,22 @@ TEST_CASE("a launch that fails rolls the scale back at once", "[scale]") {
   CHECK(f.ports.num_live() == 2);  // g+1's ports went back
   CHECK(f.fsm.start(2, {"w0"}, f.now).is_ok());
 }
+
+TEST_CASE("--max-workers is a bound the launcher may reach, not pass", "[scale]") {
+  Fixture f;  // --max-workers 8
+  f.complete(f.fsm.start(1, {}, f.now).value());
+  // One worker runs; 7 more make exactly 8: accepted.
+  auto to_limit = f.fsm.start(8, {"w0"}, f.now);
+  REQUIRE(to_limit.is_ok());
+  CHECK(count<LaunchWorker>(to_limit.value()) == 7);
+  f.complete(to_limit.value());
+  CHECK(f.active_ids().size() == 8);
+  // A ninth is one too many.
+  std::vector<std::string> live;
+  for (const std::string& id : f.active_ids()) live.push_back(id);
+  auto past_limit = f.fsm.start(9, live, f.now);
+  REQUIRE_FALSE(past_limit.is_ok());
+  CHECK(past_limit.status().code() == ErrorCode::kResourceExhausted);
+  CHECK_THAT(past_limit.status().message(), Catch::Contains("max-workers"));
+  CHECK(f.active_ids().size() == 8);
+}

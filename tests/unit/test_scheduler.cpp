@@ -195,3 +195,52 @@ TEST_CASE("when the cache is full the newest running request is preempted, the o
   }
   CHECK(preempted);
 }
+
+TEST_CASE("of three running requests the newest is preempted, not the one after the current",
+          "[scheduler]") {
+  // 4 blocks of 4 positions: request 1's 8 prompt tokens take 2, requests 2 (3 tokens) and 3 (4)
+  // one each, and nothing is left. At the next step request 1 (the oldest) needs a third block:
+  // request 3, the newest, gives its block back; request 2 still fits in its block and goes on.
+  KvBlockManager blocks(4, 4);
+  Scheduler scheduler(blocks, {8, 256, 512}, {});
+  REQUIRE(scheduler.add(make_request(1, 8, 4)).is_ok());
+  REQUIRE(scheduler.add(make_request(2, 3, 4)).is_ok());
+  REQUIRE(scheduler.add(make_request(3, 4, 4)).is_ok());
+  auto step = [&] {
+    auto chunks = scheduler.schedule();
+    std::vector<uint64_t> ids;
+    std::vector<int32_t> sampled;
+    for (const auto& chunk : chunks) {
+      ids.push_back(chunk.request->id);
+      if (chunk.samples()) sampled.push_back(fake_next_token(*chunk.request));
+    }
+    CHECK(scheduler.update(chunks, sampled).empty());
+    return ids;
+  };
+  CHECK(step() == std::vector<uint64_t>{1, 2, 3});
+  CHECK(blocks.num_free_blocks() == 0);
+  CHECK(step() == std::vector<uint64_t>{1, 2});
+  REQUIRE(scheduler.find(3) != nullptr);
+  CHECK(scheduler.find(3)->num_preemptions == 1);
+  CHECK(scheduler.find(2)->num_preemptions == 0);
+  CHECK(scheduler.find(1)->num_preemptions == 0);
+}
+
+TEST_CASE("with ignore_eos the EOS token does not stop a request, a stop token still does",
+          "[scheduler]") {
+  const int32_t kEos = 2;
+  KvBlockManager blocks(64, 4);
+  Scheduler scheduler(blocks, {8, 256, 64}, {kEos});
+  EngineRequest request = make_request(1, 4, 50);
+  REQUIRE(request.params.ignore_eos);
+  request.params.stop_token_ids = {42};
+  REQUIRE(scheduler.add(request).is_ok());
+  auto chunks = scheduler.schedule();
+  CHECK(scheduler.update(chunks, {kEos}).empty());
+  chunks = scheduler.schedule();
+  REQUIRE(chunks.size() == 1);
+  CHECK(chunks[0].request->output == std::vector<int32_t>{kEos});
+  const auto finished = scheduler.update(chunks, {42});
+  REQUIRE(finished.size() == 1);
+  CHECK(finished[0].finish_reason == "stop");
+}

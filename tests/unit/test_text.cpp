@@ -23,6 +23,12 @@ TEST_CASE("printable() escapes what is not printable UTF-8 and cuts on a charact
   CHECK(printable("w0") == "w0");
   CHECK(printable("\xff\xfe\x58") == "\\xff\\xfeX");
   CHECK(printable("a\nb\x1b[2J") == "a\\x0ab\\x1b[2J");
+  // DEL is a control character too: a terminal may act on it.
+  CHECK(printable("a\x7f"
+                  "b") ==
+        "a\\x7f"
+        "b");
+  CHECK(printable("~") == "~");  // 0x7E, the last printable ASCII character
   CHECK(printable("back\\slash") == "back\\\\slash");
   CHECK(printable("caf\xc3\xa9") == "caf\xc3\xa9");
   // 63 bytes then a 2-byte character: the cut at 64 keeps the character whole or drops it.

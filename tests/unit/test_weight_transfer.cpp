@@ -276,3 +276,39 @@ TEST_CASE("nothing comes from peers at the first generation or when no member st
   REQUIRE_FALSE(stranger.is_ok());
   CHECK_THAT(stranger.status().message(), Catch::Contains("'w99' is neither"));
 }
+
+TEST_CASE("chunks are packed greedily: a chunk ends only when the next copy would pass chunk_bytes",
+          "[weight_transfer]") {
+  // Every piece of one size and chunk_bytes a multiple of it, so that chunks fill exactly.
+  std::mt19937 rng(5);
+  const std::vector<size_t> dense(6, kExpertBytes);
+  const size_t chunk_bytes = 3 * kExpertBytes;
+  int num_full = 0;  // (chunk, rank) pairs that carry exactly chunk_bytes
+  for (int trial = 0; trial < 20; ++trial) {
+    const Scale scale = random_scale(2, 3, 2, rng);
+    auto plan = plan_weight_transfer(assign_for(scale, 0), scale.members[0], scale.next, dense,
+                                     kExpertBytes, chunk_bytes);
+    REQUIRE(plan.is_ok());
+    REQUIRE(plan->has_value());
+    const WeightTransferPlan& p = **plan;
+    for (size_t k = 0; k < p.chunks.size(); ++k) {
+      CAPTURE(trial, k);
+      // What each rank sends and receives in the chunk (a copy to itself counts once).
+      std::vector<size_t> load(p.num_ranks, 0);
+      for (const PieceCopy& copy : p.chunks[k]) {
+        load[copy.src_rank] += copy.bytes;
+        if (copy.dst_rank != copy.src_rank) load[copy.dst_rank] += copy.bytes;
+      }
+      for (const size_t bytes : load) {
+        CHECK(bytes <= chunk_bytes);
+        num_full += bytes == chunk_bytes;
+      }
+      if (k + 1 < p.chunks.size()) {
+        const PieceCopy& next = p.chunks[k + 1].front();
+        CHECK((load[next.src_rank] + next.bytes > chunk_bytes ||
+               load[next.dst_rank] + next.bytes > chunk_bytes));
+      }
+    }
+  }
+  CHECK(num_full > 0);
+}

@@ -70,6 +70,24 @@ std::vector<std::string> bench_argv(const Fleet& fleet, const std::string& reque
   // clang-format on
 }
 
+// A streaming greedy completion of `prompt` through curl (its output in dir/stream<idx>.out),
+// returned once tokens flow, so the router has counted it before the next request is sent.
+ChildProcess start_stream(const TempDir& dir, Fleet& fleet, int idx, const std::string& prompt,
+                          int max_tokens) {
+  const std::string body = dir.file("request" + std::to_string(idx) + ".json");
+  write_file(body, R"({"model":"tiny","prompt":[)" + prompt + R"(],"max_tokens":)" +
+                       std::to_string(max_tokens) +
+                       R"(,"temperature":0,"ignore_eos":true,"stream":true})");
+  SpawnOptions options;
+  options.log_path = dir.file("stream" + std::to_string(idx) + ".out");
+  auto curl = ChildProcess::spawn({"curl", "-sN", fleet.base_url() + "/v1/completions", "-H",
+                                   "Content-Type: application/json", "--data-binary", "@" + body},
+                                  options);
+  REQUIRE(curl.is_ok());
+  REQUIRE(eventually([&] { return read_file(options.log_path).size() > 1000; }, 20s));
+  return std::move(curl).value();
+}
+
 }  // namespace
 
 TEST_CASE("greedy outputs under load stay identical through scales 2 to 4 to 2 to 3 to 1 to 2",
@@ -175,19 +193,8 @@ TEST_CASE("a request outlasting the drain of its leaving rank migrates at the de
   const std::vector<std::vector<int>> prompts = {{1, 2, 3}, {4, 5, 6}};
   std::vector<ChildProcess> streams;
   for (size_t idx = 0; idx < prompts.size(); ++idx) {
-    const std::string body = dir.file("request" + std::to_string(idx) + ".json");
-    write_file(body, R"({"model":"tiny","prompt":[)" + join(prompts[idx]) + R"(],"max_tokens":)" +
-                         std::to_string(kMaxTokens) +
-                         R"(,"temperature":0,"ignore_eos":true,"stream":true})");
-    SpawnOptions options;
-    options.log_path = dir.file("stream" + std::to_string(idx) + ".out");
-    auto curl = ChildProcess::spawn({"curl", "-sN", fleet.base_url() + "/v1/completions", "-H",
-                                     "Content-Type: application/json", "--data-binary", "@" + body},
-                                    options);
-    REQUIRE(curl.is_ok());
-    streams.push_back(std::move(curl).value());
-    // Tokens flow before the next request is sent, so the router has counted this one.
-    REQUIRE(eventually([&] { return read_file(options.log_path).size() > 1000; }, 20s));
+    streams.push_back(
+        start_stream(dir, fleet, static_cast<int>(idx), join(prompts[idx]), kMaxTokens));
   }
 
   CommandResult scale;
@@ -245,19 +252,7 @@ TEST_CASE("requests that arrive while a scale-down drains never go to the leavin
   constexpr int kMaxTokens = 4000;
   std::vector<ChildProcess> streams;
   auto stream = [&](int idx) {
-    const std::string body = dir.file("request" + std::to_string(idx) + ".json");
-    write_file(body, R"({"model":"tiny","prompt":[)" + std::to_string(idx + 1) +
-                         R"(,2,3],"max_tokens":)" + std::to_string(kMaxTokens) +
-                         R"(,"temperature":0,"ignore_eos":true,"stream":true})");
-    SpawnOptions options;
-    options.log_path = dir.file("stream" + std::to_string(idx) + ".out");
-    auto curl = ChildProcess::spawn({"curl", "-sN", fleet.base_url() + "/v1/completions", "-H",
-                                     "Content-Type: application/json", "--data-binary", "@" + body},
-                                    options);
-    REQUIRE(curl.is_ok());
-    streams.push_back(std::move(curl).value());
-    // Tokens flow before the next request is sent, so the router has counted this one.
-    REQUIRE(eventually([&] { return read_file(options.log_path).size() > 1000; }, 20s));
+    streams.push_back(start_stream(dir, fleet, idx, std::to_string(idx + 1) + ",2,3", kMaxTokens));
   };
   // One request on each rank: rank 1 (w1) is the one a scale to 1 retires.
   stream(0);

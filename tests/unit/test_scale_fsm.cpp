@@ -591,7 +591,7 @@ TEST_CASE("a launch that fails rolls the scale back at once", "[scale]") {
   CHECK(f.fsm.start(2, {"w0"}, f.now).is_ok());
 }
 
-TEST_CASE("--max-workers is a bound the launcher may reach, not pass", "[scale]") {
+TEST_CASE("max-workers is a bound the launcher may reach, not pass", "[scale]") {
   Fixture f;  // --max-workers 8
   f.complete(f.fsm.start(1, {}, f.now).value());
   // One worker runs; 7 more make exactly 8: accepted.

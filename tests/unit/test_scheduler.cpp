@@ -154,7 +154,7 @@ TEST_CASE("continuous batching: a request that arrives joins the running batch a
   CHECK(scheduler.num_waiting() == 0);
 }
 
-TEST_CASE("--max-num-seqs bounds the running requests, the rest wait in arrival order",
+TEST_CASE("max-num-seqs bounds the running requests, the rest wait in arrival order",
           "[scheduler]") {
   KvBlockManager blocks(256, 4);
   Scheduler scheduler(blocks, {2, 256, 512}, {});

@@ -169,6 +169,12 @@ ApiError api_error_from_status(const Status& status) {
 
 std::variant<ParsedCompletion, ApiError> parse_completion_request(std::string_view body_text,
                                                                   const ModelInfo& model) {
+  if (body_text.empty()) {
+    return invalid("",
+                   "the request has no body: send a JSON object (with Content-Length or chunked "
+                   "transfer encoding)",
+                   "invalid_json");
+  }
   json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) {
     return invalid("", "the request body is not valid JSON", "invalid_json");

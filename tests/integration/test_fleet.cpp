@@ -222,6 +222,12 @@ TEST_CASE("workers with the wrong protocol version or fleet token are refused", 
       {bin("eep-worker"), "--coordinator", fleet.control(), "--worker-id", "tokenless"}, 10s);
   CHECK(none.exit_code == 1);
   CHECK_THAT(none.output, Catch::Contains("needs a token"));
+  // An id the coordinator would refuse is refused by the worker itself, before it connects.
+  CommandResult bad_id = run_command({bin("eep-worker"), "--coordinator", fleet.control(),
+                                      "--worker-id", "w 0\n[coord] forged line"},
+                                     10s);
+  CHECK(bad_id.exit_code == 1);
+  CHECK_THAT(bad_id.output, Catch::Contains("--worker-id 'w 0\\x0a[coord] forged line'"));
 
   auto good =
       ChildProcess::spawn({bin("eep-worker"), "--coordinator", fleet.control(), "--worker-id",

@@ -134,6 +134,13 @@ TEST_CASE("completion requests are validated field by field", "[http]") {
   CHECK(parse_error(deep, kModel).http_status == 400);
 }
 
+TEST_CASE("a completion without a body is told so, not called bad JSON", "[http]") {
+  auto parsed = parse_completion_request("", kModel);
+  REQUIRE(std::holds_alternative<ApiError>(parsed));
+  CHECK(std::get<ApiError>(parsed).http_status == 400);
+  CHECK_THAT(std::get<ApiError>(parsed).message, Catch::Contains("no body"));
+}
+
 TEST_CASE("range boundaries of the API are inclusive where OpenAI's are", "[http]") {
   // A max_tokens that exactly fills the context: a prompt of 1 token and 255 new tokens make
   // the model's 256.

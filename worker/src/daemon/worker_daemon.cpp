@@ -5,6 +5,7 @@
 
 #include "eep/common/host.h"
 #include "eep/common/log.h"
+#include "eep/common/text.h"
 #include "eep/common/token_file.h"
 #include "eep/common/zmq_util.h"
 #include "eep/kernels/gemm.h"
@@ -48,6 +49,12 @@ void WorkerDaemon::send(const T& message) {
 }
 
 Status WorkerDaemon::connect_and_register(int signal_fd) {
+  if (!protocol::is_valid_worker_id(config_.worker_id)) {
+    return error(ErrorCode::kInvalidArgument,
+                 "--worker-id '" + printable(config_.worker_id) + "' must be 1 to " +
+                     std::to_string(protocol::kMaxWorkerIdBytes) +
+                     " characters of A-Z a-z 0-9 . _ - @ : (the coordinator refuses others)");
+  }
   if (!config_.fleet_token_file.empty()) {
     EEP_ASSIGN_OR_RETURN(fleet_token_, read_token_file(config_.fleet_token_file, "fleet token"));
   }

@@ -197,3 +197,39 @@ TEST_CASE("bad requests get 4xx with an OpenAI error body, then a good one is se
   }
   CHECK(serving.fleet->coordinator().running());
 }
+
+// The real coordinator's --max-in-flight (every HTTP test of the 429 uses a fake frontend).
+TEST_CASE("beyond --max-in-flight the real coordinator answers 429, and serves again after",
+          "[serving]") {
+  TempDir dir;
+  const std::string model = make_tiny_model(dir, 11);
+  Fleet fleet(
+      {"--dp", "1", "--model", model, "--worker-arg=--kv-blocks=256", "--max-in-flight", "1"});
+  REQUIRE(eventually([&] { return fleet.has_active(1); }, 30s));
+  // One long stream holds the only slot.
+  write_file(dir.file("long.json"),
+             R"({"model":"tiny","prompt":[1,2,3],"max_tokens":4000,"temperature":0,)"
+             R"("ignore_eos":true,"stream":true})");
+  SpawnOptions options;
+  options.log_path = dir.file("long.out");
+  auto stream = ChildProcess::spawn(
+      {"curl", "-sN", fleet.base_url() + "/v1/completions", "-H", "Content-Type: application/json",
+       "--data-binary", "@" + dir.file("long.json")},
+      options);
+  REQUIRE(stream.is_ok());
+  REQUIRE(eventually([&] { return read_file(options.log_path).find("data:") != std::string::npos; },
+                     20s));
+  std::string body;
+  const std::string request = R"({"model":"tiny","prompt":[4,5],"max_tokens":2})";
+  CHECK(curl_status(dir, "POST", fleet.base_url() + "/v1/completions", request, &body) == 429);
+  INFO(body);
+  CHECK(json::parse(body)["error"]["code"] == "rate_limit_exceeded");
+  // The client goes away: its request is cancelled and the slot is free again.
+  stream->signal(SIGKILL);
+  REQUIRE(stream->wait_for(5s));
+  CHECK(eventually(
+      [&] {
+        return curl_status(dir, "POST", fleet.base_url() + "/v1/completions", request) == 200;
+      },
+      20s));
+}

@@ -16,7 +16,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<MsgType, std::string_view>, 16> kMsgTypeNames = {{
+constexpr std::array<std::pair<MsgType, std::string_view>, 17> kMsgTypeNames = {{
     {MsgType::kRegister, "register"},
     {MsgType::kRegisterReply, "register_reply"},
     {MsgType::kHeartbeat, "heartbeat"},
@@ -33,6 +33,7 @@ constexpr std::array<std::pair<MsgType, std::string_view>, 16> kMsgTypeNames = {
     {MsgType::kRebalance, "rebalance"},
     {MsgType::kRebalanceDone, "rebalance_done"},
     {MsgType::kSwitch, "switch"},
+    {MsgType::kGenerationLost, "generation_lost"},
 }};
 
 constexpr std::array<std::pair<WorkerState, std::string_view>, 5> kWorkerStateNames = {{
@@ -316,7 +317,7 @@ EEP_MESSAGE(StoreEndpoint, EEP_REQUIRED(host), EEP_REQUIRED(port))
 EEP_MESSAGE(Assign, EEP_REQUIRED(generation), EEP_REQUIRED(rank), EEP_REQUIRED(world_size),
             EEP_REQUIRED(members), EEP_REQUIRED(control_store), EEP_REQUIRED(ep_store),
             EEP_OPTIONAL(placement), EEP_OPTIONAL(previous_members, Write::kUnlessEmpty),
-            EEP_OPTIONAL(previous_placement))
+            EEP_OPTIONAL(previous_placement), EEP_OPTIONAL(recovery, Write::kUnlessEmpty))
 EEP_MESSAGE(StageDuration, EEP_REQUIRED(stage), EEP_REQUIRED(seconds))
 EEP_MESSAGE(ModelCapacity, EEP_REQUIRED(model), EEP_REQUIRED(vocab_size),
             EEP_REQUIRED(max_model_len), EEP_REQUIRED(num_kv_blocks), EEP_REQUIRED(block_size))
@@ -348,6 +349,7 @@ EEP_MESSAGE(RebalanceDone, EEP_REQUIRED(generation), EEP_REQUIRED(plan_id), EEP_
             EEP_REQUIRED(longest_step_gap_ms), EEP_OPTIONAL(error, Write::kUnlessEmpty))
 EEP_MESSAGE(Shutdown, EEP_REQUIRED(reason), EEP_OPTIONAL(whole_fleet, Write::kUnlessEmpty))
 EEP_MESSAGE(WorkerExiting, EEP_REQUIRED(reason))
+EEP_MESSAGE(GenerationLost, EEP_REQUIRED(generation), EEP_REQUIRED(reason))
 
 // ---- admin replies ----
 
@@ -355,11 +357,11 @@ EEP_MESSAGE(WorkerInfo, EEP_REQUIRED(id), EEP_REQUIRED(state), EEP_REQUIRED(rank
             EEP_REQUIRED(host), EEP_REQUIRED(pid), EEP_REQUIRED(generation), EEP_OPTIONAL(device),
             EEP_OPTIONAL(device_idx), EEP_OPTIONAL(last_heard_ms), EEP_OPTIONAL(reason),
             EEP_OPTIONAL(load))
-EEP_MESSAGE(ScaleInfo, EEP_REQUIRED(state), EEP_REQUIRED(from_dp), EEP_REQUIRED(to_dp),
-            EEP_REQUIRED(target_generation), EEP_OPTIONAL(reason), EEP_OPTIONAL(elapsed_s),
-            EEP_OPTIONAL(stage), EEP_OPTIONAL(timeline), EEP_OPTIONAL(weight_bytes_from_peers),
-            EEP_OPTIONAL(weight_bytes_from_checkpoint), EEP_OPTIONAL(weight_transfer_s),
-            EEP_OPTIONAL(build_stages))
+EEP_MESSAGE(ScaleInfo, EEP_OPTIONAL(kind), EEP_REQUIRED(state), EEP_REQUIRED(from_dp),
+            EEP_REQUIRED(to_dp), EEP_REQUIRED(target_generation), EEP_OPTIONAL(reason),
+            EEP_OPTIONAL(elapsed_s), EEP_OPTIONAL(stage), EEP_OPTIONAL(timeline),
+            EEP_OPTIONAL(weight_bytes_from_peers), EEP_OPTIONAL(weight_bytes_from_checkpoint),
+            EEP_OPTIONAL(weight_transfer_s), EEP_OPTIONAL(build_stages))
 EEP_MESSAGE(EplbRebalanceInfo, EEP_REQUIRED(plan_id), EEP_REQUIRED(generation), EEP_REQUIRED(ok),
             EEP_OPTIONAL(error, Write::kUnlessEmpty), EEP_OPTIONAL(before_balancedness),
             EEP_OPTIONAL(after_balancedness), EEP_OPTIONAL(bytes_moved), EEP_OPTIONAL(seconds),
@@ -370,7 +372,11 @@ EEP_MESSAGE(EplbInfo, EEP_REQUIRED(enabled), EEP_OPTIONAL(window_steps), EEP_OPT
             EEP_OPTIONAL(last_rebalance, Write::kNullWhenEmpty))
 EEP_MESSAGE(StatusReply, EEP_REQUIRED(generation), EEP_REQUIRED(active_dp), EEP_REQUIRED(workers),
             EEP_REQUIRED(scale), EEP_OPTIONAL(launcher), EEP_OPTIONAL(device), EEP_OPTIONAL(eplb),
-            EEP_OPTIONAL(num_store_ports_live))
+            EEP_OPTIONAL(num_store_ports_live), EEP_OPTIONAL(health))
+EEP_MESSAGE(FleetHealth, EEP_REQUIRED(target_dp), EEP_REQUIRED(num_failures),
+            EEP_REQUIRED(num_recoveries), EEP_REQUIRED(num_restarts), EEP_OPTIONAL(last_failure),
+            EEP_OPTIONAL(last_failure_ago_s), EEP_OPTIONAL(last_recovery_s),
+            EEP_OPTIONAL(gave_up, Write::kUnlessEmpty))
 
 #undef EEP_MESSAGE
 #undef EEP_OPTIONAL_IF
@@ -481,6 +487,24 @@ bool is_valid_worker_id(std::string_view id) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
            c == '_' || c == '-' || c == '@' || c == ':';
   });
+}
+
+namespace {
+constexpr std::string_view kHeartbeatSuffix = "/hb";
+}  // namespace
+
+std::string heartbeat_identity(std::string_view worker_id) {
+  return std::string(worker_id) + std::string(kHeartbeatSuffix);
+}
+
+std::optional<std::string> heartbeat_owner(std::string_view identity) {
+  if (identity.size() <= kHeartbeatSuffix.size() ||
+      identity.substr(identity.size() - kHeartbeatSuffix.size()) != kHeartbeatSuffix) {
+    return std::nullopt;
+  }
+  std::string_view owner = identity.substr(0, identity.size() - kHeartbeatSuffix.size());
+  if (!is_valid_worker_id(owner)) return std::nullopt;
+  return std::string(owner);
 }
 
 std::string to_wire(const json& value) {

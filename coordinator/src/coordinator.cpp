@@ -13,6 +13,7 @@
 #include "eep/common/text.h"
 #include "eep/common/token_file.h"
 #include "eep/common/zmq_util.h"
+#include "eep/coordinator/port_probe.h"
 
 namespace eep::coordinator {
 namespace {
@@ -94,7 +95,9 @@ Coordinator::Coordinator(const CoordinatorConfig& config, PortAllocator ports)
           [this](const std::string& worker_id, uint64_t request_id) {
             send_to_worker(worker_id, protocol::CancelRequest{request_id});
           }),
-      eplb_(eplb_options(config)) {}
+      eplb_(eplb_options(config)),
+      keeper_(KeeperOptions{config.max_restarts,
+                            std::chrono::milliseconds(int64_t{config.restart_window_s} * 1000)}) {}
 
 Coordinator::~Coordinator() {
   if (launcher_) launcher_->stop_all();
@@ -116,6 +119,10 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
   }
   auto ports = PortAllocator::create(ranges);
   if (!ports.is_ok()) return ports.status();
+  // Another fleet on this host, or any listener, may hold a port of the range: skipped.
+  ports->set_probe([](const std::string& host, int port) {
+    return is_this_host(host) && port_held_locally(port);
+  });
   EEP_RETURN_IF_ERROR(validate_eplb_config(config));
   raise_open_file_limit(config.max_connections);
   std::optional<ExpertLayout> experts;
@@ -219,25 +226,10 @@ void Coordinator::update_log_speaker() {
 }
 
 int Coordinator::run(int signal_fd) {
-  std::optional<int> pending_initial_dp;
-  if (config_.initial_dp > 0) pending_initial_dp = config_.initial_dp;
-  auto try_initial_scale = [&](Clock::time_point now) {
-    if (!pending_initial_dp) return;
-    // With launcher none the initial fleet forms once enough workers registered by themselves.
-    if (!launcher_->max_workers() &&
-        static_cast<int>(membership_.in_state(WorkerState::kSpare).size()) < *pending_initial_dp) {
-      return;
-    }
-    auto actions = scale_->start(*pending_initial_dp, launcher_->live_workers(), now);
-    if (!actions.is_ok()) {
-      EEP_LOG_ERROR("cannot form the initial fleet of "
-                    << *pending_initial_dp << " workers: " << actions.status().to_string());
-    } else {
-      apply(actions.value());
-    }
-    pending_initial_dp.reset();
-  };
-  try_initial_scale(Clock::now());
+  // The initial fleet is the first return to the target size (with launcher none it forms once
+  // enough workers registered by themselves).
+  if (config_.initial_dp > 0) keeper_.set_target(config_.initial_dp);
+  keep_fleet(Clock::now());
 
   while (true) {
     std::vector<zmq::pollitem_t> items = {
@@ -284,12 +276,14 @@ int Coordinator::run(int signal_fd) {
     const auto now = Clock::now();
     advance_drain(now);
     apply(scale_->on_tick(now));
+    check_lost_reports(now);
+    keep_fleet(now);
     advance_eplb(now);
-    if (pending_initial_dp) try_initial_scale(now);
     membership_.prune_dead(now, kDeadRetention);
     publish_serving_state();
     if (scale_metrics_ && now >= next_scale_metrics_) {
       scale_metrics_->update_from(scale_->info(now));
+      scale_metrics_->update_from(keeper_.health(now));
       next_scale_metrics_ = now + std::chrono::milliseconds(100);
     }
     if (now >= next_throughput_log_) {
@@ -377,6 +371,17 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
     return;
   }
   const auto now = Clock::now();
+  if (auto owner = protocol::heartbeat_owner(identity)) {
+    // A worker's heartbeat socket: heartbeats only, never answered.
+    if (envelope->type != protocol::MsgType::kHeartbeat ||
+        !protocol::check_version(envelope.value()).is_ok()) {
+      EEP_LOG_WARN("dropped a " << protocol::to_string(envelope->type) << " from '" << who
+                                << "': a heartbeat socket sends current heartbeats only");
+      return;
+    }
+    on_heartbeat(*owner, envelope.value());
+    return;
+  }
   if (envelope->type == protocol::MsgType::kRegister) {
     on_register(identity, envelope.value());
     return;
@@ -445,6 +450,9 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
       apply(scale_->on_assign_ack(identity, ack->generation, now));
       break;
     }
+    case protocol::MsgType::kGenerationLost:
+      on_generation_lost(identity, envelope.value());
+      break;
     case protocol::MsgType::kWorkerExiting: {
       auto exiting = protocol::parse_body<protocol::WorkerExiting>(envelope.value());
       on_worker_gone(identity,
@@ -499,6 +507,7 @@ void Coordinator::on_register(const std::string& identity, const protocol::Envel
   EEP_LOG_INFO("worker " << record.id << " registered (pid " << record.pid << " on " << record.host
                          << ", " << record.device << ":" << record.device_idx << ")");
   apply(scale_->on_registered(record.id, now));
+  keeper_.on_spare_registered();
 
   // A launched worker that no scale claims (its scale rolled back before it came up) goes away.
   const WorkerRecord* worker = membership_.find(record.id);
@@ -520,6 +529,13 @@ void Coordinator::on_worker_gone(const std::string& worker_id, const std::string
                                  bool clean) {
   const auto now = Clock::now();
   WorkerRecord* worker = membership_.find(worker_id);
+  if (worker != nullptr && worker->state == WorkerState::kDead) {
+    // Declared dead before (its heartbeats stopped, it hung), and now its process is gone too:
+    // its scale and its requests were dealt with then.
+    EEP_LOG_INFO("worker " << worker_id << ", DEAD already, is gone (" << reason << ")");
+    return;
+  }
+  std::optional<std::string> lost_member;  // an ACTIVE member: who and why
   if (worker != nullptr && worker->state == WorkerState::kLeaving) {
     EEP_LOG_INFO("worker " << worker_id << " left (" << reason << ")");
     membership_.remove(worker_id);
@@ -532,12 +548,15 @@ void Coordinator::on_worker_gone(const std::string& worker_id, const std::string
     if (was_active) {
       EEP_LOG_ERROR("worker " << worker_id << " (rank " << rank << " of generation "
                               << membership_.generation() << ") is DEAD: " << reason);
+      lost_member = "worker " + worker_id + " (rank " + std::to_string(rank) + " of generation " +
+                    std::to_string(membership_.generation()) + "): " + reason;
     } else {
       EEP_LOG_WARN("worker " << worker_id << " is DEAD: " << reason);
     }
     if (!clean) launcher_->stop(worker_id, true);
   }
   apply(scale_->on_worker_gone(worker_id, reason, now));
+  if (lost_member) on_member_lost(*lost_member, now);
   // Its requests continue elsewhere (prompt + tokens so far), or fail if nobody can take them.
   router_.set_targets(serving_targets());
   router_.on_worker_gone(worker_id, reason);

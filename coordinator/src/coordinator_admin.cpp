@@ -70,6 +70,7 @@ protocol::StatusReply Coordinator::status_reply() const {
   status.scale = scale_->info(now);
   if (knows_experts_) status.eplb = eplb_.info();
   status.num_store_ports_live = static_cast<int>(ports_.num_live());
+  status.health = keeper_.health(now);
   std::vector<const WorkerRecord*> workers = membership_.all();
   // Ranked workers first in rank order, then the rest by id.
   std::stable_sort(workers.begin(), workers.end(),
@@ -109,6 +110,13 @@ json Coordinator::admin_scale(const protocol::AdminRequest& request) {
                                  error(ErrorCode::kUnavailable, "the coordinator is stopping"));
   }
   const int dp = request.dp.value_or(0);
+  if (keeper_.broken()) {
+    return protocol::admin_error(
+        request.seq, error(ErrorCode::kUnavailable,
+                           "generation " + std::to_string(membership_.generation()) +
+                               " lost a member and the fleet recovers first; scale again once "
+                               "status shows the recovery done"));
+  }
   auto actions = scale_->start(dp, launcher_->live_workers(), Clock::now());
   if (!actions.is_ok()) {
     EEP_LOG_WARN("scale to dp " << dp << " refused: " << actions.status().to_string());
@@ -116,6 +124,7 @@ json Coordinator::admin_scale(const protocol::AdminRequest& request) {
   }
   const int active = static_cast<int>(membership_.active_by_rank().size());
   if (!scale_->running() && active == dp) {
+    keeper_.set_target(dp);  // the size to keep from now on (docs/fault_tolerance.md)
     return protocol::admin_ok(request.seq, {{"changed", false},
                                             {"message", "already at dp " + std::to_string(dp)},
                                             {"generation", membership_.generation()}});

@@ -51,6 +51,17 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
                  "A scale not finished in this time rolls back")
       ->check(CLI::Range(100, 3600000))
       ->capture_default_str();
+  app.add_option(
+         "--max-restarts", config.max_restarts,
+         "After a lost worker or a failed scale the fleet returns to its target size (--dp, "
+         "then the last scale), relaunching workers with backoff; after this many failed "
+         "scales within --restart-window-s it stops trying and says so in status")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--restart-window-s", config.restart_window_s,
+                 "The window in which --max-restarts failed scales make the coordinator give up")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   app.add_option("--scale-drain-timeout-ms", config.scale_drain_timeout_ms,
                  "A scale-down lets requests on the leaving ranks finish for this long, then "
                  "migrates the rest to the staying ranks (0: migrate at once)")

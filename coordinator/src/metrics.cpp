@@ -332,6 +332,27 @@ void ScaleMetrics::update_from(const protocol::ScaleInfo& info) {
   }
 }
 
+void ScaleMetrics::update_from(const protocol::FleetHealth& health) {
+  registry_.counter("eep_worker_failures_total", "Members of a live generation lost (died, hung).")
+      .set(static_cast<double>(health.num_failures));
+  registry_.counter("eep_recoveries_total", "Broken generations rebuilt of their survivors.")
+      .set(static_cast<double>(health.num_recoveries));
+  registry_
+      .counter("eep_fleet_restarts_total",
+               "Scales the coordinator started to return the fleet to its target size.")
+      .set(static_cast<double>(health.num_restarts));
+  registry_
+      .gauge("eep_last_recovery_seconds",
+             "Seconds from the last loss of a member to the recovered generation serving.")
+      .set(health.last_recovery_s);
+  registry_.gauge("eep_fleet_target_dp", "The size the coordinator keeps the fleet at.")
+      .set(health.target_dp);
+  registry_
+      .gauge("eep_fleet_gave_up",
+             "1 when returning to the target size failed too often (--max-restarts), else 0.")
+      .set(health.gave_up.empty() ? 0 : 1);
+}
+
 std::optional<std::string> ThroughputLogger::line(const ServingStats& stats,
                                                   Clock::time_point now) {
   if (!previous_) {

@@ -88,8 +88,20 @@ Result<int> PortAllocator::allocate(const std::string& host, int64_t generation)
                      ", " + std::to_string(live_.size()) +
                      " live); widen --port-range or wait for a generation to retire");
   }
+  // A port that another process holds (another fleet's store, any listener) is skipped.
+  size_t num_tried = 0;
   int port = pool->free.front();
   pool->free.pop_front();
+  while (probe_ && probe_(host, port)) {
+    pool->free.push_back(port);
+    if (++num_tried == pool->free.size()) {
+      return error(ErrorCode::kResourceExhausted,
+                   "every free store port on host '" + host + "' (range " + describe_ranges(*pool) +
+                       ") is held by another process; widen or move --port-range");
+    }
+    port = pool->free.front();
+    pool->free.pop_front();
+  }
   const std::string key = pools_.count(host) ? host : "*";
   live_.insert(LivePort{key, port, generation});
   return port;

@@ -35,6 +35,10 @@ std::string_view to_string(ScaleStage stage) {
   return "UNKNOWN";
 }
 
+std::string_view to_string(ScaleKind kind) {
+  return kind == ScaleKind::kRecover ? "recover" : "scale";
+}
+
 ScaleFsm::ScaleFsm(Membership& membership, PortAllocator& ports, ScaleLimits limits)
     : membership_(membership), ports_(ports), limits_(std::move(limits)) {}
 
@@ -50,9 +54,10 @@ std::vector<std::string> ScaleFsm::draining() const {
 void ScaleFsm::enter(ScaleStage stage, Clock::time_point now) {
   now = std::max(now, stage_started_);  // a caller's older clock read never gives a negative stage
   if (running()) timeline_.push_back(StageTiming{stage_, seconds_between(stage_started_, now)});
-  EEP_LOG_INFO("scale " << from_dp_ << "->" << to_dp_ << " (generation " << target_generation_
-                        << "): " << to_string(stage_) << " -> " << to_string(stage) << " after "
-                        << seconds_between(stage_started_, now) << " s");
+  EEP_LOG_INFO(to_string(kind_) << " " << from_dp_ << "->" << to_dp_ << " (generation "
+                                << target_generation_ << "): " << to_string(stage_) << " -> "
+                                << to_string(stage) << " after "
+                                << seconds_between(stage_started_, now) << " s");
   stage_ = stage;
   stage_started_ = now;
   if (!running()) finished_ = now;
@@ -76,6 +81,31 @@ std::string ScaleFsm::free_worker_id(const std::vector<std::string>& launcher_li
 Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
                                                  const std::vector<std::string>& launcher_live,
                                                  Clock::time_point now) {
+  return begin(ScaleKind::kScale, to_dp, launcher_live, now);
+}
+
+Result<std::vector<ScaleAction>> ScaleFsm::start_recovery(Clock::time_point now) {
+  const int num_survivors = static_cast<int>(membership_.active_by_rank().size());
+  const int num_spares = static_cast<int>(membership_.in_state(WorkerState::kSpare).size());
+  if (num_survivors + num_spares == 0) {
+    return error(ErrorCode::kUnavailable,
+                 "generation " + std::to_string(membership_.generation()) +
+                     " has no surviving member and no spare is registered");
+  }
+  return begin(ScaleKind::kRecover, num_survivors + num_spares, {}, now);
+}
+
+bool ScaleFsm::current_generation_intact() const {
+  return !current_broken_ &&
+         std::all_of(current_members_.begin(), current_members_.end(), [&](const std::string& id) {
+           const WorkerRecord* worker = membership_.find(id);
+           return worker != nullptr && worker->state == WorkerState::kActive;
+         });
+}
+
+Result<std::vector<ScaleAction>> ScaleFsm::begin(ScaleKind kind, int to_dp,
+                                                 const std::vector<std::string>& launcher_live,
+                                                 Clock::time_point now) {
   if (running()) {
     return error(ErrorCode::kFailedPrecondition,
                  "a scale " + std::to_string(from_dp_) + "->" + std::to_string(to_dp_) +
@@ -89,7 +119,7 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
   }
   const std::vector<const WorkerRecord*> active = membership_.active_by_rank();
   const int from_dp = static_cast<int>(active.size());
-  if (to_dp == from_dp) return std::vector<ScaleAction>{};
+  if (to_dp == from_dp && kind == ScaleKind::kScale) return std::vector<ScaleAction>{};
 
   // Whether the workers exist or can be launched, before any work that grows with to_dp (the
   // placement below): `scale --dp 1000000000` is refused at once, not after gigabytes.
@@ -150,6 +180,7 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
   build_stages_.clear();
   started_ = now;
   stage_started_ = now;
+  kind_ = kind;
   members_.clear();
   leaving_.clear();
   picked_spares_.clear();
@@ -179,10 +210,11 @@ Result<std::vector<ScaleAction>> ScaleFsm::start(int to_dp,
     members_.push_back(id);
     actions.push_back(LaunchWorker{id, index});
   }
-  EEP_LOG_INFO("scale " << from_dp << "->" << to_dp << " accepted: generation " << target_generation
-                        << ", " << num_spares_used << " spares, " << num_launch << " to launch, "
-                        << leaving_.size() << " leaving; stores on " << store_host << ":"
-                        << control_store_.port << "," << ep_store_.port);
+  EEP_LOG_INFO(to_string(kind) << " " << from_dp << "->" << to_dp << " accepted: generation "
+                               << target_generation << ", " << num_spares_used << " spares, "
+                               << num_launch << " to launch, " << leaving_.size()
+                               << " leaving; stores on " << store_host << ":" << control_store_.port
+                               << "," << ep_store_.port);
   stage_ = ScaleStage::kIdle;  // so that enter() records no stage before the first
   enter(ScaleStage::kWaitWorkers, now);
   if (awaiting_.empty()) {
@@ -214,7 +246,8 @@ std::vector<ScaleAction> ScaleFsm::send_assignments(Clock::time_point now) {
     awaiting_.insert(members_[rank]);
     protocol::Assign assign = assignment_for(static_cast<int>(rank), target_generation_, members_,
                                              control_store_, ep_store_, placement_);
-    if (limits_.weights_from_peers) {
+    assign.recovery = kind_ == ScaleKind::kRecover;
+    if (limits_.weights_from_peers && !assign.recovery && current_generation_intact()) {
       // The ranks of g that stay hand their weights to g+1 (docs/weight_transfer.md).
       assign.previous_members = current_members_;
       assign.previous_placement = current_placement_;
@@ -222,7 +255,9 @@ std::vector<ScaleAction> ScaleFsm::send_assignments(Clock::time_point now) {
     actions.push_back(SendAssign{members_[rank], std::move(assign)});
   }
   // A scale-down: the leaving ranks send the weights only they hold (rank -1: not a member).
-  for (const std::string& id : limits_.weights_from_peers ? leaving_ : std::vector<std::string>{}) {
+  const bool handover =
+      limits_.weights_from_peers && kind_ == ScaleKind::kScale && current_generation_intact();
+  for (const std::string& id : handover ? leaving_ : std::vector<std::string>{}) {
     protocol::Assign handover =
         assignment_for(-1, target_generation_, members_, control_store_, ep_store_, placement_);
     handover.previous_members = current_members_;
@@ -306,6 +341,7 @@ std::vector<ScaleAction> ScaleFsm::switch_generation(Clock::time_point now) {
   EEP_CHECK_MSG(committed.is_ok(), committed.to_string());
   ports_.release_generation(old_generation);
   current_members_ = members_;
+  current_broken_ = false;
   current_control_store_ = control_store_;
   current_ep_store_ = ep_store_;
   current_placement_ = placement_;
@@ -342,14 +378,34 @@ std::vector<ScaleAction> ScaleFsm::on_worker_gone(const std::string& worker_id,
                                                   Clock::time_point now) {
   if (!running()) return {};
   if (stage_ == ScaleStage::kRetireLeaving) {
+    if (std::find(members_.begin(), members_.end(), worker_id) != members_.end()) {
+      // A member of the new, live generation: the scale stands and the fleet recovers. The
+      // leaving workers still awaited are told to go by signal (their groups are broken too).
+      std::vector<ScaleAction> actions;
+      for (const std::string& id : awaiting_) actions.push_back(StopWorker{id, false});
+      awaiting_.clear();
+      enter(ScaleStage::kSucceeded, now);
+      return actions;
+    }
     if (awaiting_.erase(worker_id) && awaiting_.empty()) enter(ScaleStage::kSucceeded, now);
     return {};
   }
-  const bool involved = std::find(members_.begin(), members_.end(), worker_id) != members_.end();
+  // A member of g+1, or a leaving rank of g (it hands over weights, it serves g until the
+  // switch): g+1 cannot be built without it.
+  const bool involved = std::find(members_.begin(), members_.end(), worker_id) != members_.end() ||
+                        std::find(leaving_.begin(), leaving_.end(), worker_id) != leaving_.end();
   if (!involved) return {};
   return roll_back(
       "worker " + worker_id + " was lost during " + std::string(to_string(stage_)) + ": " + reason,
       now);
+}
+
+std::vector<ScaleAction> ScaleFsm::on_generation_broken(const std::string& reason,
+                                                        Clock::time_point now) {
+  current_broken_ = true;
+  if (!running() || stage_ == ScaleStage::kRetireLeaving) return {};
+  return roll_back("generation " + std::to_string(membership_.generation()) + " broke: " + reason,
+                   now);
 }
 
 std::vector<ScaleAction> ScaleFsm::on_assign_failed(const std::string& worker_id,
@@ -396,8 +452,9 @@ std::vector<ScaleAction> ScaleFsm::on_tick(Clock::time_point now) {
 }
 
 std::vector<ScaleAction> ScaleFsm::roll_back(const std::string& reason, Clock::time_point now) {
-  EEP_LOG_ERROR("scale " << from_dp_ << "->" << to_dp_ << " failed, rolling back to generation "
-                         << membership_.generation() << ": " << reason);
+  EEP_LOG_ERROR(to_string(kind_) << " " << from_dp_ << "->" << to_dp_
+                                 << " failed, rolling back to generation "
+                                 << membership_.generation() << ": " << reason);
   std::vector<ScaleAction> actions;
   for (const std::string& id : members_) {
     const WorkerRecord* worker = membership_.find(id);
@@ -418,8 +475,10 @@ std::vector<ScaleAction> ScaleFsm::roll_back(const std::string& reason, Clock::t
   for (const std::string& id : launched_) {
     if (membership_.find(id) == nullptr) actions.push_back(StopWorker{id, true});
   }
-  // Members of g that were told about g+1 are told g again.
-  for (size_t rank = 0; rank < current_members_.size(); ++rank) {
+  // Members of g that were told about g+1 are told g again; unless g lost a member (the fleet
+  // recovers next) or this was a recovery (g is broken).
+  const bool back_to_current = kind_ == ScaleKind::kScale && current_generation_intact();
+  for (size_t rank = 0; back_to_current && rank < current_members_.size(); ++rank) {
     const WorkerRecord* worker = membership_.find(current_members_[rank]);
     if (worker == nullptr || worker->state != WorkerState::kActive) continue;
     actions.push_back(SendAssign{
@@ -454,6 +513,7 @@ void ScaleFsm::set_current_placement(Placement placement) {
 
 protocol::ScaleInfo ScaleFsm::info(Clock::time_point now) const {
   protocol::ScaleInfo info;
+  info.kind = std::string(to_string(kind_));
   switch (stage_) {
     case ScaleStage::kIdle:
       info.state = "idle";

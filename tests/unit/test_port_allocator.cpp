@@ -75,3 +75,20 @@ TEST_CASE("per-host ranges and a host without one", "[ports]") {
   CHECK(other.status().code() == ErrorCode::kResourceExhausted);
   CHECK_THAT(other.status().message(), Catch::Contains("no port range"));
 }
+
+TEST_CASE("ports another process holds are skipped and tried again last", "[ports]") {
+  auto ports = PortAllocator::create({{"*", 100, 103}}).value();
+  std::set<int> held = {100, 101};
+  ports.set_probe([&](const std::string& host, int port) {
+    CHECK(host == "node1");
+    return held.count(port) > 0;
+  });
+  CHECK(ports.allocate("node1", 1).value() == 102);
+  CHECK(ports.allocate("node1", 1).value() == 103);
+  // Only held ports are left: refused, naming why.
+  auto none = ports.allocate("node1", 2);
+  REQUIRE_FALSE(none.is_ok());
+  CHECK_THAT(none.status().message(), Catch::Contains("held by another process"));
+  held.clear();  // the other process went away
+  CHECK(ports.allocate("node1", 2).value() == 100);
+}

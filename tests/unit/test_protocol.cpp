@@ -90,12 +90,32 @@ TEST_CASE("every control message round-trips through its envelope", "[protocol]"
   CHECK_FALSE(round_trip(Shutdown{"retired", false}).whole_fleet);
   CHECK(round_trip(Shutdown{"coordinator shutdown", true}).whole_fleet);
   CHECK(round_trip(WorkerExiting{"signal 15"}).reason == "signal 15");
+
+  // Fault tolerance (docs/fault_tolerance.md).
+  CHECK_FALSE(assign2.recovery);
+  assign.recovery = true;
+  CHECK(round_trip(assign).recovery);
+  const GenerationLost lost = round_trip(GenerationLost{7, "all_to_all_v failed: reset"});
+  CHECK(lost.generation == 7);
+  CHECK(lost.reason == "all_to_all_v failed: reset");
+}
+
+TEST_CASE("a heartbeat socket's identity names its worker and no worker can take it",
+          "[protocol]") {
+  CHECK(heartbeat_identity("w0") == "w0/hb");
+  CHECK(heartbeat_owner("w0/hb") == "w0");
+  CHECK(heartbeat_owner("gpu-3.x@7/hb") == "gpu-3.x@7");
+  CHECK_FALSE(heartbeat_owner("w0"));
+  CHECK_FALSE(heartbeat_owner("/hb"));
+  CHECK_FALSE(heartbeat_owner("w 0/hb"));  // the owner must be a valid worker id
+  CHECK_FALSE(heartbeat_owner("w0/hb/hb"));
+  CHECK_FALSE(is_valid_worker_id(heartbeat_identity("w0")));
 }
 
 TEST_CASE("every message type has a name that maps back", "[protocol]") {
-  for (MsgType type :
-       {MsgType::kRegister, MsgType::kRegisterReply, MsgType::kHeartbeat, MsgType::kAssign,
-        MsgType::kAssignAck, MsgType::kShutdown, MsgType::kWorkerExiting}) {
+  for (MsgType type : {MsgType::kRegister, MsgType::kRegisterReply, MsgType::kHeartbeat,
+                       MsgType::kAssign, MsgType::kAssignAck, MsgType::kShutdown,
+                       MsgType::kWorkerExiting, MsgType::kGenerationLost}) {
     auto name = to_string(type);
     CHECK(name != "unknown");
     CHECK(msg_type_from_string(name) == type);
@@ -114,7 +134,8 @@ TEST_CASE("admin status reply round-trips", "[protocol]") {
   status.device = "cpu";
   status.workers.push_back({"w0", "ACTIVE", 0, "node", 11, 3, "cpu", 0, 120, "", {}});
   status.workers.push_back({"w5", "DEAD", -1, "node", 12, -1, "cpu", 5, 4000, "no heartbeat", {}});
-  status.scale = {"failed", "FAILED", 2, 4, 4, "worker w3 lost", 1.5, {{"WAIT_WORKERS", 1.5}}};
+  status.scale = {
+      "scale", "failed", "FAILED", 2, 4, 4, "worker w3 lost", 1.5, {{"WAIT_WORKERS", 1.5}}};
   json j = status;
   auto back = json::parse(j.dump()).get<StatusReply>();
   CHECK(back.generation == 3);

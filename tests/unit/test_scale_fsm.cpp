@@ -1,3 +1,5 @@
+#include <map>
+
 #include <catch2/catch.hpp>
 
 #include "eep/coordinator/scale_fsm.h"
@@ -410,25 +412,159 @@ TEST_CASE("a staying rank lost while draining rolls back and the leaving ranks s
   CHECK(migrated(rollback).empty());
   CHECK(f.membership.generation() == 1);
   CHECK(f.membership.find("w2")->state == WorkerState::kActive);
-  // The live members of generation 1 are told it again (w2 drops its handover of generation 2).
-  CHECK(count<SendAssign>(rollback) == 2);
+  // Generation 1 lost w1: nobody is told it again (it cannot serve); the fleet recovers next.
+  CHECK(count<SendAssign>(rollback) == 0);
 }
 
-TEST_CASE("a leaving rank that dies while draining is not retired again", "[scale]") {
+TEST_CASE(
+    "a leaving rank that dies while draining rolls the scale back and its generation is "
+    "not re-told",
+    "[scale]") {
   Fixture f;
   f.complete(f.fsm.start(3, {}, f.now).value());
   f.ack_all(1);
   REQUIRE(f.fsm.stage() == ScaleStage::kDrainLeaving);
   REQUIRE(f.membership.transition("w2", WorkerState::kDead, "killed", f.now).is_ok());
-  CHECK(f.fsm.on_worker_gone("w2", "killed", f.now).empty());  // not a member of g+1
-  CHECK(f.fsm.stage() == ScaleStage::kDrainLeaving);
-  auto switched = f.fsm.on_leaving_drained(f.now);
-  CHECK(migrated(switched) == std::vector<std::string>{"w1"});
-  CHECK(count<SendShutdown>(switched) == 1);
-  CHECK(f.membership.find("w2")->state == WorkerState::kDead);
-  f.fsm.on_worker_gone("w1", "exited", f.now);
+  // w2 still served generation 1 with w0 and w1 (the switch to 2 happens at a step of 1): their
+  // collectives break, so they cannot switch; the fleet recovers from generation 1 instead.
+  auto rollback = f.fsm.on_worker_gone("w2", "killed", f.now);
+  CHECK(f.fsm.stage() == ScaleStage::kFailed);
+  CHECK(count<SendAssign>(rollback) == 0);
+  CHECK(migrated(rollback).empty());
+  CHECK(f.active_ids() == std::vector<std::string>{"w0", "w1"});
+}
+
+// Fault tolerance (docs/fault_tolerance.md): the recovery of a generation that lost a member.
+
+// Assigns of `actions`, by worker id.
+static std::map<std::string, protocol::Assign> assigns_of(const std::vector<ScaleAction>& actions) {
+  std::map<std::string, protocol::Assign> assigns;
+  for (const auto& action : actions) {
+    if (auto* assign = std::get_if<SendAssign>(&action)) {
+      assigns[assign->worker_id] = assign->assign;
+    }
+  }
+  return assigns;
+}
+
+TEST_CASE("a recovery rebuilds the survivors in rank order at the same size from the checkpoint",
+          "[scale][recovery]") {
+  Fixture f;
+  f.complete(f.fsm.start(3, {}, f.now).value());
+  REQUIRE(f.membership.transition("w1", WorkerState::kDead, "killed", f.now).is_ok());
+  CHECK(f.fsm.on_worker_gone("w1", "killed", f.now).empty());  // no scale runs
+  CHECK(f.fsm.on_generation_broken("w1 lost", f.now).empty());
+  auto started = f.fsm.start_recovery(f.now);
+  REQUIRE(started.is_ok());
+  CHECK(f.fsm.kind() == ScaleKind::kRecover);
+  CHECK(count<LaunchWorker>(started.value()) == 0);
+  const auto assigns = assigns_of(started.value());
+  REQUIRE(assigns.size() == 2);
+  CHECK(assigns.at("w0").rank == 0);
+  CHECK(assigns.at("w2").rank == 1);
+  for (const auto& [id, assign] : assigns) {
+    INFO(id);
+    CHECK(assign.recovery);
+    CHECK(assign.generation == 2);
+    CHECK(assign.world_size == 2);
+    CHECK(assign.previous_members.empty());  // generation 1 cannot send weights: checkpoint
+  }
+  f.complete(started.value());
   CHECK(f.fsm.stage() == ScaleStage::kSucceeded);
-  CHECK(f.active_ids() == std::vector<std::string>{"w0"});
+  CHECK(f.fsm.info(f.now).kind == "recover");
+  CHECK(f.active_ids() == std::vector<std::string>{"w0", "w2"});
+  CHECK(f.membership.generation() == 2);
+  CHECK(f.ports.num_live() == 2);
+  // The recovered generation is whole: the next scale takes its weights from it again.
+  auto next = f.fsm.start(3, {"w0", "w2"}, f.now);
+  REQUIRE(next.is_ok());
+  CHECK(f.fsm.kind() == ScaleKind::kScale);
+  f.register_worker("w1");
+  const auto scale_assigns = assigns_of(f.fsm.on_registered("w1", f.now));
+  REQUIRE(scale_assigns.size() == 3);
+  CHECK_FALSE(scale_assigns.at("w1").recovery);
+  CHECK(scale_assigns.at("w1").previous_members == std::vector<std::string>{"w0", "w2"});
+}
+
+TEST_CASE("a recovery takes the registered spares in", "[scale][recovery]") {
+  Fixture f;
+  f.complete(f.fsm.start(2, {}, f.now).value());
+  f.register_worker("spare-a");
+  REQUIRE(f.membership.transition("w0", WorkerState::kDead, "killed", f.now).is_ok());
+  f.fsm.on_generation_broken("w0 lost", f.now);
+  auto started = f.fsm.start_recovery(f.now);
+  REQUIRE(started.is_ok());
+  const auto assigns = assigns_of(started.value());
+  REQUIRE(assigns.size() == 2);
+  CHECK(assigns.at("w1").rank == 0);  // rank 0 lost: the first survivor serves the stores
+  CHECK(assigns.at("spare-a").rank == 1);
+  CHECK(assigns.at("w1").control_store.host == "here");
+  f.complete(started.value());
+  CHECK(f.active_ids() == std::vector<std::string>{"w1", "spare-a"});
+}
+
+TEST_CASE(
+    "a recovery with no survivor and no spare is refused and a scale then starts from the "
+    "checkpoint",
+    "[scale][recovery]") {
+  Fixture f;
+  f.complete(f.fsm.start(2, {}, f.now).value());
+  for (const char* id : {"w0", "w1"}) {
+    REQUIRE(f.membership.transition(id, WorkerState::kDead, "killed", f.now).is_ok());
+  }
+  f.fsm.on_generation_broken("every member lost", f.now);
+  auto refused = f.fsm.start_recovery(f.now);
+  REQUIRE_FALSE(refused.is_ok());
+  CHECK(refused.status().code() == ErrorCode::kUnavailable);
+  CHECK_FALSE(f.fsm.running());
+  // The fleet forms anew: launched workers, and no Assign names the dead generation's members.
+  auto started = f.fsm.start(2, {}, f.now);
+  REQUIRE(started.is_ok());
+  CHECK(count<LaunchWorker>(started.value()) == 2);
+  f.register_worker("w0");
+  f.fsm.on_registered("w0", f.now);
+  f.register_worker("w1");
+  const auto assigns = assigns_of(f.fsm.on_registered("w1", f.now));
+  REQUIRE(assigns.size() == 2);
+  for (const auto& [id, assign] : assigns) CHECK(assign.previous_members.empty());
+}
+
+TEST_CASE(
+    "a member lost while a scale builds rolls it back without re-telling the broken "
+    "generation",
+    "[scale][recovery]") {
+  Fixture f;
+  f.complete(f.fsm.start(2, {}, f.now).value());
+  f.register_worker("spare-a");
+  REQUIRE(f.fsm.start(3, {}, f.now).is_ok());
+  REQUIRE(f.fsm.stage() == ScaleStage::kWaitAcks);
+  REQUIRE(f.membership.transition("w1", WorkerState::kDead, "killed", f.now).is_ok());
+  auto rollback = f.fsm.on_worker_gone("w1", "killed", f.now);
+  CHECK(f.fsm.stage() == ScaleStage::kFailed);
+  CHECK(count<SendAssign>(rollback) == 0);
+  CHECK(f.membership.find("spare-a")->state == WorkerState::kSpare);
+  CHECK(f.fsm.on_generation_broken("w1 lost", f.now).empty());
+  // The recovery takes the survivor and the spare.
+  auto started = f.fsm.start_recovery(f.now);
+  REQUIRE(started.is_ok());
+  CHECK(assigns_of(started.value()).size() == 2);
+}
+
+TEST_CASE("a member of the new generation lost while the leaving ranks retire ends the scale",
+          "[scale][recovery]") {
+  Fixture f;
+  f.complete(f.fsm.start(3, {}, f.now).value());
+  f.ack_all(2);
+  REQUIRE(f.fsm.stage() == ScaleStage::kDrainLeaving);
+  f.fsm.on_leaving_drained(f.now);
+  REQUIRE(f.fsm.stage() == ScaleStage::kRetireLeaving);
+  REQUIRE(f.membership.transition("w1", WorkerState::kDead, "killed", f.now).is_ok());
+  auto ended = f.fsm.on_worker_gone("w1", "killed", f.now);
+  CHECK(f.fsm.stage() == ScaleStage::kSucceeded);
+  // The leaving w2 still awaited is stopped by signal (its groups broke with w1).
+  REQUIRE(count<StopWorker>(ended) == 1);
+  CHECK(std::get<StopWorker>(ended[0]).worker_id == "w2");
+  CHECK_FALSE(std::get<StopWorker>(ended[0]).force);
 }
 
 TEST_CASE("a scale-up drains nothing and has no DRAIN_LEAVING stage", "[scale]") {

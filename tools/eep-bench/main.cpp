@@ -4,6 +4,8 @@
 //   eep-bench --base-url http://127.0.0.1:8000 --num-prompts 64 --random-input-len 32
 //             --random-output-len 32 [--request-rate R] [--max-concurrency N] [--result-json F]
 //             [--admin ADDR --scale-at SECONDS --scale-to N ...] (scales during the run)
+//             [--admin ADDR --kill-at SECONDS --kill-rank R [--kill-signal KILL|STOP] ...]
+//             (faults during the run)
 #include <fstream>
 #include <iostream>
 

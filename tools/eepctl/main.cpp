@@ -73,10 +73,22 @@ void print_status_table(const eep::protocol::StatusReply& status) {
   std::cout << "generation " << status.generation << ", " << status.active_dp
             << " active ranks, launcher " << status.launcher << ", device " << status.device
             << "\n";
+  if (status.health) {
+    const auto& health = *status.health;
+    std::cout << "target dp " << health.target_dp << ", " << health.num_failures
+              << " workers lost, " << health.num_recoveries << " recoveries (last " << std::fixed
+              << std::setprecision(2) << health.last_recovery_s << " s), " << health.num_restarts
+              << " restarts\n";
+    if (!health.last_failure.empty()) {
+      std::cout << "last failure (" << std::setprecision(1) << health.last_failure_ago_s
+                << " s ago): " << health.last_failure << "\n";
+    }
+    if (!health.gave_up.empty()) std::cout << "GAVE UP: " << health.gave_up << "\n";
+  }
   const auto& scale = status.scale;
   if (scale.state != "idle") {
-    std::cout << "last scale: " << scale.from_dp << " -> " << scale.to_dp << " " << scale.state
-              << " (" << scale.stage << ", " << std::fixed << std::setprecision(2)
+    std::cout << "last " << scale.kind << ": " << scale.from_dp << " -> " << scale.to_dp << " "
+              << scale.state << " (" << scale.stage << ", " << std::fixed << std::setprecision(2)
               << scale.elapsed_s << " s)";
     if (!scale.reason.empty()) std::cout << ": " << scale.reason;
     std::cout << "\n";

@@ -70,11 +70,26 @@ void add_bench_options(CLI::App& app, BenchOptions& options) {
   app.add_option("--scale-to", options.scale_to,
                  "Fleet size (dp) of the scale sent at the matching --scale-at")
       ->needs(admin);
+  app.add_option("--kill-at", options.kill_at_s,
+                 "Seconds after the start at which to signal the worker of a rank (its pid from "
+                 "the coordinator's status: local workers); repeatable, paired in order with "
+                 "--kill-rank; equal times make one fault")
+      ->needs(admin);
+  app.add_option("--kill-rank", options.kill_rank,
+                 "Rank (in the generation live at that time) whose worker the matching --kill-at "
+                 "signals")
+      ->needs(admin);
+  app.add_option("--kill-signal", options.kill_signal,
+                 "KILL (default) or STOP: once for every fault, or once per --kill-at")
+      ->needs(admin);
   // Counts that do not pair up, negative times and sizes below 1 are errors of the command line,
   // before anything is sent, with messages that say what the flags mean.
   app.callback([&options] {
     auto triggers = make_scale_triggers(options.admin, options.scale_at_s, options.scale_to);
     if (!triggers.is_ok()) throw CLI::ValidationError(triggers.status().message());
+    auto faults = make_fault_triggers(options.admin, options.kill_at_s, options.kill_rank,
+                                      options.kill_signal);
+    if (!faults.is_ok()) throw CLI::ValidationError(faults.status().message());
   });
 }
 

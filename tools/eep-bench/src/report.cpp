@@ -17,6 +17,7 @@ std::string format_report(const BenchOptions& options, const BenchReport& report
   if (!std::isinf(report.request_rate)) table.request_rate = report.request_rate;
   out << format_table(report.summary, table);
   out << format_scales(report.scales);
+  out << format_faults(report.faults);
   return out.str();
 }
 
@@ -24,6 +25,9 @@ nlohmann::json report_to_json(const BenchOptions& options, const BenchReport& re
   nlohmann::json config{{"admin", options.admin},
                         {"scale_at_s", options.scale_at_s},
                         {"scale_to", options.scale_to},
+                        {"kill_at_s", options.kill_at_s},
+                        {"kill_rank", options.kill_rank},
+                        {"kill_signal", options.kill_signal},
                         {"base_url", options.base_url},
                         {"model", report.model.name},
                         {"num_prompts", options.num_prompts},
@@ -49,7 +53,8 @@ nlohmann::json report_to_json(const BenchOptions& options, const BenchReport& re
   }
   return {{"config", std::move(config)},           {"summary", to_json(report.summary)},
           {"time_series", to_json(report.series)}, {"events", std::move(events)},
-          {"scales", to_json(report.scales)},      {"requests", std::move(requests)}};
+          {"scales", to_json(report.scales)},      {"faults", to_json(report.faults)},
+          {"requests", std::move(requests)}};
 }
 
 }  // namespace eep::bench

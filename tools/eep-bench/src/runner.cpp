@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "eep/bench/fault_driver.h"
 #include "eep/bench/scale_driver.h"
 #include "eep/common/token_file.h"
 
@@ -195,6 +196,9 @@ Result<BenchReport> run_benchmark(const BenchOptions& options) {
 
   EEP_ASSIGN_OR_RETURN(std::vector<ScaleTrigger> triggers,
                        make_scale_triggers(options.admin, options.scale_at_s, options.scale_to));
+  EEP_ASSIGN_OR_RETURN(std::vector<FaultTrigger> fault_triggers,
+                       make_fault_triggers(options.admin, options.kill_at_s, options.kill_rank,
+                                           options.kill_signal));
   std::string admin_token;
   if (!options.admin_token_file.empty()) {
     EEP_ASSIGN_OR_RETURN(admin_token, read_token_file(options.admin_token_file, "admin token"));
@@ -206,8 +210,20 @@ Result<BenchReport> run_benchmark(const BenchOptions& options) {
   const BenchClock::time_point start = BenchClock::now();
   std::optional<ScaleDriver> scale_driver;
   if (!triggers.empty()) scale_driver.emplace(options.admin, admin_token, triggers, start);
+  std::optional<FaultDriver> fault_driver;
+  if (!fault_triggers.empty()) {
+    fault_driver.emplace(options.admin, admin_token, fault_triggers, start);
+  }
   report.duration_s = run.run(start);
   report.records = run.take_records();
+  if (fault_driver) {
+    report.faults = fault_driver->finish();
+    attach_fault_windows(report.faults, report.records, report.duration_s);
+    for (const FaultRecord& fault : report.faults) {
+      if (fault.signal_s >= 0) report.events.push_back({fault.signal_s, "fault signalled"});
+      if (fault.recovered_s >= 0) report.events.push_back({fault.recovered_s, "recovered"});
+    }
+  }
   if (scale_driver) {
     report.scales = scale_driver->finish();
     attach_windows(report.scales, report.records, report.duration_s);

@@ -19,12 +19,6 @@ std::vector<double> chunk_arrivals_s(const RequestRecord& record) {
   return arrivals;
 }
 
-std::string printf_string(const char* format, auto... args) {
-  char line[256];
-  std::snprintf(line, sizeof(line), format, args...);
-  return line;
-}
-
 bool in_window(double time_s, double begin_s, double end_s) {
   return time_s >= begin_s && time_s < end_s;
 }
@@ -140,16 +134,12 @@ void attach_windows(std::vector<ScaleRecord>& scales, const std::vector<RequestR
   }
 }
 
-namespace {
-
-std::string window_row(const char* name, const WindowMetrics& window) {
+std::string format_window_row(const char* name, const WindowMetrics& window) {
   return printf_string("  %-7s %8.2f %8.2f %9lld %7lld %10.1f %9.2f %9.2f %11.1f\n", name,
                        window.begin_s, window.end_s, static_cast<long long>(window.num_completed),
                        static_cast<long long>(window.num_failed), window.output_throughput,
                        window.itl.mean_ms, window.itl.p99_ms, window.longest_gap_ms);
 }
-
-}  // namespace
 
 std::string format_scales(const std::vector<ScaleRecord>& scales) {
   if (scales.empty()) return "";
@@ -187,9 +177,9 @@ std::string format_scales(const std::vector<ScaleRecord>& scales) {
       out +=
           "  window   from(s)    to(s) completed  failed  out tok/s  mITL(ms) p99ITL(ms) "
           "maxgap(ms)\n";
-      out += window_row("before", scale.windows->before);
-      out += window_row("during", scale.windows->during);
-      out += window_row("after", scale.windows->after);
+      out += format_window_row("before", scale.windows->before);
+      out += format_window_row("during", scale.windows->during);
+      out += format_window_row("after", scale.windows->after);
     }
   }
   out += std::string(50, '=') + "\n";

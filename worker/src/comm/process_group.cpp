@@ -14,8 +14,9 @@ Status validate_group_spec(const GroupSpec& spec) {
     return error(ErrorCode::kInvalidArgument,
                  "group name '" + spec.name + "' must be non-empty and hold no '/'");
   }
-  if (spec.timeout.count() <= 0) {
-    return error(ErrorCode::kInvalidArgument, "group " + spec.name + ": timeout must be > 0");
+  if (spec.timeout.count() <= 0 || spec.collective_timeout.count() <= 0) {
+    return error(ErrorCode::kInvalidArgument,
+                 "group " + spec.name + ": timeout and collective_timeout must be > 0");
   }
   return Status::ok();
 }

@@ -96,7 +96,7 @@ class GlooProcessGroup final : public ProcessGroup {
       if (num_bytes == 0) return;
       auto buffer = context_->createUnboundBuffer(const_cast<void*>(data), num_bytes);
       buffer->send(peer, gloo::Slot::build(kSendRecvSlotPrefix, tag));
-      buffer->waitSend(spec_.timeout);
+      buffer->waitSend(spec_.collective_timeout);
     });
   }
 
@@ -106,7 +106,7 @@ class GlooProcessGroup final : public ProcessGroup {
       if (num_bytes == 0) return;
       auto buffer = context_->createUnboundBuffer(data, num_bytes);
       buffer->recv(peer, gloo::Slot::build(kSendRecvSlotPrefix, tag));
-      buffer->waitRecv(spec_.timeout);
+      buffer->waitRecv(spec_.collective_timeout);
     });
   }
 
@@ -127,7 +127,7 @@ class GlooProcessGroup final : public ProcessGroup {
       recv_offsets[peer + 1] = recv_offsets[peer] + recv_bytes_per_peer[peer];
     }
     return guarded("all_to_all_v", [&] {
-      const auto deadline = Clock::now() + spec_.timeout;
+      const auto deadline = Clock::now() + spec_.collective_timeout;
       const auto slot = gloo::Slot::build(kAllToAllVSlotPrefix, 0);
       std::unique_ptr<gloo::transport::UnboundBuffer> send_buffer;
       std::unique_ptr<gloo::transport::UnboundBuffer> recv_buffer;
@@ -180,7 +180,7 @@ class GlooProcessGroup final : public ProcessGroup {
       // In place: the output holds this rank's block already.
       gloo::AllgatherOptions opts(context_);
       opts.setOutput(static_cast<char*>(recv), spec_.size * num_bytes_per_rank);
-      opts.setTimeout(spec_.timeout);
+      opts.setTimeout(spec_.collective_timeout);
       gloo::allgather(opts);
     });
   }
@@ -195,7 +195,7 @@ class GlooProcessGroup final : public ProcessGroup {
       gloo::BroadcastOptions opts(context_);
       opts.setOutput(static_cast<char*>(data), num_bytes);
       opts.setRoot(root);
-      opts.setTimeout(spec_.timeout);
+      opts.setTimeout(spec_.collective_timeout);
       gloo::broadcast(opts);
     });
   }
@@ -204,7 +204,7 @@ class GlooProcessGroup final : public ProcessGroup {
     return guarded("barrier", [&] {
       if (spec_.size == 1) return;
       gloo::BarrierOptions opts(context_);
-      opts.setTimeout(spec_.timeout);
+      opts.setTimeout(spec_.collective_timeout);
       gloo::barrier(opts);
     });
   }
@@ -243,7 +243,7 @@ class GlooProcessGroup final : public ProcessGroup {
       gloo::AllreduceOptions opts(context_);
       opts.setOutput(data, num_elements);
       opts.setReduceFunction(reduce_function<T>(op));
-      opts.setTimeout(spec_.timeout);
+      opts.setTimeout(spec_.collective_timeout);
       gloo::allreduce(opts);
     });
   }

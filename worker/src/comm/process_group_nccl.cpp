@@ -304,7 +304,7 @@ Status NcclProcessGroup::synchronize(std::chrono::milliseconds timeout) {
 
 Status NcclProcessGroup::barrier() {
   EEP_RETURN_IF_ERROR(check_usable("barrier"));
-  const auto deadline = Clock::now() + spec_.timeout;
+  const auto deadline = Clock::now() + spec_.collective_timeout;
   EEP_RETURN_IF_ERROR(settle(
       "barrier", ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, stream_),
       deadline));
@@ -316,7 +316,7 @@ Status NcclProcessGroup::send(const void* data, size_t num_bytes, int peer, uint
   EEP_RETURN_IF_ERROR(check_peer("send", peer));
   if (num_bytes == 0) return Status::ok();
   return settle("send", ncclSend(data, num_bytes, ncclUint8, peer, comm_, stream_),
-                Clock::now() + spec_.timeout);
+                Clock::now() + spec_.collective_timeout);
 }
 
 Status NcclProcessGroup::recv(void* data, size_t num_bytes, int peer, uint32_t /*tag*/) {
@@ -324,7 +324,7 @@ Status NcclProcessGroup::recv(void* data, size_t num_bytes, int peer, uint32_t /
   EEP_RETURN_IF_ERROR(check_peer("recv", peer));
   if (num_bytes == 0) return Status::ok();
   return settle("recv", ncclRecv(data, num_bytes, ncclUint8, peer, comm_, stream_),
-                Clock::now() + spec_.timeout);
+                Clock::now() + spec_.collective_timeout);
 }
 
 Status NcclProcessGroup::all_to_all_v(const void* send, const size_t* send_bytes_per_peer,
@@ -395,7 +395,7 @@ Status NcclProcessGroup::all_to_all_v(const void* send, const size_t* send_bytes
   // Always closed, even after a failed call inside: NCCL then drops the whole group.
   result = ncclGroupEnd();
   if (first_failure != ncclSuccess && first_failure != ncclInProgress) result = first_failure;
-  return settle("all_to_all_v", result, Clock::now() + spec_.timeout);
+  return settle("all_to_all_v", result, Clock::now() + spec_.collective_timeout);
 }
 
 template <typename T>
@@ -405,7 +405,7 @@ Status NcclProcessGroup::all_reduce_typed(T* data, size_t num_elements, ReduceOp
   return settle(
       "all_reduce",
       ncclAllReduce(data, data, num_elements, nccl_type<T>(), to_nccl(op), comm_, stream_),
-      Clock::now() + spec_.timeout);
+      Clock::now() + spec_.collective_timeout);
 }
 
 Status NcclProcessGroup::all_reduce(float* data, size_t num_elements, ReduceOp op) {
@@ -421,7 +421,7 @@ Status NcclProcessGroup::all_gather(const void* send, size_t num_bytes_per_rank,
   if (num_bytes_per_rank == 0) return Status::ok();
   return settle("all_gather",
                 ncclAllGather(send, recv, num_bytes_per_rank, ncclUint8, comm_, stream_),
-                Clock::now() + spec_.timeout);
+                Clock::now() + spec_.collective_timeout);
 }
 
 Status NcclProcessGroup::broadcast(void* data, size_t num_bytes, int root) {
@@ -432,7 +432,7 @@ Status NcclProcessGroup::broadcast(void* data, size_t num_bytes, int root) {
   }
   if (num_bytes == 0) return Status::ok();
   return settle("broadcast", ncclBroadcast(data, data, num_bytes, ncclUint8, root, comm_, stream_),
-                Clock::now() + spec_.timeout);
+                Clock::now() + spec_.collective_timeout);
 }
 
 void NcclProcessGroup::destroy() {

@@ -172,6 +172,12 @@ class CudaBackend final : public Backend {
     return *runner_;
   }
 
+  void release_collectives() override {
+    if (!runner_) return;
+    cudaSetDevice(options_.device_idx);
+    runner_->drop_graphs();
+  }
+
  private:
   CudaRunnerOptions runner_options() const {
     CudaRunnerOptions runner;

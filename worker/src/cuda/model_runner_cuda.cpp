@@ -191,11 +191,15 @@ Status ModelRunnerCuda::allocate(int num_kv_blocks) {
 }
 
 void ModelRunnerCuda::install(DeviceWeights* weights, MoeDispatcherCuda* moe) {
+  drop_graphs();
+  weights_ = weights;
+  moe_ = moe;
+}
+
+void ModelRunnerCuda::drop_graphs() {
   cudaStreamSynchronize(stream_);
   for (auto& [bucket, exec] : graphs_) cudaGraphExecDestroy(exec);
   graphs_.clear();
-  weights_ = weights;
-  moe_ = moe;
 }
 
 std::vector<std::vector<int64_t>> ModelRunnerCuda::take_slot_counts() {

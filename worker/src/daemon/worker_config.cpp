@@ -67,9 +67,17 @@ void add_worker_options(CLI::App& app, WorkerConfig& config) {
   app.add_option_function<int>(
          "--group-timeout-ms",
          [&backend](int ms) { backend.group_timeout = std::chrono::milliseconds(ms); },
-         "Every rendezvous and collective of a generation's groups must finish within this; "
-         "past it the generation's build fails and rolls back (default " +
+         "Every rank of a new generation must join its groups within this; past it the "
+         "generation's build fails and rolls back (default " +
              std::to_string(kDefaultGroupTimeout.count()) + ")")
+      ->check(CLI::Range(100, 3600000));
+  app.add_option_function<int>(
+         "--collective-timeout-ms",
+         [&backend](int ms) { backend.collective_timeout = std::chrono::milliseconds(ms); },
+         "Every collective of a built generation must finish within this; past it (a peer died "
+         "or hangs) this rank abandons the generation, keeps its requests and waits for the "
+         "coordinator's recovery (default " +
+             std::to_string(kDefaultCollectiveTimeout.count()) + ")")
       ->check(CLI::Range(100, 3600000));
   app.add_option("--cpu-threads", config.cpu_threads,
                  "Threads per GEMM on the CPU backend (ranks on one host share its cores)")

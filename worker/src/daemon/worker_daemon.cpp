@@ -3,6 +3,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include "eep/common/host.h"
 #include "eep/common/log.h"
 #include "eep/common/text.h"
@@ -139,6 +142,15 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
       }
       EEP_LOG_INFO("assigned rank " << assign->rank << " of " << assign->world_size
                                     << " in generation " << assign->generation);
+      if (assign->recovery && engine_ && engine_->serving() && !engine_->retired()) {
+        // The coordinator lost a member of the generation this rank serves (this rank may not
+        // have noticed: an idle fleet runs no collective).
+        engine_->abandon_current_generation("the coordinator recovers the fleet in generation " +
+                                            std::to_string(assign->generation));
+        pending_ack_.reset();
+        idle_ = false;
+        wake_requested_ = false;
+      }
       if (!engine_) {
         assignment_ = assign.value();
         update_log_speaker();
@@ -318,10 +330,7 @@ void WorkerDaemon::serve_once() {
   auto step = engine_->step(wake_epoch_);
   if (!step.is_ok()) {
     if (step.status().code() == ErrorCode::kFailedPrecondition && !engine_->serving()) return;
-    // A broken group: the fleet must rebuild without the rank that failed (recovery).
-    stop_ = true;
-    stop_reason_ = "lockstep failed: " + step.status().to_string();
-    EEP_LOG_ERROR(stop_reason_);
+    lose_generation("lockstep failed: " + step.status().to_string());
     return;
   }
   if (step->switched) update_log_speaker();
@@ -342,8 +351,31 @@ void WorkerDaemon::serve_once() {
   }
 }
 
+void WorkerDaemon::lose_generation(const std::string& reason) {
+  const int64_t lost = engine_->generation();
+  EEP_LOG_ERROR("generation " << lost << " is lost: " << reason);
+  if (leave_at_switch_) {  // told to go anyway: the fleet recovers without this rank
+    stop_ = true;
+    stop_reason_ = "leaving, and generation " + std::to_string(lost) + " broke: " + reason;
+    return;
+  }
+  engine_->abandon_current_generation(reason);
+  pending_ack_.reset();  // a next generation being built went with it
+  idle_ = false;
+  wake_requested_ = false;
+  send(protocol::GenerationLost{lost, reason});
+}
+
 int WorkerDaemon::run(int signal_fd) {
   update_log_speaker();
+  // The test hook of a crash loop (docs/fault_tolerance.md, "Test hooks"): with
+  // EEP_TEST_CRASH_AT_START_FILE set to a path that exists, the worker exits at once, as one that
+  // crashes at start every time.
+  if (const char* crash = std::getenv("EEP_TEST_CRASH_AT_START_FILE");
+      crash != nullptr && std::filesystem::exists(crash)) {
+    EEP_LOG_ERROR("test hook: " << crash << " exists; exiting at start");
+    return 1;
+  }
   if (!config_.engine.model_dir.empty()) {
     kernels::cpu::set_gemm_num_threads(config_.cpu_threads);
     EngineOptions options = config_.engine;
@@ -359,18 +391,26 @@ int WorkerDaemon::run(int signal_fd) {
     EEP_LOG_ERROR("cannot join the fleet: " << registered.to_string());
     return 1;
   }
-  auto next_heartbeat = Clock::now();
+  HeartbeatSender::Options beats;
+  beats.coordinator_endpoint = config_.coordinator_endpoint;
+  beats.worker_id = config_.worker_id;
+  beats.interval = heartbeat_interval_;
+  // Longer than a collective may wait: a rank waiting on a stopped peer keeps beating.
+  beats.stall_limit = 2 * config_.engine.backend.collective_timeout + heartbeat_interval_;
+  heartbeat_ = std::make_unique<HeartbeatSender>(context_, beats);
+  if (Status started = heartbeat_->start(); !started.is_ok()) {
+    EEP_LOG_ERROR("cannot send heartbeats: " << started.to_string());
+    return 1;
+  }
   while (!stop_) {
-    const auto now = Clock::now();
-    if (now >= next_heartbeat) {
-      send(protocol::Heartbeat{assignment_ ? assignment_->generation : -1,
-                               assignment_ ? assignment_->rank : -1,
-                               engine_ ? engine_->load() : protocol::WorkerLoad{}});
-      next_heartbeat = now + heartbeat_interval_;
-    }
+    // What the heartbeats carry, and the sign that this thread turns.
+    const bool serving = engine_ && engine_->serving();
+    heartbeat_->update(serving ? engine_->generation() : -1,
+                       serving && assignment_ ? assignment_->rank : -1,
+                       engine_ ? engine_->load() : protocol::WorkerLoad{});
     std::vector<zmq::pollitem_t> items = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
     if (signal_fd >= 0) items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - now);
+    auto wait = heartbeat_interval_;
     // A fleet that is stepping does not wait for messages between steps.
     const bool stepping = engine_ && !idle_ && engine_->serving();
     if (stepping) wait = std::chrono::milliseconds(0);

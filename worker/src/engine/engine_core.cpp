@@ -125,11 +125,7 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   LockstepVote vote;
   vote.has_work = scheduler_->has_work();
   vote.wake_epoch = wake_epoch;
-  vote.next_generation_pending = next_stage_.is(NextGenerationStage::kBuilding) ||
-                                 next_stage_.is(NextGenerationStage::kReadyToSend) ||
-                                 next_stage_.is(NextGenerationStage::kSending) ||
-                                 next_stage_.is(NextGenerationStage::kBuilt) ||
-                                 switch_order_.has_value();
+  vote.next_generation_pending = next_stage_.pending() || switch_order_.has_value();
   vote.num_tokens = num_tokens;
   vote.has_prefill = has_prefill;
   const bool switch_ready =

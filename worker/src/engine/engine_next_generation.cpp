@@ -120,6 +120,7 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
       spec.store_host = store.host;
       spec.store_port = store.port;
       spec.timeout = options_.backend.group_timeout;
+      spec.collective_timeout = options_.backend.collective_timeout;
       spec.bind_host = options_.bind_host;
       auto group = std::string(name) == "control" ? create_gloo_group(spec)
                                                   : backend_->create_ep_group(spec);
@@ -271,6 +272,27 @@ void EngineCore::abandon_next_generation() {
   switch_order_.reset();
   if (next_stage_.is(NextGenerationStage::kRetired)) return;
   drop_next_generation("abandoned (rolled back, or replaced by a newer assignment)");
+}
+
+void EngineCore::abandon_current_generation(std::string_view cause) {
+  if (!current_ || retired()) return;
+  const int64_t lost = generation();
+  abandon_next_generation();
+  // The groups go before the generation: the backend first drops what holds their work.
+  backend_->release_collectives();
+  if (current_->control_group) current_->control_group->destroy();
+  if (current_->ep_group) current_->ep_group->destroy();
+  current_.reset();
+  // Counts and plans belonged to the lost generation (its placement, its groups).
+  take_expert_load(false);
+  last_step_end_.reset();
+  held_plan_.reset();
+  moving_plan_.reset();
+  newest_plan_id_.reset();
+  EEP_LOG_WARN("abandoned generation "
+               << lost << " (" << cause << "); kept the weights, "
+               << (scheduler_ ? scheduler_->num_running() + scheduler_->num_waiting() : 0)
+               << " requests and their KV cache; waiting for the next generation");
 }
 
 void EngineCore::drop_next_generation(std::string_view cause) {

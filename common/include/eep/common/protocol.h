@@ -28,22 +28,23 @@ namespace eep::protocol {
 inline constexpr int kProtocolVersion = 1;
 
 enum class MsgType {
-  kRegister,       // worker -> coordinator: here I am
-  kRegisterReply,  // coordinator -> worker: accepted (with timing) or refused (with reason)
-  kHeartbeat,      // worker -> coordinator, every heartbeat interval
-  kAssign,         // coordinator -> worker: your role in a generation
-  kAssignAck,      // worker -> coordinator: I hold that role now
-  kShutdown,       // coordinator -> worker: exit now
-  kWorkerExiting,  // worker -> coordinator: I am exiting (SIGTERM, order, fatal error)
-  kSubmitRequest,  // coordinator -> worker: generate for this request
-  kCancelRequest,  // coordinator -> worker: stop this request, free its KV blocks
-  kTokenBatch,     // worker -> coordinator: one step's tokens of every request that advanced
-  kWake,           // coordinator -> worker: the idle fleet steps again (DESIGN.md section 5)
-  kNeedWake,       // worker -> coordinator: I got work while the fleet is idle
-  kExpertLoad,     // worker -> coordinator: tokens this rank routed to each expert slot (EPLB)
-  kRebalance,      // coordinator -> worker: move to this expert placement, a few layers a step
-  kRebalanceDone,  // worker -> coordinator: every layer of a rebalance moved
-  kSwitch,         // coordinator -> worker: generation g+1 is committed, switch to it (or leave)
+  kRegister,        // worker -> coordinator: here I am
+  kRegisterReply,   // coordinator -> worker: accepted (with timing) or refused (with reason)
+  kHeartbeat,       // worker -> coordinator, every heartbeat interval
+  kAssign,          // coordinator -> worker: your role in a generation
+  kAssignAck,       // worker -> coordinator: I hold that role now
+  kShutdown,        // coordinator -> worker: exit now
+  kWorkerExiting,   // worker -> coordinator: I am exiting (SIGTERM, order, fatal error)
+  kSubmitRequest,   // coordinator -> worker: generate for this request
+  kCancelRequest,   // coordinator -> worker: stop this request, free its KV blocks
+  kTokenBatch,      // worker -> coordinator: one step's tokens of every request that advanced
+  kWake,            // coordinator -> worker: the idle fleet steps again (DESIGN.md section 5)
+  kNeedWake,        // worker -> coordinator: I got work while the fleet is idle
+  kExpertLoad,      // worker -> coordinator: tokens this rank routed to each expert slot (EPLB)
+  kRebalance,       // coordinator -> worker: move to this expert placement, a few layers a step
+  kRebalanceDone,   // worker -> coordinator: every layer of a rebalance moved
+  kSwitch,          // coordinator -> worker: generation g+1 is committed, switch to it (or leave)
+  kGenerationLost,  // worker -> coordinator: a collective of my generation failed; I wait
 };
 
 std::string_view to_string(MsgType type);
@@ -115,6 +116,10 @@ struct Assign {
   // of older coordinators; every rank then loads from the checkpoint.
   std::vector<std::string> previous_members;
   std::optional<Placement> previous_placement;
+  // A recovery (docs/fault_tolerance.md): the generation this rank serves lost a member and is
+  // abandoned now, its groups destroyed, its requests and KV cache kept; the new generation's
+  // weights come from the checkpoint.
+  bool recovery = false;
 };
 
 // A named stage and how long it took (a scale's timeline, a rank's build of a generation).
@@ -249,6 +254,15 @@ struct WorkerExiting {
   std::string reason;
 };
 
+// A collective of `generation` failed or timed out on this rank (a peer is gone or hung): the
+// rank abandoned the generation's groups, keeps its weights, requests and KV cache, and waits for
+// the coordinator's next assignment (docs/fault_tolerance.md).
+struct GenerationLost {
+  static constexpr MsgType kType = MsgType::kGenerationLost;
+  int64_t generation = 0;
+  std::string reason;
+};
+
 // The JSON form of each struct above: to_json and from_json, found by nlohmann through
 // argument-dependent lookup. protocol.cpp defines both from one list of the struct's fields.
 #define EEP_PROTOCOL_JSON(Type)                   \
@@ -276,6 +290,7 @@ EEP_PROTOCOL_JSON(Rebalance);
 EEP_PROTOCOL_JSON(RebalanceDone);
 EEP_PROTOCOL_JSON(Shutdown);
 EEP_PROTOCOL_JSON(WorkerExiting);
+EEP_PROTOCOL_JSON(GenerationLost);
 
 // The envelope of every control message.
 struct Envelope {
@@ -331,6 +346,11 @@ Result<T> parse_body(const Envelope& envelope) {
 // kMaxWorkerIdBytes characters of [A-Za-z0-9._@:-].
 inline constexpr size_t kMaxWorkerIdBytes = 128;
 bool is_valid_worker_id(std::string_view id);
+// The routing id of a worker's heartbeat socket (worker/daemon/heartbeat_sender.h): the worker id
+// and "/hb" ('/' is no worker id's character, so no worker can take it as its own id), and the
+// worker id back from one (nullopt for any other identity).
+std::string heartbeat_identity(std::string_view worker_id);
+std::optional<std::string> heartbeat_owner(std::string_view identity);
 
 // ---- admin socket ----
 
@@ -369,8 +389,9 @@ struct WorkerInfo {
 };
 
 struct ScaleInfo {
-  std::string state;  // "idle", "running", "succeeded", "failed"
-  std::string stage;  // the scaling state machine's stage (docs/scaling.md)
+  std::string kind = "scale";  // "scale" (asked for), "recover" (after a lost member)
+  std::string state;           // "idle", "running", "succeeded", "failed"
+  std::string stage;           // the scaling state machine's stage (docs/scaling.md)
   int from_dp = 0;
   int to_dp = 0;
   int64_t target_generation = -1;
@@ -412,6 +433,21 @@ struct EplbInfo {
   std::optional<EplbRebalanceInfo> last_rebalance;
 };
 
+// How the fleet keeps its size (docs/fault_tolerance.md): the size it returns to after a loss,
+// and what it lost and recovered since the coordinator started.
+struct FleetHealth {
+  int target_dp = 0;          // --dp, then the last accepted scale
+  uint64_t num_failures = 0;  // members of a live generation lost
+  uint64_t num_recoveries = 0;
+  uint64_t num_restarts = 0;       // scales started to return to target_dp (not the first)
+  std::string last_failure;        // the last lost member and why
+  double last_failure_ago_s = -1;  // -1: none yet
+  double last_recovery_s = 0;      // from the loss to the recovered generation serving
+  // Set when returning to target_dp failed too often (--max-restarts in --restart-window-s):
+  // the coordinator stopped trying; a scale command tries again.
+  std::string gave_up;
+};
+
 struct StatusReply {
   int64_t generation = 0;
   int active_dp = 0;
@@ -423,11 +459,13 @@ struct StatusReply {
   // Store ports the coordinator holds for live generations (two per generation: control and
   // EP groups); back to 2 after every finished scale. Absent in replies of older coordinators.
   std::optional<int> num_store_ports_live;
+  std::optional<FleetHealth> health;  // absent in replies of older coordinators
 };
 
 EEP_PROTOCOL_JSON(WorkerInfo);
 EEP_PROTOCOL_JSON(StageDuration);
 EEP_PROTOCOL_JSON(ScaleInfo);
+EEP_PROTOCOL_JSON(FleetHealth);
 EEP_PROTOCOL_JSON(EplbRebalanceInfo);
 EEP_PROTOCOL_JSON(EplbInfo);
 EEP_PROTOCOL_JSON(StatusReply);

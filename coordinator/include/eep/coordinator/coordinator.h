@@ -17,6 +17,7 @@
 #include "eep/common/protocol.h"
 #include "eep/coordinator/coordinator_config.h"
 #include "eep/coordinator/eplb_state.h"
+#include "eep/coordinator/fleet_keeper.h"
 #include "eep/coordinator/http_api.h"
 #include "eep/coordinator/launcher.h"
 #include "eep/coordinator/membership.h"
@@ -69,6 +70,19 @@ class Coordinator {
   void reap_launched();
   void update_log_speaker();
   void begin_shutdown(const std::string& why);
+  // fault tolerance (coordinator_recovery.cpp, docs/fault_tolerance.md)
+  // A heartbeat from a worker's heartbeat socket (protocol::heartbeat_identity).
+  void on_heartbeat(const std::string& worker_id, const protocol::Envelope& envelope);
+  // A member's collective failed: it abandoned the live generation and waits.
+  void on_generation_lost(const std::string& worker_id, const protocol::Envelope& envelope);
+  // Members reported the live generation lost and nobody is known dead: once the grace (the
+  // heartbeat timeout) passed, the members that did not report are hung, and are killed.
+  void check_lost_reports(Clock::time_point now);
+  // An ACTIVE member was lost (`what`: who and why): the live generation is broken; the keeper
+  // recovers it.
+  void on_member_lost(const std::string& what, Clock::time_point now);
+  // Tells the keeper how a scale ended and starts what it decides (recover, return to target).
+  void keep_fleet(Clock::time_point now);
   // serving (coordinator_serving.cpp)
   void drain_inbox();
   void on_need_wake();
@@ -115,6 +129,12 @@ class Coordinator {
   std::set<std::string> eplb_warned_;  // workers whose bad load reports were logged, this gen
   ThroughputLogger throughput_logger_;
   Clock::time_point next_throughput_log_{};
+  FleetKeeper keeper_;
+  std::set<std::string> lost_reports_;  // members that reported the live generation lost
+  std::optional<Clock::time_point> first_lost_report_;
+  bool scale_seen_running_ = false;    // keep_fleet(): a scale's end is seen once
+  bool keeper_started_scale_ = false;  // ... and whether the keeper started it
+  std::string last_refusal_;           // of the keeper's scales, logged when it changes
   bool shutting_down_ = false;
   Clock::time_point shutdown_deadline_{};
 };

@@ -36,9 +36,13 @@ struct CoordinatorConfig {
   int stats_log_interval_ms = 5000;  // the throughput log line
   std::string api_key;               // when set, /v1/* needs "Authorization: Bearer <key>"
   std::string served_model_name;     // default: the model directory's name
-  int64_t max_in_flight = 4096;      // accepted requests not yet finished, beyond which 429  // a
+  int64_t max_in_flight = 4096;      // accepted requests not yet finished, beyond which 429
   int max_connections = 10000;  // open HTTP connections at most, beyond which 503 + Retry-After
-                                // membership scale that takes longer rolls back
+  // Returning to the target size after a loss or a failed scale (docs/fault_tolerance.md): at
+  // most this many failed scales within the window, then the coordinator gives up until an
+  // operator scales.
+  int max_restarts = 5;
+  int restart_window_s = 300;
   std::string log_level = "info";
   // Expert load balancing (docs/eplb.md). The placement needs --model (its config.json).
   bool enable_eplb = false;           // rebalance automatically; off: only measure

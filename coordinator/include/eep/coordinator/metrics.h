@@ -161,6 +161,10 @@ class ScaleMetrics {
  public:
   explicit ScaleMetrics(MetricsRegistry& registry);
   void update_from(const protocol::ScaleInfo& info);
+  // Losses and recoveries (docs/fault_tolerance.md): eep_worker_failures_total,
+  // eep_recoveries_total, eep_fleet_restarts_total, eep_last_recovery_seconds,
+  // eep_fleet_target_dp, eep_fleet_gave_up.
+  void update_from(const protocol::FleetHealth& health);
 
  private:
   MetricsRegistry& registry_;

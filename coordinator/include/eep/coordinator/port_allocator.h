@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -30,7 +31,13 @@ class PortAllocator {
   // Fails when a range is empty, outside 1..65535, or overlaps another range of the same host.
   static Result<PortAllocator> create(const std::vector<PortRange>& ranges);
 
-  // A free port on host for generation; kResourceExhausted (naming the range) when none is left.
+  // Says whether `port` on `host` is held by another process (true: skip it); unknown hosts
+  // answer false. Ports it refuses go to the back of the queue.
+  using Probe = std::function<bool(const std::string& host, int port)>;
+  void set_probe(Probe probe) { probe_ = std::move(probe); }
+
+  // A free port on host for generation, one the probe does not find taken; kResourceExhausted
+  // (naming the range) when none is left.
   Result<int> allocate(const std::string& host, int64_t generation);
   // Returns every port of generation to the pool.
   void release_generation(int64_t generation);
@@ -56,6 +63,7 @@ class PortAllocator {
     auto operator<=>(const LivePort&) const = default;
   };
   std::set<LivePort> live_;
+  Probe probe_;
 };
 
 }  // namespace eep::coordinator

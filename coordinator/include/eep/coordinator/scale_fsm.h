@@ -40,6 +40,14 @@ enum class ScaleStage {
 };
 std::string_view to_string(ScaleStage stage);
 
+// Why a generation is built: a scale an operator (or the fleet keeper) asked for, or the recovery
+// of a generation that lost a member (docs/fault_tolerance.md). A recovery runs the same stages;
+// its members are the survivors and any waiting spare, its weights come from the checkpoint, its
+// assignments tell the survivors to abandon the broken generation, and rolling it back re-tells
+// nothing (the broken generation cannot serve).
+enum class ScaleKind { kScale, kRecover };
+std::string_view to_string(ScaleKind kind);
+
 struct LaunchWorker {
   std::string worker_id;
   int device_idx = 0;
@@ -106,6 +114,12 @@ class ScaleFsm {
   Result<std::vector<ScaleAction>> start(int to_dp, const std::vector<std::string>& launcher_live,
                                          Clock::time_point now);
 
+  // Begins the recovery of the live generation, one of whose members is DEAD: a new generation
+  // of the ACTIVE survivors (in rank order) and the registered spares, even at the same size.
+  // Refused (kUnavailable) when neither a survivor nor a spare is left, or when a scale runs.
+  Result<std::vector<ScaleAction>> start_recovery(Clock::time_point now);
+  ScaleKind kind() const { return kind_; }
+
   std::vector<ScaleAction> on_registered(const std::string& worker_id, Clock::time_point now);
   std::vector<ScaleAction> on_assign_ack(const std::string& worker_id, int64_t generation,
                                          Clock::time_point now);
@@ -118,6 +132,10 @@ class ScaleFsm {
   // A member could not take its part in g+1 (it acknowledged with an error): roll back.
   std::vector<ScaleAction> on_assign_failed(const std::string& worker_id, int64_t generation,
                                             const std::string& reason, Clock::time_point now);
+  // The live generation lost a member (the fleet keeper recovers it next): a scale that has not
+  // switched yet rolls back without re-telling the broken generation, and nothing re-tells it or
+  // takes weights from it until a new generation is live.
+  std::vector<ScaleAction> on_generation_broken(const std::string& reason, Clock::time_point now);
   // DRAIN_LEAVING: no request runs on the draining workers any more (the caller asks the
   // router); the scale switches. Nothing happens in any other stage.
   std::vector<ScaleAction> on_leaving_drained(Clock::time_point now);
@@ -141,6 +159,13 @@ class ScaleFsm {
   void set_current_placement(Placement placement);
 
  private:
+  // start() and start_recovery(): the checks and members of a new generation of to_dp ranks.
+  Result<std::vector<ScaleAction>> begin(ScaleKind kind, int to_dp,
+                                         const std::vector<std::string>& launcher_live,
+                                         Clock::time_point now);
+  // Every member of the current generation is still ACTIVE: its ranks can hand their weights to
+  // the next one, and a rollback can return to it.
+  bool current_generation_intact() const;
   void enter(ScaleStage stage, Clock::time_point now);
   std::vector<ScaleAction> send_assignments(Clock::time_point now);
   std::vector<ScaleAction> end_acks(Clock::time_point now);
@@ -159,6 +184,7 @@ class ScaleFsm {
   ScaleLimits limits_;
 
   ScaleStage stage_ = ScaleStage::kIdle;
+  ScaleKind kind_ = ScaleKind::kScale;
   Clock::time_point started_{};
   Clock::time_point stage_started_{};
   Clock::time_point finished_{};
@@ -186,6 +212,7 @@ class ScaleFsm {
   protocol::StoreEndpoint current_control_store_;
   protocol::StoreEndpoint current_ep_store_;
   std::optional<Placement> current_placement_;
+  bool current_broken_ = false;  // on_generation_broken() until the next commit
 };
 
 }  // namespace eep::coordinator

@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "eep/bench/faults.h"
 #include "eep/bench/http_client.h"
 #include "eep/bench/scaling.h"
 #include "eep/bench/stats.h"
@@ -50,6 +51,10 @@ struct BenchOptions {
   std::string admin_token_file;
   std::vector<double> scale_at_s;
   std::vector<int> scale_to;
+  // Faults during the run (faults.h): the i-th --kill-at goes with the i-th --kill-rank.
+  std::vector<double> kill_at_s;
+  std::vector<int> kill_rank;
+  std::vector<std::string> kill_signal;  // KILL (default) or STOP: once, or once per --kill-at
 
   static constexpr int kDefaultVocabSize = 256;
 
@@ -77,6 +82,7 @@ struct BenchReport {
   std::vector<RequestRecord> records;  // by request_idx
   std::vector<RunEvent> events;
   std::vector<ScaleRecord> scales;  // one per --scale-at, in time order
+  std::vector<FaultRecord> faults;  // one per --kill-at time, in time order
   Summary summary;
   std::vector<SecondSample> series;
 };

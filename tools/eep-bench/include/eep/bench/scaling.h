@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <vector>
@@ -101,6 +102,17 @@ struct ScaleRecord {
 // reply arrived; a scale whose outcome came later has an empty "after".
 void attach_windows(std::vector<ScaleRecord>& scales, const std::vector<RequestRecord>& records,
                     double run_end_s);
+
+// snprintf into a string: a line of the tables eep-bench prints (at most 255 characters).
+template <typename... Args>
+std::string printf_string(const char* format, Args... args) {
+  char line[256];
+  std::snprintf(line, sizeof(line), format, args...);
+  return line;
+}
+
+// One row of a window table ("before", "during", "after"), as the scale and fault blocks print.
+std::string format_window_row(const char* name, const WindowMetrics& window);
 
 // The block eep-bench prints under the result table; empty when there were no scales.
 std::string format_scales(const std::vector<ScaleRecord>& scales);

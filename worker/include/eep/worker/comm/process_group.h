@@ -76,6 +76,11 @@ class ProcessGroup {
 // ranks of a new generation arrive at different steps), short enough that a dead peer turns
 // into a rollback in seconds rather than hanging the fleet.
 inline constexpr std::chrono::milliseconds kDefaultGroupTimeout{30000};
+// Every collective, send and receive of a built group must finish within this long: a peer that
+// died or hangs turns into an error here, and the rank abandons the generation
+// (docs/fault_tolerance.md). Ranks of a built group meet at every step, so a step's duration
+// plus some slack is enough.
+inline constexpr std::chrono::milliseconds kDefaultCollectiveTimeout{10000};
 
 struct GroupSpec {
   uint64_t generation = 0;
@@ -87,8 +92,10 @@ struct GroupSpec {
   // (the build ends with a barrier, so by then every rank has finished its rendezvous).
   std::string store_host = "127.0.0.1";
   int store_port = 0;
-  // Bounds the rendezvous and every later operation of the group.
+  // Bounds the rendezvous (create) and the teardown of the group.
   std::chrono::milliseconds timeout = kDefaultGroupTimeout;
+  // Bounds every operation of the built group.
+  std::chrono::milliseconds collective_timeout = kDefaultCollectiveTimeout;
   // Address the transport listens on and advertises to peers (loopback unless multi-host).
   std::string bind_host = "127.0.0.1";
   // A network interface ("eth0") to use instead of bind_host, for multi-host fleets.

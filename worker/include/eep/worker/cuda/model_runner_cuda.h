@@ -52,6 +52,9 @@ class ModelRunnerCuda final : public ModelExecutor {
 
   // Serve with these from now on (both outlive their use); drops the captured graphs.
   void install(DeviceWeights* weights, MoeDispatcherCuda* moe);
+  // Releases the captured graphs (they hold the communicator's work): before the generation's
+  // groups are destroyed without a new install (a lost generation). Captured again on demand.
+  void drop_graphs();
 
   const ModelConfig& config() const override { return config_; }
   Result<ForwardOutput> forward(const std::vector<SequenceChunk>& batch,

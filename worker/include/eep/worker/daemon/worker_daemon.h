@@ -11,6 +11,7 @@
 
 #include "eep/common/protocol.h"
 #include "eep/common/status.h"
+#include "eep/worker/daemon/heartbeat_sender.h"
 #include "eep/worker/daemon/worker_config.h"
 #include "eep/worker/engine/engine_core.h"
 
@@ -29,6 +30,9 @@ class WorkerDaemon {
   void handle(const protocol::Envelope& envelope);
   // Serving: one pass of the engine between message drains (see engine_core.h).
   void serve_once();
+  // A collective of the current generation failed (a peer died or hangs): abandon it, keep the
+  // requests, tell the coordinator, wait for its next assignment (docs/fault_tolerance.md).
+  void lose_generation(const std::string& reason);
   void send_outputs(std::vector<protocol::RequestOutput> outputs);
   void request_wake();
   template <typename T>
@@ -41,6 +45,7 @@ class WorkerDaemon {
   zmq::socket_t socket_;
   uint64_t next_seq_ = 1;
   std::chrono::milliseconds heartbeat_interval_{1000};
+  std::unique_ptr<HeartbeatSender> heartbeat_;  // started once registered
   std::optional<protocol::Assign> assignment_;
   bool stop_ = false;
   std::string stop_reason_;

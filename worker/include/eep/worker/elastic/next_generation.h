@@ -43,6 +43,12 @@ class NextGenerationLifecycle {
  public:
   NextGenerationStage stage() const { return stage_; }
   bool is(NextGenerationStage stage) const { return stage_ == stage; }
+  // A next generation is on its way: building, sending or receiving weights, or built.
+  bool pending() const {
+    return stage_ == NextGenerationStage::kBuilding ||
+           stage_ == NextGenerationStage::kReadyToSend || stage_ == NextGenerationStage::kSending ||
+           stage_ == NextGenerationStage::kBuilt;
+  }
   // Moves to `to`, logged with its cause at info level; kFailedPrecondition (and no change) when
   // the table has no such transition. A move to the same stage is a no-op.
   Status transition(NextGenerationStage to, std::string_view cause);

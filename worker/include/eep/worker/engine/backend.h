@@ -122,6 +122,10 @@ class Backend {
   virtual Status install(std::unique_ptr<GenerationState> state, int num_kv_blocks) = 0;
   // Engine thread, after the first install.
   virtual ModelExecutor& executor() = 0;
+  // Engine thread: the installed generation's groups are destroyed next, without a new install
+  // (a lost generation, docs/fault_tolerance.md). Whatever holds their work goes first (the CUDA
+  // backend's captured graphs); the weights stay until the next install.
+  virtual void release_collectives() {}
 };
 
 enum class Device { kCpu, kCuda };
@@ -143,6 +147,7 @@ struct BackendOptions {
   MoeCombine moe_combine = MoeCombine::kExact;  // cuda
   bool batch_invariant = false;                 // cuda: ModelRunnerCuda's option
   std::chrono::milliseconds group_timeout = kDefaultGroupTimeout;
+  std::chrono::milliseconds collective_timeout = kDefaultCollectiveTimeout;
 };
 
 // One chunk of a weight transfer on this rank (docs/weight_transfer.md): its sends and local

@@ -121,6 +121,13 @@ class EngineCore {
   Status order_switch(const protocol::Switch& order);
   // The scale was rolled back: drop the next generation, built or being built, and any order.
   void abandon_next_generation();
+  // A collective of the current generation failed (a peer died or hangs), or the coordinator
+  // recovers the fleet without a lost member (docs/fault_tolerance.md): destroys the current
+  // generation's groups and the next generation, built or building; keeps the installed weights,
+  // the scheduler's requests and their KV cache. The rank then serves nothing until it switches
+  // to the generation the coordinator assigns next, like a new rank; the interrupted step runs
+  // again there (the scheduler advances only after a forward). Nothing when not serving.
+  void abandon_current_generation(std::string_view cause);
   // Whether step() may run: serving, or a new rank whose first generation is built and ordered.
   bool can_step() const;
   // The generation this rank is not part of any more (scale down): it stops stepping.

@@ -372,7 +372,8 @@ EEP_MESSAGE(EplbInfo, EEP_REQUIRED(enabled), EEP_OPTIONAL(window_steps), EEP_OPT
             EEP_OPTIONAL(last_rebalance, Write::kNullWhenEmpty))
 EEP_MESSAGE(StatusReply, EEP_REQUIRED(generation), EEP_REQUIRED(active_dp), EEP_REQUIRED(workers),
             EEP_REQUIRED(scale), EEP_OPTIONAL(launcher), EEP_OPTIONAL(device), EEP_OPTIONAL(eplb),
-            EEP_OPTIONAL(num_store_ports_live), EEP_OPTIONAL(health))
+            EEP_OPTIONAL(num_store_ports_live), EEP_OPTIONAL(health),
+            EEP_OPTIONAL(recent_scales, Write::kUnlessEmpty))
 EEP_MESSAGE(FleetHealth, EEP_REQUIRED(target_dp), EEP_REQUIRED(num_failures),
             EEP_REQUIRED(num_recoveries), EEP_REQUIRED(num_restarts), EEP_OPTIONAL(last_failure),
             EEP_OPTIONAL(last_failure_ago_s), EEP_OPTIONAL(last_recovery_s),

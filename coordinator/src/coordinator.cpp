@@ -529,12 +529,6 @@ void Coordinator::on_worker_gone(const std::string& worker_id, const std::string
                                  bool clean) {
   const auto now = Clock::now();
   WorkerRecord* worker = membership_.find(worker_id);
-  if (worker != nullptr && worker->state == WorkerState::kDead) {
-    // Declared dead before (its heartbeats stopped, it hung), and now its process is gone too:
-    // its scale and its requests were dealt with then.
-    EEP_LOG_INFO("worker " << worker_id << ", DEAD already, is gone (" << reason << ")");
-    return;
-  }
   std::optional<std::string> lost_member;  // an ACTIVE member: who and why
   if (worker != nullptr && worker->state == WorkerState::kLeaving) {
     EEP_LOG_INFO("worker " << worker_id << " left (" << reason << ")");

@@ -71,6 +71,7 @@ protocol::StatusReply Coordinator::status_reply() const {
   if (knows_experts_) status.eplb = eplb_.info();
   status.num_store_ports_live = static_cast<int>(ports_.num_live());
   status.health = keeper_.health(now);
+  status.recent_scales.assign(scale_->recent().begin(), scale_->recent().end());
   std::vector<const WorkerRecord*> workers = membership_.all();
   // Ranked workers first in rank order, then the rest by id.
   std::stable_sort(workers.begin(), workers.end(),

@@ -60,7 +60,11 @@ void ScaleFsm::enter(ScaleStage stage, Clock::time_point now) {
                                 << seconds_between(stage_started_, now) << " s");
   stage_ = stage;
   stage_started_ = now;
-  if (!running()) finished_ = now;
+  if (!running()) {
+    finished_ = now;
+    recent_.push_back(info(now));
+    if (recent_.size() > kNumRecent) recent_.pop_front();
+  }
 }
 
 std::string ScaleFsm::free_worker_id(const std::vector<std::string>& launcher_live,

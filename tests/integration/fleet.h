@@ -131,6 +131,18 @@ bool eventually(Condition condition, std::chrono::milliseconds timeout) {
   return condition();
 }
 
+// eep-bench's records (--save-tokens) keyed by request index: the output ids of each, checked
+// successful.
+inline std::map<int, nlohmann::json> outputs_by_request(const nlohmann::json& report) {
+  std::map<int, nlohmann::json> outputs;
+  for (const nlohmann::json& record : report["requests"]) {
+    INFO(record.dump());
+    REQUIRE(record["success"] == true);
+    outputs[record["id"].get<int>()] = record["output_ids"];
+  }
+  return outputs;
+}
+
 inline bool process_alive(pid_t pid) {
   // A reaped process is gone; a zombie would still answer kill(0), so look at /proc too.
   if (::kill(pid, 0) != 0) return false;

@@ -29,17 +29,6 @@ constexpr int kNumPrompts = 640;
 // kNumPrompts / kRequestRate = 8 s on any machine: longer than the scales (about 5 s).
 constexpr int kRequestRate = 80;
 
-// eep-bench's records keyed by request index: the output ids of each, checked successful.
-std::map<int, json> outputs_by_request(const json& report) {
-  std::map<int, json> outputs;
-  for (const json& record : report["requests"]) {
-    INFO(record.dump());
-    REQUIRE(record["success"] == true);
-    outputs[record["id"].get<int>()] = record["output_ids"];
-  }
-  return outputs;
-}
-
 // The same requests every time (the dataset depends on the seed only, not on the rate).
 // The token ids of a streamed /v1/completions reply (curl's output), in order.
 std::vector<int> streamed_token_ids(const std::string& sse) {

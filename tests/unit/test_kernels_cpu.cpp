@@ -180,6 +180,23 @@ TEST_CASE("matmul_nt follows the documented summation order, whatever the batch"
   CHECK(c[0] == 0.0f);  // an empty sum
 }
 
+// RMSNorm in fp64: x / sqrt(mean(x^2) + eps) * w, row by row.
+static std::vector<double> expected_rmsnorm(const std::vector<float>& x,
+                                            const std::vector<float>& w, int64_t num_rows,
+                                            int64_t hidden, float eps) {
+  std::vector<double> expected(x.size());
+  for (int64_t r = 0; r < num_rows; ++r) {
+    double mean_square = 0.0;
+    for (int64_t i = 0; i < hidden; ++i)
+      mean_square += double{x[r * hidden + i]} * x[r * hidden + i];
+    mean_square /= static_cast<double>(hidden);
+    for (int64_t i = 0; i < hidden; ++i) {
+      expected[r * hidden + i] = x[r * hidden + i] / std::sqrt(mean_square + double{eps}) * w[i];
+    }
+  }
+  return expected;
+}
+
 TEST_CASE("rmsnorm over rows and per head", "[kernels]") {
   const float eps = 1e-6f;
   for (const int64_t hidden : {int64_t{1}, int64_t{7}, int64_t{64}, int64_t{129}}) {
@@ -190,16 +207,10 @@ TEST_CASE("rmsnorm over rows and per head", "[kernels]") {
     cpu::rmsnorm(x.data(), w.data(), out.data(), num_rows, hidden, eps);
     std::vector<float> in_place = x;
     cpu::rmsnorm(in_place.data(), w.data(), in_place.data(), num_rows, hidden, eps);
-    for (int64_t r = 0; r < num_rows; ++r) {
-      double mean_square = 0.0;
-      for (int64_t i = 0; i < hidden; ++i)
-        mean_square += double{x[r * hidden + i]} * x[r * hidden + i];
-      mean_square /= static_cast<double>(hidden);
-      for (int64_t i = 0; i < hidden; ++i) {
-        const double expected = x[r * hidden + i] / std::sqrt(mean_square + eps) * w[i];
-        CHECK(std::fabs(out[r * hidden + i] - expected) <= 1e-6 * (1.0 + std::fabs(expected)));
-        CHECK(in_place[r * hidden + i] == out[r * hidden + i]);
-      }
+    const std::vector<double> expected = expected_rmsnorm(x, w, num_rows, hidden, eps);
+    for (int64_t i = 0; i < num_rows * hidden; ++i) {
+      CHECK(std::fabs(out[i] - expected[i]) <= 1e-6 * (1.0 + std::fabs(expected[i])));
+      CHECK(in_place[i] == out[i]);
     }
   }
 }
@@ -219,16 +230,10 @@ TEST_CASE("rmsnorm adds eps to the mean square, visible where the row is near ze
     const std::vector<float> w = random_floats(hidden, 18, 0.5f, 1.5f);
     std::vector<float> out = poisoned(num_rows * hidden);
     cpu::rmsnorm(x.data(), w.data(), out.data(), num_rows, hidden, eps);
-    for (int64_t r = 0; r < num_rows; ++r) {
-      double mean_square = 0.0;
-      for (int64_t i = 0; i < hidden; ++i)
-        mean_square += double{x[r * hidden + i]} * x[r * hidden + i];
-      mean_square /= static_cast<double>(hidden);
-      for (int64_t i = 0; i < hidden; ++i) {
-        const double expected = x[r * hidden + i] / std::sqrt(mean_square + double{eps}) * w[i];
-        // A few fp32 roundings of a value below ~2: relative 1e-6 is ten times their bound.
-        CHECK(std::fabs(out[r * hidden + i] - expected) <= 1e-6 * (1e-3 + std::fabs(expected)));
-      }
+    const std::vector<double> expected = expected_rmsnorm(x, w, num_rows, hidden, eps);
+    for (int64_t i = 0; i < num_rows * hidden; ++i) {
+      // A few fp32 roundings of a value below ~2: relative 1e-6 is ten times their bound.
+      CHECK(std::fabs(out[i] - expected[i]) <= 1e-6 * (1e-3 + std::fabs(expected[i])));
     }
   }
 }

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "eep/common/admin_client.h"
@@ -160,8 +161,16 @@ int run_scale(eep::AdminClient& client, const Options& options) {
       return 1;
     }
     auto parsed = status->get<eep::protocol::StatusReply>();
-    const auto& scale = parsed.scale;
-    if (scale.target_generation != target || scale.state == "running") continue;
+    // The scale itself, or its outcome among the recent ones (a recovery may have followed it).
+    std::optional<eep::protocol::ScaleInfo> ended;
+    if (parsed.scale.target_generation == target && parsed.scale.state != "running") {
+      ended = parsed.scale;
+    }
+    for (const auto& recent : parsed.recent_scales) {
+      if (recent.target_generation == target && recent.kind == "scale") ended = recent;
+    }
+    if (!ended) continue;
+    const auto& scale = *ended;
     if (options.json_output) {
       std::cout << json{{"ok", scale.state == "succeeded"}, {"scale", scale}}.dump() << "\n";
     } else if (scale.state == "succeeded") {

@@ -17,7 +17,7 @@ constexpr std::chrono::milliseconds kStatusPollInterval{50};
 
 FaultDriver::FaultDriver(std::string admin, std::string token, std::vector<FaultTrigger> triggers,
                          BenchClock::time_point start)
-    : admin_(std::move(admin)), token_(std::move(token)), start_(start) {
+    : admin_(std::move(admin)), token_(std::move(token)), thread_(start) {
   for (const FaultTrigger& trigger : triggers) {
     if (faults_.empty() || faults_.back().at_s != trigger.at_s) {
       faults_.push_back(FaultRecord{});
@@ -25,30 +25,16 @@ FaultDriver::FaultDriver(std::string admin, std::string token, std::vector<Fault
     }
     faults_.back().targets.push_back(FaultTarget{trigger.rank, trigger.signal, "", 0});
   }
-  thread_ = std::thread([this] { run(); });
+  thread_.run([this] { run(); });
 }
 
 FaultDriver::~FaultDriver() {
-  if (thread_.joinable()) finish();
+  thread_.finish();
 }
 
 std::vector<FaultRecord> FaultDriver::finish() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    finished_ = true;
-  }
-  finished_changed_.notify_all();
-  thread_.join();
+  thread_.finish();
   return std::move(faults_);
-}
-
-bool FaultDriver::wait_until_or_finished(BenchClock::time_point until) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  return finished_changed_.wait_until(lock, until, [this] { return finished_; });
-}
-
-double FaultDriver::seconds_now() const {
-  return std::chrono::duration<double>(BenchClock::now() - start_).count();
 }
 
 void FaultDriver::run() {
@@ -66,9 +52,7 @@ void FaultDriver::run() {
 
   for (size_t idx = 0; idx < faults_.size(); ++idx) {
     FaultRecord& fault = faults_[idx];
-    const auto due = start_ + std::chrono::duration_cast<BenchClock::duration>(
-                                  std::chrono::duration<double>(fault.at_s));
-    if (wait_until_or_finished(due)) {
+    if (thread_.wait_until_or_finished(thread_.at(fault.at_s))) {
       for (size_t rest = idx; rest < faults_.size(); ++rest) {
         faults_[rest].error = "the requests ended before its time";
       }
@@ -102,14 +86,14 @@ void FaultDriver::run() {
         fault.error += "kill " + std::to_string(target.pid) + " failed; ";
       }
     }
-    fault.signal_s = seconds_now();
+    fault.signal_s = thread_.seconds_now();
     // Followed to its end even once the requests are done (bounded): the record is whole.
     const auto give_up_at = BenchClock::now() + kOutcomeWait;
     while (BenchClock::now() < give_up_at) {
       std::this_thread::sleep_for(kStatusPollInterval);
       auto now = status();
       if (!now.is_ok() || !now->health) continue;
-      const double now_s = seconds_now();
+      const double now_s = thread_.seconds_now();
       if (fault.recovered_s < 0 && now->health->num_recoveries > recoveries_before &&
           now->generation > fault.generation_before) {
         fault.recovered_s = now_s;

@@ -110,14 +110,7 @@ std::string format_faults(const std::vector<FaultRecord>& faults) {
           static_cast<long long>(fault.generation_after));
     }
     if (!fault.error.empty()) out += "  " + fault.error + "\n";
-    if (fault.windows) {
-      out +=
-          "  window   from(s)    to(s) completed  failed  out tok/s  mITL(ms) p99ITL(ms) "
-          "maxgap(ms)\n";
-      out += format_window_row("before", fault.windows->before);
-      out += format_window_row("during", fault.windows->during);
-      out += format_window_row("after", fault.windows->after);
-    }
+    if (fault.windows) out += format_windows(*fault.windows);
   }
   out += std::string(50, '=') + "\n";
   return out;
@@ -142,11 +135,7 @@ nlohmann::json to_json(const std::vector<FaultRecord>& faults) {
                          {"generation_before", fault.generation_before},
                          {"generation_after", fault.generation_after},
                          {"error", fault.error}};
-    if (fault.windows) {
-      entry["windows"] = {{"before", to_json(fault.windows->before)},
-                          {"during", to_json(fault.windows->during)},
-                          {"after", to_json(fault.windows->after)}};
-    }
+    if (fault.windows) entry["windows"] = to_json(*fault.windows);
     out.push_back(std::move(entry));
   }
   return out;

@@ -22,36 +22,22 @@ constexpr int kMaxStatusFailures = 3;
 
 ScaleDriver::ScaleDriver(std::string admin, std::string token, std::vector<ScaleTrigger> triggers,
                          BenchClock::time_point start)
-    : admin_(std::move(admin)), token_(std::move(token)), start_(start) {
+    : admin_(std::move(admin)), token_(std::move(token)), thread_(start) {
   for (const ScaleTrigger& trigger : triggers) {
     ScaleRecord scale;
     scale.trigger = trigger;
     scales_.push_back(std::move(scale));
   }
-  thread_ = std::thread([this] { run(); });
+  thread_.run([this] { run(); });
 }
 
 ScaleDriver::~ScaleDriver() {
-  if (thread_.joinable()) finish();
+  thread_.finish();
 }
 
 std::vector<ScaleRecord> ScaleDriver::finish() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    finished_ = true;
-  }
-  finished_changed_.notify_all();
-  thread_.join();
+  thread_.finish();
   return std::move(scales_);
-}
-
-bool ScaleDriver::wait_until_or_finished(BenchClock::time_point until) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  return finished_changed_.wait_until(lock, until, [this] { return finished_; });
-}
-
-double ScaleDriver::seconds_now() const {
-  return std::chrono::duration<double>(BenchClock::now() - start_).count();
 }
 
 void ScaleDriver::run() {
@@ -70,7 +56,7 @@ void ScaleDriver::run() {
     protocol::AdminRequest request;
     request.cmd = protocol::AdminCommand::kStatus;
     auto reply = client.call(request, kReplyTimeout);
-    const double now_s = seconds_now();
+    const double now_s = thread_.seconds_now();
     if (!reply.is_ok()) {
       if (++num_status_failures >= kMaxStatusFailures) {
         give_up("status failed " + std::to_string(num_status_failures) +
@@ -82,6 +68,11 @@ void ScaleDriver::run() {
     protocol::ScaleInfo info;
     try {
       info = reply->at("scale").get<protocol::ScaleInfo>();
+      // Its outcome among the recent ones, when a recovery (or another scale) followed it.
+      for (const nlohmann::json& recent : reply->value("recent_scales", nlohmann::json::array())) {
+        auto ended = recent.get<protocol::ScaleInfo>();
+        if (ended.target_generation == scale.target_generation) info = ended;
+      }
     } catch (const nlohmann::json::exception& e) {
       give_up(std::string("status has no readable scale object: ") + e.what());
       return;
@@ -116,7 +107,7 @@ void ScaleDriver::run() {
     protocol::AdminRequest request;
     request.cmd = protocol::AdminCommand::kScale;
     request.dp = scale.trigger.dp;
-    scale.command_s = seconds_now();
+    scale.command_s = thread_.seconds_now();
     auto reply = client.call(request, kReplyTimeout);
     if (!reply.is_ok()) {
       // Unavailable: no answer, so it is unknown whether the coordinator got the command.
@@ -130,7 +121,7 @@ void ScaleDriver::run() {
       scale.reason = reply->value("message", std::string());
       return;
     }
-    scale.accepted_s = seconds_now();
+    scale.accepted_s = thread_.seconds_now();
     try {
       const auto info = reply->at("scale").get<protocol::ScaleInfo>();
       scale.target_generation = info.target_generation;
@@ -145,17 +136,14 @@ void ScaleDriver::run() {
     num_status_failures = 0;
   };
 
-  auto due = [&](size_t idx) {
-    return start_ + std::chrono::duration_cast<BenchClock::duration>(
-                        std::chrono::duration<double>(scales_[idx].trigger.at_s));
-  };
+  auto due = [&](size_t idx) { return thread_.at(scales_[idx].trigger.at_s); };
 
   size_t next_idx = 0;
   while (pending || next_idx < scales_.size()) {
     BenchClock::time_point wake =
         pending ? BenchClock::now() + kStatusPollInterval : BenchClock::time_point::max();
     if (next_idx < scales_.size()) wake = std::min(wake, due(next_idx));
-    if (wait_until_or_finished(wake)) {
+    if (thread_.wait_until_or_finished(wake)) {
       for (; next_idx < scales_.size(); ++next_idx) {
         scales_[next_idx].reason = "the requests ended before its time";
       }

@@ -134,11 +134,22 @@ void attach_windows(std::vector<ScaleRecord>& scales, const std::vector<RequestR
   }
 }
 
+namespace {
+
 std::string format_window_row(const char* name, const WindowMetrics& window) {
   return printf_string("  %-7s %8.2f %8.2f %9lld %7lld %10.1f %9.2f %9.2f %11.1f\n", name,
                        window.begin_s, window.end_s, static_cast<long long>(window.num_completed),
                        static_cast<long long>(window.num_failed), window.output_throughput,
                        window.itl.mean_ms, window.itl.p99_ms, window.longest_gap_ms);
+}
+
+}  // namespace
+
+std::string format_windows(const ScaleWindows& windows) {
+  return "  window   from(s)    to(s) completed  failed  out tok/s  mITL(ms) p99ITL(ms) "
+         "maxgap(ms)\n" +
+         format_window_row("before", windows.before) + format_window_row("during", windows.during) +
+         format_window_row("after", windows.after);
 }
 
 std::string format_scales(const std::vector<ScaleRecord>& scales) {
@@ -173,14 +184,7 @@ std::string format_scales(const std::vector<ScaleRecord>& scales) {
                            scale.weight_bytes_from_peers / 1e6, scale.weight_transfer_s,
                            scale.weight_bytes_from_checkpoint / 1e6);
     }
-    if (scale.windows) {
-      out +=
-          "  window   from(s)    to(s) completed  failed  out tok/s  mITL(ms) p99ITL(ms) "
-          "maxgap(ms)\n";
-      out += format_window_row("before", scale.windows->before);
-      out += format_window_row("during", scale.windows->during);
-      out += format_window_row("after", scale.windows->after);
-    }
+    if (scale.windows) out += format_windows(*scale.windows);
   }
   out += std::string(50, '=') + "\n";
   return out;
@@ -198,6 +202,12 @@ nlohmann::json to_json(const WindowMetrics& window) {
           {"longest_gap_ms", window.longest_gap_ms},
           {"longest_gap_request", window.longest_gap_request_idx},
           {"longest_gap_start_s", window.longest_gap_start_s}};
+}
+
+nlohmann::json to_json(const ScaleWindows& windows) {
+  return {{"before", to_json(windows.before)},
+          {"during", to_json(windows.during)},
+          {"after", to_json(windows.after)}};
 }
 
 nlohmann::json to_json(const std::vector<ScaleRecord>& scales) {
@@ -218,11 +228,7 @@ nlohmann::json to_json(const std::vector<ScaleRecord>& scales) {
                          {"weight_bytes_from_checkpoint", scale.weight_bytes_from_checkpoint},
                          {"weight_transfer_s", scale.weight_transfer_s},
                          {"build_stages", scale.build_stages}};
-    if (scale.windows) {
-      entry["windows"] = {{"before", to_json(scale.windows->before)},
-                          {"during", to_json(scale.windows->during)},
-                          {"after", to_json(scale.windows->after)}};
-    }
+    if (scale.windows) entry["windows"] = to_json(*scale.windows);
     out.push_back(std::move(entry));
   }
   return out;

@@ -460,6 +460,9 @@ struct StatusReply {
   // EP groups); back to 2 after every finished scale. Absent in replies of older coordinators.
   std::optional<int> num_store_ports_live;
   std::optional<FleetHealth> health;  // absent in replies of older coordinators
+  // The last scales and recoveries that ended, oldest first (at most 8): a scale's outcome stays
+  // readable after a recovery replaced it in `scale`.
+  std::vector<ScaleInfo> recent_scales;
 };
 
 EEP_PROTOCOL_JSON(WorkerInfo);

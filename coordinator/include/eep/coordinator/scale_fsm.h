@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <optional>
 #include <set>
 #include <string>
@@ -148,6 +149,9 @@ class ScaleFsm {
 
   protocol::ScaleInfo info(Clock::time_point now) const;
   const std::vector<StageTiming>& timeline() const { return timeline_; }
+  // The info of the last scales that ended (at most kNumRecent), oldest first.
+  const std::deque<protocol::ScaleInfo>& recent() const { return recent_; }
+  static constexpr size_t kNumRecent = 8;
 
   // The assignment of the current generation for one active worker (used to re-tell workers).
   std::optional<protocol::Assign> current_assignment(const std::string& worker_id) const;
@@ -213,6 +217,7 @@ class ScaleFsm {
   protocol::StoreEndpoint current_ep_store_;
   std::optional<Placement> current_placement_;
   bool current_broken_ = false;  // on_generation_broken() until the next commit
+  std::deque<protocol::ScaleInfo> recent_;
 };
 
 }  // namespace eep::coordinator

@@ -5,14 +5,11 @@
 // on the admin socket.
 #pragma once
 
-#include <condition_variable>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "eep/bench/driver_thread.h"
 #include "eep/bench/faults.h"
-#include "eep/bench/http_client.h"
 
 namespace eep::bench {
 
@@ -33,17 +30,11 @@ class FaultDriver {
 
  private:
   void run();
-  bool wait_until_or_finished(BenchClock::time_point until);
-  double seconds_now() const;
 
   std::string admin_;
   std::string token_;
-  BenchClock::time_point start_;
-  std::vector<FaultRecord> faults_;  // written by the thread only, read after join
-  std::mutex mutex_;
-  std::condition_variable finished_changed_;
-  bool finished_ = false;  // under mutex_
-  std::thread thread_;
+  std::vector<FaultRecord> faults_;  // written by the thread only, read after finish
+  DriverThread thread_;              // last: it runs run() on the members above
 };
 
 }  // namespace eep::bench

@@ -4,13 +4,10 @@
 // must never wait on it (a stalled admin call would show up as a token gap of every stream).
 #pragma once
 
-#include <condition_variable>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "eep/bench/http_client.h"
+#include "eep/bench/driver_thread.h"
 #include "eep/bench/scaling.h"
 
 namespace eep::bench {
@@ -36,18 +33,11 @@ class ScaleDriver {
 
  private:
   void run();
-  // Waits until `until` or until finish() is called; returns true when it was called.
-  bool wait_until_or_finished(BenchClock::time_point until);
-  double seconds_now() const;
 
   std::string admin_;
   std::string token_;
-  BenchClock::time_point start_;
-  std::vector<ScaleRecord> scales_;  // written by the thread only, read after join
-  std::mutex mutex_;
-  std::condition_variable finished_changed_;
-  bool finished_ = false;  // under mutex_
-  std::thread thread_;
+  std::vector<ScaleRecord> scales_;  // written by the thread only, read after finish
+  DriverThread thread_;              // last: it runs run() on the members above
 };
 
 }  // namespace eep::bench

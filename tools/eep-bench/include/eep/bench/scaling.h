@@ -111,8 +111,9 @@ std::string printf_string(const char* format, Args... args) {
   return line;
 }
 
-// One row of a window table ("before", "during", "after"), as the scale and fault blocks print.
-std::string format_window_row(const char* name, const WindowMetrics& window);
+// The table of the three windows (a header and a row each), as the scale and fault blocks print.
+std::string format_windows(const ScaleWindows& windows);
+nlohmann::json to_json(const ScaleWindows& windows);
 
 // The block eep-bench prints under the result table; empty when there were no scales.
 std::string format_scales(const std::vector<ScaleRecord>& scales);

@@ -248,4 +248,42 @@ class Fleet {
   int http_port_ = 0;
 };
 
+// The token ids of a streamed /v1/completions reply (curl's output), in order.
+inline std::vector<int> streamed_token_ids(const std::string& sse) {
+  std::vector<int> ids;
+  std::istringstream lines(sse);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("data: {", 0) != 0) continue;
+    const nlohmann::json chunk = nlohmann::json::parse(line.substr(6));
+    for (int id : chunk["choices"][0]["token_ids"]) ids.push_back(id);
+  }
+  return ids;
+}
+
+// "1,2,3": a prompt in a request body, or ids to compare with eep-generate's output.
+inline std::string join_ids(const std::vector<int>& ids) {
+  std::string text;
+  for (int id : ids) text += (text.empty() ? "" : ",") + std::to_string(id);
+  return text;
+}
+
+// A streaming greedy completion of `prompt` through curl (its output in dir/stream<idx>.out),
+// returned once tokens flow, so the router has counted it before the next request is sent.
+inline ChildProcess start_stream(const TempDir& dir, Fleet& fleet, int idx,
+                                 const std::string& prompt, int max_tokens) {
+  const std::string body = dir.file("request" + std::to_string(idx) + ".json");
+  write_file(body, R"({"model":"tiny","prompt":[)" + prompt + R"(],"max_tokens":)" +
+                       std::to_string(max_tokens) +
+                       R"(,"temperature":0,"ignore_eos":true,"stream":true})");
+  SpawnOptions options;
+  options.log_path = dir.file("stream" + std::to_string(idx) + ".out");
+  auto curl = ChildProcess::spawn({"curl", "-sN", fleet.base_url() + "/v1/completions", "-H",
+                                   "Content-Type: application/json", "--data-binary", "@" + body},
+                                  options);
+  REQUIRE(curl.is_ok());
+  REQUIRE(eventually([&] { return read_file(options.log_path).size() > 1000; }, 20s));
+  return std::move(curl).value();
+}
+
 }  // namespace eep::testing

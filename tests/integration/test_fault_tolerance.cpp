@@ -337,3 +337,58 @@ TEST_CASE("a fleet that lost every worker forms anew from the checkpoint", "[fau
   INFO(bench.output);
   CHECK_THAT(bench.output, Catch::Contains("Successful requests:                     16"));
 }
+
+TEST_CASE("a leaving rank killed while a scale-down drains it: its stream continues whole",
+          "[fault_tolerance]") {
+  TempDir dir;
+  const std::string model = make_tiny_model(dir, 13);
+  std::vector<std::string> flags = fleet_flags(model, 3);
+  flags.insert(flags.end(), {"--scale-drain-timeout-ms", "60000"});
+  Fleet fleet(flags);
+  REQUIRE(eventually([&] { return fleet.has_active(3); }, 30s));
+  // Three long greedy streams, one per rank (each goes to the least loaded): the scale to 2
+  // waits in DRAIN_LEAVING for the one on rank 2. 1500 tokens take seconds.
+  constexpr int kMaxTokens = 1500;
+  const std::vector<std::vector<int>> prompts = {{1, 2, 3}, {4, 5, 6}, {7, 8, 9}};
+  std::vector<ChildProcess> streams;
+  for (size_t idx = 0; idx < prompts.size(); ++idx) {
+    streams.push_back(
+        start_stream(dir, fleet, static_cast<int>(idx), join_ids(prompts[idx]), kMaxTokens));
+  }
+  auto scale = std::async(std::launch::async, [&] {
+    return fleet.eepctl({"scale", "--dp", "2", "--json"}, 120s);
+  });
+  REQUIRE(eventually([&] { return fleet.status()["scale"]["stage"] == "DRAIN_LEAVING"; }, 20s));
+  const json leaving = fleet.workers_in("ACTIVE")[2];
+  REQUIRE(::kill(leaving["pid"].get<pid_t>(), SIGKILL) == 0);
+
+  const CommandResult scaled = scale.get();
+  INFO(scaled.output);
+  INFO(fleet.coordinator_log());
+  CHECK(scaled.exit_code == 1);  // rank 2 still served generation 1: it broke, the scale failed
+  // Every stream ends whole: the one on the lost rank continued on a survivor, and each equals
+  // eep-generate's greedy tokens.
+  for (size_t idx = 0; idx < prompts.size(); ++idx) {
+    INFO("stream " << idx);
+    REQUIRE(streams[idx].wait_for(120s));
+    const std::string sse = read_file(dir.file("stream" + std::to_string(idx) + ".out"));
+    CHECK_THAT(sse, Catch::EndsWith("data: [DONE]\n\n"));
+    const std::vector<int> ids = streamed_token_ids(sse);
+    REQUIRE(ids.size() == static_cast<size_t>(kMaxTokens));
+    const CommandResult reference =
+        run_command({bin("eep-generate"), "--model", model, "--prompt-ids", join_ids(prompts[idx]),
+                     "--max-tokens", std::to_string(kMaxTokens), "--ignore-eos"},
+                    60s);
+    REQUIRE(reference.exit_code == 0);
+    CHECK(join_ids(ids) == reference.output.substr(0, reference.output.find('\n')));
+  }
+  CHECK(fleet.status()["health"]["num_recoveries"] == 1);
+  // The failed scale-down did not move the target: the fleet returned to 3 ranks. The
+  // scale-down asked for succeeds now.
+  REQUIRE(eventually(
+      [&] { return fleet.has_active(3) && fleet.status()["scale"]["state"] != "running"; }, 30s));
+  const CommandResult next = fleet.eepctl({"scale", "--dp", "2"}, 60s);
+  INFO(next.output);
+  CHECK(next.exit_code == 0);
+  CHECK(fleet.has_active(2));
+}

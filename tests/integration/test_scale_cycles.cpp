@@ -21,6 +21,11 @@ constexpr int kNumWarmUpCycles = 2;
 constexpr int kBaseDp = 2;  // ranks 0 and 1 stay throughout
 constexpr int kPeakDp = 3;
 constexpr int kRequestsPerGeneration = 2;
+// A recovery reads the survivors' weights from the checkpoint again beside the installed ones:
+// the heap of a surviving worker grows for the first cycles (by about 15 MiB on `tiny`) and then
+// stays within a few MiB (docs/benchmarks.md, "Scale cycles"). The sample to compare with is
+// taken once it settled; the 24 generations after it still show a leak of 350 KiB each.
+constexpr int kNumKillWarmUpCycles = 8;
 // RSS may grow this much between the warm-up and the last cycle. A worker's RSS is bimodal
 // from one generation to the next (about 20 or about 24 MiB; most likely glibc serving the new
 // generation's buffers from the heap or from fresh mappings depending on what the old one freed),
@@ -186,9 +191,9 @@ class CyclingFleet {
   std::vector<pid_t> last_pids_;
 };
 
-void print_table(const Snapshot& warm, const Snapshot& last) {
+void print_table(const Snapshot& warm, const Snapshot& last, int warm_cycle) {
   std::ostringstream table;
-  table << "| process | RSS KiB (cycle " << kNumWarmUpCycles << ") | RSS KiB (cycle " << kNumCycles
+  table << "| process | RSS KiB (cycle " << warm_cycle << ") | RSS KiB (cycle " << kNumCycles
         << ") | delta KiB | threads | fds |\n| --- | --- | --- | --- | --- | --- |\n";
   for (const auto& [name, before] : warm.processes) {
     const ProcessUsage& after = last.processes.at(name);
@@ -217,7 +222,7 @@ static void print_cycle(const char* what, int cycle, const Snapshot& now) {
 // After the cycles: waits for threads of the last retired generation to finish, prints the
 // table, and checks that nothing grew since the warm-up.
 static void check_nothing_grew(CyclingFleet& cycling, const std::map<int, pid_t>& pids,
-                               const Snapshot& warm) {
+                               const Snapshot& warm, int warm_cycle) {
   // Threads of a retired generation may still be finishing their join when the scale reports
   // success; give them a moment rather than compare a transient.
   Snapshot last;
@@ -233,7 +238,7 @@ static void check_nothing_grew(CyclingFleet& cycling, const std::map<int, pid_t>
         return true;
       },
       2s);
-  print_table(warm, last);
+  print_table(warm, last, warm_cycle);
 
   CHECK(last.num_store_ports_live == warm.num_store_ports_live);
   CHECK(last.num_store_ports_live == 2);  // the control and EP stores of the one live generation
@@ -262,7 +267,7 @@ TEST_CASE("20 scale cycles dp 2 -> 3 -> 2 grow no threads, fds, ports or memory"
     if (cycle == kNumWarmUpCycles) warm = now;
     print_cycle("cycle", cycle, now);
   }
-  check_nothing_grew(cycling, pids, warm);
+  check_nothing_grew(cycling, pids, warm, kNumWarmUpCycles);
   CHECK(cycling.fleet().status()["generation"] == 1 + 2 * kNumCycles);
 }
 
@@ -277,10 +282,10 @@ TEST_CASE("20 kill and recover cycles of rank 2 of 3 grow no threads, fds, ports
     cycling.kill_and_serve(kPeakDp - 1, kPeakDp, cycle);
     REQUIRE(cycling.pids_by_rank() == pids);  // ranks 0 and 1 lived through it
     const Snapshot now = cycling.snapshot(pids);
-    if (cycle == kNumWarmUpCycles) warm = now;
+    if (cycle == kNumKillWarmUpCycles) warm = now;
     print_cycle("kill cycle", cycle, now);
   }
-  check_nothing_grew(cycling, pids, warm);
+  check_nothing_grew(cycling, pids, warm, kNumKillWarmUpCycles);
   // Each cycle: a recovery (3 -> 2) and a return to the size (2 -> 3).
   CHECK(cycling.fleet().status()["generation"] == 1 + 2 * kNumCycles);
   CHECK(cycling.fleet().status()["health"]["num_restarts"] == kNumCycles);

@@ -29,26 +29,6 @@ constexpr int kNumPrompts = 640;
 // kNumPrompts / kRequestRate = 8 s on any machine: longer than the scales (about 5 s).
 constexpr int kRequestRate = 80;
 
-// The same requests every time (the dataset depends on the seed only, not on the rate).
-// The token ids of a streamed /v1/completions reply (curl's output), in order.
-std::vector<int> streamed_token_ids(const std::string& sse) {
-  std::vector<int> ids;
-  std::istringstream lines(sse);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.rfind("data: {", 0) != 0) continue;
-    const json chunk = json::parse(line.substr(6));
-    for (int id : chunk["choices"][0]["token_ids"]) ids.push_back(id);
-  }
-  return ids;
-}
-
-std::string join(const std::vector<int>& ids) {
-  std::string text;
-  for (int id : ids) text += (text.empty() ? "" : ",") + std::to_string(id);
-  return text;
-}
-
 std::vector<std::string> bench_argv(const Fleet& fleet, const std::string& request_rate,
                                     const std::string& results) {
   // clang-format off
@@ -57,24 +37,6 @@ std::vector<std::string> bench_argv(const Fleet& fleet, const std::string& reque
           "--random-range-ratio", "0.5", "--max-concurrency", "32", "--request-rate", request_rate,
           "--stream", "--seed", "17", "--save-tokens", "--no-progress", "--result-json", results};
   // clang-format on
-}
-
-// A streaming greedy completion of `prompt` through curl (its output in dir/stream<idx>.out),
-// returned once tokens flow, so the router has counted it before the next request is sent.
-ChildProcess start_stream(const TempDir& dir, Fleet& fleet, int idx, const std::string& prompt,
-                          int max_tokens) {
-  const std::string body = dir.file("request" + std::to_string(idx) + ".json");
-  write_file(body, R"({"model":"tiny","prompt":[)" + prompt + R"(],"max_tokens":)" +
-                       std::to_string(max_tokens) +
-                       R"(,"temperature":0,"ignore_eos":true,"stream":true})");
-  SpawnOptions options;
-  options.log_path = dir.file("stream" + std::to_string(idx) + ".out");
-  auto curl = ChildProcess::spawn({"curl", "-sN", fleet.base_url() + "/v1/completions", "-H",
-                                   "Content-Type: application/json", "--data-binary", "@" + body},
-                                  options);
-  REQUIRE(curl.is_ok());
-  REQUIRE(eventually([&] { return read_file(options.log_path).size() > 1000; }, 20s));
-  return std::move(curl).value();
 }
 
 }  // namespace
@@ -183,7 +145,7 @@ TEST_CASE("a request outlasting the drain of its leaving rank migrates at the de
   std::vector<ChildProcess> streams;
   for (size_t idx = 0; idx < prompts.size(); ++idx) {
     streams.push_back(
-        start_stream(dir, fleet, static_cast<int>(idx), join(prompts[idx]), kMaxTokens));
+        start_stream(dir, fleet, static_cast<int>(idx), join_ids(prompts[idx]), kMaxTokens));
   }
 
   CommandResult scale;
@@ -213,12 +175,12 @@ TEST_CASE("a request outlasting the drain of its leaving rank migrates at the de
     const std::vector<int> ids = streamed_token_ids(sse);
     CHECK(ids.size() == static_cast<size_t>(kMaxTokens));
     CommandResult reference =
-        run_command({bin("eep-generate"), "--model", model, "--prompt-ids", join(prompts[idx]),
+        run_command({bin("eep-generate"), "--model", model, "--prompt-ids", join_ids(prompts[idx]),
                      "--max-tokens", std::to_string(kMaxTokens), "--ignore-eos"},
                     60s);
     REQUIRE(reference.exit_code == 0);
     INFO("request " << idx);
-    CHECK(join(ids) == reference.output.substr(0, reference.output.find('\n')));
+    CHECK(join_ids(ids) == reference.output.substr(0, reference.output.find('\n')));
   }
   CHECK(fleet.has_active(1));
 }

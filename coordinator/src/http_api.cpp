@@ -25,12 +25,6 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
-// A request's header and body must arrive within this; it is also how long an idle keep-alive
-// connection is kept.
-constexpr auto kRequestReadTimeout = std::chrono::seconds(60);
-// One write to a client (a reply, or the stream chunks pending) must finish within this, so a
-// client that stops reading cannot hold a request (and its KV blocks) forever.
-constexpr auto kWriteTimeout = std::chrono::seconds(30);
 // After a reply with "Connection: close" we read and drop what the client still sends (the rest
 // of a refused body) for at most this long, so the reply is not lost to a TCP reset.
 constexpr auto kLingerTimeout = std::chrono::seconds(1);
@@ -131,11 +125,25 @@ class Session : public std::enable_shared_from_this<Session> {
     deadline_.expires_after(timeout);
     uint64_t generation = ++deadline_generation_;
     deadline_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
-      if (!ec && generation == self->deadline_generation_) {
-        EEP_LOG_DEBUG("http: connection timed out");
-        self->close();
-      }
+      if (!ec && generation == self->deadline_generation_) self->on_deadline();
     });
+  }
+
+  // A request that started to arrive and did not finish in time gets 408 (once its read is
+  // cancelled: on_read_error answers); an idle keep-alive connection, a write or a linger that
+  // passed its time just close.
+  void on_deadline() {
+    const bool partial_request =
+        reading_ && (buffer_.size() > 0 || (parser_ && parser_->is_header_done()));
+    if (partial_request && !write_in_flight_) {
+      EEP_LOG_DEBUG("http: request not received in time; 408");
+      timed_out_ = true;
+      beast::error_code ignored;
+      socket_.cancel(ignored);
+      return;
+    }
+    EEP_LOG_DEBUG("http: connection timed out");
+    close();
   }
 
   void mark_idle() {
@@ -153,7 +161,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(state_.options.max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(state_.options.max_header_bytes));
-    arm_deadline(kRequestReadTimeout);
+    reading_ = true;
+    arm_deadline(state_.options.request_timeout);
     http::async_read_header(
         socket_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
@@ -184,12 +193,22 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_body(beast::error_code ec) {
     if (closed_) return;
+    reading_ = false;
     disarm_deadline();
     if (ec) return on_read_error(ec);
     handle(parser_->release());
   }
 
   void on_read_error(beast::error_code ec) {
+    reading_ = false;
+    if (timed_out_) {
+      timed_out_ = false;
+      return respond_error({408,
+                            "the request did not arrive within " +
+                                std::to_string(state_.options.request_timeout.count()) + " ms",
+                            "invalid_request_error", "", "request_timeout"},
+                           /*close=*/true);
+    }
     if (ec == http::error::body_limit) {
       return respond_error({413,
                             "the request body exceeds the limit of " +
@@ -414,7 +433,7 @@ class Session : public std::enable_shared_from_this<Session> {
     writing_.swap(queued_);
     queued_.clear();
     write_in_flight_ = true;
-    arm_deadline(kWriteTimeout);
+    arm_deadline(state_.options.write_timeout);
     net::async_write(
         socket_, net::buffer(writing_),
         [self = shared_from_this()](beast::error_code ec, size_t) { self->on_write(ec); });
@@ -517,6 +536,8 @@ class Session : public std::enable_shared_from_this<Session> {
   tcp::socket socket_;
   net::steady_timer deadline_;  // closes the socket when it fires
   uint64_t deadline_generation_ = 0;
+  bool reading_ = false;    // a request's header or body is being read
+  bool timed_out_ = false;  // ... and its deadline passed: on_read_error answers 408
   ServerState& state_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;

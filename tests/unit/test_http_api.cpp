@@ -588,6 +588,7 @@ TEST_CASE("bad addresses are refused", "[http]") {
 TEST_CASE("events that arrive back to back keep their order", "[http]") {
   FakeFrontend::Options fast;
   fast.token_interval = std::chrono::milliseconds(0);
+  fast.model.max_model_len = 10000000;  // a stream far larger than the socket buffers
   FakeFrontend frontend(fast);
   HttpApiOptions options;
   options.num_threads = 4;
@@ -607,4 +608,80 @@ TEST_CASE("events that arrive back to back keep their order", "[http]") {
     }
     CHECK(text == prompt + prompt + prompt + prompt + prompt + prompt);
   }
+}
+
+TEST_CASE("a request that does not arrive in time gets 408 and an idle connection just closes",
+          "[http]") {
+  FakeFrontend frontend;
+  HttpApiOptions options;
+  options.request_timeout = std::chrono::milliseconds(300);
+  HttpApi api("127.0.0.1:0", frontend, options);
+  REQUIRE(api.start().is_ok());
+  // Reads what the server sends until it closes the connection (bounded by a receive timeout).
+  auto read_until_closed = [](HttpClient& client) {
+    timeval limit{5, 0};
+    ::setsockopt(client.socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+    std::string received;
+    char chunk[4096];
+    while (true) {
+      const ssize_t n = ::recv(client.socket().native_handle(), chunk, sizeof(chunk), 0);
+      if (n <= 0) break;
+      received.append(chunk, static_cast<size_t>(n));
+    }
+    return received;
+  };
+  SECTION("a header cut short") {
+    HttpClient client(api.port());
+    boost::asio::write(client.socket(),
+                       boost::asio::buffer(std::string("POST /v1/completions HTTP/1.1\r\nHo")));
+    const auto sent = std::chrono::steady_clock::now();
+    const std::string reply = read_until_closed(client);
+    CHECK(std::chrono::steady_clock::now() - sent >= std::chrono::milliseconds(250));
+    CHECK_THAT(reply, Catch::StartsWith("HTTP/1.1 408"));
+    CHECK_THAT(reply, Catch::Contains("request_timeout"));
+    CHECK_THAT(reply, Catch::Contains("300 ms"));
+  }
+  SECTION("a body cut short") {
+    HttpClient client(api.port());
+    boost::asio::write(client.socket(), boost::asio::buffer(std::string(
+                                            "POST /v1/completions HTTP/1.1\r\n"
+                                            "Host: x\r\nContent-Type: application/json\r\n"
+                                            "Content-Length: 100\r\n\r\n{\"prompt\":")));
+    const std::string reply = read_until_closed(client);
+    CHECK_THAT(reply, Catch::StartsWith("HTTP/1.1 408"));
+    CHECK(frontend.num_active() == 0);  // nothing was submitted
+  }
+  SECTION("an idle keep-alive connection") {
+    HttpClient client(api.port());
+    CHECK(client.get("/health").status == 200);
+    const auto idle_since = std::chrono::steady_clock::now();
+    CHECK(read_until_closed(client).empty());  // closed without a reply
+    CHECK(std::chrono::steady_clock::now() - idle_since >= std::chrono::milliseconds(250));
+  }
+  check_serves(api.port());
+}
+
+TEST_CASE("a client that stops reading its stream is cut off after the write timeout", "[http]") {
+  FakeFrontend::Options fast;
+  fast.token_interval = std::chrono::milliseconds(0);
+  fast.model.max_model_len = 10000000;  // a stream far larger than the socket buffers
+  FakeFrontend frontend(fast);
+  HttpApiOptions options;
+  options.write_timeout = std::chrono::milliseconds(300);
+  HttpApi api("127.0.0.1:0", frontend, options);
+  REQUIRE(api.start().is_ok());
+  HttpClient client(api.port());
+  // A small receive window, and no reading: the server's writes stall once the buffers fill.
+  const int small = 4096;
+  ::setsockopt(client.socket().native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  const std::string body = R"({"prompt":"x","max_tokens":5000000,"stream":true})";
+  const std::string request =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+      "Content-Type: application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  boost::asio::write(client.socket(), boost::asio::buffer(request));
+  REQUIRE(eventually([&] { return frontend.num_active() == 1; }));
+  // The stalled write passes its deadline: the connection closes and the request is cancelled.
+  CHECK(eventually([&] { return frontend.num_active() == 0; }, std::chrono::seconds(10)));
+  check_serves(api.port());
 }

@@ -7,6 +7,7 @@
 // strand, so the frontend's thread never waits on a client.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +30,13 @@ struct HttpApiOptions {
   // every connection has a request in flight it gets a 503 with Retry-After.
   int max_connections = 10000;
   int num_threads = 2;
+  // A request's header and body must arrive within this, or it gets 408 and the connection
+  // closes; an idle keep-alive connection (nothing sent) is closed after it without a reply.
+  std::chrono::milliseconds request_timeout{60000};
+  // One write to a client (a reply, or the stream chunks pending) must finish within this, so a
+  // client that stops reading cannot hold a request (and its KV blocks) forever: the connection
+  // closes and its request is cancelled.
+  std::chrono::milliseconds write_timeout{30000};
 };
 
 class HttpApi {

@@ -47,6 +47,18 @@ struct RollbackFleet {
     });
   }
 
+  // Returns once requests of the load run on the fleet (the workers' reported load).
+  void wait_for_requests_in_flight() {
+    REQUIRE(eventually(
+        [&] {
+          for (const json& worker : fleet->workers_in("ACTIVE")) {
+            if (worker["load"]["num_running"].get<int>() > 0) return true;
+          }
+          return false;
+        },
+        30s));
+  }
+
   // `eepctl scale --dp N --json`, which waits for the outcome.
   std::future<CommandResult> start_scale(int dp) {
     return std::async(std::launch::async, [this, dp] {
@@ -122,7 +134,7 @@ TEST_CASE("a new worker killed while the weights of g+1 load rolls the scale bac
           "[scale_rollback]") {
   RollbackFleet f("30000", "3000");
   auto load = f.start_load();
-  std::this_thread::sleep_for(500ms);  // requests in flight
+  f.wait_for_requests_in_flight();
   auto scale = f.start_scale(3);
   const json joining = f.paused_new_worker();
   const pid_t pid = joining["pid"].get<pid_t>();
@@ -136,7 +148,7 @@ TEST_CASE("a new worker stalled past the stage deadline rolls the scale back", "
   // The heartbeat timeout is longer than the stage's deadline, so the deadline is what fires.
   RollbackFleet f("3000", "20000");
   auto load = f.start_load();
-  std::this_thread::sleep_for(500ms);
+  f.wait_for_requests_in_flight();
   auto scale = f.start_scale(3);
   const json joining = f.paused_new_worker();
   const pid_t pid = joining["pid"].get<pid_t>();

@@ -2,6 +2,8 @@
 // model; eep-bench, curl and eepctl as clients.
 #include <sstream>
 
+#include <set>
+
 #include "fleet.h"
 
 using namespace eep;
@@ -53,11 +55,27 @@ TEST_CASE("200 mixed streaming requests at concurrency 64 all succeed and equal 
           "[serving]") {
   ServingFleet serving(2);
   const std::string results = serving.dir.file("bench.json");
-  CommandResult bench = run_command(
-      {bin("eep-bench"), "--base-url", serving.fleet->base_url(), "--num-prompts", "200",
-       "--random-input-len", "24", "--random-output-len", "12", "--max-concurrency", "64",
-       "--mix-stream", "--seed", "3", "--save-tokens", "--no-progress", "--result-json", results},
-      240s);
+  CommandResult bench = run_command({bin("eep-bench"),
+                                     "--base-url",
+                                     serving.fleet->base_url(),
+                                     "--num-prompts",
+                                     "200",
+                                     "--random-input-len",
+                                     "24",
+                                     "--random-output-len",
+                                     "12",
+                                     "--random-range-ratio",
+                                     "0.75",
+                                     "--max-concurrency",
+                                     "64",
+                                     "--mix-stream",
+                                     "--seed",
+                                     "3",
+                                     "--save-tokens",
+                                     "--no-progress",
+                                     "--result-json",
+                                     results},
+                                    240s);
   INFO(bench.output);
   REQUIRE(bench.exit_code == 0);
   CHECK_THAT(bench.output, Catch::Contains("Successful requests:                     200"));
@@ -84,6 +102,14 @@ TEST_CASE("200 mixed streaming requests at concurrency 64 all succeed and equal 
   }
   CHECK(num_streamed > 50);
   CHECK(num_streamed < 150);
+  // Mixed lengths, so the ranks' loads differ from step to step.
+  std::set<int64_t> prompt_lens, output_lens;
+  for (const json& record : report["requests"]) {
+    prompt_lens.insert(record["prompt_len"].get<int64_t>());
+    output_lens.insert(record["output_len"].get<int64_t>());
+  }
+  CHECK(prompt_lens.size() > 10);
+  CHECK(output_lens.size() > 5);
 
   // /metrics agrees with what the client counted.
   CHECK(serving.metric("eep_requests_finished_total") == 200);

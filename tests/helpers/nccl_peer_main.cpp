@@ -150,6 +150,7 @@ struct Peer {
     spec.size = size;
     spec.store_port = store_port;
     spec.timeout = timeout;
+    spec.collective_timeout = timeout;
     return spec;
   }
   NcclGroupOptions options() const { return NcclGroupOptions{device, nullptr}; }

@@ -21,11 +21,6 @@ constexpr int kNumWarmUpCycles = 2;
 constexpr int kBaseDp = 2;  // ranks 0 and 1 stay throughout
 constexpr int kPeakDp = 3;
 constexpr int kRequestsPerGeneration = 2;
-// A recovery reads the survivors' weights from the checkpoint again beside the installed ones:
-// the heap of a surviving worker grows for the first cycles (by about 15 MiB on `tiny`) and then
-// stays within a few MiB (docs/benchmarks.md, "Scale cycles"). The sample to compare with is
-// taken once it settled; the 24 generations after it still show a leak of 350 KiB each.
-constexpr int kNumKillWarmUpCycles = 8;
 // RSS may grow this much between the warm-up and the last cycle. A worker's RSS is bimodal
 // from one generation to the next (about 20 or about 24 MiB; most likely glibc serving the new
 // generation's buffers from the heap or from fresh mappings depending on what the old one freed),
@@ -282,10 +277,10 @@ TEST_CASE("20 kill and recover cycles of rank 2 of 3 grow no threads, fds, ports
     cycling.kill_and_serve(kPeakDp - 1, kPeakDp, cycle);
     REQUIRE(cycling.pids_by_rank() == pids);  // ranks 0 and 1 lived through it
     const Snapshot now = cycling.snapshot(pids);
-    if (cycle == kNumKillWarmUpCycles) warm = now;
+    if (cycle == kNumWarmUpCycles) warm = now;
     print_cycle("kill cycle", cycle, now);
   }
-  check_nothing_grew(cycling, pids, warm, kNumKillWarmUpCycles);
+  check_nothing_grew(cycling, pids, warm, kNumWarmUpCycles);
   // Each cycle: a recovery (3 -> 2) and a return to the size (2 -> 3).
   CHECK(cycling.fleet().status()["generation"] == 1 + 2 * kNumCycles);
   CHECK(cycling.fleet().status()["health"]["num_restarts"] == kNumCycles);

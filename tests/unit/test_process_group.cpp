@@ -50,6 +50,7 @@ GroupSpec make_spec(const StoreServer& server, uint64_t generation, int rank, in
   spec.store_host = "127.0.0.1";
   spec.store_port = server.port();
   spec.timeout = timeout;
+  spec.collective_timeout = timeout;
   return spec;
 }
 
@@ -381,6 +382,33 @@ TEST_CASE("gloo group: a peer that leaves gives an error within the timeout", "[
     RANK_EXPECT(!(*group)->usable(), "a failed group must be broken");
     status = (*group)->all_reduce(values.data(), values.size(), ReduceOp::kSum);
     RANK_EXPECT(status.code() == ErrorCode::kFailedPrecondition, status.to_string());
+    return "";
+  });
+  CHECK(failures == std::vector<std::string>{});
+}
+
+TEST_CASE("gloo group: a peer that hangs fails a collective after the collective timeout", "[pg]") {
+  // The group may take 20 s to form; once formed a collective waits 400 ms for a peer that
+  // does not come (a stopped process, a hung engine), then fails (docs/fault_tolerance.md).
+  auto server = start_server();
+  std::atomic<bool> rank0_done{false};
+  auto failures = run_ranks(2, [&](int rank) -> std::string {
+    GroupSpec spec = make_spec(*server, 1, rank, 2, 20s);
+    spec.collective_timeout = 400ms;
+    auto group = create_gloo_group(spec);
+    if (!group.is_ok()) return group.status().to_string();
+    if (rank == 1) {  // alive but never joins the collective, until rank 0 gave up
+      while (!rank0_done) std::this_thread::sleep_for(5ms);
+      return "";
+    }
+    const auto started = Clock::now();
+    int64_t value = 1;
+    Status status = (*group)->all_reduce(&value, 1, ReduceOp::kMax);
+    const auto waited = Clock::now() - started;
+    rank0_done = true;
+    RANK_EXPECT(!status.is_ok(), "the collective succeeded without its peer");
+    RANK_EXPECT(waited >= 350ms, "gave up before the collective timeout");
+    RANK_EXPECT(waited < 10s, "waited for the group timeout, not the collective timeout");
     return "";
   });
   CHECK(failures == std::vector<std::string>{});

@@ -21,12 +21,11 @@ constexpr int kNumWarmUpCycles = 2;
 constexpr int kBaseDp = 2;  // ranks 0 and 1 stay throughout
 constexpr int kPeakDp = 3;
 constexpr int kRequestsPerGeneration = 2;
-// RSS may grow this much between the warm-up and the last cycle. A worker's RSS is bimodal
-// from one generation to the next (about 20 or about 24 MiB; most likely glibc serving the new
-// generation's buffers from the heap or from fresh mappings depending on what the old one freed),
-// so it swings by up to ~5 MiB with no trend over 60 cycles (docs/benchmarks.md). 8 MiB is above
-// that swing and below what a leak of 250 KiB per generation adds over the 36 generations between
-// the two samples. Leaks of groups, threads and sockets are caught exactly by the thread and fd
+// RSS may grow this much between the warm-up and the last cycle. Workers trim malloc's arenas at
+// every switch, so their RSS stays within 1 MiB over these cycles (docs/benchmarks.md); before the
+// trim it swung by up to ~5 MiB from one generation to the next and crept up over recoveries.
+// 8 MiB is below what a leak of 250 KiB per generation adds over the 36 generations between the
+// two samples. Leaks of groups, threads and sockets are caught exactly by the thread and fd
 // counts, whatever their size.
 constexpr int64_t kRssSlackKib = 8 * 1024;
 

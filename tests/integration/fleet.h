@@ -248,6 +248,18 @@ class Fleet {
   int http_port_ = 0;
 };
 
+// A small eep-bench load (n prompts of 16 tokens, 8 out): every request succeeds.
+inline void check_serves_load(Fleet& fleet, int num_prompts) {
+  const CommandResult bench =
+      run_command({bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts",
+                   std::to_string(num_prompts), "--random-input-len", "16", "--random-output-len",
+                   "8", "--no-progress"},
+                  60s);
+  INFO(bench.output);
+  CHECK_THAT(bench.output, Catch::Contains("Successful requests:                     " +
+                                           std::to_string(num_prompts)));
+}
+
 // The token ids of a streamed /v1/completions reply (curl's output), in order.
 inline std::vector<int> streamed_token_ids(const std::string& sse) {
   std::vector<int> ids;

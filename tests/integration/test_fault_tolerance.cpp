@@ -174,12 +174,7 @@ TEST_CASE(
   // It stays given up (no fourth launch) and serves at dp 2.
   std::this_thread::sleep_for(2s);
   CHECK(fleet.status()["health"]["num_restarts"] == 3);
-  const CommandResult bench =
-      run_command({bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts", "24",
-                   "--random-input-len", "16", "--random-output-len", "8", "--no-progress"},
-                  60s);
-  INFO(bench.output);
-  CHECK_THAT(bench.output, Catch::Contains("Successful requests:                     24"));
+  check_serves_load(fleet, 24);
 
   // The crash is fixed: an operator's scale starts over, and succeeds.
   std::filesystem::remove(crash_file);
@@ -211,12 +206,7 @@ TEST_CASE(
   REQUIRE(eventually([&] { return two.has_active(2); }, 30s));
   for (Fleet* fleet : {&one, &two}) {
     INFO(fleet->coordinator_log());
-    const CommandResult bench =
-        run_command({bin("eep-bench"), "--base-url", fleet->base_url(), "--num-prompts", "16",
-                     "--random-input-len", "16", "--random-output-len", "8", "--no-progress"},
-                    60s);
-    INFO(bench.output);
-    CHECK_THAT(bench.output, Catch::Contains("Successful requests:                     16"));
+    check_serves_load(*fleet, 16);
     // Each formed at its first try: the held port and the other fleet's were skipped.
     CHECK_THAT(fleet->coordinator_log(), !Catch::Contains("Address already in use"));
     CHECK_THAT(fleet->coordinator_log(), !Catch::Contains("failed, rolling back"));
@@ -330,12 +320,7 @@ TEST_CASE("a fleet that lost every worker forms anew from the checkpoint", "[fau
   const json scale = fleet.status()["scale"];
   CHECK(scale["weight_bytes_from_peers"] == 0);
   CHECK(scale["weight_bytes_from_checkpoint"].get<uint64_t>() > 0);
-  const CommandResult bench =
-      run_command({bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts", "16",
-                   "--random-input-len", "16", "--random-output-len", "8", "--no-progress"},
-                  60s);
-  INFO(bench.output);
-  CHECK_THAT(bench.output, Catch::Contains("Successful requests:                     16"));
+  check_serves_load(fleet, 16);
 }
 
 TEST_CASE("a leaving rank killed while a scale-down drains it: its stream continues whole",

@@ -78,11 +78,7 @@ void attach_fault_windows(std::vector<FaultRecord>& faults,
         fault.recovered_s >= 0 ? fault.recovered_s : std::max(run_end_s, fault.signal_s);
     const double next_s =
         idx + 1 < sent.size() ? sent[idx + 1]->signal_s : std::max(run_end_s, recovered_s);
-    ScaleWindows windows;
-    windows.before = window_metrics(records, previous_end_s, fault.signal_s);
-    windows.during = window_metrics(records, fault.signal_s, recovered_s);
-    windows.after = window_metrics(records, recovered_s, std::max(recovered_s, next_s));
-    fault.windows = windows;
+    fault.windows = windows_around(records, previous_end_s, fault.signal_s, recovered_s, next_s);
     previous_end_s = recovered_s;
   }
 }

@@ -110,6 +110,15 @@ WindowMetrics window_metrics(const std::vector<RequestRecord>& records, double b
   return window;
 }
 
+ScaleWindows windows_around(const std::vector<RequestRecord>& records, double previous_end_s,
+                            double begin_s, double end_s, double next_begin_s) {
+  ScaleWindows windows;
+  windows.before = window_metrics(records, previous_end_s, begin_s);
+  windows.during = window_metrics(records, begin_s, end_s);
+  windows.after = window_metrics(records, end_s, std::max(end_s, next_begin_s));
+  return windows;
+}
+
 void attach_windows(std::vector<ScaleRecord>& scales, const std::vector<RequestRecord>& records,
                     double run_end_s) {
   std::vector<ScaleRecord*> accepted;
@@ -125,11 +134,8 @@ void attach_windows(std::vector<ScaleRecord>& scales, const std::vector<RequestR
         scale.outcome_s >= 0 ? scale.outcome_s : std::max(run_end_s, scale.command_s);
     const double next_command_s =
         idx + 1 < accepted.size() ? accepted[idx + 1]->command_s : std::max(run_end_s, outcome_s);
-    ScaleWindows windows;
-    windows.before = window_metrics(records, previous_outcome_s, scale.command_s);
-    windows.during = window_metrics(records, scale.command_s, outcome_s);
-    windows.after = window_metrics(records, outcome_s, std::max(outcome_s, next_command_s));
-    scale.windows = windows;
+    scale.windows =
+        windows_around(records, previous_outcome_s, scale.command_s, outcome_s, next_command_s);
     previous_outcome_s = outcome_s;
   }
 }

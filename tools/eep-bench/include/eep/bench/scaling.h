@@ -98,6 +98,11 @@ struct ScaleRecord {
   }
 };
 
+// The three windows of one event that ran from begin_s to end_s: before from the previous
+// event's end, after up to the next event's beginning (empty when that is not after end_s).
+ScaleWindows windows_around(const std::vector<RequestRecord>& records, double previous_end_s,
+                            double begin_s, double end_s, double next_begin_s);
+
 // Fills `windows` of every accepted scale (see the top of this file). `run_end_s`: when the last
 // reply arrived; a scale whose outcome came later has an empty "after".
 void attach_windows(std::vector<ScaleRecord>& scales, const std::vector<RequestRecord>& records,

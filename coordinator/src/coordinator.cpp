@@ -35,6 +35,10 @@ EplbOptions eplb_options(const CoordinatorConfig& config) {
   options.window_size = static_cast<uint64_t>(config.eplb_window_size);
   options.step_interval = static_cast<uint64_t>(config.eplb_step_interval);
   options.layers_per_step = config.eplb_layers_per_step;
+  options.min_improvement = config.eplb_min_gain;
+  options.migration.balance_slack = config.eplb_balance_slack;
+  options.migration.max_moved_fraction = config.eplb_max_moved_fraction;
+  options.planner_threads = config.eplb_planner_threads;
   return options;
 }
 
@@ -52,6 +56,14 @@ Status validate_eplb_config(const CoordinatorConfig& config) {
                  std::string(config.enable_eplb ? "--enable-eplb" : "--num-redundant-experts") +
                      " needs --model: the coordinator reads the model's layers and experts "
                      "from its config.json to place the experts");
+  }
+  if (!(config.eplb_balance_slack >= 0 && config.eplb_balance_slack <= 1) ||
+      !(config.eplb_max_moved_fraction >= 0 && config.eplb_max_moved_fraction <= 1) ||
+      !(config.eplb_min_gain >= 0 && config.eplb_min_gain <= 1) ||
+      config.eplb_planner_threads < 0) {
+    return error(ErrorCode::kInvalidArgument,
+                 "--eplb-min-gain, --eplb-balance-slack and --eplb-max-moved-fraction must be "
+                 "within [0, 1] and --eplb-planner-threads at least 0");
   }
   return Status::ok();
 }
@@ -131,7 +143,14 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
                          read_expert_layout(config.model_dir, config.num_redundant_experts));
   }
 
+  std::shared_ptr<const EplbTestLoad> eplb_test_load;
+  if (!config.eplb_test_load.empty()) {
+    EEP_ASSIGN_OR_RETURN(EplbTestLoad test, read_eplb_test_load(config.eplb_test_load));
+    eplb_test_load = std::make_shared<const EplbTestLoad>(std::move(test));
+  }
+
   std::unique_ptr<Coordinator> coordinator(new Coordinator(config, std::move(ports).value()));
+  coordinator->eplb_test_load_ = std::move(eplb_test_load);
   if (!config.admin_token_file.empty()) {
     EEP_ASSIGN_OR_RETURN(coordinator->admin_token_,
                          read_token_file(config.admin_token_file, "admin token"));
@@ -244,6 +263,7 @@ int Coordinator::run(int signal_fd) {
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
+    const auto iteration_start = Clock::now();  // the time spent after poll: what a peer waits
     if (signal_fd >= 0 && (items[2].revents & ZMQ_POLLIN)) {
       signalfd_siginfo info{};
       if (::read(signal_fd, &info, sizeof(info)) == sizeof(info) && !shutting_down_) {
@@ -290,6 +310,7 @@ int Coordinator::run(int signal_fd) {
       if (auto line = throughput_logger_.line(inbox_.stats(), now)) EEP_LOG_INFO(*line);
       next_throughput_log_ = now + std::chrono::milliseconds(config_.stats_log_interval_ms);
     }
+    note_loop_iteration(Clock::now() - iteration_start);
     if (shutting_down_) {
       if (launcher_->live_workers().empty() || now > shutdown_deadline_) break;
     }

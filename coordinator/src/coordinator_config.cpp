@@ -108,6 +108,27 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
                  "Layers whose experts move per step boundary during a rebalance")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  app.add_option("--eplb-min-gain", config.eplb_min_gain,
+                 "An automatic EPLB plan is sent only when it predicts at least this much more "
+                 "balancedness than the window measures")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--eplb-balance-slack", config.eplb_balance_slack,
+                 "Balancedness per layer an EPLB plan may give up against a plan from scratch to "
+                 "move fewer experts (0: as balanced as from scratch)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--eplb-max-moved-fraction", config.eplb_max_moved_fraction,
+                 "At most this fraction of a layer's expert slots change per EPLB plan (1: no cap)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--eplb-planner-threads", config.eplb_planner_threads,
+                 "Threads that compute EPLB plans, off the event loop (0: one per core)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  app.add_option("--eplb-test-load", config.eplb_test_load,
+                 "Testing: also plan the first case of this cases.json-format file at every EPLB "
+                 "plan (its result is dropped), to measure a large plan on a small fleet");
   app.add_option("--log-level", config.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -21,13 +21,8 @@ std::string fixed(double value, int digits) {
   return out.str();
 }
 
-// Physical slots whose expert changes, over all layers: what a plan will move.
-int num_changed_slots(const Placement& from, const Placement& to) {
-  int changed = 0;
-  for (int l = 0; l < from.num_layers; ++l) {
-    for (int s = 0; s < from.num_slots(); ++s) changed += from.phy2log[l][s] != to.phy2log[l][s];
-  }
-  return changed;
+std::string percent(int64_t part, int64_t whole) {
+  return fixed(whole > 0 ? 100.0 * part / whole : 0.0, 1) + "%";
 }
 
 }  // namespace
@@ -62,35 +57,65 @@ void Coordinator::on_expert_load(const std::string& worker_id, const protocol::E
     }
     return;
   }
-  // Rebalancing waits while a scale runs: the next generation gets a fresh placement anyway.
-  if (scale_->running() || shutting_down_) return;
-  auto decision = eplb_.due_plan(Clock::now());
+  // Rebalancing waits while a scale runs: the next generation gets a fresh placement anyway. A
+  // plan of a dropped generation may still be computing: the next check waits for it.
+  if (scale_->running() || shutting_down_ || eplb_planner_.busy()) return;
+  if (auto request = eplb_.due_plan(Clock::now())) start_planning(std::move(*request));
+}
+
+void Coordinator::start_planning(PlanRequest request) {
+  request.test_load = eplb_test_load_;
+  EEP_LOG_INFO("EPLB: planning on " << request.window_steps << " steps of load"
+                                    << (request.forced ? " (forced by eplb_rebalance)" : "")
+                                    << (request.test_load ? ", and the --eplb-test-load shape" : "")
+                                    << ", off the event loop");
+  eplb_longest_iteration_ = Clock::duration::zero();
+  eplb_planner_.submit(std::move(request));
+}
+
+void Coordinator::note_loop_iteration(Clock::duration busy) {
+  if (eplb_planner_.busy()) eplb_longest_iteration_ = std::max(eplb_longest_iteration_, busy);
+}
+
+void Coordinator::on_plan_ready(PlanResult result) {
+  const double longest_ms =
+      std::chrono::duration<double, std::milli>(eplb_longest_iteration_).count();
+  const double plan_ms = result.seconds * 1e3;
+  auto decision = eplb_.on_planned(std::move(result), Clock::now());
   if (!decision.is_ok()) {
     EEP_LOG_ERROR("EPLB: cannot plan: " << decision.status().to_string());
     return;
   }
-  if (!decision.value()) return;
+  if (!decision.value()) {
+    EEP_LOG_INFO("EPLB: a plan of an earlier generation was dropped");
+    return;
+  }
   const PlannedRebalance& plan = decision.value()->plan;
+  EEP_LOG_INFO("EPLB: plan ready in " << fixed(plan_ms, 1)
+                                      << " ms off the event loop; the loop's longest iteration "
+                                         "meanwhile "
+                                      << fixed(longest_ms, 2) << " ms");
   if (decision.value()->send) {
-    send_rebalance(plan, "every " + std::to_string(config_.eplb_step_interval) + " steps");
+    send_rebalance(plan, plan.forced
+                             ? "forced by eplb_rebalance"
+                             : "every " + std::to_string(config_.eplb_step_interval) + " steps");
   } else {
     EEP_LOG_INFO("EPLB: balancedness " << fixed(plan.current_balancedness, 4) << " over "
                                        << plan.window_steps << " steps; a new placement would give "
-                                       << fixed(plan.predicted_balancedness, 4)
-                                       << ", not worth moving experts");
+                                       << fixed(plan.predicted_balancedness, 4) << " changing "
+                                       << plan.slots_changed << " slots, not worth moving experts");
   }
 }
 
 void Coordinator::send_rebalance(const PlannedRebalance& plan, const std::string& why) {
-  const Placement& current = *scale_->current_placement();
-  const int num_layers = plan.placement.num_layers;
-  EEP_LOG_INFO(
-      "EPLB rebalance " << plan.plan_id << " (" << why << "): balancedness "
-                        << fixed(plan.current_balancedness, 4) << " -> predicted "
-                        << fixed(plan.predicted_balancedness, 4) << " over " << plan.window_steps
-                        << " steps; " << num_changed_slots(current, plan.placement) << " of "
-                        << num_layers * plan.placement.num_slots() << " expert slots change, "
-                        << config_.eplb_layers_per_step << " layers per step");
+  EEP_LOG_INFO("EPLB rebalance " << plan.plan_id << " (" << why << "): balancedness "
+                                 << fixed(plan.current_balancedness, 4) << " -> predicted "
+                                 << fixed(plan.predicted_balancedness, 4) << " (from scratch "
+                                 << fixed(plan.scratch_balancedness, 4) << ") over "
+                                 << plan.window_steps << " steps; " << plan.slots_changed << " of "
+                                 << plan.num_slots << " expert slots change ("
+                                 << percent(plan.slots_changed, plan.num_slots) << "), "
+                                 << config_.eplb_layers_per_step << " layers per step");
   protocol::Rebalance message;
   message.generation = plan.generation;
   message.plan_id = plan.plan_id;
@@ -140,6 +165,7 @@ void Coordinator::finish_rebalance(const RebalanceOutcome& outcome) {
 
 void Coordinator::advance_eplb(Clock::time_point now) {
   sync_eplb_generation();
+  if (auto result = eplb_planner_.take()) on_plan_ready(std::move(*result));
   if (auto outcome = eplb_.on_tick(now)) finish_rebalance(*outcome);
   if (eplb_metrics_ && now >= next_eplb_metrics_) {
     if (auto measured = eplb_.measured()) {
@@ -166,15 +192,24 @@ json Coordinator::admin_eplb_rebalance(const protocol::AdminRequest& request) {
                       " is running; rebalance once it has finished");
   }
   sync_eplb_generation();
-  auto plan = eplb_.force_plan(Clock::now());
-  if (!plan.is_ok()) return refuse(plan.status().code(), plan.status().message());
-  send_rebalance(plan.value(), "forced by eplb_rebalance");
-  return protocol::admin_ok(request.seq,
-                            {{"plan_id", plan->plan_id},
-                             {"generation", plan->generation},
-                             {"window_steps", plan->window_steps},
-                             {"current_balancedness", plan->current_balancedness},
-                             {"predicted_balancedness", plan->predicted_balancedness}});
+  if (eplb_planner_.busy()) {
+    return refuse(ErrorCode::kFailedPrecondition,
+                  "a rebalance is being planned; wait for it (eepctl status)");
+  }
+  auto plan_request = eplb_.force_plan(Clock::now());
+  if (!plan_request.is_ok()) {
+    return refuse(plan_request.status().code(), plan_request.status().message());
+  }
+  const uint64_t window_steps = plan_request->window_steps;
+  start_planning(std::move(plan_request).value());
+  // The plan is computed off the loop; it is sent once ready, whatever its gain, and the log
+  // and status show it (plan id, predicted balancedness, slots changed).
+  json reply = {{"planning", true},
+                {"generation", eplb_.generation()},
+                {"window_steps", window_steps},
+                {"current_balancedness", nullptr}};
+  if (auto measured = eplb_.measured()) reply["current_balancedness"] = measured->mean;
+  return protocol::admin_ok(request.seq, reply);
 }
 
 }  // namespace eep::coordinator

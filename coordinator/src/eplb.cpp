@@ -1,9 +1,13 @@
 #include "eep/coordinator/eplb.h"
 
+#include "eplb_internal.h"
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 #include <string>
+#include <thread>
 
 namespace eep::coordinator {
 namespace {
@@ -21,8 +25,10 @@ void refine_by_swaps(const std::vector<double>& weights, std::vector<int>& pack_
   const int num_packs = static_cast<int>(pack_load.size());
   const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
   const double eps = 1e-12 * std::max(1.0, total);
+  std::vector<std::vector<int>> items_of(num_packs);  // [pack] its items, kept in step
+  for (int item = 0; item < num_items; ++item) items_of[pack_of[item]].push_back(item);
+  std::vector<int> by_load(num_packs);
   for (int move = 0; move < kMaxMovesPerItem * num_items; ++move) {
-    std::vector<int> by_load(num_packs);
     std::iota(by_load.begin(), by_load.end(), 0);
     std::stable_sort(by_load.begin(), by_load.end(),
                      [&](int a, int b) { return pack_load[a] > pack_load[b]; });
@@ -30,15 +36,16 @@ void refine_by_swaps(const std::vector<double>& weights, std::vector<int>& pack_
     for (int heavy : by_load) {
       int best_a = -1, best_b = -1;
       double best_peak = pack_load[heavy] - eps;
-      for (int a = 0; a < num_items; ++a) {
-        if (pack_of[a] != heavy) continue;
+      for (int a : items_of[heavy]) {
         for (int b = 0; b < num_items; ++b) {
           const int light = pack_of[b];
           const double delta = weights[a] - weights[b];
           if (light == heavy || delta <= eps || delta >= pack_load[heavy] - pack_load[light] - eps)
             continue;
           const double peak = std::max(pack_load[heavy] - delta, pack_load[light] + delta);
-          if (peak < best_peak) {
+          // Ties go to the lower item ids, whatever the order items_of lists them in.
+          if (peak < best_peak || (best_a >= 0 && peak == best_peak &&
+                                   std::make_pair(a, b) < std::make_pair(best_a, best_b))) {
             best_peak = peak;
             best_a = a;
             best_b = b;
@@ -50,6 +57,8 @@ void refine_by_swaps(const std::vector<double>& weights, std::vector<int>& pack_
       const double delta = weights[best_a] - weights[best_b];
       pack_load[heavy] -= delta;
       pack_load[light] += delta;
+      std::replace(items_of[heavy].begin(), items_of[heavy].end(), best_a, best_b);
+      std::replace(items_of[light].begin(), items_of[light].end(), best_b, best_a);
       std::swap(pack_of[best_a], pack_of[best_b]);
       swapped = true;
       break;
@@ -120,6 +129,9 @@ class LayerPlanner {
     for (int e = 0; e < static_cast<int>(load_.size()); ++e) {
       for (int r = 0; r < count_[e]; ++r) item_expert_.push_back(e);
     }
+    expert_items_.assign(load_.size(), {});
+    for (size_t item = 0; item < item_expert_.size(); ++item)
+      expert_items_[item_expert_[item]].push_back(static_cast<int>(item));
     item_rank_ = pack_balanced(weights(), num_ranks_, slots_per_rank_, /*refine=*/true);
     rank_load_.assign(num_ranks_, 0.0);
     for (size_t item = 0; item < item_expert_.size(); ++item)
@@ -148,52 +160,88 @@ class LayerPlanner {
     return out;
   }
 
-  static std::pair<double, double> score(const std::vector<double>& rank_load) {
-    double peak = 0.0, sum_sq = 0.0;
-    for (double l : rank_load) {
-      peak = std::max(peak, l);
-      sum_sq += l * l;
+  // The rank loads a move changes, as (rank, new load); a rank appears once.
+  using RankChanges = std::vector<std::pair<int, double>>;
+
+  static void add_change(RankChanges& changes, int rank, double base, double delta) {
+    for (auto& change : changes) {
+      if (change.first == rank) {
+        change.second += delta;
+        return;
+      }
     }
-    return {peak, sum_sq};
+    changes.emplace_back(rank, base + delta);
   }
 
-  // Rank loads after item `item` (of an expert with >= 2 replicas) becomes a replica of `to`.
-  std::vector<double> loads_after(int item, int to) const {
-    std::vector<double> loads = rank_load_;
+  // Rank loads that change when item `item` (of an expert with >= 2 replicas) becomes a replica
+  // of `to`: the ranks of the other replicas of both experts, and the item's own.
+  RankChanges changes_after(int item, int to) const {
     const int from = item_expert_[item];
     const double from_before = load_[from] / count_[from];
     const double from_after = load_[from] / (count_[from] - 1);
     const double to_before = load_[to] / count_[to];
     const double to_after = load_[to] / (count_[to] + 1);
-    for (size_t other = 0; other < item_expert_.size(); ++other) {
-      if (static_cast<int>(other) == item) continue;
-      if (item_expert_[other] == from) loads[item_rank_[other]] += from_after - from_before;
-      if (item_expert_[other] == to) loads[item_rank_[other]] += to_after - to_before;
+    RankChanges changes;
+    for (int other : expert_items_[from]) {
+      if (other == item) continue;
+      const int rank = item_rank_[other];
+      add_change(changes, rank, rank_load_[rank], from_after - from_before);
     }
-    loads[item_rank_[item]] += to_after - from_before;
-    return loads;
+    for (int other : expert_items_[to]) {
+      const int rank = item_rank_[other];
+      add_change(changes, rank, rank_load_[rank], to_after - to_before);
+    }
+    const int rank = item_rank_[item];
+    add_change(changes, rank, rank_load_[rank], to_after - from_before);
+    return changes;
+  }
+
+  // (max rank load, sum of squares) after `changes`, from the ranks sorted by load (heaviest
+  // first) and the current sum of squares: the max is the heaviest unchanged rank or a changed one.
+  std::pair<double, double> score_after(const RankChanges& changes, const std::vector<int>& by_load,
+                                        double sum_sq) const {
+    double peak = 0.0;
+    for (int rank : by_load) {
+      const bool changed = std::any_of(changes.begin(), changes.end(),
+                                       [&](const auto& change) { return change.first == rank; });
+      if (!changed) {
+        peak = rank_load_[rank];
+        break;
+      }
+    }
+    for (const auto& [rank, value] : changes) {
+      peak = std::max(peak, value);
+      sum_sq += value * value - rank_load_[rank] * rank_load_[rank];
+    }
+    return {peak, sum_sq};
   }
 
   // Applies the best replica move that lowers (max rank load, sum of squares); false if none.
   // Only moves touching the heaviest rank can lower the max: a replica on it changes expert, or
-  // an expert with a replica on it gains one.
+  // an expert with a replica on it gains one. A move changes only the loads of the ranks that
+  // hold replicas of its two experts, so each candidate costs their number, not the ranks'.
   bool move_replica() {
-    const int heavy = static_cast<int>(std::max_element(rank_load_.begin(), rank_load_.end()) -
-                                       rank_load_.begin());
     const int num_items = static_cast<int>(item_expert_.size());
     const int num_experts = static_cast<int>(load_.size());
+    std::vector<int> by_load(num_ranks_);
+    std::iota(by_load.begin(), by_load.end(), 0);
+    std::stable_sort(by_load.begin(), by_load.end(),
+                     [&](int a, int b) { return rank_load_[a] > rank_load_[b]; });
+    const int heavy = by_load[0];
+    double sum_sq = 0.0;
+    for (double l : rank_load_) sum_sq += l * l;
     std::vector<bool> on_heavy(num_experts, false);
     for (int item = 0; item < num_items; ++item) {
       if (item_rank_[item] == heavy) on_heavy[item_expert_[item]] = true;
     }
-    auto best = score(rank_load_);
+    std::pair<double, double> best = {rank_load_[heavy], sum_sq};
     int best_item = -1, best_to = -1;
     for (int item = 0; item < num_items; ++item) {
       if (count_[item_expert_[item]] < 2) continue;
       for (int to = 0; to < num_experts; ++to) {
         if (to == item_expert_[item]) continue;
         if (item_rank_[item] != heavy && !on_heavy[to]) continue;
-        auto candidate = score(loads_after(item, to));
+        const auto candidate = score_after(changes_after(item, to), by_load, sum_sq);
         const bool better = candidate.first < best.first - eps_ ||
                             (candidate.first <= best.first + eps_ &&
                              candidate.second < best.second - eps_ * best.first);
@@ -205,8 +253,12 @@ class LayerPlanner {
       }
     }
     if (best_item < 0) return false;
-    rank_load_ = loads_after(best_item, best_to);
-    --count_[item_expert_[best_item]];
+    for (const auto& [rank, value] : changes_after(best_item, best_to)) rank_load_[rank] = value;
+    const int from = item_expert_[best_item];
+    auto& from_items = expert_items_[from];
+    from_items.erase(std::find(from_items.begin(), from_items.end(), best_item));
+    expert_items_[best_to].push_back(best_item);
+    --count_[from];
     ++count_[best_to];
     item_expert_[best_item] = best_to;
     return true;
@@ -216,9 +268,10 @@ class LayerPlanner {
   const int num_ranks_;
   const int slots_per_rank_;
   double eps_ = 0.0;
-  std::vector<int> count_;        // [expert] replicas
-  std::vector<int> item_expert_;  // [replica] expert
-  std::vector<int> item_rank_;    // [replica] rank
+  std::vector<int> count_;                      // [expert] replicas
+  std::vector<int> item_expert_;                // [replica] expert
+  std::vector<int> item_rank_;                  // [replica] rank
+  std::vector<std::vector<int>> expert_items_;  // [expert] its replicas
   std::vector<double> rank_load_;
 };
 
@@ -348,9 +401,10 @@ LoadMatrix to_double(const ExpertTokenCounts& load) {
 
 }  // namespace
 
-Result<Placement> rebalance_experts(const LoadMatrix& load, const EplbConfig& config) {
+namespace eplb_internal {
+
+Result<LayerShape> check_input(const LoadMatrix& load, const EplbConfig& config) {
   EEP_RETURN_IF_ERROR(validate_load(load));
-  const int num_layers = static_cast<int>(load.size());
   const int num_experts = static_cast<int>(load[0].size());
   if (config.num_ranks < 1 || config.slots_per_rank < 1) {
     return error(ErrorCode::kInvalidArgument, "EPLB needs >= 1 rank and slot per rank (got " +
@@ -368,6 +422,11 @@ Result<Placement> rebalance_experts(const LoadMatrix& load, const EplbConfig& co
   if (config.num_nodes < 1 || config.num_groups < 1) {
     return error(ErrorCode::kInvalidArgument, "EPLB needs >= 1 node and >= 1 expert group");
   }
+  if (config.num_threads < 0) {
+    return error(
+        ErrorCode::kInvalidArgument,
+        "EPLB planner threads must be >= 0 (0 = one per core), got " + str(config.num_threads));
+  }
   int num_nodes = config.num_nodes;
   int num_groups = config.num_groups;
   if (num_groups % num_nodes != 0) num_nodes = num_groups = 1;  // global policy, as eplb.py
@@ -378,22 +437,59 @@ Result<Placement> rebalance_experts(const LoadMatrix& load, const EplbConfig& co
                      " ranks into " + str(num_nodes) +
                      " equal nodes; use num_nodes = num_groups = 1 for the global policy");
   }
-  const int group_size = num_experts / num_groups;
-  const int groups_per_node = num_groups / num_nodes;
-  const int ranks_per_node = config.num_ranks / num_nodes;
+  LayerShape shape;
+  shape.num_experts = num_experts;
+  shape.num_ranks = config.num_ranks;
+  shape.slots_per_rank = config.slots_per_rank;
+  shape.num_nodes = num_nodes;
+  shape.num_groups = num_groups;
+  shape.ranks_per_node = config.num_ranks / num_nodes;
   // Enough slots overall means enough on every node: both sides divide by num_nodes.
-  EEP_CHECK(ranks_per_node * config.slots_per_rank >= groups_per_node * group_size);
+  EEP_CHECK(shape.ranks_per_node * config.slots_per_rank >=
+            (num_groups / num_nodes) * (num_experts / num_groups));
+  return shape;
+}
 
+std::vector<int> plan_layer_from_scratch(const std::vector<double>& layer_load,
+                                         const LayerShape& shape) {
+  return plan_layer(layer_load, shape.num_nodes, shape.num_groups, shape.ranks_per_node,
+                    shape.slots_per_rank);
+}
+
+void for_each_layer(int num_layers, int num_threads, const std::function<void(int)>& plan) {
+  if (num_threads == 0) num_threads = static_cast<int>(std::thread::hardware_concurrency());
+  num_threads = std::clamp(num_threads, 1, num_layers);
+  if (num_threads == 1) {
+    for (int layer = 0; layer < num_layers; ++layer) plan(layer);
+    return;
+  }
+  // Layers go to whichever thread is free next: their costs differ a lot (skewed layers search
+  // longer). Each layer writes only its own outputs, so the result does not depend on the order.
+  std::atomic<int> next_layer{0};
+  auto work = [&] {
+    for (int layer = next_layer++; layer < num_layers; layer = next_layer++) plan(layer);
+  };
+  std::vector<std::thread> threads;
+  for (int t = 1; t < num_threads; ++t) threads.emplace_back(work);
+  work();
+  for (std::thread& thread : threads) thread.join();
+}
+
+}  // namespace eplb_internal
+
+Result<Placement> rebalance_experts(const LoadMatrix& load, const EplbConfig& config) {
+  EEP_ASSIGN_OR_RETURN(const eplb_internal::LayerShape shape,
+                       eplb_internal::check_input(load, config));
+  const int num_layers = static_cast<int>(load.size());
   Placement placement;
   placement.num_layers = num_layers;
-  placement.num_logical_experts = num_experts;
+  placement.num_logical_experts = shape.num_experts;
   placement.num_ranks = config.num_ranks;
   placement.slots_per_rank = config.slots_per_rank;
   placement.phy2log.assign(num_layers, std::vector<int>());
-  for (int layer = 0; layer < num_layers; ++layer) {
-    placement.phy2log[layer] =
-        plan_layer(load[layer], num_nodes, num_groups, ranks_per_node, config.slots_per_rank);
-  }
+  eplb_internal::for_each_layer(num_layers, config.num_threads, [&](int layer) {
+    placement.phy2log[layer] = eplb_internal::plan_layer_from_scratch(load[layer], shape);
+  });
   EEP_CHECK(placement.validate().is_ok());
   return placement;
 }

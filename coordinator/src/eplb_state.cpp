@@ -6,6 +6,45 @@
 
 namespace eep::coordinator {
 
+const char* to_string(EplbStage stage) {
+  switch (stage) {
+    case EplbStage::kMeasuring:
+      return "measuring";
+    case EplbStage::kPlanning:
+      return "planning";
+    case EplbStage::kMoving:
+      return "moving";
+  }
+  return "?";
+}
+
+bool eplb_transition_allowed(EplbStage from, EplbStage to) {
+  using S = EplbStage;
+  struct Edge {
+    S from, to;
+  };
+  // measuring -> planning       a check is due, or an operator forced one
+  // planning  -> moving         the plan is sent
+  // planning  -> measuring      not worth moving, or the planner failed
+  // moving    -> measuring      every rank answered, or the deadline passed
+  static constexpr Edge kEdges[] = {
+      {S::kMeasuring, S::kPlanning},
+      {S::kPlanning, S::kMoving},
+      {S::kPlanning, S::kMeasuring},
+      {S::kMoving, S::kMeasuring},
+  };
+  for (const Edge& edge : kEdges) {
+    if (edge.from == from && edge.to == to) return true;
+  }
+  return false;
+}
+
+void EplbState::transition(EplbStage to) {
+  EEP_CHECK_MSG(eplb_transition_allowed(stage_, to),
+                "EPLB " << to_string(stage_) << " -> " << to_string(to));
+  stage_ = to;
+}
+
 EplbState::EplbState(EplbOptions options) : options_(std::move(options)) {
   EEP_CHECK(options_.window_size > 0 && options_.step_interval > 0);
   EEP_CHECK(options_.layers_per_step > 0);
@@ -18,6 +57,7 @@ std::optional<uint64_t> EplbState::reset(int64_t generation, std::optional<Place
   generation_ = generation;
   placement_ = std::move(placement);
   plan_.reset();
+  stage_ = EplbStage::kMeasuring;  // a plan being computed is dropped when its result comes
   answered_.clear();
   clear_window();
   return dropped;
@@ -34,7 +74,9 @@ void EplbState::clear_window() {
 }
 
 Status EplbState::add_load(const protocol::ExpertLoad& report) {
-  if (!placement_ || report.generation != generation_ || plan_) return Status::ok();
+  if (!placement_ || report.generation != generation_ || stage_ == EplbStage::kMoving) {
+    return Status::ok();
+  }
   const Placement& placement = *placement_;
   const std::string from = "expert load of rank " + std::to_string(report.rank) + " (generation " +
                            std::to_string(report.generation) + ")";
@@ -113,21 +155,22 @@ std::optional<Balancedness> EplbState::measured() const {
   return measured_;
 }
 
-Result<PlannedRebalance> EplbState::make_plan() {
-  const Placement& current = *placement_;
-  const ExpertTokenCounts load = logical_load();
-  EplbConfig config;
-  config.num_ranks = current.num_ranks;
-  config.slots_per_rank = current.slots_per_rank;
-  PlannedRebalance plan;
-  plan.generation = generation_;
-  plan.window_steps = window_steps();
-  EEP_ASSIGN_OR_RETURN(plan.placement, rebalance_experts(load, config));
-  EEP_ASSIGN_OR_RETURN(Balancedness before, balancedness(load, current));
-  EEP_ASSIGN_OR_RETURN(Balancedness after, balancedness(load, plan.placement));
-  plan.current_balancedness = before.mean;
-  plan.predicted_balancedness = after.mean;
-  return plan;
+PlanRequest EplbState::make_request(bool forced) {
+  PlanRequest request;
+  request.request_id = next_request_id_++;
+  request.generation = generation_;
+  request.load = logical_load();
+  request.current = *placement_;
+  request.config.num_ranks = placement_->num_ranks;
+  request.config.slots_per_rank = placement_->slots_per_rank;
+  request.config.num_threads = options_.planner_threads;
+  request.migration = options_.migration;
+  request.window_steps = window_steps();
+  request.forced = forced;
+  planning_request_id_ = request.request_id;
+  steps_since_check_ = 0;
+  transition(EplbStage::kPlanning);
+  return request;
 }
 
 void EplbState::begin(PlannedRebalance& plan, Clock::time_point now) {
@@ -137,27 +180,26 @@ void EplbState::begin(PlannedRebalance& plan, Clock::time_point now) {
   answered_.clear();
   answers_ = RebalanceOutcome{};
   steps_since_check_ = 0;
+  transition(EplbStage::kMoving);
 }
 
-Result<std::optional<PlanDecision>> EplbState::due_plan(Clock::time_point now) {
-  if (!options_.enabled || !placement_ || plan_ || window_steps() == 0 ||
+std::optional<PlanRequest> EplbState::due_plan(Clock::time_point /*now*/) {
+  if (!options_.enabled || !placement_ || in_progress() || window_steps() == 0 ||
       steps_since_check_ < options_.step_interval) {
-    return std::optional<PlanDecision>{};
+    return std::nullopt;
   }
-  steps_since_check_ = 0;
-  PlanDecision decision;
-  EEP_ASSIGN_OR_RETURN(decision.plan, make_plan());
-  decision.send = decision.plan.predicted_balancedness >
-                  decision.plan.current_balancedness + options_.min_improvement;
-  if (decision.send) begin(decision.plan, now);
-  return std::optional<PlanDecision>{std::move(decision)};
+  return make_request(false);
 }
 
-Result<PlannedRebalance> EplbState::force_plan(Clock::time_point now) {
+Result<PlanRequest> EplbState::force_plan(Clock::time_point /*now*/) {
   if (!placement_) {
     return error(ErrorCode::kFailedPrecondition,
                  "no expert placement is known: start the coordinator with --model and wait for "
                  "the fleet to form");
+  }
+  if (stage_ == EplbStage::kPlanning) {
+    return error(ErrorCode::kFailedPrecondition,
+                 "a rebalance is being planned; wait for it (eepctl status)");
   }
   if (plan_) {
     return error(ErrorCode::kFailedPrecondition,
@@ -169,9 +211,43 @@ Result<PlannedRebalance> EplbState::force_plan(Clock::time_point now) {
                  "no expert load reported yet in generation " + std::to_string(generation_) +
                      "; the workers report it while they serve requests, try again under load");
   }
-  EEP_ASSIGN_OR_RETURN(PlannedRebalance plan, make_plan());
-  begin(plan, now);
-  return plan;
+  return make_request(true);
+}
+
+Result<std::optional<PlanDecision>> EplbState::on_planned(PlanResult result,
+                                                          Clock::time_point now) {
+  if (stage_ != EplbStage::kPlanning || result.request_id != planning_request_id_ ||
+      result.generation != generation_) {
+    return std::optional<PlanDecision>{};
+  }
+  steps_since_check_ = 0;
+  if (!result.plan.is_ok()) {
+    transition(EplbStage::kMeasuring);
+    return result.plan.status();
+  }
+  const MigrationPlan& migration = result.plan.value();
+  PlanDecision decision;
+  PlannedRebalance& plan = decision.plan;
+  plan.generation = result.generation;
+  plan.placement = migration.placement;
+  plan.current_balancedness = migration.current_balancedness;
+  plan.predicted_balancedness = migration.predicted_balancedness;
+  plan.scratch_balancedness = migration.scratch_balancedness;
+  plan.window_steps = result.window_steps;
+  plan.slots_changed = migration.slots_changed;
+  plan.num_slots =
+      static_cast<int64_t>(migration.placement.num_layers) * migration.placement.num_slots();
+  plan.plan_seconds = result.seconds;
+  plan.forced = result.forced;
+  decision.send = result.forced || (plan.slots_changed > 0 &&
+                                    plan.predicted_balancedness >
+                                        plan.current_balancedness + options_.min_improvement);
+  if (decision.send) {
+    begin(plan, now);
+  } else {
+    transition(EplbStage::kMeasuring);
+  }
+  return std::optional<PlanDecision>{std::move(decision)};
 }
 
 std::optional<RebalanceOutcome> EplbState::on_done(const protocol::RebalanceDone& done) {
@@ -212,6 +288,7 @@ RebalanceOutcome EplbState::finish(Status status) {
   outcome.plan = std::move(*plan_);
   outcome.status = std::move(status);
   plan_.reset();
+  transition(EplbStage::kMeasuring);
   answered_.clear();
   if (outcome.status.is_ok()) {
     placement_ = outcome.plan.placement;

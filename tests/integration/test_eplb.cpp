@@ -1,7 +1,9 @@
 // EPLB end to end on the CPU backend: a tiny model whose router favours a few experts, 2 and 4
 // ranks under eep-bench load with --enable-eplb. The coordinator measures the load, plans, the
 // workers move experts between steps over Gloo; balancedness rises and every greedy output equals
-// the one of the same fleet without EPLB.
+// the one of the same fleet without EPLB. Every plan also computes the DeepSeek-V3-like shape of
+// tests/data/eplb/large-cases.json (--eplb-test-load), off the event loop: the loop's longest
+// iteration meanwhile stays short.
 #include <regex>
 
 #include "fleet.h"
@@ -72,6 +74,20 @@ std::map<int, json> outputs(const json& report) {
 
 // The measured balancedness the first plan started from, from its log line
 // "EPLB rebalance 1 (...): balancedness 0.8971 -> predicted 0.9998 over 72 steps; ...".
+// The loop's longest iteration while each plan was computed, from the log lines
+// "EPLB: plan ready in 812.3 ms off the event loop; the loop's longest iteration meanwhile 2.41
+// ms".
+std::vector<std::pair<double, double>> plan_ms_and_longest_iteration_ms(const std::string& log) {
+  const std::regex line(
+      R"(plan ready in ([0-9.]+) ms off the event loop; the loop's longest iteration meanwhile ([0-9.]+) ms)");
+  std::vector<std::pair<double, double>> out;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator();
+       ++it) {
+    out.emplace_back(std::stod((*it)[1].str()), std::stod((*it)[2].str()));
+  }
+  return out;
+}
+
 double first_window_balancedness(const std::string& log) {
   std::smatch match;
   const std::regex line(R"(EPLB rebalance 1 \([^)]*\): balancedness ([0-9.]+) -> predicted)");
@@ -92,7 +108,8 @@ TEST_CASE("EPLB under load: balancedness rises, greedy outputs equal a run witho
   const BenchRun balanced = serve_and_bench(
       model, ranks,
       {"--enable-eplb", "--num-redundant-experts", std::to_string(2 * ranks), "--eplb-window-size",
-       "40", "--eplb-step-interval", "60", "--eplb-layers-per-step", "1"},
+       "40", "--eplb-step-interval", "60", "--eplb-layers-per-step", "1", "--eplb-test-load",
+       std::string(EEP_TEST_DATA_DIR) + "/eplb/large-cases.json"},
       num_prompts);
   INFO(balanced.log);
 
@@ -119,6 +136,16 @@ TEST_CASE("EPLB under load: balancedness rises, greedy outputs equal a run witho
       eplb["last_rebalance"]["longest_step_gap_ms"].get<double>());
   CHECK(before < 0.9);
   CHECK(after > before + 0.05);
+
+  // Planning (256 experts / 64 x 5 slots / 61 layers beside the model's own) never held up the
+  // loop that relays the tokens.
+  const auto plans = plan_ms_and_longest_iteration_ms(balanced.log);
+  REQUIRE_FALSE(plans.empty());
+  for (const auto& [plan_ms, longest_ms] : plans) {
+    std::printf("EPLB plan with the V3-like test load: %.0f ms, loop's longest iteration %.2f ms\n",
+                plan_ms, longest_ms);
+    CHECK(longest_ms < 20.0);
+  }
 
   // Greedy outputs, request by request, are those of the fleet that never moved an expert.
   const std::map<int, json> expected = outputs(plain.report);

@@ -75,6 +75,40 @@ void feed_skewed(EplbState& state, int64_t generation, uint64_t steps) {
   }
 }
 
+// What the planner thread answers to `request`, computed here.
+PlanResult planned(const PlanRequest& request) {
+  PlanResult result;
+  result.request_id = request.request_id;
+  result.generation = request.generation;
+  result.window_steps = request.window_steps;
+  result.forced = request.forced;
+  result.plan =
+      rebalance_experts_from(request.load, request.config, request.current, request.migration);
+  return result;
+}
+
+// An automatic check: the decision once the plan is computed; nullopt when none was due.
+std::optional<PlanDecision> check_now(EplbState& state, EplbState::Clock::time_point now) {
+  auto request = state.due_plan(now);
+  if (!request) return std::nullopt;
+  CHECK(state.stage() == EplbStage::kPlanning);
+  CHECK(state.in_progress());
+  auto decision = state.on_planned(planned(*request), now);
+  REQUIRE(decision.is_ok());
+  REQUIRE(decision.value());
+  return *decision.value();
+}
+
+// A forced plan once computed (sent whatever it gains).
+Result<PlannedRebalance> force_now(EplbState& state, EplbState::Clock::time_point now) {
+  EEP_ASSIGN_OR_RETURN(PlanRequest request, state.force_plan(now));
+  auto decision = state.on_planned(planned(request), now);
+  REQUIRE(decision.is_ok());
+  REQUIRE(decision.value());
+  REQUIRE(decision.value()->send);
+  return decision.value()->plan;
+}
+
 }  // namespace
 
 TEST_CASE("the window keeps the last window_size steps per rank, dropping whole reports",
@@ -154,16 +188,15 @@ TEST_CASE("a rebalance is due every step_interval steps of rank 0 and completes 
   const auto now = EplbState::Clock::now();
 
   feed_skewed(state, 1, 4);
-  auto decision = state.due_plan(now);
-  REQUIRE(decision.is_ok());
-  CHECK_FALSE(decision.value());  // 4 of 8 steps
+  CHECK_FALSE(state.due_plan(now));  // 4 of 8 steps
 
   feed_skewed(state, 1, 4);
-  decision = state.due_plan(now);
-  REQUIRE(decision.is_ok());
-  REQUIRE(decision.value());
-  REQUIRE(decision.value()->send);
-  const PlannedRebalance plan = decision.value()->plan;
+  auto decision = check_now(state, now);
+  REQUIRE(decision);
+  REQUIRE(decision->send);
+  const PlannedRebalance plan = decision->plan;
+  CHECK(plan.slots_changed > 0);
+  CHECK(plan.num_slots == kLayers * kRanks * kSlotsPerRank);
   CHECK(plan.plan_id == 1);
   CHECK(plan.generation == 1);
   CHECK(plan.window_steps == 8);
@@ -180,7 +213,7 @@ TEST_CASE("a rebalance is due every step_interval steps of rank 0 and completes 
   // second plan is due or can be forced.
   feed_skewed(state, 1, 100);
   CHECK(state.window_steps() == 8);
-  CHECK_FALSE(state.due_plan(now).value());
+  CHECK_FALSE(state.due_plan(now));
   auto forced = state.force_plan(now);
   CHECK(forced.status().code() == ErrorCode::kFailedPrecondition);
   CHECK_THAT(forced.status().message(), Catch::Contains("in progress"));
@@ -231,17 +264,15 @@ TEST_CASE("a plan that does not beat the current placement is not sent", "[eplb]
     REQUIRE(
         state.add_load(report(1, rank, 8, counts_with_hot(initial_placement(), 0, 100))).is_ok());
   }
-  auto decision = state.due_plan(now);
-  REQUIRE(decision.is_ok());
-  REQUIRE(decision.value());
-  CHECK_FALSE(decision.value()->send);
+  auto decision = check_now(state, now);
+  REQUIRE(decision);
+  CHECK_FALSE(decision->send);
   CHECK_FALSE(state.in_progress());
-  CHECK(decision.value()->plan.predicted_balancedness <=
-        decision.value()->plan.current_balancedness + 0.01);
+  CHECK(decision->plan.predicted_balancedness <= decision->plan.current_balancedness + 0.01);
   // The next check is step_interval steps later.
-  CHECK_FALSE(state.due_plan(now).value());
+  CHECK_FALSE(state.due_plan(now));
   // Forcing sends it anyway.
-  auto forced = state.force_plan(now);
+  auto forced = force_now(state, now);
   REQUIRE(forced.is_ok());
   CHECK(forced->plan_id == 1);
   CHECK(state.in_progress());
@@ -261,8 +292,8 @@ TEST_CASE("without --enable-eplb nothing is planned automatically, a forced plan
   CHECK_THAT(no_load.status().message(), Catch::Contains("no expert load"));
 
   feed_skewed(state, 1, 50);
-  CHECK_FALSE(state.due_plan(now).value());
-  auto forced = state.force_plan(now);
+  CHECK_FALSE(state.due_plan(now));
+  auto forced = force_now(state, now);
   REQUIRE(forced.is_ok());
   CHECK(forced->predicted_balancedness > forced->current_balancedness);
 }
@@ -272,7 +303,7 @@ TEST_CASE("a failed or timed-out rebalance keeps the old placement", "[eplb]") {
   state.reset(1, initial_placement());
   const auto now = EplbState::Clock::now();
   feed_skewed(state, 1, 8);
-  PlannedRebalance plan = state.due_plan(now).value()->plan;
+  PlannedRebalance plan = check_now(state, now)->plan;
 
   CHECK_FALSE(state.on_done(done(plan, 1, 0, 0.1, 1.0, "peer 0 gone")));
   auto outcome = state.on_done(done(plan, 0, 500, 0.2, 2.0));
@@ -288,7 +319,7 @@ TEST_CASE("a failed or timed-out rebalance keeps the old placement", "[eplb]") {
 
   // The next one, whose rank 1 never answers, times out.
   feed_skewed(state, 1, 8);
-  plan = state.due_plan(now).value()->plan;
+  plan = check_now(state, now)->plan;
   CHECK(plan.plan_id == 2);
   CHECK_FALSE(state.on_done(done(plan, 0, 500, 0.2, 2.0)));
   CHECK_FALSE(state.on_tick(now + 4s));
@@ -307,7 +338,7 @@ TEST_CASE("a new generation resets the window and drops the plan in progress", "
   state.reset(1, initial_placement());
   const auto now = EplbState::Clock::now();
   feed_skewed(state, 1, 8);
-  PlannedRebalance plan = state.due_plan(now).value()->plan;
+  PlannedRebalance plan = check_now(state, now)->plan;
   CHECK(state.reset(2, Placement::round_robin(kLayers, kExperts, 3, 2).value()) == plan.plan_id);
   CHECK_FALSE(state.in_progress());
   CHECK(state.generation() == 2);
@@ -319,7 +350,7 @@ TEST_CASE("a new generation resets the window and drops the plan in progress", "
   for (int rank = 0; rank < 3; ++rank) {
     REQUIRE(state.add_load(report(2, rank, 8, counts_with_hot(*state.placement(), 1, 50))).is_ok());
   }
-  auto forced = state.force_plan(now);
+  auto forced = force_now(state, now);
   REQUIRE(forced.is_ok());
   CHECK(forced->plan_id == 2);
   CHECK(forced->generation == 2);
@@ -327,6 +358,70 @@ TEST_CASE("a new generation resets the window and drops the plan in progress", "
   CHECK(state.reset(3, std::nullopt) == 2u);
   CHECK_FALSE(state.placement());
   CHECK(state.logical_load().empty());
+}
+
+TEST_CASE("a plan is computed off the loop: the window keeps filling, stale results are dropped",
+          "[eplb]") {
+  EplbState state(options());
+  state.reset(1, initial_placement());
+  const auto now = EplbState::Clock::now();
+  feed_skewed(state, 1, 8);
+  auto request = state.due_plan(now);
+  REQUIRE(request);
+  CHECK(request->generation == 1);
+  CHECK(request->window_steps == 8);
+  CHECK(request->load == state.logical_load());
+  CHECK_FALSE(request->forced);
+  // Planning: reports still count (the placement has not changed), nothing else starts.
+  CHECK(state.stage() == EplbStage::kPlanning);
+  feed_skewed(state, 1, 2);
+  CHECK(state.window_steps() == 10);
+  CHECK_FALSE(state.due_plan(now));
+  auto forced = state.force_plan(now);
+  CHECK(forced.status().code() == ErrorCode::kFailedPrecondition);
+  CHECK_THAT(forced.status().message(), Catch::Contains("being planned"));
+  CHECK_FALSE(state.info().in_progress);  // no plan id until it is sent
+
+  // A result for another request is not this one's.
+  PlanResult other = planned(*request);
+  other.request_id += 1;
+  auto ignored = state.on_planned(other, now);
+  REQUIRE(ignored.is_ok());
+  CHECK_FALSE(ignored.value());
+  CHECK(state.stage() == EplbStage::kPlanning);
+
+  // A planner error returns to measuring.
+  PlanResult failed = planned(*request);
+  failed.plan = error(ErrorCode::kInvalidArgument, "broken window");
+  CHECK_FALSE(state.on_planned(failed, now).is_ok());
+  CHECK(state.stage() == EplbStage::kMeasuring);
+
+  // A new generation while planning: the result that comes later is dropped.
+  feed_skewed(state, 1, 8);
+  request = state.due_plan(now);
+  REQUIRE(request);
+  state.reset(2, initial_placement());
+  CHECK(state.stage() == EplbStage::kMeasuring);
+  auto stale = state.on_planned(planned(*request), now);
+  REQUIRE(stale.is_ok());
+  CHECK_FALSE(stale.value());
+  CHECK(state.placement()->phy2log == initial_placement().phy2log);
+}
+
+TEST_CASE("the EPLB stages move only along the transition table", "[eplb]") {
+  using S = EplbStage;
+  const S all[] = {S::kMeasuring, S::kPlanning, S::kMoving};
+  int allowed = 0;
+  for (S from : all) {
+    for (S to : all) allowed += eplb_transition_allowed(from, to);
+  }
+  CHECK(allowed == 4);
+  CHECK(eplb_transition_allowed(S::kMeasuring, S::kPlanning));
+  CHECK(eplb_transition_allowed(S::kPlanning, S::kMoving));
+  CHECK(eplb_transition_allowed(S::kPlanning, S::kMeasuring));
+  CHECK(eplb_transition_allowed(S::kMoving, S::kMeasuring));
+  CHECK_FALSE(eplb_transition_allowed(S::kMeasuring, S::kMoving));
+  CHECK(std::string(to_string(S::kPlanning)) == "planning");
 }
 
 TEST_CASE("the expert layout comes from config.json", "[eplb]") {
@@ -390,6 +485,20 @@ TEST_CASE("EPLB flags: defaults and values", "[eplb]") {
   CHECK(defaults.eplb_step_interval == 3000);
   CHECK(defaults.num_redundant_experts == 0);
   CHECK(defaults.eplb_layers_per_step == 4);
+  CHECK(defaults.eplb_min_gain == 0.01);
+  CHECK(defaults.eplb_balance_slack == 0.005);
+  CHECK(defaults.eplb_max_moved_fraction == 1.0);
+  CHECK(defaults.eplb_planner_threads == 0);
+  CHECK(defaults.eplb_test_load.empty());
+  auto [tuned, ok3] = parse({"--eplb-min-gain", "0.05", "--eplb-balance-slack", "0",
+                             "--eplb-max-moved-fraction", "0.1", "--eplb-planner-threads", "2"});
+  CHECK_FALSE(ok3);
+  CHECK(tuned.eplb_min_gain == 0.05);
+  CHECK(tuned.eplb_balance_slack == 0.0);
+  CHECK(tuned.eplb_max_moved_fraction == 0.1);
+  CHECK(tuned.eplb_planner_threads == 2);
+  CHECK(parse({"--eplb-max-moved-fraction", "1.5"}).second.value_or(0) != 0);
+  CHECK(parse({"--eplb-balance-slack", "-0.1"}).second.value_or(0) != 0);
   auto [set, ok2] = parse({"--enable-eplb", "--eplb-window-size", "50", "--eplb-step-interval",
                            "20", "--num-redundant-experts", "8", "--eplb-layers-per-step", "2"});
   CHECK_FALSE(ok2);

@@ -96,6 +96,11 @@ class Coordinator {
   void advance_eplb(Clock::time_point now);
   void sync_eplb_generation();
   void send_rebalance(const PlannedRebalance& plan, const std::string& why);
+  // Hands the window to the planner thread; on_plan_ready() takes the result on a later
+  // iteration. note_loop_iteration() records the longest iteration while a plan is computed.
+  void start_planning(PlanRequest request);
+  void on_plan_ready(PlanResult result);
+  void note_loop_iteration(Clock::duration busy);
   void finish_rebalance(const RebalanceOutcome& outcome);
   nlohmann::json admin_eplb_rebalance(const protocol::AdminRequest& request);
 
@@ -122,8 +127,11 @@ class Coordinator {
   std::unique_ptr<HttpApi> http_;                    // after inbox_: it calls into it
   bool knows_experts_ = false;  // --model given: generations carry placements, EPLB measures
   EplbState eplb_;
-  std::unique_ptr<EplbMetrics> eplb_metrics_;    // after http_: it registers in its registry
-  std::unique_ptr<ScaleMetrics> scale_metrics_;  // likewise
+  EplbPlanner eplb_planner_;
+  std::shared_ptr<const EplbTestLoad> eplb_test_load_;  // --eplb-test-load
+  Clock::duration eplb_longest_iteration_{};            // while the planner works
+  std::unique_ptr<EplbMetrics> eplb_metrics_;           // after http_: it registers in its registry
+  std::unique_ptr<ScaleMetrics> scale_metrics_;         // likewise
   Clock::time_point next_scale_metrics_{};
   Clock::time_point next_eplb_metrics_{};
   std::set<std::string> eplb_warned_;  // workers whose bad load reports were logged, this gen

@@ -45,11 +45,16 @@ struct CoordinatorConfig {
   int restart_window_s = 300;
   std::string log_level = "info";
   // Expert load balancing (docs/eplb.md). The placement needs --model (its config.json).
-  bool enable_eplb = false;           // rebalance automatically; off: only measure
-  int64_t eplb_window_size = 1000;    // steps of expert load the window keeps
-  int64_t eplb_step_interval = 3000;  // steps between two automatic rebalance checks
-  int num_redundant_experts = 0;      // extra expert slots per layer, over all ranks
-  int eplb_layers_per_step = 4;       // layers whose experts move per step boundary
+  bool enable_eplb = false;              // rebalance automatically; off: only measure
+  int64_t eplb_window_size = 1000;       // steps of expert load the window keeps
+  int64_t eplb_step_interval = 3000;     // steps between two automatic rebalance checks
+  int num_redundant_experts = 0;         // extra expert slots per layer, over all ranks
+  int eplb_layers_per_step = 4;          // layers whose experts move per step boundary
+  double eplb_min_gain = 0.01;           // automatic plans predicting less gain are not sent
+  double eplb_balance_slack = 0.005;     // balancedness a plan may give up to move less
+  double eplb_max_moved_fraction = 1.0;  // of a layer's slots a plan may change
+  int eplb_planner_threads = 0;          // 0 = one per core
+  std::string eplb_test_load;            // tests: a large shape planned beside the real one
   // Written once the sockets are bound: {"admin", "control", "pid"} with the real endpoints (so
   // scripts and tests can bind port 0 and still find us).
   std::string ready_file;

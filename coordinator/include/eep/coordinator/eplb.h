@@ -28,6 +28,9 @@ struct EplbConfig {
   // used, as eplb.py does. num_nodes = num_groups = 1 is the global policy.
   int num_nodes = 1;
   int num_groups = 1;
+  // Layers are planned independently, on this many threads (0 = one per core). The result does
+  // not depend on it.
+  int num_threads = 1;
 };
 
 // The placement for `load` (every layer planned independently). Every logical expert keeps at
@@ -36,6 +39,52 @@ struct EplbConfig {
 // slots, or node/group counts that do not divide the ranks/experts.
 Result<Placement> rebalance_experts(const LoadMatrix& load, const EplbConfig& config);
 Result<Placement> rebalance_experts(const ExpertTokenCounts& load, const EplbConfig& config);
+
+// How far a plan from the current placement may trade balance for fewer moved experts
+// (docs/eplb.md, "Plans that move little").
+struct MigrationOptions {
+  // Per layer, the balancedness the plan may give up against a plan from scratch on the same load
+  // to change fewer slots (0: the plan is as balanced as one from scratch).
+  double balance_slack = 0.005;
+  // At most this fraction of a layer's slots change expert (1: no cap). Under a cap, a layer may
+  // end less balanced than balance_slack allows.
+  double max_moved_fraction = 1.0;
+};
+
+// A plan from the current placement, and what it costs and gains.
+struct MigrationPlan {
+  Placement placement;
+  std::vector<int> slots_changed_per_layer;  // slots whose logical expert changes
+  int64_t slots_changed = 0;                 // over all layers
+  std::vector<double> current_per_layer;     // balancedness of `current` on the load
+  std::vector<double> predicted_per_layer;   // of `placement` on the load
+  std::vector<double> scratch_per_layer;     // of a plan from scratch on the load
+  double current_balancedness = 1.0;         // means over layers of the three above
+  double predicted_balancedness = 1.0;
+  double scratch_balancedness = 1.0;
+  int num_layers_kept = 0;  // layers that change nothing (already within the slack)
+  // Layers where the search from the current placement fell short of the slack and the plan
+  // from scratch, its ranks matched to the current ones, was taken instead.
+  int num_layers_from_scratch = 0;
+};
+
+// Physical slots whose logical expert differs between two placements of the same shape.
+int64_t num_changed_slots(const Placement& from, const Placement& to);
+
+// A placement for `load` that starts from `current` (the same layers, experts, ranks and slots
+// per rank as `config`; kInvalidArgument otherwise): per layer, replicas are swapped between
+// ranks or turned into replicas of other experts one at a time, each time the change that lowers
+// the heaviest rank the most, until the layer is within options.balance_slack of a plan from
+// scratch. When that search stalls, the plan from scratch is used with its ranks (and nodes)
+// matched to the current ones to keep the most experts in place, and experts that stay on a rank
+// keep their slot. The same input gives the same output. With the load the current placement
+// was planned from, nothing changes.
+Result<MigrationPlan> rebalance_experts_from(const LoadMatrix& load, const EplbConfig& config,
+                                             const Placement& current,
+                                             const MigrationOptions& options = {});
+Result<MigrationPlan> rebalance_experts_from(const ExpertTokenCounts& load,
+                                             const EplbConfig& config, const Placement& current,
+                                             const MigrationOptions& options = {});
 
 struct Balancedness {
   // Per layer: mean over max of the per-rank loads, where a logical expert's load is split evenly

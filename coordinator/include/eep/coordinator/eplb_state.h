@@ -17,6 +17,7 @@
 #include "eep/common/protocol.h"
 #include "eep/common/status.h"
 #include "eep/coordinator/eplb.h"
+#include "eep/coordinator/eplb_planner.h"
 
 namespace eep::coordinator {
 
@@ -26,8 +27,14 @@ struct EplbOptions {
   uint64_t step_interval = 3000;  // rank 0's steps between two automatic checks
   int layers_per_step = 4;        // sent with each plan: layers moved per step boundary
   // An automatic plan is sent only when it predicts at least this much more balancedness than
-  // the current placement measures: moving experts costs step time, a tiny gain does not pay.
+  // the current placement measures: moving experts costs step time, a tiny gain does not pay
+  // (--eplb-min-gain).
   double min_improvement = 0.01;
+  // How plans trade balance for fewer moved experts (--eplb-balance-slack,
+  // --eplb-max-moved-fraction) and on how many threads they are computed
+  // (--eplb-planner-threads).
+  MigrationOptions migration;
+  int planner_threads = 0;
   // A plan whose RebalanceDone messages have not all arrived by then is given up as failed (a
   // rank died or hangs); generous because the move runs a few layers per step, and steps may be
   // slow under load.
@@ -42,8 +49,22 @@ struct PlannedRebalance {
   Placement placement;
   double current_balancedness = 1.0;
   double predicted_balancedness = 1.0;
+  double scratch_balancedness = 1.0;  // of a plan from scratch on the same window
   uint64_t window_steps = 0;
+  int64_t slots_changed = 0;  // over all layers
+  int64_t num_slots = 0;      // layers x slots
+  double plan_seconds = 0;    // computing it (off the loop)
+  bool forced = false;
 };
+
+// Where the EPLB bookkeeping stands; docs/eplb.md has the diagram. Measuring: the window fills,
+// nothing is planned. Planning: a snapshot of the window is being planned off the loop (the
+// window keeps filling). Moving: the plan was sent and the ranks move experts (the window is
+// frozen: reports are over a placement that changes layer by layer).
+enum class EplbStage { kMeasuring, kPlanning, kMoving };
+const char* to_string(EplbStage stage);
+// The transition table: whether `from` may go to `to` (reset() may go anywhere to kMeasuring).
+bool eplb_transition_allowed(EplbStage from, EplbStage to);
 
 // An automatic check: `send` when the plan is worth moving to (it is then in progress).
 struct PlanDecision {
@@ -71,7 +92,9 @@ class EplbState {
   const EplbOptions& options() const { return options_; }
   int64_t generation() const { return generation_; }
   const std::optional<Placement>& placement() const { return placement_; }
-  bool in_progress() const { return plan_.has_value(); }
+  EplbStage stage() const { return stage_; }
+  // Planning or moving: no other plan may start.
+  bool in_progress() const { return stage_ != EplbStage::kMeasuring; }
 
   // A new generation (a scale switched, or the first one formed) with its placement (none when
   // the model is unknown: then nothing is measured or planned). The window restarts; a plan in
@@ -85,16 +108,22 @@ class EplbState {
   Status add_load(const protocol::ExpertLoad& report);
 
   // The automatic trigger, after add_load: when enabled, nothing is in progress, the window has
-  // data and rank 0 reported step_interval steps since the last check, plans on the window. The
-  // plan is sent (send = true, now in progress) only when it beats the current placement by
-  // min_improvement; either way the next check is step_interval steps later. nullopt: no check
-  // was due. An error only if the planner refuses the window (a broken invariant upstream).
-  Result<std::optional<PlanDecision>> due_plan(Clock::time_point now);
+  // data and rank 0 reported step_interval steps since the last check, the window to plan (now
+  // planning); hand it to the EplbPlanner and its result to on_planned. nullopt: no check due.
+  std::optional<PlanRequest> due_plan(Clock::time_point now);
 
-  // An operator's forced rebalance: plans on the window now and sends whatever it gives (even
-  // without EPLB enabled: the caller decides whether that is allowed). kFailedPrecondition when
-  // there is no placement, a plan is in progress, or no load was reported yet.
-  Result<PlannedRebalance> force_plan(Clock::time_point now);
+  // An operator's forced rebalance: the window to plan now (planning); its plan is sent whatever
+  // it gives (even without EPLB enabled: the caller decides whether that is allowed).
+  // kFailedPrecondition when there is no placement, a plan is in progress, or no load was
+  // reported yet.
+  Result<PlanRequest> force_plan(Clock::time_point now);
+
+  // The planner's result for the request in progress. The plan is sent (send = true, now moving)
+  // when forced or when it beats the current placement by min_improvement and changes a slot;
+  // else back to measuring, the next check step_interval steps later. nullopt for a result of a
+  // request that is no longer in progress (a new generation came meanwhile); the planner's error
+  // (back to measuring) if it refused the window, a broken invariant upstream.
+  Result<std::optional<PlanDecision>> on_planned(PlanResult result, Clock::time_point now);
 
   // One rank's answer to the plan in progress (answers to other plans or generations are
   // ignored: nullopt). Once every rank answered, the outcome.
@@ -124,7 +153,8 @@ class EplbState {
   };
 
   void clear_window();
-  Result<PlannedRebalance> make_plan();
+  PlanRequest make_request(bool forced);
+  void transition(EplbStage to);
   // Assigns the plan its id and makes it the one in progress.
   void begin(PlannedRebalance& plan, Clock::time_point now);
   RebalanceOutcome finish(Status status);
@@ -139,7 +169,10 @@ class EplbState {
   mutable bool measured_valid_ = false;
   mutable std::optional<Balancedness> measured_;
 
-  std::optional<PlannedRebalance> plan_;  // in progress
+  EplbStage stage_ = EplbStage::kMeasuring;
+  uint64_t next_request_id_ = 1;
+  uint64_t planning_request_id_ = 0;      // while planning
+  std::optional<PlannedRebalance> plan_;  // while moving
   Clock::time_point plan_started_{};
   std::set<int> answered_;    // ranks whose RebalanceDone arrived
   RebalanceOutcome answers_;  // accumulates bytes, seconds, gap and the first error

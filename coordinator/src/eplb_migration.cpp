@@ -69,12 +69,14 @@ std::vector<int> node_of_experts(const std::vector<int>& row, const LayerShape& 
 // the changed slots past max_changed.
 class SlotSearch {
  public:
+  // Starts at `start` (default: the current row); changes are counted against `current`.
   SlotSearch(const std::vector<double>& layer_load, const std::vector<int>& current,
-             const LayerShape& shape, std::vector<int> node_of_expert, bool per_slot)
+             const LayerShape& shape, std::vector<int> node_of_expert, bool per_slot,
+             const std::vector<int>* start = nullptr)
       : load_(layer_load),
         shape_(shape),
         original_(current),
-        row_(current),
+        row_(start ? *start : current),
         node_of_expert_(std::move(node_of_expert)),
         per_slot_(per_slot) {
     count_.assign(shape.num_experts, 0);
@@ -84,6 +86,7 @@ class SlotSearch {
       slots_of_[row_[slot]].push_back(slot);
     }
     rank_load_ = rank_loads(load_, row_, shape);
+    num_changed_ = num_changed(original_, row_);
     const double total = std::accumulate(load_.begin(), load_.end(), 0.0);
     eps_ = 1e-12 * std::max(1.0, total);
   }
@@ -123,7 +126,65 @@ class SlotSearch {
     }
   }
 
+  // From a row at or below target_peak (the matched plan from scratch): gives slots back their
+  // current expert, one or two at a time, each time the change that gives back the most slots
+  // (then leaves the lowest peak) while the heaviest rank stays at or below target_peak.
+  const std::vector<int>& give_back(double target_peak) {
+    const int num_slots = static_cast<int>(row_.size());
+    for (int step = 0; step < num_slots; ++step) {
+      sort_ranks();
+      int best_cost = 0;
+      double best_peak = 0;
+      Change best;
+      auto consider = [&](Change& change) {
+        const double peak = score(loads_).first;
+        if (peak > target_peak || change.cost > -1) return;
+        if (best.slot_a >= 0 &&
+            (change.cost > best_cost || (change.cost == best_cost && peak >= best_peak))) {
+          return;
+        }
+        best_cost = change.cost;
+        best_peak = peak;
+        best = change;
+        best.loads = loads_;
+      };
+      for (int slot = 0; slot < num_slots; ++slot) {
+        const int want = original_[slot];
+        if (row_[slot] == want) continue;
+        const int node = shape_.node_of_rank(rank_of(slot));
+        // (a) the slot turns back into its expert.
+        if (count_[row_[slot]] >= 2 && node_of_expert_[want] == node) {
+          Change change;
+          change.slot_a = slot;
+          change.to = want;
+          change.cost = changed_if(slot, want);
+          replica_loads(slot, want, loads_);
+          consider(change);
+        }
+        // (b) it exchanges experts with a slot that holds its expert now.
+        for (int other : slots_of_[want]) {
+          if (rank_of(other) == rank_of(slot) || !same_node(rank_of(other), rank_of(slot))) {
+            continue;
+          }
+          Change change;
+          change.slot_a = slot;
+          change.slot_b = other;
+          change.cost = changed_if(slot, row_[other]) + changed_if(other, row_[slot]);
+          const double delta = weight(row_[slot]) - weight(row_[other]);
+          loads_.clear();
+          loads_.emplace_back(rank_of(slot), rank_load_[rank_of(slot)] - delta);
+          loads_.emplace_back(rank_of(other), rank_load_[rank_of(other)] + delta);
+          consider(change);
+        }
+      }
+      if (best.slot_a < 0) break;
+      apply(best);
+    }
+    return row_;
+  }
+
   const std::vector<int>& run(double target_peak, int max_changed) {
+    target_peak_ = target_peak;
     const int num_slots = static_cast<int>(row_.size());
     for (int step = 0; step < kMaxChangesPerSlot * num_slots; ++step) {
       sort_ranks();
@@ -215,8 +276,25 @@ class SlotSearch {
     // candidate).
     auto consider = [&](Change& change) {
       if (num_changed_ + change.cost > max_changed) return;
+      if (per_slot_) {
+        // The excess over the target summed over ranks: what a change must lower. A replica
+        // more for a hot expert lowers every rank holding it at once, for one slot.
+        double delta = 0.0;
+        for (const auto& [rank, value] : loads_) {
+          delta +=
+              std::max(0.0, value - target_peak_) - std::max(0.0, rank_load_[rank] - target_peak_);
+        }
+        if (delta >= -eps_) return;
+        const double value = -delta / std::max(0.5, static_cast<double>(change.cost));
+        if (value > best_value) {
+          best_value = value;
+          best = change;
+          best.loads = loads_;
+        }
+        return;
+      }
       const auto [new_peak, new_sum_sq] = score(loads_);
-      const double per_slot = per_slot_ ? std::max(0.5, static_cast<double>(change.cost)) : 1.0;
+      const double per_slot = 1.0;
       bool take = false;
       if (new_peak < peak - eps_) {
         const double value = (peak - new_peak) / per_slot;
@@ -311,7 +389,10 @@ class SlotSearch {
   double sum_sq_ = 0.0;
   int num_changed_ = 0;
   double eps_ = 0.0;
+  // true: each step takes the change that lowers the ranks' summed excess over target_peak_ the
+  // most per changed slot; false: the one that lowers (max rank load, sum of squares) the most.
   bool per_slot_ = true;
+  double target_peak_ = 0.0;
   std::vector<std::pair<int, double>> loads_;  // the candidate's (rank, load after)
 };
 
@@ -445,7 +526,15 @@ LayerPlan plan_layer_from(const std::vector<double>& layer_load, const std::vect
       if (searched_balancedness >= target - 1e-12) break;
     }
   }
-  const std::vector<int> matched = match_to_current(fresh, current, shape);
+  std::vector<int> matched = match_to_current(fresh, current, shape);
+  if (std::vector<int> node_of_matched = node_of_experts(matched, shape);
+      !node_of_matched.empty()) {
+    // Slots the plan from scratch changes although the target does not need it go back.
+    const std::vector<double> matched_loads = rank_loads(layer_load, matched, shape);
+    const double matched_peak = *std::max_element(matched_loads.begin(), matched_loads.end());
+    SlotSearch back(layer_load, current, shape, std::move(node_of_matched), true, &matched);
+    matched = back.give_back(std::max(target_peak, matched_peak));
+  }
   const int matched_changes = num_changed(current, matched);
   // The search's plan when it reached the target with no more changes than the matched plan from
   // scratch; else the matched plan, unless it changes more slots than the cap allows (then the

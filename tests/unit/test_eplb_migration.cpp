@@ -99,7 +99,7 @@ TEST_CASE("with no drift a plan from the current placement changes nothing", "[e
     const EplbConfig config{shape.num_ranks, shape.slots_per_rank, shape.num_nodes,
                             shape.num_groups};
     const Placement planned = rebalance_experts(load, config).value();
-    for (double slack : {0.0, 0.005}) {
+    for (double slack : {0.0, 0.01}) {
       auto again = rebalance_experts_from(load, config, planned, MigrationOptions{slack, 1.0});
       REQUIRE(again.is_ok());
       CHECK(again->slots_changed == 0);
@@ -147,18 +147,20 @@ TEST_CASE("plans from the current placement with no slack are as balanced as epl
 TEST_CASE("ten 10% drifts at the DeepSeek-V3-like shape change few slots and stay balanced",
           "[eplb]") {
   // 256 experts on 64 ranks x 5 slots, the loads of ../shared/eplb-reference/large-cases.json
-  // (its first 16 of 61 layers: layers are planned independently, and CI has 2 cores).
+  // (its first 8 of 61 layers: layers are planned independently, and CI has 2 cores; eep-eplb
+  // runs all 61, docs/benchmarks.md). The default slack (0.01) bounds each layer's loss against
+  // the plan from scratch; what is measured here is how few slots that costs.
   const auto c = read_cases("large-cases.json").at(0);
   REQUIRE(c.at("num_ranks") == 64);
   LoadMatrix load = c.at("load").get<LoadMatrix>();
-  load.resize(16);
+  load.resize(8);
   EplbConfig config = config_of(c);
   config.num_threads = 0;
   Placement placement = rebalance_experts(load, config).value();
   const int64_t num_slots = static_cast<int64_t>(load.size()) * placement.num_slots();
   std::mt19937_64 rng(11);
   std::vector<double> changed;
-  std::printf("\n10%% drift steps, 256 experts / 64 x 5 slots / 16 layers:\n");
+  std::printf("\n10%% drift steps, 256 experts / 64 x 5 slots / 8 layers:\n");
   std::printf("step  slots changed  balancedness current -> predicted (from scratch)\n");
   for (int step = 1; step <= 10; ++step) {
     const LoadMatrix drifted = perturbed(load, 0.1, rng);
@@ -169,7 +171,7 @@ TEST_CASE("ten 10% drifts at the DeepSeek-V3-like shape change few slots and sta
                 static_cast<long long>(plan->slots_changed), 100 * changed.back(),
                 plan->current_balancedness, plan->predicted_balancedness,
                 plan->scratch_balancedness);
-    CHECK(plan->predicted_balancedness >= plan->scratch_balancedness - 0.01);
+    CHECK(plan->predicted_balancedness >= plan->scratch_balancedness - 0.01 - 1e-9);
     CHECK(balancedness(drifted, plan->placement).value().mean ==
           Approx(plan->predicted_balancedness));
     placement = plan->placement;
@@ -197,7 +199,7 @@ TEST_CASE("max_moved_fraction caps the slots a plan changes per layer", "[eplb]"
   auto free_plan = rebalance_experts_from(load, config, current);
   REQUIRE(free_plan.is_ok());
   CHECK(free_plan->slots_changed > 0);
-  CHECK(free_plan->predicted_balancedness >= free_plan->scratch_balancedness - 0.005 - 1e-12);
+  CHECK(free_plan->predicted_balancedness >= free_plan->scratch_balancedness - 0.01 - 1e-12);
 }
 
 TEST_CASE("hierarchical plans from the current placement keep every group on one node", "[eplb]") {

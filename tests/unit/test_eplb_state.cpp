@@ -486,7 +486,7 @@ TEST_CASE("EPLB flags: defaults and values", "[eplb]") {
   CHECK(defaults.num_redundant_experts == 0);
   CHECK(defaults.eplb_layers_per_step == 4);
   CHECK(defaults.eplb_min_gain == 0.01);
-  CHECK(defaults.eplb_balance_slack == 0.005);
+  CHECK(defaults.eplb_balance_slack == 0.01);
   CHECK(defaults.eplb_max_moved_fraction == 1.0);
   CHECK(defaults.eplb_planner_threads == 0);
   CHECK(defaults.eplb_test_load.empty());

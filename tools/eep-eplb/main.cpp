@@ -38,6 +38,7 @@ struct Options {
   uint64_t seed = 1;
   std::string current_path;
   int repeat = 3;
+  bool per_layer = false;
 };
 
 double ms_since(Clock::time_point start) {
@@ -133,6 +134,12 @@ int run_case(const nlohmann::json& c, int case_idx, const Options& options) {
             : "",
         plan.current_balancedness, plan.predicted_balancedness, plan.scratch_balancedness,
         plan.num_layers_kept, plan.num_layers_from_scratch, ms);
+    if (!options.per_layer) return;
+    for (size_t layer = 0; layer < plan.slots_changed_per_layer.size(); ++layer) {
+      std::printf("    layer %zu: %d slots change, balancedness %.4f -> %.4f (from scratch %.4f)\n",
+                  layer, plan.slots_changed_per_layer[layer], plan.current_per_layer[layer],
+                  plan.predicted_per_layer[layer], plan.scratch_per_layer[layer]);
+    }
   };
 
   if (!options.current_path.empty()) {
@@ -233,6 +240,7 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", options.repeat, "Timed runs per plan (the median is printed)")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  app.add_flag("--per-layer", options.per_layer, "Print every layer of a plan from a placement");
   if (auto exit_code = eep::parse_args(app, argc, argv)) return *exit_code;
 
   std::ifstream file(options.cases_path);

@@ -204,11 +204,12 @@ int run_eplb_rebalance(eep::AdminClient& client, const Options& options) {
   if (options.json_output) {
     std::cout << reply->dump() << "\n";
   } else {
-    std::cout << "rebalance " << reply->value("plan_id", uint64_t{0}) << " sent: balancedness "
-              << std::fixed << std::setprecision(4) << reply->value("current_balancedness", 0.0)
-              << " -> predicted " << reply->value("predicted_balancedness", 0.0) << " over "
-              << reply->value("window_steps", uint64_t{0})
-              << " steps; `eepctl status` shows when it is done\n";
+    // The plan is computed off the coordinator's loop and sent once ready (docs/eplb.md).
+    const json& current = (*reply)["current_balancedness"];
+    std::cout << "rebalance planning on " << reply->value("window_steps", uint64_t{0})
+              << " steps of load (balancedness "
+              << (current.is_number() ? std::to_string(current.get<double>()) : std::string("n/a"))
+              << "); it is sent once planned, `eepctl status` shows it\n";
   }
   return 0;
 }

@@ -51,7 +51,7 @@ struct CoordinatorConfig {
   int num_redundant_experts = 0;         // extra expert slots per layer, over all ranks
   int eplb_layers_per_step = 4;          // layers whose experts move per step boundary
   double eplb_min_gain = 0.01;           // automatic plans predicting less gain are not sent
-  double eplb_balance_slack = 0.005;     // balancedness a plan may give up to move less
+  double eplb_balance_slack = 0.01;      // balancedness a plan may give up to move less
   double eplb_max_moved_fraction = 1.0;  // of a layer's slots a plan may change
   int eplb_planner_threads = 0;          // 0 = one per core
   std::string eplb_test_load;            // tests: a large shape planned beside the real one

@@ -45,7 +45,7 @@ Result<Placement> rebalance_experts(const ExpertTokenCounts& load, const EplbCon
 struct MigrationOptions {
   // Per layer, the balancedness the plan may give up against a plan from scratch on the same load
   // to change fewer slots (0: the plan is as balanced as one from scratch).
-  double balance_slack = 0.005;
+  double balance_slack = 0.01;
   // At most this fraction of a layer's slots change expert (1: no cap). Under a cap, a layer may
   // end less balanced than balance_slack allows.
   double max_moved_fraction = 1.0;

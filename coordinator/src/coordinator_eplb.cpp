@@ -165,7 +165,15 @@ void Coordinator::finish_rebalance(const RebalanceOutcome& outcome) {
 
 void Coordinator::advance_eplb(Clock::time_point now) {
   sync_eplb_generation();
-  if (auto result = eplb_planner_.take()) on_plan_ready(std::move(*result));
+  if (auto result = eplb_planner_.take()) {
+    if (scale_->running() || shutting_down_) {
+      // Experts must not move under a scale; the next generation starts from a new placement.
+      eplb_.drop_planning();
+      EEP_LOG_INFO("EPLB: plan dropped: a scale started while it was computed");
+    } else {
+      on_plan_ready(std::move(*result));
+    }
+  }
   if (auto outcome = eplb_.on_tick(now)) finish_rebalance(*outcome);
   if (eplb_metrics_ && now >= next_eplb_metrics_) {
     if (auto measured = eplb_.measured()) {

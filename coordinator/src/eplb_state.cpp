@@ -250,6 +250,12 @@ Result<std::optional<PlanDecision>> EplbState::on_planned(PlanResult result,
   return std::optional<PlanDecision>{std::move(decision)};
 }
 
+void EplbState::drop_planning() {
+  if (stage_ != EplbStage::kPlanning) return;
+  steps_since_check_ = 0;
+  transition(EplbStage::kMeasuring);
+}
+
 std::optional<RebalanceOutcome> EplbState::on_done(const protocol::RebalanceDone& done) {
   if (!plan_ || done.generation != generation_ || done.plan_id != plan_->plan_id) {
     return std::nullopt;

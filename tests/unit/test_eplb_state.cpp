@@ -396,6 +396,15 @@ TEST_CASE("a plan is computed off the loop: the window keeps filling, stale resu
   CHECK_FALSE(state.on_planned(failed, now).is_ok());
   CHECK(state.stage() == EplbStage::kMeasuring);
 
+  // A plan not wanted any more (a scale started): back to measuring, results ignored.
+  feed_skewed(state, 1, 8);
+  request = state.due_plan(now);
+  REQUIRE(request);
+  state.drop_planning();
+  CHECK(state.stage() == EplbStage::kMeasuring);
+  CHECK_FALSE(state.on_planned(planned(*request), now).value());
+  CHECK_FALSE(state.due_plan(now));  // the next check is step_interval steps later
+
   // A new generation while planning: the result that comes later is dropped.
   feed_skewed(state, 1, 8);
   request = state.due_plan(now);

@@ -124,6 +124,9 @@ class EplbState {
   // request that is no longer in progress (a new generation came meanwhile); the planner's error
   // (back to measuring) if it refused the window, a broken invariant upstream.
   Result<std::optional<PlanDecision>> on_planned(PlanResult result, Clock::time_point now);
+  // The plan being computed is not wanted any more (a scale started meanwhile): back to
+  // measuring, the next check step_interval steps later. No effect unless planning.
+  void drop_planning();
 
   // One rank's answer to the plan in progress (answers to other plans or generations are
   // ignored: nullopt). Once every rank answered, the outcome.

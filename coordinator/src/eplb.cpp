@@ -19,14 +19,46 @@ constexpr int kMaxMovesPerItem = 64;
 // Improves a packing in place by pairwise swaps: repeatedly the best swap between a pack, heaviest
 // first, and a lighter one that lowers the heavier of the two; stops when none does. Sizes of the
 // packs never change. pack_load[pack] must be the sum of its weights and stays so.
+//
+// `stuck` (optional, one entry per pack) carries over from an earlier call what is known about
+// packs without an improving swap; `changed` lists the packs whose items or weights changed since
+// (they and the packs that may now swap with them are checked again).
 void refine_by_swaps(const std::vector<double>& weights, std::vector<int>& pack_of,
-                     std::vector<double>& pack_load) {
+                     std::vector<double>& pack_load, std::vector<char>* stuck_in = nullptr,
+                     const std::vector<int>& changed = {}) {
   const int num_items = static_cast<int>(weights.size());
   const int num_packs = static_cast<int>(pack_load.size());
   const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
   const double eps = 1e-12 * std::max(1.0, total);
   std::vector<std::vector<int>> items_of(num_packs);  // [pack] its items, kept in step
   for (int item = 0; item < num_items; ++item) items_of[pack_of[item]].push_back(item);
+  // Whether exchanging item a of pack `heavy` with item b of pack `light` lowers the heavier of
+  // the two (every such swap does, and only those are taken).
+  auto improves = [&](int a, int heavy, int b, int light) {
+    const double delta = weights[a] - weights[b];
+    return light != heavy && delta > eps && delta < pack_load[heavy] - pack_load[light] - eps;
+  };
+  // stuck[pack]: known to have no improving swap with any pack. A swap changes only its two
+  // packs, so a stuck pack can only gain one with those: checked against them alone, which keeps
+  // the result that of scanning every pack every time, at a fraction of the cost.
+  std::vector<char> own_stuck;
+  if (!stuck_in) own_stuck.assign(num_packs, 0);
+  std::vector<char>& stuck = stuck_in ? *stuck_in : own_stuck;
+  EEP_CHECK(static_cast<int>(stuck.size()) == num_packs);
+  auto unstick_partners_of = [&](const std::vector<int>& packs) {
+    for (int pack : packs) stuck[pack] = 0;
+    for (int pack = 0; pack < num_packs; ++pack) {
+      if (!stuck[pack]) continue;
+      for (int other : packs) {
+        for (int a : items_of[pack]) {
+          for (int b : items_of[other]) {
+            if (improves(a, pack, b, other)) stuck[pack] = 0;
+          }
+        }
+      }
+    }
+  };
+  unstick_partners_of(changed);
   std::vector<int> by_load(num_packs);
   for (int move = 0; move < kMaxMovesPerItem * num_items; ++move) {
     std::iota(by_load.begin(), by_load.end(), 0);
@@ -34,14 +66,14 @@ void refine_by_swaps(const std::vector<double>& weights, std::vector<int>& pack_
                      [&](int a, int b) { return pack_load[a] > pack_load[b]; });
     bool swapped = false;
     for (int heavy : by_load) {
+      if (stuck[heavy]) continue;
       int best_a = -1, best_b = -1;
       double best_peak = pack_load[heavy] - eps;
       for (int a : items_of[heavy]) {
         for (int b = 0; b < num_items; ++b) {
           const int light = pack_of[b];
+          if (!improves(a, heavy, b, light)) continue;
           const double delta = weights[a] - weights[b];
-          if (light == heavy || delta <= eps || delta >= pack_load[heavy] - pack_load[light] - eps)
-            continue;
           const double peak = std::max(pack_load[heavy] - delta, pack_load[light] + delta);
           // Ties go to the lower item ids, whatever the order items_of lists them in.
           if (peak < best_peak || (best_a >= 0 && peak == best_peak &&
@@ -52,7 +84,10 @@ void refine_by_swaps(const std::vector<double>& weights, std::vector<int>& pack_
           }
         }
       }
-      if (best_a < 0) continue;
+      if (best_a < 0) {
+        stuck[heavy] = 1;
+        continue;
+      }
       const int light = pack_of[best_b];
       const double delta = weights[best_a] - weights[best_b];
       pack_load[heavy] -= delta;
@@ -60,6 +95,7 @@ void refine_by_swaps(const std::vector<double>& weights, std::vector<int>& pack_
       std::replace(items_of[heavy].begin(), items_of[heavy].end(), best_a, best_b);
       std::replace(items_of[light].begin(), items_of[light].end(), best_b, best_a);
       std::swap(pack_of[best_a], pack_of[best_b]);
+      unstick_partners_of({heavy, light});
       swapped = true;
       break;
     }
@@ -133,13 +169,14 @@ class LayerPlanner {
     for (size_t item = 0; item < item_expert_.size(); ++item)
       expert_items_[item_expert_[item]].push_back(static_cast<int>(item));
     item_rank_ = pack_balanced(weights(), num_ranks_, slots_per_rank_, /*refine=*/true);
+    stuck_.assign(num_ranks_, 0);
     rank_load_.assign(num_ranks_, 0.0);
     for (size_t item = 0; item < item_expert_.size(); ++item)
       rank_load_[item_rank_[item]] += weight(item);
     // Each round strictly lowers (max rank load, sum of squares of rank loads).
     for (int move = 0; move < kMaxMovesPerItem * static_cast<int>(item_expert_.size()); ++move) {
       if (!move_replica()) break;
-      refine_by_swaps(weights(), item_rank_, rank_load_);
+      refine_by_swaps(weights(), item_rank_, rank_load_, &stuck_, moved_ranks_);
     }
     std::vector<std::vector<int>> rank_experts(num_ranks_);
     for (size_t item = 0; item < item_expert_.size(); ++item)
@@ -253,7 +290,11 @@ class LayerPlanner {
       }
     }
     if (best_item < 0) return false;
-    for (const auto& [rank, value] : changes_after(best_item, best_to)) rank_load_[rank] = value;
+    moved_ranks_.clear();
+    for (const auto& [rank, value] : changes_after(best_item, best_to)) {
+      rank_load_[rank] = value;
+      moved_ranks_.push_back(rank);
+    }
     const int from = item_expert_[best_item];
     auto& from_items = expert_items_[from];
     from_items.erase(std::find(from_items.begin(), from_items.end(), best_item));
@@ -272,6 +313,8 @@ class LayerPlanner {
   std::vector<int> item_expert_;                // [replica] expert
   std::vector<int> item_rank_;                  // [replica] rank
   std::vector<std::vector<int>> expert_items_;  // [expert] its replicas
+  std::vector<char> stuck_;                     // refine_by_swaps' knowledge, carried over
+  std::vector<int> moved_ranks_;                // ranks the last replica move changed
   std::vector<double> rank_load_;
 };
 

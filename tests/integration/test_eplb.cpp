@@ -40,11 +40,15 @@ BenchRun serve_and_bench(const std::string& model, int ranks, const std::vector<
   run.report = json::parse(read_file(results));
   if (!eplb.empty()) {
     // The window restarts at each completed plan: load the new placement a little more (these
-    // outputs are not compared) until the window has data and no plan is in progress.
+    // outputs are not compared) until a plan has completed, the window has data and no plan is
+    // in progress.
     const bool measured = eventually(
         [&] {
           const json status = fleet.status();
-          if (status["eplb"]["in_progress"].is_null() &&
+          // A plan being computed has no id yet (in_progress is null): wait for one to have
+          // ended, which a skewed load always gets.
+          if (status["eplb"]["last_rebalance"].is_object() &&
+              status["eplb"]["in_progress"].is_null() &&
               status["eplb"]["window_steps"].get<int>() > 0) {
             return true;
           }

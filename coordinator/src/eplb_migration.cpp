@@ -86,6 +86,7 @@ class SlotSearch {
       slots_of_[row_[slot]].push_back(slot);
     }
     rank_load_ = rank_loads(load_, row_, shape);
+    position_.assign(shape.num_ranks, -1);
     num_changed_ = num_changed(original_, row_);
     const double total = std::accumulate(load_.begin(), load_.end(), 0.0);
     eps_ = 1e-12 * std::max(1.0, total);
@@ -107,7 +108,7 @@ class SlotSearch {
         const int node = shape_.node_of_rank(rank_of(slot));
         for (int to = 0; to < shape_.num_experts; ++to) {
           if (count_[to] >= wanted[to] || node_of_expert_[to] != node) continue;
-          replica_loads(slot, to, loads_);
+          replica_loads(slot, to);
           const auto candidate = score(loads_);
           if (best_slot < 0 || candidate < best_score) {
             best_score = candidate;
@@ -121,7 +122,8 @@ class SlotSearch {
       change.slot_a = best_slot;
       change.to = best_to;
       change.cost = changed_if(best_slot, best_to);
-      replica_loads(best_slot, best_to, change.loads);
+      replica_loads(best_slot, best_to);
+      change.loads = loads_;
       apply(change);
     }
   }
@@ -158,7 +160,7 @@ class SlotSearch {
           change.slot_a = slot;
           change.to = want;
           change.cost = changed_if(slot, want);
-          replica_loads(slot, want, loads_);
+          replica_loads(slot, want);
           consider(change);
         }
         // (b) it exchanges experts with a slot that holds its expert now.
@@ -171,9 +173,9 @@ class SlotSearch {
           change.slot_b = other;
           change.cost = changed_if(slot, row_[other]) + changed_if(other, row_[slot]);
           const double delta = weight(row_[slot]) - weight(row_[other]);
-          loads_.clear();
-          loads_.emplace_back(rank_of(slot), rank_load_[rank_of(slot)] - delta);
-          loads_.emplace_back(rank_of(other), rank_load_[rank_of(other)] + delta);
+          begin_loads();
+          add_load(rank_of(slot), -delta);
+          add_load(rank_of(other), delta);
           consider(change);
         }
       }
@@ -221,23 +223,26 @@ class SlotSearch {
     for (double l : rank_load_) sum_sq_ += l * l;
   }
 
-  static void add_load(std::vector<std::pair<int, double>>& loads, int rank, double base,
-                       double delta) {
-    for (auto& entry : loads) {
-      if (entry.first == rank) {
-        entry.second += delta;
-        return;
-      }
+  // loads_ is the candidate's (rank, load after) list, one entry per rank; position_[rank] is
+  // the rank's entry (-1: none), so that building and scoring a candidate costs its ranks only.
+  void begin_loads() {
+    for (const auto& entry : loads_) position_[entry.first] = -1;
+    loads_.clear();
+  }
+  void add_load(int rank, double delta) {
+    if (position_[rank] >= 0) {
+      loads_[position_[rank]].second += delta;
+      return;
     }
-    loads.emplace_back(rank, base + delta);
+    position_[rank] = static_cast<int>(loads_.size());
+    loads_.emplace_back(rank, rank_load_[rank] + delta);
   }
 
-  // (max rank load, sum of squares) after the change.
+  // (max rank load, sum of squares) after the candidate in loads_.
   std::pair<double, double> score(const std::vector<std::pair<int, double>>& loads) const {
     double peak = 0.0, sum_sq = sum_sq_;
     for (int rank : by_load_) {
-      if (std::none_of(loads.begin(), loads.end(),
-                       [&](const auto& entry) { return entry.first == rank; })) {
+      if (position_[rank] < 0) {
         peak = rank_load_[rank];
         break;
       }
@@ -249,18 +254,16 @@ class SlotSearch {
     return {peak, sum_sq};
   }
 
-  void replica_loads(int slot, int to, std::vector<std::pair<int, double>>& loads) const {
+  void replica_loads(int slot, int to) {
     const int from = row_[slot];
     const double from_delta = load_[from] / (count_[from] - 1) - load_[from] / count_[from];
     const double to_delta = load_[to] / (count_[to] + 1) - load_[to] / count_[to];
-    loads.clear();
+    begin_loads();
     for (int other : slots_of_[from]) {
-      if (other != slot) add_load(loads, rank_of(other), rank_load_[rank_of(other)], from_delta);
+      if (other != slot) add_load(rank_of(other), from_delta);
     }
-    for (int other : slots_of_[to])
-      add_load(loads, rank_of(other), rank_load_[rank_of(other)], to_delta);
-    add_load(loads, rank_of(slot), rank_load_[rank_of(slot)],
-             load_[to] / (count_[to] + 1) - load_[from] / count_[from]);
+    for (int other : slots_of_[to]) add_load(rank_of(other), to_delta);
+    add_load(rank_of(slot), load_[to] / (count_[to] + 1) - load_[from] / count_[from]);
   }
 
   // Picks the change with the most peak reduction per changed slot (a change that undoes an
@@ -328,9 +331,9 @@ class SlotSearch {
         change.slot_a = a;
         change.slot_b = b;
         change.cost = changed_if(a, row_[b]) + changed_if(b, row_[a]);
-        loads_.clear();
-        loads_.emplace_back(heavy, peak - delta);
-        loads_.emplace_back(light, rank_load_[light] + delta);
+        begin_loads();
+        add_load(heavy, -delta);
+        add_load(light, delta);
         consider(change);
       }
     }
@@ -347,7 +350,7 @@ class SlotSearch {
         change.slot_a = slot;
         change.to = to;
         change.cost = changed_if(slot, to);
-        replica_loads(slot, to, loads_);
+        replica_loads(slot, to);
         consider(change);
       }
     }
@@ -394,6 +397,7 @@ class SlotSearch {
   bool per_slot_ = true;
   double target_peak_ = 0.0;
   std::vector<std::pair<int, double>> loads_;  // the candidate's (rank, load after)
+  std::vector<int> position_;                  // [rank] its entry in loads_, or -1
 };
 
 // Experts per rank of a row, as counts per expert (a multiset).
@@ -527,8 +531,11 @@ LayerPlan plan_layer_from(const std::vector<double>& layer_load, const std::vect
     }
   }
   std::vector<int> matched = match_to_current(fresh, current, shape);
+  const bool searched_enough = searched_balancedness >= target - 1e-12 &&
+                               num_changed(current, searched) <= num_changed(current, matched);
+  // Giving slots back costs a search of its own; only when the matched plan may be taken.
   if (std::vector<int> node_of_matched = node_of_experts(matched, shape);
-      !node_of_matched.empty()) {
+      !searched_enough && !node_of_matched.empty()) {
     // Slots the plan from scratch changes although the target does not need it go back.
     const std::vector<double> matched_loads = rank_loads(layer_load, matched, shape);
     const double matched_peak = *std::max_element(matched_loads.begin(), matched_loads.end());

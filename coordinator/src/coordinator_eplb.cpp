@@ -35,6 +35,7 @@ void Coordinator::sync_eplb_generation() {
                                          << " replaced the one it was moving");
   }
   eplb_warned_.clear();
+  eplb_measure_after_.reset();  // a new generation starts from another placement
 }
 
 void Coordinator::on_expert_load(const std::string& worker_id, const protocol::Envelope& envelope) {
@@ -150,6 +151,7 @@ void Coordinator::finish_rebalance(const RebalanceOutcome& outcome) {
     return;
   }
   scale_->set_current_placement(plan.placement);
+  eplb_measure_after_ = std::make_pair(plan.plan_id, plan.predicted_balancedness);
   EEP_LOG_INFO("EPLB rebalance " << plan.plan_id << " done: balancedness "
                                  << fixed(plan.current_balancedness, 4) << " -> predicted "
                                  << fixed(plan.predicted_balancedness, 4) << "; "
@@ -175,6 +177,16 @@ void Coordinator::advance_eplb(Clock::time_point now) {
     }
   }
   if (auto outcome = eplb_.on_tick(now)) finish_rebalance(*outcome);
+  if (eplb_measure_after_ &&
+      eplb_.window_steps() >= static_cast<uint64_t>(config_.eplb_window_size)) {
+    if (auto measured = eplb_.measured()) {
+      EEP_LOG_INFO("EPLB rebalance " << eplb_measure_after_->first << ": balancedness measured "
+                                     << fixed(measured->mean, 4) << " over " << eplb_.window_steps()
+                                     << " steps on its placement (predicted "
+                                     << fixed(eplb_measure_after_->second, 4) << ")");
+    }
+    eplb_measure_after_.reset();
+  }
   if (eplb_metrics_ && now >= next_eplb_metrics_) {
     if (auto measured = eplb_.measured()) {
       eplb_metrics_->set_balancedness(measured->mean, measured->per_layer);

@@ -40,14 +40,17 @@ BenchRun serve_and_bench(const std::string& model, int ranks, const std::vector<
   run.report = json::parse(read_file(results));
   if (!eplb.empty()) {
     // The window restarts at each completed plan: load the new placement a little more (these
-    // outputs are not compared) until a plan has completed, the window has data and no plan is
-    // in progress.
+    // outputs are not compared) until a plan has completed and been measured on, the window has
+    // data and no plan is in progress.
     const bool measured = eventually(
         [&] {
           const json status = fleet.status();
           // A plan being computed has no id yet (in_progress is null): wait for one to have
           // ended, which a skewed load always gets.
+          // And the window on its placement has been full once: the log then has the
+          // balancedness measured on it.
           if (status["eplb"]["last_rebalance"].is_object() &&
+              fleet.coordinator_log().find("balancedness measured") != std::string::npos &&
               status["eplb"]["in_progress"].is_null() &&
               status["eplb"]["window_steps"].get<int>() > 0) {
             return true;
@@ -140,6 +143,13 @@ TEST_CASE("EPLB under load: balancedness rises, greedy outputs equal a run witho
       eplb["last_rebalance"]["longest_step_gap_ms"].get<double>());
   CHECK(before < 0.9);
   CHECK(after > before + 0.05);
+
+  // Once the window on the new placement was full, the log has the measured balancedness beside
+  // the prediction.
+  std::smatch measured_line;
+  REQUIRE(std::regex_search(balanced.log, measured_line,
+                            std::regex(R"(EPLB rebalance [0-9]+: balancedness measured [^\n]*)")));
+  std::printf("%s\n", measured_line.str().c_str());
 
   // Planning (256 experts / 64 x 5 slots / 61 layers beside the model's own) never held up the
   // loop that relays the tokens.

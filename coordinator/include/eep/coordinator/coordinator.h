@@ -130,8 +130,11 @@ class Coordinator {
   EplbPlanner eplb_planner_;
   std::shared_ptr<const EplbTestLoad> eplb_test_load_;  // --eplb-test-load
   Clock::duration eplb_longest_iteration_{};            // while the planner works
-  std::unique_ptr<EplbMetrics> eplb_metrics_;           // after http_: it registers in its registry
-  std::unique_ptr<ScaleMetrics> scale_metrics_;         // likewise
+  // The last completed plan (id, predicted balancedness) until its placement's window is full:
+  // then the measured balancedness is logged beside the prediction.
+  std::optional<std::pair<uint64_t, double>> eplb_measure_after_;
+  std::unique_ptr<EplbMetrics> eplb_metrics_;    // after http_: it registers in its registry
+  std::unique_ptr<ScaleMetrics> scale_metrics_;  // likewise
   Clock::time_point next_scale_metrics_{};
   Clock::time_point next_eplb_metrics_{};
   std::set<std::string> eplb_warned_;  // workers whose bad load reports were logged, this gen

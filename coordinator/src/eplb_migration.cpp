@@ -490,7 +490,11 @@ LayerPlan plan_layer_from(const std::vector<double>& layer_load, const std::vect
   plan.current = layer_balancedness(layer_load, current, shape);
   plan.scratch = layer_balancedness(layer_load, fresh, shape);
   const double target = plan.scratch - options.balance_slack;
-  if (plan.current >= target - 1e-12) {
+  // A placement that spreads an expert group over nodes breaks the hierarchical policy (tokens
+  // of a group cross hosts) however balanced it is: it is never kept, and cannot be searched.
+  std::vector<int> node_of_expert = node_of_experts(current, shape);
+  const bool searchable = !node_of_expert.empty();
+  if (searchable && plan.current >= target - 1e-12) {
     plan.row = current;
     plan.predicted = plan.current;
     plan.kept = true;
@@ -504,9 +508,8 @@ LayerPlan plan_layer_from(const std::vector<double>& layer_load, const std::vect
   const double target_peak = target > 0 ? mean / target : mean;
 
   std::vector<int> searched = current;
-  double searched_balancedness = plan.current;
-  std::vector<int> node_of_expert = node_of_experts(current, shape);
-  const bool searchable = !node_of_expert.empty();
+  // Unsearchable (groups straddle nodes): the current placement is no candidate at all.
+  double searched_balancedness = searchable ? plan.current : -1.0;
   if (searchable) {
     // Most balance per changed slot first; when that stalls short of the target, most balance
     // per change (another local optimum, often past the first one's).

@@ -224,6 +224,39 @@ TEST_CASE("hierarchical plans from the current placement keep every group on one
   }
 }
 
+TEST_CASE("a plan from scratch is matched to the current ranks, and experts keep their slots",
+          "[eplb]") {
+  // The current placement is our hierarchical plan for the same load with every rank's experts
+  // moved one rank up and listed in reverse: as balanced, but its groups straddle the two
+  // nodes, so it must be replanned. Matching nodes, then ranks, finds the current rank of every
+  // planned rank but the two that crossed a node boundary, and keeps the experts' slots: at most
+  // those two ranks' slots change. Numbering the new plan's ranks as they come would change
+  // nearly every slot.
+  const int num_ranks = 8, slots_per_rank = 10, num_layers = 3;
+  const LoadMatrix load = zipf_load(num_layers, 64, 1.0, 13);
+  const EplbConfig config{num_ranks, slots_per_rank, 2, 8};
+  const Placement planned = rebalance_experts(load, config).value();
+  Placement current = planned;
+  for (int layer = 0; layer < num_layers; ++layer) {
+    for (int rank = 0; rank < num_ranks; ++rank) {
+      const int to = (rank + 1) % num_ranks;
+      for (int i = 0; i < slots_per_rank; ++i) {
+        current.phy2log[layer][to * slots_per_rank + i] =
+            planned.phy2log[layer][rank * slots_per_rank + slots_per_rank - 1 - i];
+      }
+    }
+  }
+  CHECK(num_changed_slots(current, planned) > num_layers * num_ranks * slots_per_rank / 2);
+  auto plan = rebalance_experts_from(load, config, current, MigrationOptions{0.0, 1.0});
+  REQUIRE(plan.is_ok());
+  CHECK(plan->num_layers_kept == 0);
+  CHECK(plan->num_layers_from_scratch == num_layers);
+  for (int layer = 0; layer < num_layers; ++layer) {
+    CHECK(plan->slots_changed_per_layer[layer] <= 2 * slots_per_rank);
+    CHECK(plan->predicted_per_layer[layer] == Approx(plan->scratch_per_layer[layer]));
+  }
+}
+
 TEST_CASE("plans do not depend on the number of planner threads", "[eplb]") {
   const LoadMatrix load = zipf_load(6, 64, 1.2, 21);
   EplbConfig config{8, 9};

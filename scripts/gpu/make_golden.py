@@ -10,7 +10,14 @@ on the CPU with eager attention over a few seeded prompts. Writes, under --out:
   golden.safetensors         prompt{i}.prompt_ids / greedy_ids (int64),
                              prompt{i}.prefill_logits [len, vocab] / decode_logits [16, vocab] (f32)
   golden.json                prompts, greedy ids, margins, seed, versions, layouts, checks
+  references.safetensors     the same rows from the same model in float64 (the reference the CPU
+                             tests compare with) and in bfloat16 on the GPU (what the CUDA tests
+                             are measured against), teacher-forced on the fp32 greedy ids, plus
+                             the measured distances (see make_references)
+  references.json            how the references were made and the distances, row by row
 With --dump-sources DIR it also copies the transformers sources the forward depends on into DIR.
+With --references-from DIR it only (re)makes references.* for the golden data already in DIR
+(its model/ and golden.safetensors), writing them under --out.
 
 Decode convention: greedy_ids[0] = argmax(prefill_logits[-1]); decode_logits[j] are the logits
 after feeding greedy_ids[j] at position len(prompt) + j through the KV cache;
@@ -18,10 +25,12 @@ greedy_ids[j] = argmax(decode_logits[j - 1]) for j >= 1. A seed is rejected (and
 tried) if any of the 17 argmax margins (top1 - top2 logit) is below --min-margin or any router
 top-k boundary gap (k-th minus (k+1)-th router logit) is below --min-router-gap.
 
-Run: python3 scripts/gpu/make_golden.py --out DIR [--dump-sources DIR]
+Run: python3 scripts/gpu/make_golden.py --out DIR [--dump-sources DIR] [--references-from DIR]
 """
 
 import argparse
+import contextlib
+import copy
 import datetime
 import json
 import os
@@ -285,6 +294,376 @@ def check_reload(model_dir, prompts, results):
     }
 
 
+# ---- References: float64 and bfloat16 ------------------------------------------------------------
+#
+# Our CPU forward (fp32) is compared with a float64 run of the same model, so its tolerance can be
+# set from the noise of fp32 itself (transformers' fp32 rows against the same float64 rows); our
+# CUDA forward (bf16) with the tolerance that transformers' own bf16 run needs against fp32.
+# Every reference row is teacher-forced on the fp32 greedy ids, so rows line up with the golden
+# ones.
+
+RMSNORM_MUTATION_EPS = 1e-5  # the mutation the fp32 tolerance must catch (the config has 1e-6)
+
+
+def row_errors(ours, ref):
+    """Per row: max |ours - ref| / max |ref|, the measure the C++ tests use."""
+    ours, ref = ours.double(), ref.double()
+    return (ours - ref).abs().amax(dim=-1) / ref.abs().amax(dim=-1)
+
+
+def distribution(values):
+    v = torch.as_tensor(values, dtype=torch.float64).flatten().sort().values
+    n = v.numel()
+    return {"rows": n, "median": v[n // 2].item(), "p95": v[n * 95 // 100].item(),
+            "max": v[-1].item()}
+
+
+@contextlib.contextmanager
+def exact_float64(model, rope_theta, head_dim):
+    """Runs a float64 model in float64 throughout.
+
+    transformers computes RMSNorm in float32, forces float32 rotary angles and takes the attention
+    and router softmax in float32 even in a float64 model; each of those rounds the reference to
+    fp32 once per use. This replaces them for the duration and counts every float64 -> float32
+    conversion that still happens (Tensor.to/.float/.type), which must stay 0.
+    """
+    import types
+
+    stats = {"rmsnorm_patched": 0, "rope_patched": 0, "softmax_upcasts_kept_fp64": 0,
+             "fp64_to_fp32_conversions": 0}
+
+    def rms_forward(self, hidden_states, *args, **kwargs):
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        return self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon))
+
+    def rope_forward(self, x, position_ids, *args, **kwargs):
+        exponent = torch.arange(0, head_dim, 2, dtype=torch.float64, device=x.device) / head_dim
+        inv_freq = 1.0 / (rope_theta ** exponent)
+        freqs = position_ids[:, :, None].to(torch.float64) * inv_freq[None, None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        scale = float(getattr(self, "attention_scaling", 1.0))
+        return (emb.cos() * scale).to(x.dtype), (emb.sin() * scale).to(x.dtype)
+
+    patched = []
+    for module in model.modules():
+        name = type(module).__name__
+        if name.endswith("RMSNorm"):
+            module.forward = types.MethodType(rms_forward, module)
+            stats["rmsnorm_patched"] += 1
+            patched.append(module)
+        elif name.endswith("RotaryEmbedding"):
+            module.forward = types.MethodType(rope_forward, module)
+            stats["rope_patched"] += 1
+            patched.append(module)
+
+    functional = torch.nn.functional
+    orig_softmax = functional.softmax
+    orig_to, orig_float, orig_type = torch.Tensor.to, torch.Tensor.float, torch.Tensor.type
+
+    def softmax(input, *args, **kwargs):
+        if input.dtype == torch.float64 and kwargs.get("dtype") not in (None, torch.float64):
+            kwargs["dtype"] = torch.float64
+            stats["softmax_upcasts_kept_fp64"] += 1
+        return orig_softmax(input, *args, **kwargs)
+
+    def counted(orig):
+        def wrapper(self, *args, **kwargs):
+            result = orig(self, *args, **kwargs)
+            if (isinstance(result, torch.Tensor) and self.dtype == torch.float64
+                    and result.dtype != torch.float64):
+                stats["fp64_to_fp32_conversions"] += 1
+            return result
+        return wrapper
+
+    own = {name: name in torch.Tensor.__dict__ for name in ("to", "float", "type")}
+    functional.softmax = softmax
+    torch.Tensor.to = counted(orig_to)
+    torch.Tensor.float = counted(orig_float)
+    torch.Tensor.type = counted(orig_type)
+    try:
+        yield stats
+    finally:
+        functional.softmax = orig_softmax
+        for name, orig in (("to", orig_to), ("float", orig_float), ("type", orig_type)):
+            if own[name]:
+                setattr(torch.Tensor, name, orig)
+            else:
+                delattr(torch.Tensor, name)
+        for module in patched:
+            del module.forward
+
+
+def use_eager_experts(model):
+    """The experts as transformers' plain loop (for a dtype its grouped_mm path lacks)."""
+    if hasattr(model, "set_experts_implementation"):
+        try:
+            model.set_experts_implementation("eager")
+            return "set_experts_implementation('eager')"
+        except Exception:  # noqa: BLE001 - fall back to the config field below
+            pass
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None:
+            config._experts_implementation = "eager"
+    return "config._experts_implementation = 'eager'"
+
+
+@torch.no_grad()
+def run_forced(model, prompt_ids, greedy, device="cpu"):
+    """Prefill logits [len, vocab] and NUM_DECODE decode rows, feeding the given greedy ids through
+    the KV cache (the golden decode convention), as float64 on the CPU."""
+    ids = torch.tensor(prompt_ids, dtype=torch.long, device=device).view(1, -1)
+    out = model(input_ids=ids, use_cache=True)
+    prefill = out.logits[0].double().cpu()
+    past = out.past_key_values
+    decode = []
+    for j in range(NUM_DECODE):
+        step = torch.tensor([[greedy[j]]], dtype=torch.long, device=device)
+        out = model(input_ids=step, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        decode.append(out.logits[0, -1].double().cpu())
+    return prefill, torch.stack(decode)
+
+
+def run_all(model, prompts, greedy_lists, device="cpu"):
+    return [run_forced(model, p, g, device) for p, g in zip(prompts, greedy_lists)]
+
+
+def compare(rows, ref_rows):
+    """Row errors of rows against ref_rows: per prompt (prefill, decode) and their distribution."""
+    per_prompt = []
+    for (pre, dec), (ref_pre, ref_dec) in zip(rows, ref_rows):
+        per_prompt.append({"prefill": row_errors(pre, ref_pre).tolist(),
+                           "decode": row_errors(dec, ref_dec).tolist()})
+    every = [e for p in per_prompt for e in p["prefill"] + p["decode"]]
+    prefill = [e for p in per_prompt for e in p["prefill"]]
+    decode = [e for p in per_prompt for e in p["decode"]]
+    return {"all": distribution(every), "prefill": distribution(prefill),
+            "decode": distribution(decode), "per_prompt": per_prompt}
+
+
+def greedy_steps(rows32, rows_bf16, greedy_lists):
+    """For every greedy choice: the fp32 row's top-2 margin and the bf16 reference's choice."""
+    steps = []
+    for i, ((pre, dec), (bpre, bdec), greedy) in enumerate(zip(rows32, rows_bf16, greedy_lists)):
+        for j in range(NUM_DECODE):
+            row = pre[-1] if j == 0 else dec[j - 1]
+            brow = bpre[-1] if j == 0 else bdec[j - 1]
+            steps.append({
+                "prompt": i, "step": j, "greedy": greedy[j],
+                "fp32_margin": top2_margin(row),
+                "bf16_choice": int(brow.argmax()),
+                "bf16_margin": top2_margin(brow),
+                "bf16_max_abs_error": (brow - row).abs().max().item(),
+            })
+    return steps
+
+
+@torch.no_grad()
+def independent_fp64_rows(model, prompts, greedy_lists):
+    """The golden rows from a float64 forward written here from the Qwen3-MoE formulas (not
+    transformers' modules): one pass without cache over prompt + greedy ids. Checks that
+    exact_float64 left no float32 rounding in transformers' float64 run."""
+    config = model.config
+    hidden, num_heads = config.hidden_size, config.num_attention_heads
+    num_kv, head_dim = config.num_key_value_heads, config.head_dim
+    top_k, eps = config.num_experts_per_tok, config.rms_norm_eps
+    state = to_per_expert({k: v.detach().double() for k, v in model.state_dict().items()},
+                          config.num_experts, config.moe_intermediate_size, hidden)
+    theta = effective_rope_theta(config)
+
+    def rms(x, w):
+        return w * (x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps))
+
+    rows = []
+    for prompt, greedy in zip(prompts, greedy_lists):
+        ids = torch.tensor(list(prompt) + list(greedy), dtype=torch.long)
+        n, T = len(prompt), len(prompt) + len(greedy)
+        inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+        angle = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
+        cos, sin = torch.cat([angle, angle], -1).cos(), torch.cat([angle, angle], -1).sin()
+
+        def rope(x):  # [T, heads, head_dim], rotate-half convention
+            x1, x2 = x[..., : head_dim // 2], x[..., head_dim // 2:]
+            return x * cos[:, None, :] + torch.cat([-x2, x1], -1) * sin[:, None, :]
+
+        mask = torch.triu(torch.full((T, T), float("-inf"), dtype=torch.float64), 1)
+        x = state["model.embed_tokens.weight"][ids]
+        for layer in range(config.num_hidden_layers):
+            p = "model.layers.%d." % layer
+            h = rms(x, state[p + "input_layernorm.weight"])
+            q = (h @ state[p + "self_attn.q_proj.weight"].T).view(T, num_heads, head_dim)
+            k = (h @ state[p + "self_attn.k_proj.weight"].T).view(T, num_kv, head_dim)
+            v = (h @ state[p + "self_attn.v_proj.weight"].T).view(T, num_kv, head_dim)
+            q = rope(rms(q, state[p + "self_attn.q_norm.weight"]))
+            k = rope(rms(k, state[p + "self_attn.k_norm.weight"]))
+            group = num_heads // num_kv
+            attn = torch.zeros(T, num_heads, head_dim, dtype=torch.float64)
+            for a in range(num_heads):
+                scores = q[:, a] @ k[:, a // group].T / head_dim ** 0.5 + mask
+                attn[:, a] = torch.softmax(scores, -1) @ v[:, a // group]
+            x = x + attn.reshape(T, -1) @ state[p + "self_attn.o_proj.weight"].T
+            h = rms(x, state[p + "post_attention_layernorm.weight"])
+            prob = torch.softmax(h @ state[p + "mlp.gate.weight"].T, -1)
+            weights, experts = torch.topk(prob, top_k, -1)
+            if config.norm_topk_prob:
+                weights = weights / weights.sum(-1, keepdim=True)
+            moe = torch.zeros_like(x)
+            for t in range(T):
+                for w, e in zip(weights[t].tolist(), experts[t].tolist()):
+                    pe = p + "mlp.experts.%d." % e
+                    gate = h[t] @ state[pe + "gate_proj.weight"].T
+                    up = h[t] @ state[pe + "up_proj.weight"].T
+                    moe[t] += w * ((torch.nn.functional.silu(gate) * up)
+                                   @ state[pe + "down_proj.weight"].T)
+            x = x + moe
+        logits = rms(x, state["model.norm.weight"]) @ state["lm_head.weight"].T
+        rows.append((logits[:n], logits[n:n + NUM_DECODE]))
+    return rows
+
+
+@torch.no_grad()
+def make_references(model, prompts, greedy_lists, rows32, bf16_device):
+    """float64 and bfloat16 runs of `model` (fp32, CPU) and the distances between them.
+
+    rows32: the golden fp32 rows [(prefill, decode)] per prompt. Returns (tensors, info).
+    """
+    config = model.config
+    theta = effective_rope_theta(config)
+    head_dim = config.head_dim
+    info = {"note": "row error = max |a - b| / max |b| over a row (b the reference); every run "
+                    "teacher-forced on the fp32 greedy ids"}
+
+    rerun32 = run_all(model, prompts, greedy_lists)
+    info["fp32_rerun_vs_golden_max_abs_diff"] = max(
+        max((a - b.double()).abs().max().item(), (c - d.double()).abs().max().item())
+        for (a, c), (b, d) in zip(rerun32, rows32))
+
+    model64 = copy.deepcopy(model).to(torch.float64)
+
+    def run64():
+        with exact_float64(model64, theta, head_dim) as stats:
+            rows = run_all(model64, prompts, greedy_lists)
+            # The cache path against one pass without cache: the longest prompt + its greedy ids.
+            ids = torch.tensor(list(prompts[-1]) + list(greedy_lists[-1]), dtype=torch.long)
+            full = model64(input_ids=ids.view(1, -1), use_cache=False).logits[0].double()
+        return rows, full, stats
+
+    try:
+        rows64, full, stats = run64()
+    except Exception as exc:  # noqa: BLE001 - recorded; the eager experts loop takes any dtype
+        info["fp64_first_try"] = repr(exc)
+        info["fp64_experts"] = use_eager_experts(model64)
+        rows64, full, stats = run64()
+    n = len(prompts[-1])
+    stats["cache_vs_full_pass_max_abs_diff"] = max(
+        (full[:n] - rows64[-1][0]).abs().max().item(),
+        (full[n:] - rows64[-1][1]).abs().max().item())
+    info["fp64_run"] = stats
+    try:
+        info["fp64_vs_independent_fp64"] = compare(
+            rows64, independent_fp64_rows(model, prompts, greedy_lists))["all"]
+    except Exception as exc:  # noqa: BLE001 - a check only; recorded
+        info["fp64_vs_independent_fp64"] = "failed: %r" % (exc,)
+    # The same float64 model as transformers runs it (float32 norms, angles and softmax), to show
+    # what the patches change.
+    plain64 = run_all(model64, prompts, greedy_lists)
+    info["fp64_unpatched_vs_fp64"] = compare(plain64, rows64)["all"]
+    del model64
+
+    info["fp32_vs_fp64"] = compare(rows32, rows64)
+
+    mutated = copy.deepcopy(model)
+    num_norms = 0
+    for module in mutated.modules():
+        if type(module).__name__.endswith("RMSNorm"):
+            module.variance_epsilon = RMSNORM_MUTATION_EPS
+            num_norms += 1
+    info["fp32_eps_mutation_vs_fp64"] = compare(run_all(mutated, prompts, greedy_lists), rows64)
+    info["fp32_eps_mutation_vs_fp64"]["what"] = "every RMSNorm (%d) with eps %g instead of %g" % (
+        num_norms, RMSNORM_MUTATION_EPS, config.rms_norm_eps)
+    del mutated
+
+    tensors = {}
+    for i, (pre, dec) in enumerate(rows64):
+        tensors["prompt%d.prefill_logits_fp64" % i] = pre.contiguous()
+        tensors["prompt%d.decode_logits_fp64" % i] = dec.contiguous()
+
+    if bf16_device == "cuda" and not torch.cuda.is_available():
+        info["bf16"] = "not made: no CUDA device"
+        return tensors, info
+    model16 = copy.deepcopy(model).to(device=bf16_device, dtype=torch.bfloat16)
+    rows16 = run_all(model16, prompts, greedy_lists, device=bf16_device)
+    del model16
+    info["bf16_device"] = (torch.cuda.get_device_name(0) if bf16_device == "cuda"
+                           else platform.machine())
+    info["bf16_vs_fp32"] = compare(rows16, rows32)
+    info["bf16_vs_fp64"] = compare(rows16, rows64)["all"]
+    info["bf16_greedy_steps"] = greedy_steps(rows32, rows16, greedy_lists)
+    for i, (pre, dec) in enumerate(rows16):
+        tensors["prompt%d.prefill_logits_bf16" % i] = pre.float().contiguous()
+        tensors["prompt%d.decode_logits_bf16" % i] = dec.float().contiguous()
+    return tensors, info
+
+
+def write_references(out, tensors, info, base_info):
+    from safetensors.torch import save_file
+
+    os.makedirs(out, exist_ok=True)
+    save_file(tensors, os.path.join(out, "references.safetensors"), metadata={"format": "pt"})
+    info = dict(base_info, **info)
+    with open(os.path.join(out, "references.json"), "w") as f:
+        json.dump(info, f, indent=1, default=str)
+    summary = {k: (v["all"] if isinstance(v, dict) and "all" in v else v)
+               for k, v in info.items() if k not in ("bf16_greedy_steps",)}
+    print(json.dumps(summary, indent=1, default=str), flush=True)
+    steps = info.get("bf16_greedy_steps", [])
+    if steps:
+        flips = [s for s in steps if s["bf16_choice"] != s["greedy"]]
+        print("bf16 greedy: %d/%d steps choose the fp32 token; smallest fp32 margin %.4g; "
+              "flipped steps: %s" % (len(steps) - len(flips), len(steps),
+                                     min(s["fp32_margin"] for s in steps),
+                                     [(s["prompt"], s["step"], round(s["fp32_margin"], 4))
+                                      for s in flips]), flush=True)
+
+
+def run_info():
+    import safetensors
+
+    return {
+        "command": " ".join([sys.executable] + sys.argv),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "safetensors": safetensors.__version__,
+            "python": platform.python_version(),
+        },
+        "threads": torch.get_num_threads(),
+        "host_gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def references_from(golden_dir, out, bf16_device):
+    """Makes references.* for the golden data already in golden_dir (model/, golden.safetensors)."""
+    from safetensors.torch import load_file
+
+    model = Qwen3MoeForCausalLM.from_pretrained(
+        os.path.join(golden_dir, "model"), dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    golden = load_file(os.path.join(golden_dir, "golden.safetensors"))
+    prompts, greedy_lists, rows32 = [], [], []
+    for i in range(len(PROMPT_LENS)):
+        prompts.append(golden["prompt%d.prompt_ids" % i].tolist())
+        greedy_lists.append(golden["prompt%d.greedy_ids" % i].tolist())
+        rows32.append((golden["prompt%d.prefill_logits" % i].double(),
+                       golden["prompt%d.decode_logits" % i].double()))
+    tensors, info = make_references(model, prompts, greedy_lists, rows32, bf16_device)
+    base = run_info()
+    base["golden_dir"] = golden_dir
+    write_references(out, tensors, info, base)
+
+
 def dump_sources(dst):
     import importlib
     import inspect
@@ -322,12 +701,19 @@ def main():
     parser.add_argument("--min-margin", type=float, default=1e-3)
     parser.add_argument("--min-router-gap", type=float, default=1e-4)
     parser.add_argument("--dump-sources", default=None)
+    parser.add_argument("--references-from", default=None,
+                        help="only make references.* for the golden data in this folder")
+    parser.add_argument("--bf16-device", default="cuda",
+                        help="where the bfloat16 reference runs (cuda, as our CUDA backend)")
     args = parser.parse_args()
 
     if args.dump_sources:
         dump_sources(args.dump_sources)
 
     torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
+    if args.references_from:
+        references_from(args.references_from, args.out, args.bf16_device)
+        return
     rejected = []
     for seed in range(args.seed, args.seed + args.max_tries):
         torch.manual_seed(seed)
@@ -478,6 +864,11 @@ def main():
     }
     with open(os.path.join(out, "golden.json"), "w") as f:
         json.dump(info, f, indent=1, default=str)
+
+    ref_tensors, ref_info = make_references(
+        model, prompts, [r["greedy"] for r in results],
+        [(r["prefill"].double(), r["decode"].double()) for r in results], args.bf16_device)
+    write_references(out, ref_tensors, ref_info, run_info())
     print(json.dumps({k: info[k] for k in ("seed", "min_greedy_margin", "min_router_topk_gap",
                                             "checks")}, indent=1, default=str))
     print(json.dumps(info["layouts"]["model"]["layer0_mlp_tensors"], indent=1))

@@ -2,16 +2,20 @@
 """Drives one scale through the coordinator's admin socket without eepctl.
 
 Speaks the admin protocol of docs/protocol.md as eepctl does (common/src/admin_client.cpp): a
-ZeroMQ DEALER socket, one JSON object per single-frame message, `seq` to match replies, `token`
-when a token file is given. Sends `scale`, then polls `status` until `scale.target_generation`
+ZeroMQ DEALER socket with CURVE (the operators' key and the coordinator's public key from the
+fleet's keys directory, docs/security.md), one JSON object per single-frame message, `seq` to
+match replies, `token` when a token file is given. Sends `scale`, then polls `status` until `scale.target_generation`
 is the one accepted and `scale.state` is succeeded or failed, and prints the stage timeline.
 
 Usage: scripts/eep-scale.py --admin tcp://127.0.0.1:5710 --dp N [--token-file F] [--wait-s S]
+         [--keys-dir D] [--key-file F] [--coordinator-key-file F] [--insecure-plaintext]
 Exit status: 0 succeeded (or already at that size), 1 failed (rolled back), 2 refused or any
 other error (no answer, bad arguments, no outcome within --wait-s).
 """
 import argparse
 import json
+import os
+import re
 import sys
 import time
 
@@ -27,8 +31,33 @@ class AdminError(Exception):
     pass
 
 
+def read_key(path, name):
+    """The Z85 value of `name = "..."` in a key file of eep-keygen's (common/curve_keys.h)."""
+    try:
+        with open(path) as file:
+            text = file.read()
+    except OSError as e:
+        raise AdminError(f"cannot read key file: {e}")
+    match = re.search(r'^\s*' + re.escape(name) + r'\s*=\s*"([^"]{40})"', text, re.MULTILINE)
+    if not match:
+        raise AdminError(f"key file {path} has no 40-character {name}")
+    return match.group(1)
+
+
+def client_keys(args):
+    """(our public, our secret, the coordinator's public) key, or None with --insecure-plaintext."""
+    if args.insecure_plaintext:
+        return None
+    keys_dir = args.keys_dir or os.environ.get("EEP_KEYS_DIR") or os.path.join(
+        os.environ.get("HOME", "."), ".elastic-ep", "keys")
+    own = args.key_file or os.path.join(keys_dir, "admin.key")
+    server = args.coordinator_key_file or os.path.join(keys_dir, "coordinator.pub")
+    return (read_key(own, "public-key"), read_key(own, "secret-key"),
+            read_key(server, "public-key"))
+
+
 class AdminClient:
-    def __init__(self, zmq, endpoint, token):
+    def __init__(self, zmq, endpoint, token, keys):
         self.zmq = zmq
         self.endpoint = endpoint
         self.token = token
@@ -36,6 +65,11 @@ class AdminClient:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if keys:
+            public, secret, server = keys
+            self.socket.curve_publickey = public.encode()
+            self.socket.curve_secretkey = secret.encode()
+            self.socket.curve_serverkey = server.encode()
         self.socket.connect(endpoint)
 
     def close(self):
@@ -85,6 +119,13 @@ def main():
                         help="coordinator admin endpoint (default %(default)s)")
     parser.add_argument("--dp", type=int, required=True, help="new number of ranks (>= 1)")
     parser.add_argument("--token-file", help="admin token file")
+    parser.add_argument("--keys-dir", help="the fleet's keys directory (default $EEP_KEYS_DIR, "
+                        "else ~/.elastic-ep/keys): admin.key and coordinator.pub")
+    parser.add_argument("--key-file", help="our key pair (default admin.key in --keys-dir)")
+    parser.add_argument("--coordinator-key-file",
+                        help="the coordinator's public key (default coordinator.pub in --keys-dir)")
+    parser.add_argument("--insecure-plaintext", action="store_true",
+                        help="no CURVE (a coordinator started with --insecure-plaintext)")
     parser.add_argument("--wait-s", type=float, default=120,
                         help="how long to wait for the outcome (default %(default)s)")
     args = parser.parse_args()  # bad arguments exit with status 2, as argparse does
@@ -112,7 +153,12 @@ def main():
             print(f"eep-scale: the admin token file {args.token_file} is empty", file=sys.stderr)
             return EXIT_ERROR
 
-    client = AdminClient(zmq, args.admin, token)
+    try:
+        keys = client_keys(args)
+    except AdminError as e:
+        print(f"eep-scale: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    client = AdminClient(zmq, args.admin, token, keys)
     try:
         return drive_scale(client, args.dp, args.wait_s)
     except AdminError as e:

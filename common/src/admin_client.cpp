@@ -1,18 +1,48 @@
 #include "eep/common/admin_client.h"
 
+#include "eep/common/token_file.h"
 #include "eep/common/zmq_util.h"
 
 namespace eep {
 
 using Clock = std::chrono::steady_clock;
 
-AdminClient::AdminClient(std::string endpoint, std::string token)
-    : endpoint_(std::move(endpoint)),
-      token_(std::move(token)),
+CLI::Option* add_admin_client_options(CLI::App& app, AdminClientOptions& options,
+                                      const std::string& endpoint_help) {
+  CLI::Option* endpoint = app.add_option("--admin", options.endpoint, endpoint_help);
+  app.add_option("--token-file,--admin-token-file", options.token_file,
+                 "Admin token file (when the coordinator has --admin-token-file)");
+  add_client_key_options(app, options.keys, "admin");
+  return endpoint;
+}
+
+Result<AdminConnection> resolve_admin_connection(const AdminClientOptions& options) {
+  AdminConnection connection;
+  connection.endpoint = options.endpoint;
+  if (!options.token_file.empty()) {
+    EEP_ASSIGN_OR_RETURN(connection.token, read_token_file(options.token_file, "admin token"));
+  }
+  EEP_ASSIGN_OR_RETURN(connection.curve, load_client_keys(options.keys, "admin"));
+  return connection;
+}
+
+AdminClient::AdminClient(AdminConnection connection)
+    : endpoint_(std::move(connection.endpoint)),
+      token_(std::move(connection.token)),
       context_(1),
       socket_(context_, zmq::socket_type::dealer) {
   set_common_options(socket_);
+  if (connection.curve) set_curve_client(socket_, *connection.curve);
+  monitor_ = std::make_unique<HandshakeMonitor>(context_, socket_);
   socket_.connect(endpoint_);
+}
+
+Status AdminClient::no_answer(std::chrono::milliseconds timeout) {
+  return error(
+      ErrorCode::kUnavailable,
+      with_handshake_failure(monitor_.get(), "no answer from the coordinator at " + endpoint_ +
+                                                 " within " + std::to_string(timeout.count()) +
+                                                 " ms; is eep-coordinator running?"));
 }
 
 Result<std::string> AdminClient::call_raw(const std::string& frame,
@@ -20,9 +50,7 @@ Result<std::string> AdminClient::call_raw(const std::string& frame,
   socket_.send(zmq::buffer(frame), zmq::send_flags::none);
   auto frames = recv_frames(socket_, timeout);
   if (!frames || frames->empty()) {
-    return error(ErrorCode::kUnavailable, "no answer from the coordinator at " + endpoint_ +
-                                              " within " + std::to_string(timeout.count()) +
-                                              " ms; is eep-coordinator running?");
+    return no_answer(timeout);
   }
   return frames->back().to_string();
 }
@@ -51,9 +79,7 @@ Result<nlohmann::json> AdminClient::call(protocol::AdminRequest request,
     if (!status.is_ok()) return status;
     return reply;
   }
-  return error(ErrorCode::kUnavailable, "no answer from the coordinator at " + endpoint_ +
-                                            " within " + std::to_string(timeout.count()) +
-                                            " ms; is eep-coordinator running?");
+  return no_answer(timeout);
 }
 
 }  // namespace eep

@@ -11,7 +11,8 @@ namespace {
 
 std::atomic<LogLevel> g_level{LogLevel::kInfo};
 std::mutex g_mutex;
-std::string g_speaker = "eep";  // guarded by g_mutex
+std::string g_speaker = "eep";       // guarded by g_mutex
+thread_local std::string t_speaker;  // empty: g_speaker
 
 char level_letter(LogLevel level) {
   switch (level) {
@@ -55,6 +56,10 @@ void set_log_speaker(std::string speaker) {
   g_speaker = std::move(speaker);
 }
 
+void set_thread_log_speaker(std::string speaker) {
+  t_speaker = std::move(speaker);
+}
+
 void log_line(LogLevel level, const std::string& message) {
   const auto now = std::chrono::system_clock::now();
   const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
@@ -66,7 +71,8 @@ void log_line(LogLevel level, const std::string& message) {
   std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &utc);
   std::lock_guard lock(g_mutex);
   std::fprintf(stderr, "%s.%03dZ %c [%s] %s\n", stamp, static_cast<int>(millis),
-               level_letter(level), g_speaker.c_str(), message.c_str());
+               level_letter(level), (t_speaker.empty() ? g_speaker : t_speaker).c_str(),
+               message.c_str());
   std::fflush(stderr);
 }
 

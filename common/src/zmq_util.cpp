@@ -8,6 +8,19 @@ void set_common_options(zmq::socket_t& socket) {
   socket.set(zmq::sockopt::linger, 0);
 }
 
+void set_curve_client(zmq::socket_t& socket, const CurveClientKeys& keys) {
+  socket.set(zmq::sockopt::curve_serverkey, keys.server_public_key);
+  socket.set(zmq::sockopt::curve_publickey, keys.own.public_key);
+  socket.set(zmq::sockopt::curve_secretkey, keys.own.secret_key);
+}
+
+void set_curve_server(zmq::socket_t& socket, const CurveKeyPair& keys,
+                      const std::string& zap_domain) {
+  socket.set(zmq::sockopt::curve_server, true);
+  socket.set(zmq::sockopt::curve_secretkey, keys.secret_key);
+  socket.set(zmq::sockopt::zap_domain, zap_domain);
+}
+
 Result<std::string> bind_socket(zmq::socket_t& socket, const std::string& endpoint) {
   try {
     socket.bind(endpoint);
@@ -43,6 +56,17 @@ void send_envelope(zmq::socket_t& socket, const std::optional<std::string>& iden
   if (identity) socket.send(zmq::buffer(*identity), zmq::send_flags::sndmore);
   socket.send(zmq::buffer(frames.type), zmq::send_flags::sndmore);
   socket.send(zmq::buffer(frames.json), zmq::send_flags::none);
+}
+
+bool try_send_envelope(zmq::socket_t& socket, const protocol::Envelope& envelope) {
+  protocol::Frames frames = protocol::encode(envelope);
+  // Once the first part is queued, ZeroMQ queues the rest of the message with it.
+  if (!socket.send(zmq::buffer(frames.type),
+                   zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+    return false;
+  }
+  socket.send(zmq::buffer(frames.json), zmq::send_flags::none);
+  return true;
 }
 
 std::optional<std::vector<zmq::message_t>> recv_frames(zmq::socket_t& socket,

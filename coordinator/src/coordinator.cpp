@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 
@@ -117,12 +118,6 @@ Coordinator::~Coordinator() {
 
 Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig& config,
                                                          const std::string& argv0) {
-  if (!is_loopback_endpoint(config.admin_endpoint) && config.admin_token_file.empty()) {
-    return error(ErrorCode::kInvalidArgument,
-                 "refusing to serve the admin socket on " + config.admin_endpoint +
-                     " without --admin-token-file: anyone who reaches it could scale or stop "
-                     "the fleet. Bind it to 127.0.0.1 or give a token file");
-  }
   std::vector<PortRange> ranges;
   for (const std::string& text : config.port_ranges) {
     auto range = parse_port_range(text);
@@ -161,6 +156,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
   }
   set_common_options(coordinator->admin_socket_);
   set_common_options(coordinator->control_socket_);
+  EEP_RETURN_IF_ERROR(coordinator->secure_sockets());
   // No handover: a connection that presents the identity of a connected worker is refused by
   // ZeroMQ, so nobody can take over a live worker's route (its requests and prompts) or speak
   // for it (a forged worker_exiting). A restarted worker gets the identity back once the old
@@ -266,8 +262,12 @@ int Coordinator::run(int signal_fd) {
     const auto iteration_start = Clock::now();  // the time spent after poll: what a peer waits
     if (signal_fd >= 0 && (items[2].revents & ZMQ_POLLIN)) {
       signalfd_siginfo info{};
-      if (::read(signal_fd, &info, sizeof(info)) == sizeof(info) && !shutting_down_) {
-        begin_shutdown("signal " + std::to_string(info.ssi_signo));
+      if (::read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
+        if (info.ssi_signo == SIGHUP) {
+          reload_authorized_keys();
+        } else if (!shutting_down_) {
+          begin_shutdown("signal " + std::to_string(info.ssi_signo));
+        }
       }
     }
     for (int i = 0; i < 256; ++i) {  // bounded, so one busy socket cannot starve the other
@@ -391,8 +391,10 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
                                                     << "': " << envelope.status().to_string());
     return;
   }
+  const auto owner = protocol::heartbeat_owner(identity);
+  if (!sender_authorized(frames, owner ? *owner : identity)) return;
   const auto now = Clock::now();
-  if (auto owner = protocol::heartbeat_owner(identity)) {
+  if (owner) {
     // A worker's heartbeat socket: heartbeats only, never answered.
     if (envelope->type != protocol::MsgType::kHeartbeat ||
         !protocol::check_version(envelope.value()).is_ok()) {

@@ -1,5 +1,7 @@
 #include "eep/coordinator/coordinator_config.h"
 
+#include "eep/common/fleet_keys.h"
+
 namespace eep::coordinator {
 
 void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
@@ -13,9 +15,18 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
   app.add_option("--api-key", config.api_key,
                  "Require \"Authorization: Bearer KEY\" on /v1/* (prefer EEP_API_KEY)");
   app.add_option("--admin-token-file", config.admin_token_file,
-                 "File holding the admin token; required when --admin is not loopback");
+                 "File holding a token every admin request must carry (beside the admin key)");
   app.add_option("--fleet-token-file", config.fleet_token_file,
                  "File holding the token workers must present to register");
+  app.add_option("--keys-dir", config.keys_dir,
+                 "The fleet's CURVE keys (docs/security.md): coordinator.key, authorized_keys; "
+                 "made here at the first start when it has no coordinator.key (default " +
+                     default_keys_dir() + ")")
+      ->group("Security");
+  app.add_flag("--insecure-plaintext", config.insecure_plaintext,
+               "Control and admin sockets without CURVE authentication and encryption; refused "
+               "unless both are on loopback")
+      ->group("Security");
   app.add_option("--launcher", config.launcher, "How workers are started")
       ->check(CLI::IsMember({"local", "systemd", "none"}))
       ->capture_default_str();

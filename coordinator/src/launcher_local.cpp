@@ -48,6 +48,12 @@ class LocalLauncher final : public Launcher {
     if (!config_.fleet_token_file.empty()) {
       argv.insert(argv.end(), {"--fleet-token-file", config_.fleet_token_file});
     }
+    // The workers launched here connect with the fleet's worker key, from the same directory.
+    if (config_.insecure_plaintext) {
+      argv.push_back("--insecure-plaintext");
+    } else if (!config_.keys_dir.empty()) {
+      argv.insert(argv.end(), {"--keys-dir", config_.keys_dir});
+    }
     argv.insert(argv.end(), config_.worker_args.begin(), config_.worker_args.end());
     SpawnOptions options;
     if (!config_.worker_log_dir.empty()) {

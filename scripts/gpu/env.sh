@@ -24,3 +24,6 @@ export NCCL_NVLS_ENABLE=0
 # The tests find the binaries and test data here even when they were built elsewhere.
 export EEP_BIN_DIR="$EEP_ROOT/build-gpu/bin"
 export EEP_TEST_DATA_DIR="$EEP_ROOT/tests/data"
+# The fleets these scripts start make their CURVE keys here at the first start; eepctl and
+# eep-bench find them here too (docs/security.md).
+export EEP_KEYS_DIR="${EEP_KEYS_DIR:-$EEP_ROOT/build-gpu/keys}"

@@ -23,6 +23,8 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "eep/common/admin_client.h"
+#include "eep/common/client_keys.h"
 #include "eep/common/subprocess.h"
 
 namespace eep::testing {
@@ -151,6 +153,28 @@ inline bool process_alive(pid_t pid) {
   return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
 }
 
+// The fleet keys every process of this test run uses (main.cpp puts them in EEP_KEYS_DIR).
+inline std::string test_keys_dir() {
+  const char* dir = std::getenv("EEP_KEYS_DIR");
+  REQUIRE(dir != nullptr);
+  return dir;
+}
+
+// A client's CURVE keys from the test run's keys directory: "worker" or "admin".
+inline CurveClientKeys test_client_keys(const std::string& key_name) {
+  ClientKeyOptions options;
+  options.keys_dir = test_keys_dir();
+  auto keys = load_client_keys(options, key_name);
+  INFO(keys.status().to_string());
+  REQUIRE(keys.is_ok());
+  return keys.value().value();
+}
+
+// The admin socket at `endpoint` with the operators' key, no token.
+inline AdminConnection admin_connection(const std::string& endpoint) {
+  return AdminConnection{endpoint, "", test_client_keys("admin")};
+}
+
 // A loopback port that was free a moment ago (a race with other processes is possible, and
 // harmless for tests: the bind then fails loudly).
 inline int free_port() {
@@ -180,6 +204,13 @@ class Fleet {
                   {"--port-range", std::to_string(base) + "-" + std::to_string(base + 49)});
     }
     argv.insert(argv.end(), flags.begin(), flags.end());
+    // eepctl speaks to it as it was started: its keys, or plaintext.
+    for (size_t i = 0; i < flags.size(); ++i) {
+      if (flags[i] == "--insecure-plaintext") eepctl_flags_.push_back(flags[i]);
+      if (flags[i] == "--keys-dir" && i + 1 < flags.size()) {
+        eepctl_flags_.insert(eepctl_flags_.end(), {flags[i], flags[i + 1]});
+      }
+    }
     SpawnOptions options;
     options.log_path = log_path();
     options.env = std::move(env);
@@ -201,7 +232,7 @@ class Fleet {
 
   ~Fleet() {
     if (coordinator_.running()) {
-      run_command({bin("eepctl"), "--admin", admin_, "shutdown"}, 5s);
+      eepctl({"shutdown"}, 5s);
       if (!coordinator_.wait_for(10s)) coordinator_.stop(3s);
     }
   }
@@ -217,6 +248,7 @@ class Fleet {
 
   CommandResult eepctl(std::vector<std::string> args, std::chrono::milliseconds timeout = 30s) {
     std::vector<std::string> argv = {bin("eepctl"), "--admin", admin_};
+    argv.insert(argv.end(), eepctl_flags_.begin(), eepctl_flags_.end());
     argv.insert(argv.end(), args.begin(), args.end());
     return run_command(argv, timeout);
   }
@@ -246,6 +278,7 @@ class Fleet {
   std::string admin_;
   std::string control_;
   int http_port_ = 0;
+  std::vector<std::string> eepctl_flags_;
 };
 
 // A small eep-bench load (n prompts of 16 tokens, 8 out): every request succeeds.

@@ -129,7 +129,7 @@ TEST_CASE("a killed worker is lost at once and a stopped one after the heartbeat
 TEST_CASE("bad admin input gets an error reply and the next good request is served", "[fleet]") {
   Fleet fleet({"--dp", "1", "--max-workers", "6", "--port-range", "29300-29302"});
   REQUIRE(eventually([&] { return fleet.has_active(1); }, 10s));
-  AdminClient client(fleet.admin(), "");
+  AdminClient client(admin_connection(fleet.admin()));
 
   struct Case {
     std::string request;
@@ -170,7 +170,7 @@ TEST_CASE("a second scale while one runs is refused and the first completes", "[
   // Every launched worker takes 1.5 s to register, so a scale stays running that long.
   Fleet slow({"--dp", "1", "--worker-arg=--test-register-delay-ms=1500"});
   REQUIRE(eventually([&] { return slow.has_active(1); }, 10s));
-  AdminClient slow_client(slow.admin(), "");
+  AdminClient slow_client(admin_connection(slow.admin()));
   auto first = slow_client.call_raw("{\"cmd\": \"scale\", \"dp\": 2}", 5s);
   REQUIRE(first.is_ok());
   CHECK(json::parse(first.value())["ok"] == true);
@@ -193,6 +193,7 @@ TEST_CASE("workers with the wrong protocol version or fleet token are refused", 
   // A hand-made worker speaking protocol version 99.
   zmq::context_t context;
   zmq::socket_t socket(context, zmq::socket_type::dealer);
+  set_curve_client(socket, test_client_keys("worker"));
   socket.set(zmq::sockopt::routing_id, "old-worker");
   socket.set(zmq::sockopt::linger, 0);
   socket.connect(fleet.control());
@@ -246,13 +247,17 @@ TEST_CASE("workers with the wrong protocol version or fleet token are refused", 
   CHECK(fleet.workers_in("SPARE").size() == 1);
 }
 
-TEST_CASE("a non-loopback admin address needs a token file, and then every request the token",
-          "[fleet]") {
-  {
-    Fleet refused({"--admin", "tcp://0.0.0.0:*", "--dp", "0"}, {}, /*expect_ready=*/false);
+TEST_CASE(
+    "plaintext sockets off loopback are refused, and an admin token is asked of every "
+    "request",
+    "[fleet]") {
+  for (const char* socket : {"--admin", "--control"}) {
+    Fleet refused({socket, "tcp://0.0.0.0:*", "--dp", "0", "--insecure-plaintext"}, {},
+                  /*expect_ready=*/false);
     REQUIRE(refused.coordinator().wait_for(10s));
     CHECK(refused.coordinator().describe_exit() == "exited with 2");
-    CHECK_THAT(refused.coordinator_log(), Catch::Contains("--admin-token-file"));
+    CHECK_THAT(refused.coordinator_log(),
+               Catch::Contains("refusing --insecure-plaintext with a socket on tcp://0.0.0.0"));
   }
   TempDir secrets;
   write_file(secrets.file("admin.token"), "s3cret\n", 0600);

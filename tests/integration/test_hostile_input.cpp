@@ -5,6 +5,7 @@
 
 #include "eep/common/admin_client.h"
 #include "eep/common/protocol.h"
+#include "eep/common/zmq_util.h"
 #include "fleet.h"
 
 using namespace eep;
@@ -44,11 +45,13 @@ struct HostileFleet {
   }
 };
 
-// A DEALER on the control socket with a routing id of our choosing.
+// A DEALER on the control socket with a routing id of our choosing, authenticated with the
+// fleet's worker key (which may speak for any id): what a compromised worker host could send.
 class ControlPeer {
  public:
   ControlPeer(zmq::context_t& context, const std::string& endpoint, const std::string& id)
       : socket_(context, zmq::socket_type::dealer) {
+    set_curve_client(socket_, test_client_keys("worker"));
     socket_.set(zmq::sockopt::routing_id, id);
     socket_.set(zmq::sockopt::linger, 200);  // long enough for the message to leave
     socket_.connect(endpoint);
@@ -89,7 +92,7 @@ TEST_CASE("the admin and control messages that once ended the coordinator are re
           "[hostile]") {
   HostileFleet hostile;
   Fleet& fleet = *hostile.fleet;
-  AdminClient admin(fleet.admin(), "");
+  AdminClient admin(admin_connection(fleet.admin()));
   auto call = [&](const std::string& request) {
     auto reply = admin.call_raw(request, 10s);
     REQUIRE(reply.is_ok());
@@ -164,7 +167,7 @@ TEST_CASE("fuzz: thousands of random admin and control messages, and the coordin
           "[hostile]") {
   HostileFleet hostile;
   Fleet& fleet = *hostile.fleet;
-  AdminClient admin(fleet.admin(), "");
+  AdminClient admin(admin_connection(fleet.admin()));
   zmq::context_t context;
   std::mt19937_64 rng(20261205);
   auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };

@@ -201,8 +201,8 @@ TEST_CASE("eep-bench's scale flags: paired, checked, and --admin required", "[be
   parse({"--admin", "tcp://127.0.0.1:5710", "--admin-token-file", "t", "--scale-at", "1",
          "--scale-to", "3", "--scale-at", "4", "--scale-to", "2"},
         options);
-  CHECK(options.admin == "tcp://127.0.0.1:5710");
-  CHECK(options.admin_token_file == "t");
+  CHECK(options.admin.endpoint == "tcp://127.0.0.1:5710");
+  CHECK(options.admin.token_file == "t");
   CHECK(options.scale_at_s == std::vector<double>{1, 4});
   CHECK(options.scale_to == std::vector<int>{3, 2});
 

@@ -17,8 +17,7 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  std::string admin = "tcp://127.0.0.1:5710";
-  std::string token_file;
+  eep::AdminClientOptions admin{"tcp://127.0.0.1:5710", {}, {}};
   bool json_output = false;
   int timeout_ms = 5000;
   int dp = -1;
@@ -220,8 +219,8 @@ int main(int argc, char** argv) {
   Options options;
   CLI::App app{"eepctl: operate an elastic-ep fleet through the coordinator's admin socket"};
   eep::add_config_option(app);
-  app.add_option("--admin", options.admin, "Coordinator admin endpoint")->capture_default_str();
-  app.add_option("--token-file", options.token_file, "Admin token file");
+  eep::add_admin_client_options(app, options.admin, "Coordinator admin endpoint")
+      ->capture_default_str();
   app.add_flag("--json", options.json_output, "Print JSON for scripts");
   app.add_option("--timeout-ms", options.timeout_ms, "How long to wait for each reply")
       ->check(CLI::Range(1, 600000))
@@ -240,16 +239,12 @@ int main(int argc, char** argv) {
   app.add_subcommand("shutdown", "Stop the workers and the coordinator");
   if (auto exit_code = eep::parse_args(app, argc, argv)) return *exit_code;
 
-  std::string token;
-  if (!options.token_file.empty()) {
-    auto read = eep::read_token_file(options.token_file, "admin token");
-    if (!read.is_ok()) {
-      print_error(read.status(), options.json_output);
-      return 2;
-    }
-    token = read.value();
+  auto connection = eep::resolve_admin_connection(options.admin);
+  if (!connection.is_ok()) {
+    print_error(connection.status(), options.json_output);
+    return 2;
   }
-  eep::AdminClient client(options.admin, token);
+  eep::AdminClient client(std::move(connection).value());
   const std::string command = app.get_subcommands().front()->get_name();
   if (command == "scale") return run_scale(client, options);
   if (command == "eplb") return run_eplb_rebalance(client, options);

@@ -15,9 +15,9 @@ constexpr std::chrono::milliseconds kStatusPollInterval{50};
 
 }  // namespace
 
-FaultDriver::FaultDriver(std::string admin, std::string token, std::vector<FaultTrigger> triggers,
+FaultDriver::FaultDriver(AdminConnection admin, std::vector<FaultTrigger> triggers,
                          BenchClock::time_point start)
-    : admin_(std::move(admin)), token_(std::move(token)), thread_(start) {
+    : admin_(std::move(admin)), thread_(start) {
   for (const FaultTrigger& trigger : triggers) {
     if (faults_.empty() || faults_.back().at_s != trigger.at_s) {
       faults_.push_back(FaultRecord{});
@@ -38,7 +38,7 @@ std::vector<FaultRecord> FaultDriver::finish() {
 }
 
 void FaultDriver::run() {
-  AdminClient client(admin_, token_);
+  AdminClient client(admin_);
   auto status = [&]() -> Result<protocol::StatusReply> {
     protocol::AdminRequest request;
     request.cmd = protocol::AdminCommand::kStatus;

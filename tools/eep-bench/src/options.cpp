@@ -58,11 +58,10 @@ void add_bench_options(CLI::App& app, BenchOptions& options) {
                "Progress bar on stderr (only when it is a terminal)")
       ->capture_default_str();
 
-  CLI::Option* admin =
-      app.add_option("--admin", options.admin,
-                     "Coordinator admin endpoint (e.g. tcp://127.0.0.1:5710), for --scale-at");
-  app.add_option("--admin-token-file", options.admin_token_file, "Admin token file, as eepctl's")
-      ->needs(admin);
+  CLI::Option* admin = add_admin_client_options(
+      app, options.admin,
+      "Coordinator admin endpoint (e.g. tcp://127.0.0.1:5710), for --scale-at and --kill-at");
+  app.get_option("--token-file")->needs(admin);
   app.add_option("--scale-at", options.scale_at_s,
                  "Seconds after the start at which to send a scale; repeatable, paired in order "
                  "with --scale-to")
@@ -85,9 +84,10 @@ void add_bench_options(CLI::App& app, BenchOptions& options) {
   // Counts that do not pair up, negative times and sizes below 1 are errors of the command line,
   // before anything is sent, with messages that say what the flags mean.
   app.callback([&options] {
-    auto triggers = make_scale_triggers(options.admin, options.scale_at_s, options.scale_to);
+    auto triggers =
+        make_scale_triggers(options.admin.endpoint, options.scale_at_s, options.scale_to);
     if (!triggers.is_ok()) throw CLI::ValidationError(triggers.status().message());
-    auto faults = make_fault_triggers(options.admin, options.kill_at_s, options.kill_rank,
+    auto faults = make_fault_triggers(options.admin.endpoint, options.kill_at_s, options.kill_rank,
                                       options.kill_signal);
     if (!faults.is_ok()) throw CLI::ValidationError(faults.status().message());
   });

@@ -22,7 +22,7 @@ std::string format_report(const BenchOptions& options, const BenchReport& report
 }
 
 nlohmann::json report_to_json(const BenchOptions& options, const BenchReport& report) {
-  nlohmann::json config{{"admin", options.admin},
+  nlohmann::json config{{"admin", options.admin.endpoint},
                         {"scale_at_s", options.scale_at_s},
                         {"scale_to", options.scale_to},
                         {"kill_at_s", options.kill_at_s},

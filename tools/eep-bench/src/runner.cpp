@@ -194,14 +194,15 @@ Result<BenchReport> run_benchmark(const BenchOptions& options) {
   client.sampling.seed = options.request_seed;
   client.timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000));
 
-  EEP_ASSIGN_OR_RETURN(std::vector<ScaleTrigger> triggers,
-                       make_scale_triggers(options.admin, options.scale_at_s, options.scale_to));
+  EEP_ASSIGN_OR_RETURN(
+      std::vector<ScaleTrigger> triggers,
+      make_scale_triggers(options.admin.endpoint, options.scale_at_s, options.scale_to));
   EEP_ASSIGN_OR_RETURN(std::vector<FaultTrigger> fault_triggers,
-                       make_fault_triggers(options.admin, options.kill_at_s, options.kill_rank,
-                                           options.kill_signal));
-  std::string admin_token;
-  if (!options.admin_token_file.empty()) {
-    EEP_ASSIGN_OR_RETURN(admin_token, read_token_file(options.admin_token_file, "admin token"));
+                       make_fault_triggers(options.admin.endpoint, options.kill_at_s,
+                                           options.kill_rank, options.kill_signal));
+  AdminConnection admin;
+  if (!triggers.empty() || !fault_triggers.empty()) {
+    EEP_ASSIGN_OR_RETURN(admin, resolve_admin_connection(options.admin));
   }
 
   raise_fd_limit();
@@ -209,11 +210,9 @@ Result<BenchReport> run_benchmark(const BenchOptions& options) {
                    std::move(arrivals));
   const BenchClock::time_point start = BenchClock::now();
   std::optional<ScaleDriver> scale_driver;
-  if (!triggers.empty()) scale_driver.emplace(options.admin, admin_token, triggers, start);
+  if (!triggers.empty()) scale_driver.emplace(admin, triggers, start);
   std::optional<FaultDriver> fault_driver;
-  if (!fault_triggers.empty()) {
-    fault_driver.emplace(options.admin, admin_token, fault_triggers, start);
-  }
+  if (!fault_triggers.empty()) fault_driver.emplace(admin, fault_triggers, start);
   report.duration_s = run.run(start);
   report.records = run.take_records();
   if (fault_driver) {

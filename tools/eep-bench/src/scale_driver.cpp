@@ -20,9 +20,9 @@ constexpr int kMaxStatusFailures = 3;
 
 }  // namespace
 
-ScaleDriver::ScaleDriver(std::string admin, std::string token, std::vector<ScaleTrigger> triggers,
+ScaleDriver::ScaleDriver(AdminConnection admin, std::vector<ScaleTrigger> triggers,
                          BenchClock::time_point start)
-    : admin_(std::move(admin)), token_(std::move(token)), thread_(start) {
+    : admin_(std::move(admin)), thread_(start) {
   for (const ScaleTrigger& trigger : triggers) {
     ScaleRecord scale;
     scale.trigger = trigger;
@@ -41,7 +41,7 @@ std::vector<ScaleRecord> ScaleDriver::finish() {
 }
 
 void ScaleDriver::run() {
-  AdminClient client(admin_, token_);
+  AdminClient client(admin_);
   std::optional<size_t> pending;  // the accepted scale whose outcome status has not shown yet
   int num_status_failures = 0;
 

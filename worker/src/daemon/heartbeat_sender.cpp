@@ -28,9 +28,10 @@ Status HeartbeatSender::start() {
   // that does not read, and never hold the exit for them.
   socket->set(zmq::sockopt::sndhwm, 4);
   socket->set(zmq::sockopt::linger, 0);
+  if (options_.curve) set_curve_client(*socket, *options_.curve);
   EEP_RETURN_IF_ERROR(connect_socket(*socket, options_.coordinator_endpoint));
   thread_ = std::thread([this, socket] {
-    set_log_speaker("worker " + options_.worker_id + " heartbeat");
+    set_thread_log_speaker("worker " + options_.worker_id + " heartbeat");
     uint64_t seq = 1;
     bool stalled = false;
     std::unique_lock lock(mutex_);

@@ -17,6 +17,7 @@ void add_worker_options(CLI::App& app, WorkerConfig& config) {
   app.add_option("--model", config.engine.model_dir, "Model checkpoint directory");
   app.add_option("--fleet-token-file", config.fleet_token_file,
                  "File holding the fleet token to present when registering");
+  add_client_key_options(app, config.keys, "worker");
   app.add_option("--register-timeout-ms", config.register_timeout_ms,
                  "Exit when the coordinator has not accepted us within this time")
       ->check(CLI::Range(100, 3600000))

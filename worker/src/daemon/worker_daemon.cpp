@@ -61,8 +61,11 @@ Status WorkerDaemon::connect_and_register(int signal_fd) {
   if (!config_.fleet_token_file.empty()) {
     EEP_ASSIGN_OR_RETURN(fleet_token_, read_token_file(config_.fleet_token_file, "fleet token"));
   }
+  EEP_ASSIGN_OR_RETURN(curve_, load_client_keys(config_.keys, "worker"));
   set_common_options(socket_);
+  if (curve_) set_curve_client(socket_, *curve_);
   socket_.set(zmq::sockopt::routing_id, config_.worker_id);
+  monitor_ = std::make_unique<HandshakeMonitor>(context_, socket_);
   EEP_RETURN_IF_ERROR(connect_socket(socket_, config_.coordinator_endpoint));
 
   if (config_.test_register_delay_ms > 0) {
@@ -84,7 +87,10 @@ Status WorkerDaemon::connect_and_register(int signal_fd) {
   request.fleet_token = fleet_token_;
   const auto deadline = Clock::now() + std::chrono::milliseconds(config_.register_timeout_ms);
   while (Clock::now() < deadline) {
-    send(request);
+    // Not queued while there is no connection (a handshake the coordinator refused): tried
+    // again at the next retry instead of blocking past the deadline.
+    try_send_envelope(socket_,
+                      protocol::make_envelope(request, next_seq_++, -1, config_.worker_id));
     const auto retry_at = Clock::now() + kRegisterRetry;
     while (Clock::now() < retry_at) {
       std::vector<zmq::pollitem_t> items = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
@@ -112,9 +118,11 @@ Status WorkerDaemon::connect_and_register(int signal_fd) {
       return Status::ok();
     }
   }
-  return error(ErrorCode::kDeadlineExceeded,
-               "no answer from the coordinator at " + config_.coordinator_endpoint + " within " +
-                   std::to_string(config_.register_timeout_ms) + " ms");
+  return error(
+      ErrorCode::kDeadlineExceeded,
+      with_handshake_failure(monitor_.get(),
+                             "no answer from the coordinator at " + config_.coordinator_endpoint +
+                                 " within " + std::to_string(config_.register_timeout_ms) + " ms"));
 }
 
 void WorkerDaemon::handle(const protocol::Envelope& envelope) {
@@ -395,6 +403,7 @@ int WorkerDaemon::run(int signal_fd) {
   beats.coordinator_endpoint = config_.coordinator_endpoint;
   beats.worker_id = config_.worker_id;
   beats.interval = heartbeat_interval_;
+  beats.curve = curve_;
   // Longer than a collective may wait: a rank waiting on a stopped peer keeps beating.
   beats.stall_limit = 2 * config_.engine.backend.collective_timeout + heartbeat_interval_;
   heartbeat_ = std::make_unique<HeartbeatSender>(context_, beats);

@@ -17,6 +17,8 @@ bool parse_log_level(std::string_view name, LogLevel* level);
 void set_log_level(LogLevel level);
 LogLevel log_level();
 void set_log_speaker(std::string speaker);
+// A speaker for the calling thread alone (a daemon's helper thread), over the process-wide one.
+void set_thread_log_speaker(std::string speaker);
 void log_line(LogLevel level, const std::string& message);
 
 }  // namespace eep

@@ -9,6 +9,7 @@
 
 #include <zmq.hpp>
 
+#include "eep/common/client_keys.h"
 #include "eep/common/protocol.h"
 #include "eep/common/status.h"
 
@@ -25,6 +26,10 @@ bool is_loopback_endpoint(const std::string& endpoint);
 void send_envelope(zmq::socket_t& socket, const std::optional<std::string>& identity,
                    const protocol::Envelope& envelope);
 
+// The same, but false instead of waiting when the message cannot be queued now (no connection:
+// e.g. a handshake the peer refused). Never sends half a message.
+bool try_send_envelope(zmq::socket_t& socket, const protocol::Envelope& envelope);
+
 // Receives one multipart message if one is ready within timeout (zero: do not wait).
 std::optional<std::vector<zmq::message_t>> recv_frames(zmq::socket_t& socket,
                                                        std::chrono::milliseconds timeout);
@@ -32,5 +37,14 @@ std::optional<std::vector<zmq::message_t>> recv_frames(zmq::socket_t& socket,
 // Sets the options every socket of ours wants: no linger on close, so a dead peer never blocks
 // exit.
 void set_common_options(zmq::socket_t& socket);
+
+// CURVE on a connecting socket: our key pair, and the one server key we trust. Set before
+// connect.
+void set_curve_client(zmq::socket_t& socket, const CurveClientKeys& keys);
+// CURVE on a bound socket: every connection must authenticate with a key that the ZAP handler
+// of the socket's context admits (coordinator/zap_handler.h); `zap_domain` tells the handler
+// which socket asks. Set before bind.
+void set_curve_server(zmq::socket_t& socket, const CurveKeyPair& keys,
+                      const std::string& zap_domain);
 
 }  // namespace eep

@@ -26,6 +26,7 @@
 #include "eep/coordinator/router.h"
 #include "eep/coordinator/scale_fsm.h"
 #include "eep/coordinator/serving_inbox.h"
+#include "eep/coordinator/zap_handler.h"
 
 namespace eep::coordinator {
 
@@ -57,6 +58,14 @@ class Coordinator {
   nlohmann::json admin_scale(const protocol::AdminRequest& request);
   protocol::StatusReply status_reply() const;
 
+  // security (coordinator_security.cpp, docs/security.md)
+  // CURVE on the admin and control sockets, with the ZAP handler; before they bind.
+  Status secure_sockets();
+  // SIGHUP: authorized_keys read again (key rotation).
+  void reload_authorized_keys();
+  // True when the connection that sent `frames` may speak for the worker id it presents
+  // (always with --insecure-plaintext); a refusal is logged.
+  bool sender_authorized(std::vector<zmq::message_t>& frames, const std::string& worker_id);
   // control (coordinator.cpp)
   void handle_control(std::vector<zmq::message_t>& frames);
   void on_register(const std::string& identity, const protocol::Envelope& envelope);
@@ -108,6 +117,7 @@ class Coordinator {
   std::string admin_token_;
   std::string fleet_token_;
   zmq::context_t context_;
+  std::unique_ptr<ZapHandler> zap_;  // null with --insecure-plaintext; outlives the sockets
   zmq::socket_t admin_socket_;
   zmq::socket_t control_socket_;
   std::string admin_endpoint_;

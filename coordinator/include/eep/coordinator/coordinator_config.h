@@ -13,9 +13,13 @@ struct CoordinatorConfig {
   std::string admin_endpoint = "tcp://127.0.0.1:5710";
   std::string control_endpoint = "tcp://127.0.0.1:5711";
   std::string http_address = "127.0.0.1:8000";
-  std::string admin_token_file;    // required when admin_endpoint is not loopback
-  std::string fleet_token_file;    // when set, workers must present this token to register
-  std::string launcher = "local";  // local | systemd | none
+  std::string admin_token_file;  // when set, admin requests must carry this token
+  std::string fleet_token_file;  // when set, workers must present this token to register
+  // CURVE on the control and admin sockets (docs/security.md): the fleet's keys directory
+  // (default: default_keys_dir()); made at the first start when it has no coordinator.key.
+  std::string keys_dir;
+  bool insecure_plaintext = false;  // no CURVE; refused unless both sockets are on loopback
+  std::string launcher = "local";   // local | systemd | none
   int initial_dp = 2;
   std::string device = "cpu";  // cpu | cuda
   std::string model_dir;

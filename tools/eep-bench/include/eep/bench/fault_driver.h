@@ -10,13 +10,14 @@
 
 #include "eep/bench/driver_thread.h"
 #include "eep/bench/faults.h"
+#include "eep/common/admin_client.h"
 
 namespace eep::bench {
 
 class FaultDriver {
  public:
   // Starts the thread; trigger times are seconds after `start`.
-  FaultDriver(std::string admin, std::string token, std::vector<FaultTrigger> triggers,
+  FaultDriver(AdminConnection admin, std::vector<FaultTrigger> triggers,
               BenchClock::time_point start);
   ~FaultDriver();
   FaultDriver(const FaultDriver&) = delete;
@@ -31,8 +32,7 @@ class FaultDriver {
  private:
   void run();
 
-  std::string admin_;
-  std::string token_;
+  AdminConnection admin_;
   std::vector<FaultRecord> faults_;  // written by the thread only, read after finish
   DriverThread thread_;              // last: it runs run() on the members above
 };

@@ -21,6 +21,7 @@
 #include "eep/bench/scaling.h"
 #include "eep/bench/stats.h"
 #include "eep/bench/workload.h"
+#include "eep/common/admin_client.h"
 #include "eep/common/status.h"
 
 namespace eep::bench {
@@ -47,8 +48,7 @@ struct BenchOptions {
   bool save_tokens = false;  // prompt and output ids in the JSON records
   bool progress = true;      // a progress bar, when stderr is a terminal
   // Scales during the run (scaling.h): the i-th --scale-at goes with the i-th --scale-to.
-  std::string admin;  // the coordinator's admin endpoint; required by --scale-at
-  std::string admin_token_file;
+  AdminClientOptions admin;  // the coordinator's admin socket; required by --scale-at
   std::vector<double> scale_at_s;
   std::vector<int> scale_to;
   // Faults during the run (faults.h): the i-th --kill-at goes with the i-th --kill-rank.

@@ -9,6 +9,7 @@
 
 #include "eep/bench/driver_thread.h"
 #include "eep/bench/scaling.h"
+#include "eep/common/admin_client.h"
 
 namespace eep::bench {
 
@@ -16,7 +17,7 @@ class ScaleDriver {
  public:
   // Starts the thread. Trigger times are seconds after `start`, the time the run's clock counts
   // from; the records' times use the same origin.
-  ScaleDriver(std::string admin, std::string token, std::vector<ScaleTrigger> triggers,
+  ScaleDriver(AdminConnection admin, std::vector<ScaleTrigger> triggers,
               BenchClock::time_point start);
   ~ScaleDriver();
   ScaleDriver(const ScaleDriver&) = delete;
@@ -34,8 +35,7 @@ class ScaleDriver {
  private:
   void run();
 
-  std::string admin_;
-  std::string token_;
+  AdminConnection admin_;
   std::vector<ScaleRecord> scales_;  // written by the thread only, read after finish
   DriverThread thread_;              // last: it runs run() on the members above
 };

@@ -14,11 +14,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include <zmq.hpp>
 
+#include "eep/common/client_keys.h"
 #include "eep/common/protocol.h"
 #include "eep/common/status.h"
 
@@ -31,6 +33,7 @@ class HeartbeatSender {
     std::string worker_id;
     std::chrono::milliseconds interval{1000};
     std::chrono::milliseconds stall_limit{20000};
+    std::optional<CurveClientKeys> curve;  // the worker's own keys; none in plaintext
   };
   // `context` outlives the sender.
   HeartbeatSender(zmq::context_t& context, Options options);

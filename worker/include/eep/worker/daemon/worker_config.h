@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "eep/common/client_keys.h"
 #include "eep/worker/engine/engine_core.h"
 
 namespace eep::worker {
@@ -14,6 +15,7 @@ struct WorkerConfig {
   std::string worker_id;  // default: <host>-<pid>
   std::string host;       // advertised host; default: gethostname()
   std::string fleet_token_file;
+  ClientKeyOptions keys;  // CURVE on the control socket: the worker key and coordinator.pub
   int register_timeout_ms = 30000;  // give up (exit 1) when the coordinator never answers
   std::string log_level = "info";
   // Serving (when engine.model_dir is set): the engine's options, which hold the backend's.

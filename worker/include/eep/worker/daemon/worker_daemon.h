@@ -4,11 +4,13 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include <zmq.hpp>
 
+#include "eep/common/handshake_monitor.h"
 #include "eep/common/protocol.h"
 #include "eep/common/status.h"
 #include "eep/worker/daemon/heartbeat_sender.h"
@@ -41,8 +43,10 @@ class WorkerDaemon {
 
   WorkerConfig config_;
   std::string fleet_token_;
+  std::optional<CurveClientKeys> curve_;  // our keys on the control socket; none in plaintext
   zmq::context_t context_;
   zmq::socket_t socket_;
+  std::unique_ptr<HandshakeMonitor> monitor_;  // why registering found no coordinator
   uint64_t next_seq_ = 1;
   std::chrono::milliseconds heartbeat_interval_{1000};
   std::unique_ptr<HeartbeatSender> heartbeat_;  // started once registered

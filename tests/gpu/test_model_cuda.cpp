@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "../integration/fleet.h"
 #include "eep/worker/engine/backend.h"
@@ -26,13 +27,20 @@ const std::string kGoldenDir =
     std::string(std::getenv("EEP_TEST_DATA_DIR") != nullptr ? std::getenv("EEP_TEST_DATA_DIR")
                                                             : EEP_TEST_DATA_DIR) +
     "/golden";
-// Relative to a row's largest |logit| (max |ours - theirs| / max |theirs|). A bf16 model against
-// an fp32 reference: the weights are rounded once (relative 2^-9) and every activation between
-// operations again, about ten roundings per layer, so a row drifts by roughly
-// sqrt(10 * layers) * 2^-9 ~ 1-2% for the golden model's 3 layers (measured on H200: median 1.5%,
-// p95 3.5%). A row is within bf16 tolerance below 5e-2.
-constexpr double kLogitTolerance = 5e-2;
-
+constexpr int kNumGoldenPrompts = 5;
+constexpr int kNumGoldenDecode = 16;
+// Our bf16 forward against transformers' fp32 logits may be this many times as far as
+// transformers' own bf16 run of the same model (tests/data/golden/references.safetensors) is, at
+// the median, the 95th percentile and the worst row: both round the weights once and the
+// activations between operations, at different places (ours keeps fp32 inside fused kernels),
+// so neither should be systematically further. The measured figures are in
+// tests/data/golden/README.md; a forward that drops a norm weight or misplaces one rope angle is
+// off by far more.
+constexpr double kReferenceFactor = 2.0;
+// A greedy step is compared when the fp32 top-2 margin is above this many times the bf16
+// reference's typical logit error (the 95th percentile over rows of max |bf16 - fp32|): decided
+// from the reference before our forward runs, never from our result.
+constexpr double kDecidedMarginFactor = 2.0;
 struct Loaded {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<KvBlockManager> blocks;
@@ -87,76 +95,167 @@ int32_t argmax(const float* row, int64_t n) {
   return static_cast<int32_t>(std::max_element(row, row + n) - row);
 }
 
-// The two best logits of a reference row are closer than the tolerance allows us to tell apart.
-bool near_tie(const float* row, int64_t n) {
-  std::vector<float> sorted(row, row + n);
-  std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
-  double max_abs = 1e-30;
-  for (int64_t i = 0; i < n; ++i) max_abs = std::max(max_abs, std::abs(double(row[i])));
-  return sorted[0] - sorted[1] < kLogitTolerance * max_abs;
+double top2_margin(const float* row, int64_t n) {
+  double first = -std::numeric_limits<double>::infinity();
+  double second = first;
+  for (int64_t i = 0; i < n; ++i) {
+    const double value = row[i];
+    if (value > first) {
+      second = first;
+      first = value;
+    } else if (value > second) {
+      second = value;
+    }
+  }
+  return first - second;
+}
+
+double max_abs_diff(const float* a, const float* b, int64_t n) {
+  double max_diff = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    max_diff = std::max(max_diff, std::abs(static_cast<double>(a[i]) - b[i]));
+  }
+  return max_diff;
+}
+
+struct Distribution {
+  double median = 0.0, p95 = 0.0, max = 0.0;
+};
+
+Distribution distribution(std::vector<double> values) {
+  REQUIRE(!values.empty());
+  std::sort(values.begin(), values.end());
+  return {values[values.size() / 2], values[values.size() * 95 / 100], values.back()};
+}
+
+// One golden prompt as transformers computed it: its rows are the prefill positions, then the 16
+// decode steps fed the fp32 greedy ids (`greedy[j]` is the argmax of row len - 1 + j).
+struct GoldenPrompt {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;
+  std::vector<float> fp32;  // [len + 16, vocab]
+  std::vector<float> bf16;  // the same model in bf16 on the GPU, teacher-forced on `greedy`
+  int64_t rows() const { return static_cast<int64_t>(prompt.size()) + kNumGoldenDecode; }
+};
+
+std::vector<GoldenPrompt> load_golden() {
+  auto golden = SafetensorsFile::open(kGoldenDir + "/golden.safetensors");
+  REQUIRE(golden.is_ok());
+  auto references = SafetensorsFile::open(kGoldenDir + "/references.safetensors");
+  REQUIRE(references.is_ok());
+  auto concat = [](std::vector<float> a, const std::vector<float>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  std::vector<GoldenPrompt> prompts(kNumGoldenPrompts);
+  for (int i = 0; i < kNumGoldenPrompts; ++i) {
+    const std::string p = "prompt" + std::to_string(i) + ".";
+    GoldenPrompt& g = prompts[i];
+    g.prompt = read_tensor<int32_t, int64_t>(golden.value(), p + "prompt_ids");
+    g.greedy = read_tensor<int32_t, int64_t>(golden.value(), p + "greedy_ids");
+    g.fp32 = concat(read_tensor<float, float>(golden.value(), p + "prefill_logits"),
+                    read_tensor<float, float>(golden.value(), p + "decode_logits"));
+    g.bf16 = concat(read_tensor<float, float>(references.value(), p + "prefill_logits_bf16"),
+                    read_tensor<float, float>(references.value(), p + "decode_logits_bf16"));
+    REQUIRE(g.fp32.size() == g.bf16.size());
+  }
+  return prompts;
+}
+
+// What transformers' bf16 run is off from its fp32 run: the tolerances of the CUDA model tests.
+struct Bf16Noise {
+  Distribution relative;     // row_error(bf16, fp32) over every golden row
+  double typical_abs = 0.0;  // 95th percentile over rows of max |bf16 - fp32|, in logits
+};
+
+Bf16Noise bf16_noise(const std::vector<GoldenPrompt>& golden, int64_t vocab) {
+  std::vector<double> relative, abs;
+  for (const GoldenPrompt& g : golden) {
+    for (int64_t r = 0; r < g.rows(); ++r) {
+      relative.push_back(row_error(g.bf16.data() + r * vocab, g.fp32.data() + r * vocab, vocab));
+      abs.push_back(max_abs_diff(g.bf16.data() + r * vocab, g.fp32.data() + r * vocab, vocab));
+    }
+  }
+  return {distribution(relative), distribution(abs).p95};
 }
 
 }  // namespace
 
-TEST_CASE("the CUDA forward reproduces transformers' golden logits", "[gpu][model][golden]") {
-  auto file = SafetensorsFile::open(kGoldenDir + "/golden.safetensors");
-  REQUIRE(file.is_ok());
+TEST_CASE("the CUDA forward is as close to transformers' fp32 logits as transformers' bf16",
+          "[gpu][model][golden]") {
+  const auto golden = load_golden();
+  const int64_t vocab = static_cast<int64_t>(golden[0].fp32.size()) / golden[0].rows();
+  const Bf16Noise noise = bf16_noise(golden, vocab);
+  const double decided_margin = kDecidedMarginFactor * noise.typical_abs;
+  // Which greedy steps are compared, from the fp32 margins alone; the bf16 reference chooses the
+  // fp32 token at every one of them (else the threshold is too low for bf16).
+  std::vector<std::vector<bool>> decided(kNumGoldenPrompts);
+  int num_decided = 0, num_steps = 0;
+  for (int i = 0; i < kNumGoldenPrompts; ++i) {
+    const GoldenPrompt& g = golden[i];
+    const int64_t len = static_cast<int64_t>(g.prompt.size());
+    for (int j = 0; j < kNumGoldenDecode; ++j) {
+      const int64_t r = len - 1 + j;
+      const bool is_decided = top2_margin(g.fp32.data() + r * vocab, vocab) > decided_margin;
+      decided[i].push_back(is_decided);
+      ++num_steps;
+      if (!is_decided) continue;
+      ++num_decided;
+      INFO("prompt " << i << " step " << j);
+      CHECK(argmax(g.bf16.data() + r * vocab, vocab) == g.greedy[j]);
+    }
+  }
+  WARN("transformers bf16 vs fp32 over every golden row: relative error median "
+       << noise.relative.median << ", p95 " << noise.relative.p95 << ", max " << noise.relative.max
+       << "; greedy steps with an fp32 margin above " << decided_margin << ": " << num_decided
+       << "/" << num_steps);
+  // Most greedy steps are far from a tie; a threshold that leaves few would test little.
+  CHECK(num_decided * 2 >= num_steps);
+
   for (const char* layout : {"model", "model-fused"}) {
     INFO("checkpoint " << layout);
     Loaded model = load(kGoldenDir + "/" + layout, "cuda");
     ModelExecutor& executor = model.backend->executor();
-    const int64_t vocab = executor.config().vocab_size;
-    std::vector<double> errors;  // every row's error
-    int greedy_checked = 0, greedy_ties = 0;
-    for (int i = 0; i < 5; ++i) {
+    REQUIRE(executor.config().vocab_size == vocab);
+    std::vector<double> errors;  // every row's error against fp32
+    int num_equal = 0;
+    for (int i = 0; i < kNumGoldenPrompts; ++i) {
       INFO("prompt " << i);
-      const std::string p = "prompt" + std::to_string(i) + ".";
-      const auto prompt = read_tensor<int32_t, int64_t>(file.value(), p + "prompt_ids");
-      const auto greedy = read_tensor<int32_t, int64_t>(file.value(), p + "greedy_ids");
-      const auto prefill = read_tensor<float, float>(file.value(), p + "prefill_logits");
-      const auto decode = read_tensor<float, float>(file.value(), p + "decode_logits");
-      const int64_t len = static_cast<int64_t>(prompt.size());
-      const int num_decode = static_cast<int>(decode.size() / vocab);
+      const GoldenPrompt& g = golden[i];
+      const int64_t len = static_cast<int64_t>(g.prompt.size());
       const uint64_t seq = 100 + i;
-      REQUIRE(model.blocks->reserve(seq, len + num_decode).is_ok());
-      auto out = executor.forward({{seq, 0, prompt, true}}, *model.blocks, StepPlan{len, false});
+      REQUIRE(model.blocks->reserve(seq, len + kNumGoldenDecode).is_ok());
+      auto out = executor.forward({{seq, 0, g.prompt, true}}, *model.blocks, StepPlan{len, false});
       INFO(out.status().to_string());
       REQUIRE(out.is_ok());
       for (int64_t pos = 0; pos < len; ++pos) {
-        errors.push_back(row_error(out->row(0, pos), prefill.data() + pos * vocab, vocab));
+        errors.push_back(row_error(out->row(0, pos), g.fp32.data() + pos * vocab, vocab));
       }
       // Decode through the KV cache on transformers' greedy tokens (graph-captured steps).
       int32_t ours = argmax(out->row(0), vocab);
-      for (int j = 0; j < num_decode; ++j) {
-        const float* reference =
-            j == 0 ? prefill.data() + (len - 1) * vocab : decode.data() + (j - 1) * vocab;
-        ++greedy_checked;
-        if (ours != greedy[j]) {
-          INFO("step " << j << ": ours " << ours << ", transformers " << greedy[j]);
-          CHECK(near_tie(reference, vocab));
-          ++greedy_ties;
+      for (int j = 0; j < kNumGoldenDecode; ++j) {
+        if (decided[i][j]) {
+          INFO("step " << j << ": fp32 margin above " << decided_margin);
+          CHECK(ours == g.greedy[j]);
+          if (ours == g.greedy[j]) ++num_equal;
         }
-        auto step = executor.forward({{seq, len + j, {greedy[j]}, false}}, *model.blocks,
+        auto step = executor.forward({{seq, len + j, {g.greedy[j]}, false}}, *model.blocks,
                                      StepPlan{1, true});
         REQUIRE(step.is_ok());
-        errors.push_back(row_error(step->row(0), decode.data() + j * vocab, vocab));
+        errors.push_back(row_error(step->row(0), g.fp32.data() + (len + j) * vocab, vocab));
         ours = argmax(step->row(0), vocab);
       }
       model.blocks->release(seq);
     }
-    // Most rows are within bf16 tolerance; a few differ more where bf16 rounding flips a
-    // token's k-th and (k+1)-th expert (a near tie of router probabilities), which swaps one
-    // expert's contribution. Those are bounded, and rare.
-    std::sort(errors.begin(), errors.end());
-    const double median = errors[errors.size() / 2];
-    const double p95 = errors[errors.size() * 95 / 100];
-    WARN(layout << ": relative logit error vs transformers (fp32) over " << errors.size()
-                << " rows: median " << median << ", p95 " << p95 << ", max " << errors.back()
-                << "; greedy " << greedy_checked - greedy_ties << "/" << greedy_checked
-                << " equal, the rest near ties");
-    CHECK(median < kLogitTolerance / 2);
-    CHECK(p95 < kLogitTolerance);
-    CHECK(errors.back() < 6 * kLogitTolerance);
+    const Distribution ours = distribution(errors);
+    WARN(layout << ": relative logit error vs transformers fp32 over " << errors.size()
+                << " rows: median " << ours.median << ", p95 " << ours.p95 << ", max " << ours.max
+                << " (transformers bf16: " << noise.relative.median << ", " << noise.relative.p95
+                << ", " << noise.relative.max << "); greedy " << num_equal << "/" << num_decided
+                << " decided steps equal");
+    CHECK(ours.median <= kReferenceFactor * noise.relative.median);
+    CHECK(ours.p95 <= kReferenceFactor * noise.relative.p95);
+    CHECK(ours.max <= kReferenceFactor * noise.relative.max);
   }
 }
 
@@ -175,7 +274,11 @@ TEST_CASE("the CUDA backend draws the CPU backend's greedy tokens on a generated
   generate_options.max_tokens = 32;
   generate_options.ignore_eos = true;
   generate_options.keep_logits = true;
-  int free_equal = 0, forced_equal = 0, forced_ties = 0, total = 0;
+  // A step is compared when the CPU's top-2 margin is above kDecidedMarginFactor times the bf16
+  // noise transformers measured on the golden model (95th percentile of the relative row error,
+  // times the row's largest |logit|): decided from the CPU's logits, before the GPU's choice.
+  const double noise = bf16_noise(load_golden(), 512).relative.p95;
+  int free_equal = 0, forced_equal = 0, decided = 0, total = 0;
   double worst = 0.0;
   for (int p = 0; p < 6; ++p) {
     INFO("prompt " << p);
@@ -189,8 +292,7 @@ TEST_CASE("the CUDA backend draws the CPU backend's greedy tokens on a generated
     size_t j = 0;
     while (j < want->token_ids.size() && want->token_ids[j] == got->token_ids[j]) ++j;
     free_equal += static_cast<int>(j);
-    // Teacher forced: the GPU decodes the CPU's tokens (graph-captured steps); its choice at
-    // every step equals the CPU's except at near ties of the CPU's logits.
+    // Teacher forced: the GPU decodes the CPU's tokens (graph-captured steps).
     const int64_t len = static_cast<int64_t>(prompt.size());
     const uint64_t seq = 900 + p;
     REQUIRE(gpu.blocks->reserve(seq, len + 32).is_ok());
@@ -201,12 +303,13 @@ TEST_CASE("the CUDA backend draws the CPU backend's greedy tokens on a generated
       const float* cpu_row = want->logits.data() + t * 512;
       worst = std::max(worst, row_error(out->row(0), cpu_row, 512));
       ++total;
-      if (argmax(out->row(0), 512) == want->token_ids[t]) {
-        ++forced_equal;
-      } else {
+      const double largest = std::abs(*std::max_element(
+          cpu_row, cpu_row + 512, [](float a, float b) { return std::abs(a) < std::abs(b); }));
+      if (top2_margin(cpu_row, 512) > kDecidedMarginFactor * noise * largest) {
         INFO("step " << t);
-        CHECK(near_tie(cpu_row, 512));
-        ++forced_ties;
+        ++decided;
+        CHECK(argmax(out->row(0), 512) == want->token_ids[t]);
+        if (argmax(out->row(0), 512) == want->token_ids[t]) ++forced_equal;
       }
       out = gpu.backend->executor().forward(
           {{seq, len + static_cast<int64_t>(t), {want->token_ids[t]}, false}}, *gpu.blocks,
@@ -216,9 +319,10 @@ TEST_CASE("the CUDA backend draws the CPU backend's greedy tokens on a generated
     gpu.blocks->release(seq);
   }
   WARN("CUDA vs CPU greedy: teacher forced "
-       << forced_equal << "/" << total << " equal (" << forced_ties << " near ties), free running "
-       << free_equal << "/" << total << " before the first divergence; max logit error " << worst);
-  CHECK(forced_equal * 100 >= total * 95);
+       << forced_equal << "/" << decided << " decided steps equal (" << total - decided
+       << " within bf16 noise of a tie), free running " << free_equal << "/" << total
+       << " before the first divergence; max logit error " << worst);
+  CHECK(decided * 2 >= total);
 }
 
 TEST_CASE("graph-captured decode equals eager decode", "[gpu][model][graphs]") {

@@ -797,19 +797,10 @@ def main():
     def layer0_experts(layout):
         return {k: v["shape"] for k, v in layout.items() if k.startswith("model.layers.0.mlp.")}
 
-    import safetensors
-
     info = {
         "seed": seed,
         "rejected_seeds": rejected,
-        "command": " ".join([sys.executable] + sys.argv),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "versions": {
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "safetensors": safetensors.__version__,
-            "python": platform.python_version(),
-        },
+        **run_info(),
         "compute": "torch float32 on CPU (%s), eager attention, %d threads"
         % (platform.machine(), torch.get_num_threads()),
         "host_gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

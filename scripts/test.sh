@@ -13,18 +13,26 @@ CLANG_FORMAT=${CLANG_FORMAT:-clang-format}
 echo "== formatting ($($CLANG_FORMAT --version))"
 git ls-files -z '*.cpp' '*.h' '*.cu' '*.cuh' | xargs -0 "$CLANG_FORMAT" --dry-run -Werror
 
+# Line tables only (-g1) instead of full debug information: backtraces keep their file:line, and
+# the build on CI's 2 cores takes about a third less time.
+LINES_ONLY=(-DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DCMAKE_CXX_FLAGS_DEBUG="-g1")
 BUILD_DIR=${EEP_BUILD_DIR:-build}
-EEP_BUILD_DIR=$BUILD_DIR scripts/build.sh
+step() { echo "== $1 (at ${SECONDS} s)"; }
+step "build"
+EEP_BUILD_DIR=$BUILD_DIR scripts/build.sh "${LINES_ONLY[@]}"
+step "ctest"
 (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 600)
 
 if [ "${EEP_SKIP_ASAN:-0}" != 1 ]; then
   ASAN_DIR=${BUILD_DIR}-asan
   if [ ! -f "$ASAN_DIR/CMakeCache.txt" ]; then
     cmake -S . -B "$ASAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DEEP_SANITIZE=ON -DEEP_CUDA=OFF \
-      -DEEP_WERROR=ON
+      -DEEP_WERROR=ON "${LINES_ONLY[@]}"
   fi
+  step "ASan build"
   cmake --build "$ASAN_DIR" -j "$(nproc)" --target eep_unit_tests
-  echo "== unit tests under ASan + UBSan"
+  step "unit tests under ASan + UBSan"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     "$ASAN_DIR/bin/eep_unit_tests"
 fi
+step "done"

@@ -13,6 +13,20 @@ add_library(eep_gloo INTERFACE)
 target_include_directories(eep_gloo SYSTEM INTERFACE ${GLOO_INCLUDE_DIR})
 target_link_libraries(eep_gloo INTERFACE ${GLOO_LIBRARY} Threads::Threads)
 
+# PCRE2 (8-bit; UTF, UCP, JIT) for the tokenizer's pre-tokenizer regexes. pkg-config's paths are
+# hints, so that a prefix unpacked from .deb files (scripts/gpu/env.sh) is found too.
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(PC_PCRE2 QUIET libpcre2-8)
+endif()
+find_path(PCRE2_INCLUDE_DIR pcre2.h HINTS ${PC_PCRE2_INCLUDE_DIRS} REQUIRED)
+find_library(PCRE2_LIBRARY pcre2-8 HINTS ${PC_PCRE2_LIBRARY_DIRS} REQUIRED)
+add_library(eep_pcre2 INTERFACE)
+target_include_directories(eep_pcre2 SYSTEM INTERFACE ${PCRE2_INCLUDE_DIR})
+target_link_libraries(eep_pcre2 INTERFACE ${PCRE2_LIBRARY})
+# ICU for the tokenizer's Unicode normalization (NFC) and character classes.
+find_package(ICU 70 REQUIRED COMPONENTS uc)
+
 # CUDA: AUTO switches it on when nvcc, the CUDA toolkit and NCCL are all found.
 set(EEP_CUDA_ENABLED OFF)
 if(NOT EEP_CUDA STREQUAL "OFF")

@@ -1,0 +1,342 @@
+#include "eep/coordinator/text/bpe.h"
+
+#include <array>
+#include <climits>
+#include <mutex>
+#include <queue>
+
+#include "eep/coordinator/text/byte_level.h"
+
+namespace eep::coordinator::text {
+namespace {
+
+// Pieces this long or longer are merged without the cache (Hugging Face's bound too): they are
+// rare, and would fill it.
+constexpr size_t kMaxCachedPieceBytes = 256;
+constexpr size_t kNumCacheShards = 16;
+constexpr size_t kMaxCachedPiecesPerShard = 8192;
+// Up to this many symbols the quadratic scan beats a heap.
+constexpr size_t kMaxShortSymbols = 24;
+
+uint64_t pair_key(int32_t left_id, int32_t right_id) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(left_id)) << 32) |
+         static_cast<uint32_t>(right_id);
+}
+
+}  // namespace
+
+void BpeMergeTable::reserve(size_t num_merges) {
+  size_t num_slots = 16;
+  shift_ = 60;
+  while (num_slots < 2 * num_merges) {
+    num_slots *= 2;
+    --shift_;
+  }
+  slots_.assign(num_slots, Slot{});
+  num_merges_ = 0;
+}
+
+size_t BpeMergeTable::slot_of(uint64_t key) const {
+  return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);
+}
+
+bool BpeMergeTable::insert(int32_t left_id, int32_t right_id, BpeMerge merge) {
+  if (2 * (num_merges_ + 1) > slots_.size()) {
+    std::vector<Slot> old = std::move(slots_);
+    reserve(std::max<size_t>(8, 2 * num_merges_ + 2));
+    for (const Slot& slot : old) {
+      if (slot.key != kEmpty) {
+        insert(static_cast<int32_t>(slot.key >> 32), static_cast<int32_t>(slot.key & 0xFFFFFFFF),
+               slot.merge);
+      }
+    }
+  }
+  uint64_t key = pair_key(left_id, right_id);
+  size_t mask = slots_.size() - 1;
+  for (size_t idx = slot_of(key);; idx = (idx + 1) & mask) {
+    if (slots_[idx].key == key) {
+      slots_[idx].merge = merge;
+      return false;
+    }
+    if (slots_[idx].key == kEmpty) {
+      slots_[idx] = {key, merge};
+      ++num_merges_;
+      return true;
+    }
+  }
+}
+
+const BpeMerge* BpeMergeTable::find(int32_t left_id, int32_t right_id) const {
+  if (slots_.empty()) return nullptr;
+  uint64_t key = pair_key(left_id, right_id);
+  size_t mask = slots_.size() - 1;
+  for (size_t idx = slot_of(key);; idx = (idx + 1) & mask) {
+    if (slots_[idx].key == key) return &slots_[idx].merge;
+    if (slots_[idx].key == kEmpty) return nullptr;
+  }
+}
+
+// Ids of pieces seen before, sharded so that threads rarely wait for each other. A full shard
+// takes no more pieces (what is cached stays right; only the speed of new pieces suffers).
+struct BpeModel::Cache {
+  struct Shard {
+    std::mutex mutex;
+    std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> ids;
+  };
+  std::array<Shard, kNumCacheShards> shards;
+
+  Shard& shard_of(std::string_view piece) {
+    return shards[std::hash<std::string_view>{}(piece) % kNumCacheShards];
+  }
+};
+
+BpeModel::BpeModel() : cache_(std::make_unique<Cache>()) {
+  std::fill(std::begin(byte_ids_), std::end(byte_ids_), -1);
+}
+BpeModel::BpeModel(BpeModel&&) noexcept = default;
+BpeModel& BpeModel::operator=(BpeModel&&) noexcept = default;
+BpeModel::~BpeModel() = default;
+
+Result<BpeModel> BpeModel::from_json(const nlohmann::json& model, const std::string& where) {
+  auto refuse = [&](const std::string& what) {
+    return error(ErrorCode::kInvalidArgument, where + ": " + what);
+  };
+  if (!model.is_object()) return refuse("no \"model\" object");
+  if (model.contains("type") && model["type"] != "BPE") {
+    return refuse("the model type " + model["type"].dump() + " is not supported (only BPE)");
+  }
+  if (model.contains("dropout") && !model["dropout"].is_null() && model["dropout"] != 0.0) {
+    return refuse("model.dropout is not supported (BPE dropout is for training)");
+  }
+  if (model.value("byte_fallback", false)) {
+    return refuse("model.byte_fallback is not supported (a byte-level BPE has every byte)");
+  }
+  for (const char* field : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    if (model.contains(field) && !model[field].is_null() && model[field] != "") {
+      return refuse(std::string("model.") + field + " is not supported");
+    }
+  }
+  if (!model.contains("vocab") || !model["vocab"].is_object()) {
+    return refuse("model.vocab is missing or not an object of token -> id");
+  }
+  if (!model.contains("merges") || !model["merges"].is_array()) {
+    return refuse("model.merges is missing or not an array");
+  }
+
+  BpeModel bpe;
+  const nlohmann::json& vocab = model["vocab"];
+  bpe.token_ids_.reserve(vocab.size());
+  for (const auto& [token, id_json] : vocab.items()) {
+    if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 ||
+        id_json.get<int64_t>() >= INT32_MAX) {
+      return refuse("model.vocab[\"" + token + "\"] is not an id in [0, 2^31)");
+    }
+    auto id = static_cast<int32_t>(id_json.get<int64_t>());
+    if (static_cast<size_t>(id) >= bpe.tokens_.size()) {
+      bpe.tokens_.resize(static_cast<size_t>(id) + 1);
+      bpe.has_token_.resize(static_cast<size_t>(id) + 1);
+    }
+    if (bpe.has_token_[id]) {
+      return refuse("model.vocab gives the id " + std::to_string(id) + " to two tokens");
+    }
+    bpe.tokens_[id] = token;
+    bpe.has_token_[id] = true;
+    bpe.token_ids_.emplace(token, id);
+  }
+  for (int byte = 0; byte < 256; ++byte) {
+    auto found = bpe.token_ids_.find(byte_level_encode(std::string(1, static_cast<char>(byte))));
+    if (found != bpe.token_ids_.end()) bpe.byte_ids_[byte] = found->second;
+  }
+
+  if (model.contains("unk_token") && !model["unk_token"].is_null()) {
+    if (!model["unk_token"].is_string()) return refuse("model.unk_token is not a string");
+    auto unk = bpe.id_of(model["unk_token"].get<std::string>());
+    if (!unk) return refuse("model.unk_token is not in model.vocab");
+    bpe.unk_id_ = *unk;
+    bpe.fuse_unk_ = model.value("fuse_unk", false);
+  }
+  bpe.ignore_merges_ = model.value("ignore_merges", false);
+  if (bpe.ignore_merges_) {
+    for (const auto& [token, id] : bpe.token_ids_) {
+      if (auto bytes = byte_level_decode(token)) bpe.ids_by_bytes_.emplace(*bytes, id);
+    }
+  }
+
+  const nlohmann::json& merges = model["merges"];
+  bpe.merges_.reserve(merges.size());
+  std::string left, right;
+  for (size_t rank = 0; rank < merges.size(); ++rank) {
+    const nlohmann::json& merge = merges[rank];
+    std::string label = "model.merges[" + std::to_string(rank) + "]";
+    if (merge.is_string()) {
+      const std::string& line = merge.get_ref<const std::string&>();
+      size_t space = line.find(' ');
+      if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos) {
+        return refuse(label + " \"" + line + "\" is not two tokens separated by one space");
+      }
+      left = line.substr(0, space);
+      right = line.substr(space + 1);
+    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() &&
+               merge[1].is_string()) {
+      left = merge[0];
+      right = merge[1];
+    } else {
+      return refuse(label + " is neither \"a b\" nor [\"a\", \"b\"]");
+    }
+    auto left_id = bpe.id_of(left);
+    auto right_id = bpe.id_of(right);
+    auto merged_id = bpe.id_of(left + right);
+    for (auto [token, id] : {std::pair{&left, left_id}, std::pair{&right, right_id}}) {
+      if (!id) return refuse(label + " names \"" + *token + "\", which is not in model.vocab");
+    }
+    if (!merged_id) {
+      return refuse(label + " makes \"" + left + right + "\", which is not in model.vocab");
+    }
+    bpe.merges_.insert(*left_id, *right_id, {static_cast<int32_t>(rank), *merged_id});
+  }
+  return bpe;
+}
+
+std::optional<int32_t> BpeModel::id_of(std::string_view token) const {
+  auto found = token_ids_.find(token);
+  if (found == token_ids_.end()) return std::nullopt;
+  return found->second;
+}
+
+const std::string* BpeModel::token_of(int32_t id) const {
+  if (id < 0 || static_cast<size_t>(id) >= tokens_.size() || !has_token_[id]) return nullptr;
+  return &tokens_[id];
+}
+
+void BpeModel::encode(std::string_view piece, std::vector<int32_t>& ids) const {
+  bool cacheable = piece.size() < kMaxCachedPieceBytes;
+  if (cacheable) {
+    Cache::Shard& shard = cache_->shard_of(piece);
+    std::lock_guard lock(shard.mutex);
+    auto found = shard.ids.find(piece);
+    if (found != shard.ids.end()) {
+      ids.insert(ids.end(), found->second.begin(), found->second.end());
+      return;
+    }
+  }
+  std::vector<int32_t> symbol_ids;
+  if (ignore_merges_) {
+    auto found = ids_by_bytes_.find(piece);
+    if (found != ids_by_bytes_.end()) symbol_ids.push_back(found->second);
+  }
+  if (symbol_ids.empty()) {
+    symbol_ids.reserve(piece.size());
+    bool last_unk = false;
+    for (char byte : piece) {
+      int32_t id = byte_ids_[static_cast<uint8_t>(byte)];
+      if (id >= 0) {
+        symbol_ids.push_back(id);
+        last_unk = false;
+      } else if (unk_id_ && !(fuse_unk_ && last_unk)) {
+        symbol_ids.push_back(*unk_id_);
+        last_unk = true;
+      }  // else Hugging Face drops the byte too
+    }
+    if (symbol_ids.size() <= kMaxShortSymbols) {
+      merge_short(symbol_ids);
+    } else {
+      merge_long(symbol_ids);
+    }
+  }
+  ids.insert(ids.end(), symbol_ids.begin(), symbol_ids.end());
+  if (cacheable) {
+    Cache::Shard& shard = cache_->shard_of(piece);
+    std::lock_guard lock(shard.mutex);
+    if (shard.ids.size() < kMaxCachedPiecesPerShard) {
+      shard.ids.emplace(std::string(piece), std::move(symbol_ids));
+    }
+  }
+}
+
+// The lowest rank of adjacent pairs, leftmost on ties, rescanned after each merge.
+void BpeModel::merge_short(std::vector<int32_t>& symbol_ids) const {
+  std::array<const BpeMerge*, kMaxShortSymbols> pair_merges;
+  size_t num_symbols = symbol_ids.size();
+  for (size_t idx = 0; idx + 1 < num_symbols; ++idx) {
+    pair_merges[idx] = merges_.find(symbol_ids[idx], symbol_ids[idx + 1]);
+  }
+  while (num_symbols > 1) {
+    size_t best_idx = num_symbols;
+    int32_t best_rank = INT32_MAX;
+    for (size_t idx = 0; idx + 1 < num_symbols; ++idx) {
+      if (pair_merges[idx] && pair_merges[idx]->rank < best_rank) {
+        best_rank = pair_merges[idx]->rank;
+        best_idx = idx;
+      }
+    }
+    if (best_idx == num_symbols) break;
+    symbol_ids[best_idx] = pair_merges[best_idx]->merged_id;
+    for (size_t idx = best_idx + 1; idx + 1 < num_symbols; ++idx) {
+      symbol_ids[idx] = symbol_ids[idx + 1];
+      pair_merges[idx] = pair_merges[idx + 1];
+    }
+    --num_symbols;
+    if (best_idx > 0) {
+      pair_merges[best_idx - 1] = merges_.find(symbol_ids[best_idx - 1], symbol_ids[best_idx]);
+    }
+    if (best_idx + 1 < num_symbols) {
+      pair_merges[best_idx] = merges_.find(symbol_ids[best_idx], symbol_ids[best_idx + 1]);
+    }
+  }
+  symbol_ids.resize(num_symbols);
+}
+
+// The same order through a heap of candidate merges over a linked list of symbols (long pieces:
+// a 10,000-byte word stays O(n log n)). A candidate whose pair changed since is skipped.
+void BpeModel::merge_long(std::vector<int32_t>& symbol_ids) const {
+  struct Candidate {
+    int32_t rank;
+    int32_t pos;  // the left symbol's index
+    int32_t merged_id;
+    bool operator>(const Candidate& other) const {
+      return rank != other.rank ? rank > other.rank : pos > other.pos;
+    }
+  };
+  auto num_symbols = static_cast<int32_t>(symbol_ids.size());
+  std::vector<int32_t> prev(num_symbols), next(num_symbols);
+  std::vector<bool> alive(num_symbols, true);
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+  for (int32_t pos = 0; pos < num_symbols; ++pos) {
+    prev[pos] = pos - 1;
+    next[pos] = pos + 1 < num_symbols ? pos + 1 : -1;
+    if (pos + 1 < num_symbols) {
+      if (const BpeMerge* merge = merges_.find(symbol_ids[pos], symbol_ids[pos + 1])) {
+        queue.push({merge->rank, pos, merge->merged_id});
+      }
+    }
+  }
+  while (!queue.empty()) {
+    Candidate top = queue.top();
+    queue.pop();
+    if (!alive[top.pos] || next[top.pos] < 0) continue;
+    int32_t right = next[top.pos];
+    const BpeMerge* merge = merges_.find(symbol_ids[top.pos], symbol_ids[right]);
+    if (!merge || merge->merged_id != top.merged_id) continue;
+    symbol_ids[top.pos] = top.merged_id;
+    alive[right] = false;
+    next[top.pos] = next[right];
+    if (next[right] >= 0) prev[next[right]] = top.pos;
+    if (int32_t left = prev[top.pos]; left >= 0) {
+      if (const BpeMerge* m = merges_.find(symbol_ids[left], symbol_ids[top.pos])) {
+        queue.push({m->rank, left, m->merged_id});
+      }
+    }
+    if (int32_t after = next[top.pos]; after >= 0) {
+      if (const BpeMerge* m = merges_.find(symbol_ids[top.pos], symbol_ids[after])) {
+        queue.push({m->rank, top.pos, m->merged_id});
+      }
+    }
+  }
+  size_t num_alive = 0;
+  for (int32_t pos = 0; pos < num_symbols; ++pos) {
+    if (alive[pos]) symbol_ids[num_alive++] = symbol_ids[pos];
+  }
+  symbol_ids.resize(num_alive);
+}
+
+}  // namespace eep::coordinator::text

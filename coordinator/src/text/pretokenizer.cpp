@@ -21,6 +21,55 @@ std::string pcre2_message(int error_code) {
   return std::string(reinterpret_cast<const char*>(buffer), static_cast<size_t>(length));
 }
 
+// Unicode's White_Space, which \s means in Oniguruma (the regex engine of Hugging Face's
+// tokenizers). PCRE2 10.42's \s in UCP mode also takes U+180E MONGOLIAN VOWEL SEPARATOR (a space
+// separator until Unicode 6.3), which would split differently around it.
+constexpr std::string_view kWhiteSpaceMembers =
+    "\\t-\\r\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}"
+    "\\x{205f}\\x{3000}";
+
+// `pattern` with \s spelled as White_Space: [members] outside a character class, the members
+// inside one (a union, so [^\s...] stays right), \S outside a class as [^members]. \S inside a
+// class stays (it would need a subtraction; no tokenizer file we know writes it).
+std::string pattern_for_pcre2(std::string_view pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t idx = 0; idx < pattern.size(); ++idx) {
+    char c = pattern[idx];
+    if (c == '\\' && idx + 1 < pattern.size()) {
+      char escaped = pattern[++idx];
+      if (escaped == 's') {
+        out += in_class ? std::string(kWhiteSpaceMembers)
+                        : "[" + std::string(kWhiteSpaceMembers) + "]";
+      } else if (escaped == 'S' && !in_class) {
+        out += "[^" + std::string(kWhiteSpaceMembers) + "]";
+      } else {
+        out += c;
+        out += escaped;
+      }
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out += c;
+      if (idx + 1 < pattern.size() && pattern[idx + 1] == '^') out += pattern[++idx];
+      if (idx + 1 < pattern.size() && pattern[idx + 1] == ']') out += pattern[++idx];  // literal
+      continue;
+    }
+    if (in_class && c == '[' && idx + 1 < pattern.size() && pattern[idx + 1] == ':') {
+      size_t end = pattern.find(":]", idx + 2);  // a POSIX class such as [:alpha:]
+      if (end != std::string_view::npos) {
+        out += pattern.substr(idx, end + 2 - idx);
+        idx = end + 1;
+        continue;
+      }
+    }
+    if (in_class && c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
 size_t utf8_char_bytes(std::string_view text, size_t idx) {
   auto lead = static_cast<unsigned char>(text[idx]);
   size_t length = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
@@ -79,9 +128,10 @@ SplitRegex::SplitRegex(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SplitRegex::~SplitRegex() = default;
 
 Result<std::unique_ptr<SplitRegex>> SplitRegex::compile(std::string_view pattern, bool literal) {
+  std::string rewritten = literal ? std::string(pattern) : pattern_for_pcre2(pattern);
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(rewritten.data()), rewritten.size(),
                                    PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0u),
                                    &error_code, &error_offset, nullptr);
   if (code == nullptr) {

@@ -11,6 +11,22 @@ namespace eep::coordinator::jinja {
 
 namespace {
 
+// Statements and expressions evaluated inside one another (through macro calls too): each costs
+// a few stack frames, so this keeps a render within about 2 MB of stack, whatever the template.
+constexpr int kMaxEvalDepth = 1000;
+
+struct EvalDepthGuard {
+  explicit EvalDepthGuard(int& depth) : depth_(depth) { ++depth_; }
+  ~EvalDepthGuard() { --depth_; }
+  int& depth_;
+};
+
+Status too_deep_at_render() {
+  return error(ErrorCode::kResourceExhausted, "the template nests deeper than " +
+                                                  std::to_string(kMaxEvalDepth) +
+                                                  " levels while rendering");
+}
+
 const char* binary_op_symbol(BinaryOp op) {
   switch (op) {
     case BinaryOp::kAdd:
@@ -184,6 +200,8 @@ Status Interpreter::exec(const Body& body) {
 }
 
 Status Interpreter::exec(const Stmt& stmt) {
+  EvalDepthGuard guard(eval_depth_);
+  if (eval_depth_ > kMaxEvalDepth) return located(stmt.offset, too_deep_at_render());
   switch (stmt.kind) {
     case StmtKind::kText:
       return located(stmt.offset, emit(static_cast<const TextStmt&>(stmt).text));
@@ -624,6 +642,8 @@ Result<Value> Interpreter::apply_filter_expr(const FilterExpr& filter, Value inp
 }
 
 Result<Value> Interpreter::eval(const Expr& expr) {
+  EvalDepthGuard guard(eval_depth_);
+  if (eval_depth_ > kMaxEvalDepth) return located(expr.offset, too_deep_at_render());
   switch (expr.kind) {
     case ExprKind::kLiteral:
       return static_cast<const LiteralExpr&>(expr).value;

@@ -39,6 +39,87 @@ class Parser {
     return error(ErrorCode::kInvalidArgument,
                  "template syntax error at " + source_.describe(offset) + ": " + message);
   }
+  // Sets node's height from its children's and refuses trees taller than kMaxNestingDepth:
+  // long operator chains (a - b - c ...) and filter chains grow trees without recursing here,
+  // and evaluating them would recurse.
+  Result<ExprPtr> seal(ExprPtr node) const {
+    int child = 0;
+    auto see = [&](const ExprPtr& e) {
+      if (e) child = std::max(child, e->height);
+    };
+    switch (node->kind) {
+      case ExprKind::kList:
+        for (const auto& item : static_cast<ListExpr&>(*node).items) see(item);
+        break;
+      case ExprKind::kDict:
+        for (const auto& [key, value] : static_cast<DictExpr&>(*node).items) {
+          see(key);
+          see(value);
+        }
+        break;
+      case ExprKind::kGetAttr:
+        see(static_cast<GetAttrExpr&>(*node).object);
+        break;
+      case ExprKind::kGetItem:
+        see(static_cast<GetItemExpr&>(*node).object);
+        see(static_cast<GetItemExpr&>(*node).index);
+        break;
+      case ExprKind::kSlice: {
+        auto& slice = static_cast<SliceExpr&>(*node);
+        see(slice.object);
+        see(slice.start);
+        see(slice.stop);
+        see(slice.step);
+        break;
+      }
+      case ExprKind::kCall: {
+        auto& call = static_cast<CallExpr&>(*node);
+        see(call.callee);
+        for (const auto& arg : call.args) see(arg);
+        for (const auto& [name, arg] : call.kwargs) see(arg);
+        break;
+      }
+      case ExprKind::kFilter: {
+        auto& filter = static_cast<FilterExpr&>(*node);
+        see(filter.operand);
+        for (const auto& arg : filter.args) see(arg);
+        for (const auto& [name, arg] : filter.kwargs) see(arg);
+        break;
+      }
+      case ExprKind::kTest: {
+        auto& test = static_cast<TestExpr&>(*node);
+        see(test.operand);
+        for (const auto& arg : test.args) see(arg);
+        break;
+      }
+      case ExprKind::kUnary:
+        see(static_cast<UnaryExpr&>(*node).operand);
+        break;
+      case ExprKind::kBinary:
+        see(static_cast<BinaryExpr&>(*node).left);
+        see(static_cast<BinaryExpr&>(*node).right);
+        break;
+      case ExprKind::kCompare: {
+        auto& compare = static_cast<CompareExpr&>(*node);
+        see(compare.first);
+        for (const auto& [op, operand] : compare.rest) see(operand);
+        break;
+      }
+      case ExprKind::kConditional: {
+        auto& conditional = static_cast<ConditionalExpr&>(*node);
+        see(conditional.condition);
+        see(conditional.then_expr);
+        see(conditional.else_expr);
+        break;
+      }
+      default:
+        break;
+    }
+    node->height = child + 1;
+    if (node->height > kMaxNestingDepth) return too_deep(node->offset);
+    return node;
+  }
+
   Status too_deep(size_t offset) const {
     return fail(offset, "nesting deeper than " + std::to_string(kMaxNestingDepth) + " levels");
   }
@@ -366,7 +447,7 @@ class Parser {
       EEP_ASSIGN_OR_RETURN(ExprPtr item, parse_expression());
       tuple->items.push_back(std::move(item));
     }
-    return ExprPtr(std::move(tuple));
+    return seal(std::move(tuple));
   }
 
   Result<ExprPtr> parse_expression(bool with_condition = true) {
@@ -383,7 +464,7 @@ class Parser {
         next();
         EEP_ASSIGN_OR_RETURN(conditional->else_expr, parse_expression());
       }
-      expr = std::move(conditional);
+      EEP_ASSIGN_OR_RETURN(expr, seal(std::move(conditional)));
     }
     return expr;
   }
@@ -393,7 +474,8 @@ class Parser {
     while (is_name("or")) {
       size_t offset = next().offset;
       EEP_ASSIGN_OR_RETURN(ExprPtr right, parse_and());
-      left = std::make_unique<BinaryExpr>(offset, BinaryOp::kOr, std::move(left), std::move(right));
+      EEP_ASSIGN_OR_RETURN(left, seal(std::make_unique<BinaryExpr>(
+                                     offset, BinaryOp::kOr, std::move(left), std::move(right))));
     }
     return left;
   }
@@ -415,7 +497,7 @@ class Parser {
       DepthGuard guard(depth_);
       if (depth_ > kMaxNestingDepth) return too_deep(offset);
       EEP_ASSIGN_OR_RETURN(ExprPtr operand, parse_not());
-      return ExprPtr(std::make_unique<UnaryExpr>(offset, UnaryOp::kNot, std::move(operand)));
+      return seal(std::make_unique<UnaryExpr>(offset, UnaryOp::kNot, std::move(operand)));
     }
     return parse_compare();
   }
@@ -450,7 +532,7 @@ class Parser {
       }
       compare->rest.emplace_back(*op, std::move(operand));
     }
-    if (compare) return ExprPtr(std::move(compare));
+    if (compare) return seal(std::move(compare));
     return first;
   }
 
@@ -464,7 +546,8 @@ class Parser {
       if (it == ops.end()) break;
       size_t offset = next().offset;
       EEP_ASSIGN_OR_RETURN(ExprPtr right, (this->*next_level)());
-      left = std::make_unique<BinaryExpr>(offset, it->second, std::move(left), std::move(right));
+      EEP_ASSIGN_OR_RETURN(left, seal(std::make_unique<BinaryExpr>(
+                                     offset, it->second, std::move(left), std::move(right))));
     }
     return left;
   }
@@ -495,7 +578,7 @@ class Parser {
       size_t offset = peek().offset;
       UnaryOp op = next().text == "-" ? UnaryOp::kNegate : UnaryOp::kPlus;
       EEP_ASSIGN_OR_RETURN(ExprPtr operand, parse_unary(false));
-      node = std::make_unique<UnaryExpr>(offset, op, std::move(operand));
+      EEP_ASSIGN_OR_RETURN(node, seal(std::make_unique<UnaryExpr>(offset, op, std::move(operand))));
     } else {
       EEP_ASSIGN_OR_RETURN(node, parse_primary());
     }
@@ -565,7 +648,7 @@ class Parser {
       tuple->items.push_back(std::move(item));
     }
     EEP_RETURN_IF_ERROR(expect_op(")"));
-    return ExprPtr(std::move(tuple));
+    return seal(std::move(tuple));
   }
 
   Result<ExprPtr> parse_list() {
@@ -579,7 +662,7 @@ class Parser {
       list->items.push_back(std::move(item));
     }
     next();
-    return ExprPtr(std::move(list));
+    return seal(std::move(list));
   }
 
   Result<ExprPtr> parse_dict() {
@@ -595,7 +678,7 @@ class Parser {
       dict->items.emplace_back(std::move(key), std::move(value));
     }
     next();
-    return ExprPtr(std::move(dict));
+    return seal(std::move(dict));
   }
 
   Result<ExprPtr> parse_postfix(ExprPtr node) {
@@ -618,6 +701,7 @@ class Parser {
       } else {
         return node;
       }
+      EEP_ASSIGN_OR_RETURN(node, seal(std::move(node)));
     }
   }
 
@@ -710,6 +794,7 @@ class Parser {
       } else {
         return node;
       }
+      EEP_ASSIGN_OR_RETURN(node, seal(std::move(node)));
     }
   }
 

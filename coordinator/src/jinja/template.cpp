@@ -32,7 +32,7 @@ Result<Template> Template::parse(std::string_view source, const TemplateOptions&
   }
 }
 
-Result<std::string> Template::render(const nlohmann::json& context) const {
+Result<std::string> Template::render(const nlohmann::ordered_json& context) const {
   if (!context.is_object()) {
     return error(ErrorCode::kInvalidArgument, "the template context must be a JSON object");
   }

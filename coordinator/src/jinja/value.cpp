@@ -99,39 +99,47 @@ Value Value::callable(std::string name, Callable::Function function) {
   return value;
 }
 
-Value Value::from_json(const nlohmann::json& json) {
+template <typename Json>
+Value value_from_json(const Json& json) {
   switch (json.type()) {
-    case nlohmann::json::value_t::null:
-      return none();
-    case nlohmann::json::value_t::boolean:
-      return Value(json.get<bool>());
-    case nlohmann::json::value_t::number_integer:
-      return Value(json.get<int64_t>());
-    case nlohmann::json::value_t::number_unsigned: {
-      auto u = json.get<uint64_t>();
+    case Json::value_t::null:
+      return Value::none();
+    case Json::value_t::boolean:
+      return Value(json.template get<bool>());
+    case Json::value_t::number_integer:
+      return Value(json.template get<int64_t>());
+    case Json::value_t::number_unsigned: {
+      auto u = json.template get<uint64_t>();
       if (u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         return Value(static_cast<int64_t>(u));
       }
       return Value(static_cast<double>(u));
     }
-    case nlohmann::json::value_t::number_float:
-      return Value(json.get<double>());
-    case nlohmann::json::value_t::string:
-      return Value(json.get<std::string>());
-    case nlohmann::json::value_t::array: {
+    case Json::value_t::number_float:
+      return Value(json.template get<double>());
+    case Json::value_t::string:
+      return Value(json.template get<std::string>());
+    case Json::value_t::array: {
       ValueList list;
       list.reserve(json.size());
-      for (const auto& item : json) list.push_back(from_json(item));
+      for (const auto& item : json) list.push_back(value_from_json(item));
       return Value(std::move(list));
     }
-    case nlohmann::json::value_t::object: {
+    case Json::value_t::object: {
       ValueDict dict;
-      for (const auto& [key, item] : json.items()) dict.set(key, from_json(item));
+      for (const auto& [key, item] : json.items()) dict.set(key, value_from_json(item));
       return Value(std::move(dict));
     }
     default:  // binary, discarded: nothing a chat request carries
-      return none();
+      return Value::none();
   }
+}
+
+Value Value::from_json(const nlohmann::json& json) {
+  return value_from_json(json);
+}
+Value Value::from_json(const nlohmann::ordered_json& json) {
+  return value_from_json(json);
 }
 
 bool Value::is_iterable() const {

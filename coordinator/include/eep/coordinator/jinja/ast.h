@@ -37,6 +37,7 @@ struct Expr {
   virtual ~Expr() = default;
   ExprKind kind;
   size_t offset;
+  int height = 1;  // of the subtree: the parser refuses trees taller than kMaxNestingDepth
 };
 using ExprPtr = std::unique_ptr<Expr>;
 using KeywordArgs = std::vector<std::pair<std::string, ExprPtr>>;

@@ -19,13 +19,15 @@
 
 namespace eep::coordinator::jinja {
 
+// ordered_json, so that what the template writes back (tools | tojson) keeps the request's member
+// order as Python would: parse the request body with nlohmann::ordered_json::parse.
 struct ChatTemplateInputs {
-  nlohmann::json messages = nlohmann::json::array();  // [{role, content, ...}, ...]
-  nlohmann::json tools = nullptr;                     // a list of tool schemas, or null
-  nlohmann::json documents = nullptr;                 // a list of documents, or null
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();  // [{role, content}, ...]
+  nlohmann::ordered_json tools = nullptr;      // a list of tool schemas, or null
+  nlohmann::ordered_json documents = nullptr;  // a list of documents, or null
   bool add_generation_prompt = false;
   // The request's chat_template_kwargs, merged over everything above (as HF's **kwargs are).
-  nlohmann::json template_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
 };
 
 struct ChatTemplateOptions {

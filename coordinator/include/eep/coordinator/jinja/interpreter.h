@@ -101,6 +101,7 @@ class Interpreter {
   uint64_t num_iterations_ = 0;
   uint64_t num_work_bytes_ = 0;
   int call_depth_ = 0;
+  int eval_depth_ = 0;  // statements and expressions being evaluated, nested (kMaxEvalDepth)
   bool error_located_ = false;
 };
 

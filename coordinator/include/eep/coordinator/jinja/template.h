@@ -32,8 +32,9 @@ class Template {
   static Result<Template> parse(std::string_view source, const TemplateOptions& options = {});
 
   // `context` must be a JSON object; its members become the template's variables, beside the
-  // globals range, dict and namespace.
-  Result<std::string> render(const nlohmann::json& context) const;
+  // globals range, dict and namespace. An ordered_json keeps its members' order (a plain
+  // nlohmann::json converts, sorted by name).
+  Result<std::string> render(const nlohmann::ordered_json& context) const;
   // The same with more globals (functions such as raise_exception), which the context's
   // variables shadow.
   Result<std::string> render(const ValueDict& variables, const ValueDict& extra_globals) const;

@@ -103,7 +103,11 @@ class Value {
   static Value make_namespace(ValueDict attributes);
   static Value callable(std::string name, Callable::Function function);
 
+  // JSON objects become dicts in the JSON value's member order: nlohmann::ordered_json keeps a
+  // request's order (as Python's json.loads does, and so what tojson writes); nlohmann::json
+  // sorts members by name.
   static Value from_json(const nlohmann::json& json);
+  static Value from_json(const nlohmann::ordered_json& json);
 
   ValueKind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == ValueKind::kUndefined; }

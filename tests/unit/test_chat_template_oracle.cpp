@@ -21,7 +21,8 @@
 
 using namespace eep;
 using namespace eep::coordinator::jinja;
-using nlohmann::json;
+// ordered_json: the cases keep their members in the order written here, as a request does.
+using json = nlohmann::ordered_json;
 namespace fs = std::filesystem;
 
 namespace {

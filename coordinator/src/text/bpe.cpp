@@ -76,6 +76,48 @@ const BpeMerge* BpeMergeTable::find(int32_t left_id, int32_t right_id) const {
   }
 }
 
+void TokenIndex::reserve(size_t num_tokens) {
+  size_t num_slots = 16;
+  while (num_slots < 2 * num_tokens) num_slots *= 2;
+  slots_.assign(num_slots, -1);
+  num_tokens_ = 0;
+}
+
+uint64_t TokenIndex::hash(std::string_view token) {
+  uint64_t value = 0xcbf29ce484222325ull;  // FNV-1a, then a final mix for the low bits
+  for (char c : token) value = (value ^ static_cast<uint8_t>(c)) * 0x100000001b3ull;
+  return value ^ (value >> 29);
+}
+
+bool TokenIndex::insert(const std::vector<std::string>& tokens, int32_t id) {
+  if (2 * (num_tokens_ + 1) > slots_.size()) {
+    std::vector<int32_t> old = std::move(slots_);
+    reserve(std::max<size_t>(8, 2 * num_tokens_ + 2));
+    for (int32_t old_id : old) {
+      if (old_id >= 0) insert(tokens, old_id);
+    }
+  }
+  size_t mask = slots_.size() - 1;
+  for (size_t idx = hash(tokens[id]) & mask;; idx = (idx + 1) & mask) {
+    if (slots_[idx] < 0) {
+      slots_[idx] = id;
+      ++num_tokens_;
+      return true;
+    }
+    if (tokens[slots_[idx]] == tokens[id]) return false;
+  }
+}
+
+std::optional<int32_t> TokenIndex::find(const std::vector<std::string>& tokens,
+                                        std::string_view token) const {
+  if (slots_.empty()) return std::nullopt;
+  size_t mask = slots_.size() - 1;
+  for (size_t idx = hash(token) & mask;; idx = (idx + 1) & mask) {
+    if (slots_[idx] < 0) return std::nullopt;
+    if (tokens[slots_[idx]] == token) return slots_[idx];
+  }
+}
+
 // Ids of pieces seen before, sharded so that threads rarely wait for each other. A full shard
 // takes no more pieces (what is cached stays right; only the speed of new pieces suffers).
 struct BpeModel::Cache {
@@ -97,18 +139,21 @@ BpeModel::BpeModel(BpeModel&&) noexcept = default;
 BpeModel& BpeModel::operator=(BpeModel&&) noexcept = default;
 BpeModel::~BpeModel() = default;
 
-Result<BpeModel> BpeModel::from_json(const nlohmann::json& model, const std::string& where) {
+Result<BpeModel> BpeModel::from_file(const TokenizerFile& file, const std::string& where) {
   auto refuse = [&](const std::string& what) {
     return error(ErrorCode::kInvalidArgument, where + ": " + what);
   };
-  if (!model.is_object()) return refuse("no \"model\" object");
+  if (!file.root.is_object() || !file.root.contains("model") || !file.root["model"].is_object()) {
+    return refuse("no \"model\" object");
+  }
+  const nlohmann::json& model = file.root["model"];
   if (model.contains("type") && model["type"] != "BPE") {
     return refuse("the model type " + model["type"].dump() + " is not supported (only BPE)");
   }
   if (model.contains("dropout") && !model["dropout"].is_null() && model["dropout"] != 0.0) {
     return refuse("model.dropout is not supported (BPE dropout is for training)");
   }
-  if (model.value("byte_fallback", false)) {
+  if (model.contains("byte_fallback") && model["byte_fallback"] == true) {
     return refuse("model.byte_fallback is not supported (a byte-level BPE has every byte)");
   }
   for (const char* field : {"continuing_subword_prefix", "end_of_word_suffix"}) {
@@ -116,36 +161,34 @@ Result<BpeModel> BpeModel::from_json(const nlohmann::json& model, const std::str
       return refuse(std::string("model.") + field + " is not supported");
     }
   }
-  if (!model.contains("vocab") || !model["vocab"].is_object()) {
-    return refuse("model.vocab is missing or not an object of token -> id");
-  }
-  if (!model.contains("merges") || !model["merges"].is_array()) {
-    return refuse("model.merges is missing or not an array");
-  }
+  if (!file.has_vocab) return refuse("model.vocab is missing");
+  if (!file.has_merges) return refuse("model.merges is missing");
 
   BpeModel bpe;
-  const nlohmann::json& vocab = model["vocab"];
-  bpe.token_ids_.reserve(vocab.size());
-  for (const auto& [token, id_json] : vocab.items()) {
-    if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 ||
-        id_json.get<int64_t>() >= INT32_MAX) {
+  int64_t max_id = -1;
+  for (const auto& [token, id] : file.vocab) {
+    if (id < 0 || id >= INT32_MAX) {
       return refuse("model.vocab[\"" + token + "\"] is not an id in [0, 2^31)");
     }
-    auto id = static_cast<int32_t>(id_json.get<int64_t>());
-    if (static_cast<size_t>(id) >= bpe.tokens_.size()) {
-      bpe.tokens_.resize(static_cast<size_t>(id) + 1);
-      bpe.has_token_.resize(static_cast<size_t>(id) + 1);
-    }
+    max_id = std::max(max_id, id);
+  }
+  bpe.tokens_.resize(static_cast<size_t>(max_id + 1));
+  bpe.has_token_.resize(static_cast<size_t>(max_id + 1));
+  bpe.token_ids_.reserve(file.vocab.size());
+  for (const auto& [token, id64] : file.vocab) {
+    auto id = static_cast<int32_t>(id64);
     if (bpe.has_token_[id]) {
       return refuse("model.vocab gives the id " + std::to_string(id) + " to two tokens");
     }
     bpe.tokens_[id] = token;
     bpe.has_token_[id] = true;
-    bpe.token_ids_.emplace(token, id);
+    if (!bpe.token_ids_.insert(bpe.tokens_, id)) {
+      return refuse("model.vocab has the token \"" + token + "\" twice");
+    }
   }
   for (int byte = 0; byte < 256; ++byte) {
-    auto found = bpe.token_ids_.find(byte_level_encode(std::string(1, static_cast<char>(byte))));
-    if (found != bpe.token_ids_.end()) bpe.byte_ids_[byte] = found->second;
+    auto id = bpe.id_of(byte_level_encode(std::string(1, static_cast<char>(byte))));
+    if (id) bpe.byte_ids_[byte] = *id;
   }
 
   if (model.contains("unk_token") && !model["unk_token"].is_null()) {
@@ -153,44 +196,31 @@ Result<BpeModel> BpeModel::from_json(const nlohmann::json& model, const std::str
     auto unk = bpe.id_of(model["unk_token"].get<std::string>());
     if (!unk) return refuse("model.unk_token is not in model.vocab");
     bpe.unk_id_ = *unk;
-    bpe.fuse_unk_ = model.value("fuse_unk", false);
+    bpe.fuse_unk_ = model.contains("fuse_unk") && model["fuse_unk"] == true;
   }
-  bpe.ignore_merges_ = model.value("ignore_merges", false);
+  bpe.ignore_merges_ = model.contains("ignore_merges") && model["ignore_merges"] == true;
   if (bpe.ignore_merges_) {
-    for (const auto& [token, id] : bpe.token_ids_) {
-      if (auto bytes = byte_level_decode(token)) bpe.ids_by_bytes_.emplace(*bytes, id);
+    for (size_t id = 0; id < bpe.tokens_.size(); ++id) {
+      if (!bpe.has_token_[id]) continue;
+      if (auto bytes = byte_level_decode(bpe.tokens_[id])) {
+        bpe.ids_by_bytes_.emplace(*bytes, static_cast<int32_t>(id));
+      }
     }
   }
 
-  const nlohmann::json& merges = model["merges"];
-  bpe.merges_.reserve(merges.size());
-  std::string left, right;
-  for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const nlohmann::json& merge = merges[rank];
+  bpe.merges_.reserve(file.merges.size());
+  std::string merged;
+  for (size_t rank = 0; rank < file.merges.size(); ++rank) {
+    const auto& [left, right] = file.merges[rank];
     std::string label = "model.merges[" + std::to_string(rank) + "]";
-    if (merge.is_string()) {
-      const std::string& line = merge.get_ref<const std::string&>();
-      size_t space = line.find(' ');
-      if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos) {
-        return refuse(label + " \"" + line + "\" is not two tokens separated by one space");
-      }
-      left = line.substr(0, space);
-      right = line.substr(space + 1);
-    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() &&
-               merge[1].is_string()) {
-      left = merge[0];
-      right = merge[1];
-    } else {
-      return refuse(label + " is neither \"a b\" nor [\"a\", \"b\"]");
-    }
     auto left_id = bpe.id_of(left);
     auto right_id = bpe.id_of(right);
-    auto merged_id = bpe.id_of(left + right);
-    for (auto [token, id] : {std::pair{&left, left_id}, std::pair{&right, right_id}}) {
-      if (!id) return refuse(label + " names \"" + *token + "\", which is not in model.vocab");
-    }
+    if (!left_id) return refuse(label + " names \"" + left + "\", which is not in model.vocab");
+    if (!right_id) return refuse(label + " names \"" + right + "\", which is not in model.vocab");
+    merged.assign(left).append(right);
+    auto merged_id = bpe.id_of(merged);
     if (!merged_id) {
-      return refuse(label + " makes \"" + left + right + "\", which is not in model.vocab");
+      return refuse(label + " makes \"" + merged + "\", which is not in model.vocab");
     }
     bpe.merges_.insert(*left_id, *right_id, {static_cast<int32_t>(rank), *merged_id});
   }
@@ -198,9 +228,7 @@ Result<BpeModel> BpeModel::from_json(const nlohmann::json& model, const std::str
 }
 
 std::optional<int32_t> BpeModel::id_of(std::string_view token) const {
-  auto found = token_ids_.find(token);
-  if (found == token_ids_.end()) return std::nullopt;
-  return found->second;
+  return token_ids_.find(tokens_, token);
 }
 
 const std::string* BpeModel::token_of(int32_t id) const {

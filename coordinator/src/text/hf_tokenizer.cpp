@@ -7,6 +7,7 @@
 
 #include "eep/common/text.h"
 #include "eep/coordinator/text/byte_level.h"
+#include "eep/coordinator/text/tokenizer_file.h"
 #include "eep/coordinator/tokenizer.h"
 
 namespace eep::coordinator::text {
@@ -65,15 +66,13 @@ HfTokenizer::~HfTokenizer() = default;
 
 Result<HfTokenizer> HfTokenizer::from_json(std::string_view tokenizer_json,
                                            const std::string& where) {
-  EEP_ASSIGN_OR_RETURN(json root, parse_json(tokenizer_json, where));
+  EEP_ASSIGN_OR_RETURN(TokenizerFile file, parse_tokenizer_file(tokenizer_json, where));
+  const json& root = file.root;
   // Every field below is checked before use; this catches what slips through (a type the checks
   // did not foresee), so that nothing throws out of the loader.
   try {
     if (!root.is_object()) return error(ErrorCode::kInvalidArgument, where + ": not an object");
-    if (!root.contains("model")) {
-      return error(ErrorCode::kInvalidArgument, where + ": no \"model\"");
-    }
-    EEP_ASSIGN_OR_RETURN(BpeModel model, BpeModel::from_json(root["model"], where));
+    EEP_ASSIGN_OR_RETURN(BpeModel model, BpeModel::from_file(file, where));
     HfTokenizer tokenizer(std::move(model));
     const json kNull;
     auto field = [&](const char* name) -> const json& {

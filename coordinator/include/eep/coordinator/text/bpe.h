@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eep/common/status.h"
+#include "eep/coordinator/text/tokenizer_file.h"
 
 namespace eep::coordinator::text {
 
@@ -46,12 +47,28 @@ class BpeMergeTable {
   int shift_ = 64;
 };
 
+// Token -> id over the vocabulary's own strings (BpeModel::tokens_), open addressing: a map of
+// 151,643 std::strings cost most of the load time.
+class TokenIndex {
+ public:
+  void reserve(size_t num_tokens);
+  // false when `tokens[id]` is there already.
+  bool insert(const std::vector<std::string>& tokens, int32_t id);
+  std::optional<int32_t> find(const std::vector<std::string>& tokens, std::string_view token) const;
+
+ private:
+  static uint64_t hash(std::string_view token);
+  std::vector<int32_t> slots_;  // ids, -1 for an empty slot
+  size_t num_tokens_ = 0;
+};
+
 class BpeModel {
  public:
   // From tokenizer.json's "model"; `where` names the file in errors. kInvalidArgument for a
-  // missing or malformed vocab or merges, a merge naming a token not in the vocabulary, or what
-  // a byte-level BPE does not use (dropout, byte_fallback, a subword prefix or suffix).
-  static Result<BpeModel> from_json(const nlohmann::json& model, const std::string& where);
+  // missing vocab or merges, an id out of range or given twice, a merge naming a token not in the
+  // vocabulary, or what a byte-level BPE does not use (dropout, byte_fallback, a subword prefix
+  // or suffix).
+  static Result<BpeModel> from_file(const TokenizerFile& file, const std::string& where);
 
   BpeModel(BpeModel&&) noexcept;
   BpeModel& operator=(BpeModel&&) noexcept;
@@ -79,7 +96,7 @@ class BpeModel {
     using is_transparent = void;
     size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
   };
-  std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> token_ids_;
+  TokenIndex token_ids_;
   // ignore_merges: a piece that is a whole token is that token; keyed by the raw bytes.
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> ids_by_bytes_;
   bool ignore_merges_ = false;

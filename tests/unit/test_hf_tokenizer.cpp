@@ -332,7 +332,7 @@ TEST_CASE("malformed or unsupported tokenizer files are errors naming the file a
   check_error(duplicate, "added_tokens[1]");
 }
 
-TEST_CASE("load reads the files beside tokenizer.json; no tokenizer.json is kNotFound",
+TEST_CASE("load reads the files beside tokenizer.json, and no tokenizer.json is kNotFound",
           "[tokenizer]") {
   fs::path dir = eep::testing::process_scratch_dir("eep-tokenizer") / "checkpoint";
   fs::create_directories(dir);

@@ -311,7 +311,9 @@ EEP_MESSAGE(Register, EEP_REQUIRED(worker_id), EEP_REQUIRED(host), EEP_REQUIRED(
 EEP_MESSAGE(RegisterReply, EEP_REQUIRED(ok), EEP_REQUIRED(heartbeat_interval_ms),
             EEP_REQUIRED(heartbeat_timeout_ms), EEP_OPTIONAL(error))
 EEP_MESSAGE(WorkerLoad, EEP_REQUIRED(num_running), EEP_REQUIRED(num_waiting),
-            EEP_REQUIRED(num_free_kv_blocks), EEP_REQUIRED(num_kv_blocks))
+            EEP_REQUIRED(num_free_kv_blocks), EEP_REQUIRED(num_kv_blocks),
+            EEP_OPTIONAL(num_steps, Write::kUnlessEmpty),
+            EEP_OPTIONAL(step_wait_s, Write::kUnlessEmpty))
 EEP_MESSAGE(Heartbeat, EEP_REQUIRED(generation), EEP_REQUIRED(rank), EEP_OPTIONAL(load))
 EEP_MESSAGE(StoreEndpoint, EEP_REQUIRED(host), EEP_REQUIRED(port))
 EEP_MESSAGE(Assign, EEP_REQUIRED(generation), EEP_REQUIRED(rank), EEP_REQUIRED(world_size),
@@ -320,7 +322,8 @@ EEP_MESSAGE(Assign, EEP_REQUIRED(generation), EEP_REQUIRED(rank), EEP_REQUIRED(w
             EEP_OPTIONAL(previous_placement), EEP_OPTIONAL(recovery, Write::kUnlessEmpty))
 EEP_MESSAGE(StageDuration, EEP_REQUIRED(stage), EEP_REQUIRED(seconds))
 EEP_MESSAGE(ModelCapacity, EEP_REQUIRED(model), EEP_REQUIRED(vocab_size),
-            EEP_REQUIRED(max_model_len), EEP_REQUIRED(num_kv_blocks), EEP_REQUIRED(block_size))
+            EEP_REQUIRED(max_model_len), EEP_REQUIRED(num_kv_blocks), EEP_REQUIRED(block_size),
+            EEP_OPTIONAL(max_num_seqs, Write::kUnlessEmpty))
 EEP_MESSAGE(AssignAck, EEP_REQUIRED(generation), EEP_REQUIRED(rank), EEP_OPTIONAL(capacity),
             EEP_OPTIONAL(error, Write::kUnlessEmpty),
             EEP_OPTIONAL(weight_bytes_from_peers, Write::kUnlessEmpty),
@@ -329,13 +332,18 @@ EEP_MESSAGE(AssignAck, EEP_REQUIRED(generation), EEP_REQUIRED(rank), EEP_OPTIONA
             EEP_OPTIONAL(build_stages, Write::kUnlessEmpty))
 EEP_MESSAGE(SamplingParams, EEP_REQUIRED(max_tokens), EEP_REQUIRED(temperature),
             EEP_REQUIRED(top_p), EEP_REQUIRED(seed), EEP_OPTIONAL(ignore_eos),
-            EEP_OPTIONAL(stop_token_ids))
+            EEP_OPTIONAL(stop_token_ids), EEP_OPTIONAL(top_k, Write::kUnlessEmpty),
+            EEP_OPTIONAL(min_p, Write::kUnlessEmpty),
+            EEP_OPTIONAL(presence_penalty, Write::kUnlessEmpty),
+            EEP_OPTIONAL(frequency_penalty, Write::kUnlessEmpty), EEP_OPTIONAL(repetition_penalty),
+            EEP_OPTIONAL(logprobs))
 EEP_MESSAGE(SubmitRequest, EEP_REQUIRED(request_id), EEP_REQUIRED(prompt_ids),
             EEP_OPTIONAL(output_ids), EEP_REQUIRED(params))
 EEP_MESSAGE(CancelRequest, EEP_REQUIRED(request_id))
 EEP_MESSAGE(RequestOutput, EEP_REQUIRED(request_id), EEP_REQUIRED(new_tokens),
             EEP_REQUIRED(finished), EEP_OPTIONAL_IF(finish_reason, finished),
-            EEP_OPTIONAL(error, Write::kUnlessEmpty))
+            EEP_OPTIONAL(error, Write::kUnlessEmpty), EEP_OPTIONAL(logprobs, Write::kUnlessEmpty))
+EEP_MESSAGE(TokenLogprobs, EEP_REQUIRED(logprob), EEP_REQUIRED(top_ids), EEP_REQUIRED(top_logprobs))
 EEP_MESSAGE(TokenBatch, EEP_REQUIRED(step), EEP_REQUIRED(outputs), EEP_REQUIRED(load))
 EEP_MESSAGE(Wake, EEP_REQUIRED(epoch))
 EEP_MESSAGE(Switch, EEP_REQUIRED(generation), EEP_REQUIRED(leave))
@@ -356,7 +364,7 @@ EEP_MESSAGE(GenerationLost, EEP_REQUIRED(generation), EEP_REQUIRED(reason))
 EEP_MESSAGE(WorkerInfo, EEP_REQUIRED(id), EEP_REQUIRED(state), EEP_REQUIRED(rank),
             EEP_REQUIRED(host), EEP_REQUIRED(pid), EEP_REQUIRED(generation), EEP_OPTIONAL(device),
             EEP_OPTIONAL(device_idx), EEP_OPTIONAL(last_heard_ms), EEP_OPTIONAL(reason),
-            EEP_OPTIONAL(load))
+            EEP_OPTIONAL(load), EEP_OPTIONAL(generated_tokens))
 EEP_MESSAGE(ScaleInfo, EEP_OPTIONAL(kind), EEP_REQUIRED(state), EEP_REQUIRED(from_dp),
             EEP_REQUIRED(to_dp), EEP_REQUIRED(target_generation), EEP_OPTIONAL(reason),
             EEP_OPTIONAL(elapsed_s), EEP_OPTIONAL(stage), EEP_OPTIONAL(timeline),

@@ -107,7 +107,9 @@ Coordinator::Coordinator(const CoordinatorConfig& config, PortAllocator ports)
           },
           [this](const std::string& worker_id, uint64_t request_id) {
             send_to_worker(worker_id, protocol::CancelRequest{request_id});
-          }),
+          },
+          DispatchOptions{config.worker_queue_depth, config.move_running,
+                          config.move_min_remaining}),
       eplb_(eplb_options(config)),
       keeper_(KeeperOptions{config.max_restarts,
                             std::chrono::milliseconds(int64_t{config.restart_window_s} * 1000)}) {}
@@ -198,6 +200,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
         std::make_unique<HttpApi>(config.http_address, coordinator->inbox_, http_options);
     EEP_RETURN_IF_ERROR(coordinator->http_->start());
     coordinator->scale_metrics_ = std::make_unique<ScaleMetrics>(coordinator->http_->metrics());
+    coordinator->rank_metrics_ = std::make_unique<RankMetrics>(coordinator->http_->metrics());
     if (experts) {
       coordinator->eplb_metrics_ = std::make_unique<EplbMetrics>(coordinator->http_->metrics());
     }
@@ -304,6 +307,11 @@ int Coordinator::run(int signal_fd) {
     if (scale_metrics_ && now >= next_scale_metrics_) {
       scale_metrics_->update_from(scale_->info(now));
       scale_metrics_->update_from(keeper_.health(now));
+      std::vector<protocol::WorkerInfo> active;
+      for (const WorkerRecord* worker : membership_.active_by_rank()) {
+        active.push_back(worker_info(*worker, now));
+      }
+      rank_metrics_->update_from(active);
       next_scale_metrics_ = now + std::chrono::milliseconds(100);
     }
     if (now >= next_throughput_log_) {
@@ -461,6 +469,7 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
         apply(scale_->on_assign_failed(identity, ack->generation, ack->error, now));
         break;
       }
+      if (ack->capacity) router_.set_max_num_seqs(identity, ack->capacity->max_num_seqs);
       // The newest generation's ranks agreed on their KV size (each ack carries it).
       if (ack->capacity &&
           (!capacity_ || capacity_->max_model_len != ack->capacity->max_model_len)) {

@@ -60,6 +60,25 @@ json Coordinator::admin_reply(std::string_view body, uint64_t* seq) {
   return protocol::admin_error(request->seq, error(ErrorCode::kInternal, "unhandled command"));
 }
 
+protocol::WorkerInfo Coordinator::worker_info(const WorkerRecord& worker,
+                                              Clock::time_point now) const {
+  protocol::WorkerInfo info;
+  info.id = worker.id;
+  info.state = std::string(protocol::to_string(worker.state));
+  info.rank = worker.rank;
+  info.host = worker.host;
+  info.pid = worker.pid;
+  info.generation = worker.generation;
+  info.device = worker.device;
+  info.device_idx = worker.device_idx;
+  info.last_heard_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - worker.last_heard).count();
+  info.reason = worker.reason;
+  info.load = worker.load;
+  info.generated_tokens = router_.num_generated_on(worker.id);
+  return info;
+}
+
 protocol::StatusReply Coordinator::status_reply() const {
   const auto now = Clock::now();
   protocol::StatusReply status;
@@ -80,22 +99,7 @@ protocol::StatusReply Coordinator::status_reply() const {
                      const int rb = b->rank < 0 ? INT32_MAX : b->rank;
                      return ra < rb;
                    });
-  for (const WorkerRecord* worker : workers) {
-    protocol::WorkerInfo info;
-    info.id = worker->id;
-    info.state = std::string(protocol::to_string(worker->state));
-    info.rank = worker->rank;
-    info.host = worker->host;
-    info.pid = worker->pid;
-    info.generation = worker->generation;
-    info.device = worker->device;
-    info.device_idx = worker->device_idx;
-    info.last_heard_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(now - worker->last_heard).count();
-    info.reason = worker->reason;
-    info.load = worker->load;
-    status.workers.push_back(std::move(info));
-  }
+  for (const WorkerRecord* worker : workers) status.workers.push_back(worker_info(*worker, now));
   return status;
 }
 

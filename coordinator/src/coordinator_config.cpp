@@ -93,6 +93,19 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
                  "Requests accepted and not finished at most (then 429)")
       ->check(CLI::Range(1, 1 << 24))
       ->capture_default_str();
+  app.add_option("--worker-queue-depth", config.worker_queue_depth,
+                 "Requests a rank is sent beyond its --max-num-seqs; the rest wait in the "
+                 "coordinator until a rank has room (-1: max(2, max-num-seqs / 4))")
+      ->check(CLI::Range(-1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--move-running", config.move_running,
+                 "After a scale-up, move running requests from full ranks to the new ones when "
+                 "enough of them remains (docs/serving.md)")
+      ->capture_default_str();
+  app.add_option("--move-min-remaining", config.move_min_remaining,
+                 "A running request moves only with at least this many tokens left to generate")
+      ->check(CLI::Range(1, 1 << 24))
+      ->capture_default_str();
   app.add_option("--max-connections", config.max_connections,
                  "Open HTTP connections at most, idle ones included (then 503 with Retry-After); "
                  "the coordinator raises its open-file limit to fit them where it may")

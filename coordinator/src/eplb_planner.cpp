@@ -39,6 +39,17 @@ Result<EplbTestLoad> read_eplb_test_load(const std::string& path) {
   }
 }
 
+PlanResult plan(const PlanRequest& request) {
+  PlanResult result;
+  result.request_id = request.request_id;
+  result.generation = request.generation;
+  result.window_steps = request.window_steps;
+  result.forced = request.forced;
+  result.plan =
+      rebalance_experts_from(request.load, request.config, request.current, request.migration);
+  return result;
+}
+
 EplbPlanner::~EplbPlanner() {
   if (thread_.joinable()) thread_.join();
 }
@@ -49,13 +60,7 @@ void EplbPlanner::submit(PlanRequest request) {
   thread_ = std::thread([this, request = std::move(request)] {
     ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), kPlannerNice);
     const auto start = std::chrono::steady_clock::now();
-    PlanResult result;
-    result.request_id = request.request_id;
-    result.generation = request.generation;
-    result.window_steps = request.window_steps;
-    result.forced = request.forced;
-    result.plan =
-        rebalance_experts_from(request.load, request.config, request.current, request.migration);
+    PlanResult result = plan(request);
     if (request.test_load) {
       // As a real rebalance would: a plan from scratch, then one from it on a 10% drift.
       EplbConfig config = request.test_load->config;

@@ -75,25 +75,13 @@ void feed_skewed(EplbState& state, int64_t generation, uint64_t steps) {
   }
 }
 
-// What the planner thread answers to `request`, computed here.
-PlanResult planned(const PlanRequest& request) {
-  PlanResult result;
-  result.request_id = request.request_id;
-  result.generation = request.generation;
-  result.window_steps = request.window_steps;
-  result.forced = request.forced;
-  result.plan =
-      rebalance_experts_from(request.load, request.config, request.current, request.migration);
-  return result;
-}
-
 // An automatic check: the decision once the plan is computed; nullopt when none was due.
 std::optional<PlanDecision> check_now(EplbState& state, EplbState::Clock::time_point now) {
   auto request = state.due_plan(now);
   if (!request) return std::nullopt;
   CHECK(state.stage() == EplbStage::kPlanning);
   CHECK(state.in_progress());
-  auto decision = state.on_planned(planned(*request), now);
+  auto decision = state.on_planned(plan(*request), now);
   REQUIRE(decision.is_ok());
   REQUIRE(decision.value());
   return *decision.value();
@@ -102,7 +90,7 @@ std::optional<PlanDecision> check_now(EplbState& state, EplbState::Clock::time_p
 // A forced plan once computed (sent whatever it gains).
 Result<PlannedRebalance> force_now(EplbState& state, EplbState::Clock::time_point now) {
   EEP_ASSIGN_OR_RETURN(PlanRequest request, state.force_plan(now));
-  auto decision = state.on_planned(planned(request), now);
+  auto decision = state.on_planned(plan(request), now);
   REQUIRE(decision.is_ok());
   REQUIRE(decision.value());
   REQUIRE(decision.value()->send);
@@ -383,7 +371,7 @@ TEST_CASE("a plan is computed off the loop: the window keeps filling, stale resu
   CHECK_FALSE(state.info().in_progress);  // no plan id until it is sent
 
   // A result for another request is not this one's.
-  PlanResult other = planned(*request);
+  PlanResult other = plan(*request);
   other.request_id += 1;
   auto ignored = state.on_planned(other, now);
   REQUIRE(ignored.is_ok());
@@ -391,7 +379,7 @@ TEST_CASE("a plan is computed off the loop: the window keeps filling, stale resu
   CHECK(state.stage() == EplbStage::kPlanning);
 
   // A planner error returns to measuring.
-  PlanResult failed = planned(*request);
+  PlanResult failed = plan(*request);
   failed.plan = error(ErrorCode::kInvalidArgument, "broken window");
   CHECK_FALSE(state.on_planned(failed, now).is_ok());
   CHECK(state.stage() == EplbStage::kMeasuring);
@@ -402,7 +390,7 @@ TEST_CASE("a plan is computed off the loop: the window keeps filling, stale resu
   REQUIRE(request);
   state.drop_planning();
   CHECK(state.stage() == EplbStage::kMeasuring);
-  CHECK_FALSE(state.on_planned(planned(*request), now).value());
+  CHECK_FALSE(state.on_planned(plan(*request), now).value());
   CHECK_FALSE(state.due_plan(now));  // the next check is step_interval steps later
 
   // A new generation while planning: the result that comes later is dropped.
@@ -411,7 +399,7 @@ TEST_CASE("a plan is computed off the loop: the window keeps filling, stale resu
   REQUIRE(request);
   state.reset(2, initial_placement());
   CHECK(state.stage() == EplbStage::kMeasuring);
-  auto stale = state.on_planned(planned(*request), now);
+  auto stale = state.on_planned(plan(*request), now);
   REQUIRE(stale.is_ok());
   CHECK_FALSE(stale.value());
   CHECK(state.placement()->phy2log == initial_placement().phy2log);

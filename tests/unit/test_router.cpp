@@ -207,3 +207,64 @@ TEST_CASE("router: outputs at the limits are valid", "[router]") {
   REQUIRE(f.finished.count(1) == 1);
   CHECK(f.finished[1].status.is_ok());
 }
+
+TEST_CASE("router: requests wait in the coordinator until a rank has room, oldest first",
+          "[router]") {
+  Fixture f;
+  f.router.set_targets({"w0", "w1"});
+  f.router.set_max_num_seqs("w0", 2);  // holds 2 + 2 (the queue depth's minimum)
+  f.router.set_max_num_seqs("w1", 2);
+  for (uint64_t id = 1; id <= 10; ++id) f.route(id, {1, 2}, 4);
+  CHECK(f.router.num_on("w0") == 4);
+  CHECK(f.router.num_on("w1") == 4);
+  CHECK(f.router.num_queued() == 2);
+  CHECK(f.submitted.size() == 8);
+
+  // A request that finishes makes room for the oldest queued one, on the rank that has room.
+  const uint64_t on_w1 = f.submitted[1].submit.request_id;
+  REQUIRE(f.worker_of(on_w1) == "w1");
+  f.router.on_outputs("w1", {token(on_w1, 5, true)});
+  REQUIRE(f.submitted.size() == 9);
+  CHECK(f.submitted.back().submit.request_id == 9);
+  CHECK(f.submitted.back().worker_id == "w1");
+
+  // A queued request that is cancelled ends at once, and no worker hears of it.
+  f.router.cancel(10);
+  REQUIRE(f.finished.count(10));
+  CHECK(f.finished.at(10).finish_reason == "cancelled");
+  CHECK(f.router.num_queued() == 0);
+  CHECK(f.cancelled.empty());
+}
+
+TEST_CASE("router: new ranks take the queue at once, then running requests when it pays",
+          "[router]") {
+  Fixture f;
+  f.router.set_targets({"w0"});
+  f.router.set_max_num_seqs("w0", 4);  // holds 4 + 2
+  for (uint64_t id = 1; id <= 8; ++id) f.route(id, {1, 2}, 100);
+  CHECK(f.router.num_on("w0") == 6);
+  CHECK(f.router.num_queued() == 2);
+
+  // w1 joins: the two queued requests go to it at the switch, then two of w0's move to it (the
+  // ranks are even, 4 and 4), cancelled on w0 and sent with their tokens so far.
+  f.router.on_outputs("w0", {token(1, 7)});
+  f.router.set_max_num_seqs("w1", 4);
+  f.router.set_targets({"w0", "w1"});
+  CHECK(f.router.num_queued() == 0);
+  CHECK(f.router.num_on("w0") == 4);
+  CHECK(f.router.num_on("w1") == 4);
+  CHECK(f.router.num_moved_running() == 2);
+  REQUIRE(f.cancelled.size() == 2);
+  for (const auto& [worker, id] : f.cancelled) CHECK(worker == "w0");
+  // w2 joins with nothing queued: each fuller rank gives one (3, 3, 2), none goes below the mean.
+  f.router.set_max_num_seqs("w2", 4);
+  f.router.set_targets({"w0", "w1", "w2"});
+  CHECK(f.router.num_on("w0") == 3);
+  CHECK(f.router.num_on("w1") == 3);
+  CHECK(f.router.num_on("w2") == 2);
+  CHECK(f.router.num_moved_running() == 4);
+  // The client still sees each token once: w0's later output of a moved request is stale.
+  const uint64_t moved = f.cancelled[0].second;
+  f.router.on_outputs("w0", {token(moved, 9)});
+  CHECK(f.router.num_generated_on("w0") == 1);
+}

@@ -44,6 +44,23 @@ void ScaleDriver::run() {
   AdminClient client(admin_);
   std::optional<size_t> pending;  // the accepted scale whose outcome status has not shown yet
   int num_status_failures = 0;
+  // The succeeded scale whose per-rank token shares are being measured, and the `workers` of
+  // the status that saw its outcome.
+  std::optional<size_t> sharing;
+  nlohmann::json sharing_from;
+
+  // Ends the shares window of the last succeeded scale with a fresh status.
+  auto close_shares = [&] {
+    if (!sharing) return;
+    protocol::AdminRequest request;
+    request.cmd = protocol::AdminCommand::kStatus;
+    auto reply = client.call(request, kReplyTimeout);
+    if (reply.is_ok()) {
+      scales_[*sharing].rank_shares =
+          rank_shares(sharing_from, reply->value("workers", nlohmann::json::array()));
+    }
+    sharing.reset();
+  };
 
   auto give_up = [&](const std::string& reason) {
     scales_[*pending].reason = reason;  // the outcome stays kUnknown
@@ -100,10 +117,15 @@ void ScaleDriver::run() {
     // The coordinator started the scale before it answered, so it ended by accepted + elapsed:
     // sharper than when this poll saw it (up to kStatusPollInterval later).
     scale.outcome_s = std::min(now_s, scale.accepted_s + info.elapsed_s);
+    if (scale.outcome == ScaleOutcome::kSucceeded) {
+      sharing = pending;
+      sharing_from = reply->value("workers", nlohmann::json::array());
+    }
     pending.reset();
   };
 
   auto send = [&](ScaleRecord& scale) {
+    close_shares();
     protocol::AdminRequest request;
     request.cmd = protocol::AdminCommand::kScale;
     request.dp = scale.trigger.dp;
@@ -152,6 +174,11 @@ void ScaleDriver::run() {
     // Before a send too: a scale that just ended is recorded before the next one replaces it.
     if (pending) follow();
     if (next_idx < scales_.size() && BenchClock::now() >= due(next_idx)) send(scales_[next_idx++]);
+  }
+  if (sharing) {  // its window runs to the end of the requests
+    while (!thread_.wait_until_or_finished(BenchClock::now() + std::chrono::seconds(1))) {
+    }
+    close_shares();
   }
 }
 

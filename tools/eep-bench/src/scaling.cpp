@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 namespace eep::bench {
 
@@ -158,6 +159,32 @@ std::string format_windows(const ScaleWindows& windows) {
          format_window_row("after", windows.after);
 }
 
+std::vector<RankShare> rank_shares(const nlohmann::json& begin, const nlohmann::json& end) {
+  std::map<std::string, int64_t> tokens_at_begin;
+  for (const nlohmann::json& worker : begin) {
+    if (worker.value("state", std::string()) != "ACTIVE") continue;
+    tokens_at_begin[worker.value("id", std::string())] = worker.value("generated_tokens", 0LL);
+  }
+  std::vector<RankShare> shares;
+  int64_t total = 0;
+  for (const nlohmann::json& worker : end) {
+    if (worker.value("state", std::string()) != "ACTIVE") continue;
+    auto at_begin = tokens_at_begin.find(worker.value("id", std::string()));
+    if (at_begin == tokens_at_begin.end()) continue;
+    RankShare share;
+    share.rank = worker.value("rank", -1);
+    share.worker_id = at_begin->first;
+    share.generated_tokens = worker.value("generated_tokens", 0LL) - at_begin->second;
+    total += share.generated_tokens;
+    shares.push_back(std::move(share));
+  }
+  if (total <= 0) return {};
+  for (RankShare& share : shares) share.share = double(share.generated_tokens) / double(total);
+  std::sort(shares.begin(), shares.end(),
+            [](const RankShare& a, const RankShare& b) { return a.rank < b.rank; });
+  return shares;
+}
+
 std::string format_scales(const std::vector<ScaleRecord>& scales) {
   if (scales.empty()) return "";
   std::string out = "==================== Scales ======================\n";
@@ -191,6 +218,13 @@ std::string format_scales(const std::vector<ScaleRecord>& scales) {
                            scale.weight_bytes_from_checkpoint / 1e6);
     }
     if (scale.windows) out += format_windows(*scale.windows);
+    if (!scale.rank_shares.empty()) {
+      out += "  generated after, per rank:";
+      for (const RankShare& share : scale.rank_shares) {
+        out += printf_string(" %d: %.1f%%", share.rank, 100.0 * share.share);
+      }
+      out += "\n";
+    }
   }
   out += std::string(50, '=') + "\n";
   return out;
@@ -235,6 +269,14 @@ nlohmann::json to_json(const std::vector<ScaleRecord>& scales) {
                          {"weight_transfer_s", scale.weight_transfer_s},
                          {"build_stages", scale.build_stages}};
     if (scale.windows) entry["windows"] = to_json(*scale.windows);
+    nlohmann::json shares = nlohmann::json::array();
+    for (const RankShare& share : scale.rank_shares) {
+      shares.push_back({{"rank", share.rank},
+                        {"worker", share.worker_id},
+                        {"generated_tokens", share.generated_tokens},
+                        {"share", share.share}});
+    }
+    entry["rank_shares_after"] = std::move(shares);
     out.push_back(std::move(entry));
   }
   return out;

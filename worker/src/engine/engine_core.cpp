@@ -50,6 +50,7 @@ protocol::ModelCapacity EngineCore::capacity() const {
   capacity.model = model_name();
   capacity.vocab_size = checkpoint_.config().vocab_size;
   capacity.block_size = options_.backend.block_size;
+  capacity.max_num_seqs = options_.backend.max_num_seqs;
   if (scheduler_) {
     // A built generation that waits for the switch already has its agreed size.
     const Generation* built = built_generation();
@@ -64,8 +65,12 @@ protocol::ModelCapacity EngineCore::capacity() const {
 
 protocol::WorkerLoad EngineCore::load() const {
   if (!scheduler_) return {};
-  return {scheduler_->num_running(), scheduler_->num_waiting(), blocks_->num_free_blocks(),
-          blocks_->num_blocks()};
+  return {scheduler_->num_running(),
+          scheduler_->num_waiting(),
+          blocks_->num_free_blocks(),
+          blocks_->num_blocks(),
+          num_steps_,
+          std::chrono::duration<double>(step_wait_).count()};
 }
 
 std::optional<protocol::RequestOutput> EngineCore::submit(const protocol::SubmitRequest& request) {
@@ -137,10 +142,13 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   vote.moving_plan = moving_plan_ ? plan_key(moving_plan_->rebalance.plan_id) : 0;
   fill_transfer_vote(vote);
   auto fields = vote.encode();
+  // A rank that finished its previous step early waits here for the slowest one.
+  const Clock::time_point vote_started = Clock::now();
   if (current_->control_group) {
     EEP_RETURN_IF_ERROR(
         current_->control_group->all_reduce(fields.data(), fields.size(), ReduceOp::kMax));
   }
+  const Clock::duration vote_wait = Clock::now() - vote_started;
   LocalStepState local;
   local.switch_order_leaves = switch_order_ && switch_order_->leave;
   local.moving_plan = moving_plan_.has_value();
@@ -198,6 +206,8 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
                                        : std::nullopt);
   }
   const StepPlan plan{decision.num_tokens, decision.decode_only};
+  ++num_steps_;
+  step_wait_ += vote_wait;
   EEP_ASSIGN_OR_RETURN(std::vector<int32_t> sampled,
                        backend_->executor().forward_sample(batch, sampling, *blocks_, plan));
   ++num_steps_since_report_;

@@ -84,6 +84,10 @@ struct WorkerLoad {
   int num_waiting = 0;
   int num_free_kv_blocks = 0;
   int num_kv_blocks = 0;
+  // Since the worker started: forward steps taken, and the time they waited in the step's
+  // agreement (the lockstep all-reduce) for the slowest rank of the generation.
+  uint64_t num_steps = 0;
+  double step_wait_s = 0;
 };
 
 struct Heartbeat {
@@ -135,6 +139,7 @@ struct ModelCapacity {
   int max_model_len = 0;  // prompt + generated tokens one request may reach
   int num_kv_blocks = 0;
   int block_size = 0;
+  int max_num_seqs = 0;  // requests it runs at once (0: not said, from an older worker)
 };
 
 struct AssignAck {
@@ -161,6 +166,12 @@ struct SamplingParams {
   uint64_t seed = 0;
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;
+  int top_k = 0;       // 0: every token
+  float min_p = 0.0f;  // tokens below min_p times the top token's probability are dropped
+  float presence_penalty = 0.0f;    // OpenAI's, on tokens generated so far
+  float frequency_penalty = 0.0f;   // OpenAI's, times each token's count so far
+  float repetition_penalty = 1.0f;  // transformers', on prompt and generated tokens
+  int logprobs = -1;  // -1: none; k >= 0: the chosen token's log-probability and the top k
 };
 
 struct SubmitRequest {
@@ -176,12 +187,21 @@ struct CancelRequest {
   uint64_t request_id = 0;
 };
 
+// The log-probabilities of one generated token (SamplingParams.logprobs >= 0): the chosen
+// token's and the top k of the distribution it was drawn from, most likely first.
+struct TokenLogprobs {
+  float logprob = 0.0f;
+  std::vector<int32_t> top_ids;
+  std::vector<float> top_logprobs;
+};
+
 struct RequestOutput {
   uint64_t request_id = 0;
   std::vector<int32_t> new_tokens;
   bool finished = false;
-  std::string finish_reason;  // "length", "stop", "cancelled", "error"
-  std::string error;          // when finish_reason is "error"
+  std::string finish_reason;                 // "length", "stop", "cancelled", "error"
+  std::string error;                         // when finish_reason is "error"
+  std::vector<TokenLogprobs> logprobs = {};  // one per new token when asked for, else empty
 };
 
 struct TokenBatch {
@@ -278,6 +298,7 @@ EEP_PROTOCOL_JSON(ModelCapacity);
 EEP_PROTOCOL_JSON(SamplingParams);
 EEP_PROTOCOL_JSON(SubmitRequest);
 EEP_PROTOCOL_JSON(CancelRequest);
+EEP_PROTOCOL_JSON(TokenLogprobs);
 EEP_PROTOCOL_JSON(RequestOutput);
 EEP_PROTOCOL_JSON(WorkerLoad);
 EEP_PROTOCOL_JSON(TokenBatch);
@@ -383,9 +404,10 @@ struct WorkerInfo {
   int64_t generation = -1;
   std::string device;
   int device_idx = 0;
-  int64_t last_heard_ms = 0;  // milliseconds since the coordinator last heard from it
-  std::string reason;         // why it is DEAD or LEAVING, empty otherwise
-  WorkerLoad load;            // as of its last token batch or heartbeat
+  int64_t last_heard_ms = 0;     // milliseconds since the coordinator last heard from it
+  std::string reason;            // why it is DEAD or LEAVING, empty otherwise
+  WorkerLoad load;               // as of its last token batch or heartbeat
+  int64_t generated_tokens = 0;  // tokens the coordinator relayed from it since it started
 };
 
 struct ScaleInfo {

@@ -23,6 +23,7 @@
 #include "eep/coordinator/membership.h"
 #include "eep/coordinator/metrics.h"
 #include "eep/coordinator/port_allocator.h"
+#include "eep/coordinator/rank_metrics.h"
 #include "eep/coordinator/router.h"
 #include "eep/coordinator/scale_fsm.h"
 #include "eep/coordinator/serving_inbox.h"
@@ -57,6 +58,7 @@ class Coordinator {
   nlohmann::json admin_status(uint64_t seq);
   nlohmann::json admin_scale(const protocol::AdminRequest& request);
   protocol::StatusReply status_reply() const;
+  protocol::WorkerInfo worker_info(const WorkerRecord& worker, Clock::time_point now) const;
 
   // security (coordinator_security.cpp, docs/security.md)
   // CURVE on the admin and control sockets, with the ZAP handler; before they bind.
@@ -145,6 +147,7 @@ class Coordinator {
   std::optional<std::pair<uint64_t, double>> eplb_measure_after_;
   std::unique_ptr<EplbMetrics> eplb_metrics_;    // after http_: it registers in its registry
   std::unique_ptr<ScaleMetrics> scale_metrics_;  // likewise
+  std::unique_ptr<RankMetrics> rank_metrics_;    // likewise
   Clock::time_point next_scale_metrics_{};
   Clock::time_point next_eplb_metrics_{};
   std::set<std::string> eplb_warned_;  // workers whose bad load reports were logged, this gen

@@ -41,6 +41,12 @@ struct CoordinatorConfig {
   std::string api_key;               // when set, /v1/* needs "Authorization: Bearer <key>"
   std::string served_model_name;     // default: the model directory's name
   int64_t max_in_flight = 4096;      // accepted requests not yet finished, beyond which 429
+  // Dispatch on capacity (docs/serving.md): requests a rank holds beyond its --max-num-seqs
+  // (-1: a quarter of it, at least 2); running requests move to new ranks after a scale-up
+  // when at least move_min_remaining tokens remain.
+  int worker_queue_depth = -1;
+  bool move_running = true;
+  int move_min_remaining = 32;
   int max_connections = 10000;  // open HTTP connections at most, beyond which 503 + Retry-After
   // Returning to the target size after a loss or a failed scale (docs/fault_tolerance.md): at
   // most this many failed scales within the window, then the coordinator gives up until an

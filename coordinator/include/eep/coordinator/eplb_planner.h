@@ -48,6 +48,10 @@ struct PlanResult {
   double seconds = 0;  // planning time, the test load's included
 };
 
+// The plan of `request` (its test load left aside), as the planner's thread computes it; pure,
+// so tests compute the same answer on their own thread.
+PlanResult plan(const PlanRequest& request);
+
 class EplbPlanner {
  public:
   EplbPlanner() = default;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "eep/common/protocol.h"
 #include "eep/common/status.h"
 
 namespace eep::coordinator {
@@ -23,6 +24,13 @@ struct CompletionRequest {
   std::optional<uint64_t> seed;  // none: the frontend picks one (reported back in the event)
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;
+  // The rest of the worker's sampling (protocol::SamplingParams has their meaning).
+  int top_k = 0;
+  float min_p = 0.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  float repetition_penalty = 1.0f;
+  int logprobs = -1;  // -1: none; k >= 0: each token's log-probability and the top k
 };
 
 // One step's news about a request. Tokens arrive in order; exactly one event has finished=true
@@ -34,7 +42,8 @@ struct CompletionEvent {
   std::string finish_reason;  // "length", "stop", "error", "cancelled" when finished
   Status status;              // not ok only when finish_reason == "error"
   int prompt_tokens = 0;
-  int completion_tokens = 0;  // generated so far, new_tokens included
+  int completion_tokens = 0;                      // generated so far, new_tokens included
+  std::vector<protocol::TokenLogprobs> logprobs;  // one per new token when asked for
 };
 
 using CompletionCallback = std::function<void(const CompletionEvent&)>;

@@ -74,6 +74,19 @@ struct ScaleWindows {
   WindowMetrics after;
 };
 
+// One ACTIVE rank's part of the tokens generated after a scale (from its outcome to the next
+// scale's command or the end of the run), from the coordinator's per-worker counts in status.
+struct RankShare {
+  int rank = -1;
+  std::string worker_id;
+  int64_t generated_tokens = 0;
+  double share = 0;  // of the tokens all these ranks generated in the window
+};
+
+// The shares of the ranks ACTIVE at both ends of a window: `begin` and `end` are the `workers`
+// arrays of two status replies. Ranks in rank order; empty when nothing was generated.
+std::vector<RankShare> rank_shares(const nlohmann::json& begin, const nlohmann::json& end);
+
 // What one trigger did. Times are seconds since the run started; -1 where it did not happen.
 struct ScaleRecord {
   ScaleTrigger trigger;
@@ -91,6 +104,7 @@ struct ScaleRecord {
   double weight_transfer_s = 0;                       // the slowest rank's first to last chunk
   std::vector<protocol::StageDuration> build_stages;  // within WAIT_ACKS, the slowest rank's
   std::optional<ScaleWindows> windows;                // only for scales that were accepted
+  std::vector<RankShare> rank_shares;                 // only for scales that succeeded
 
   bool accepted() const {
     return outcome == ScaleOutcome::kSucceeded || outcome == ScaleOutcome::kFailed ||

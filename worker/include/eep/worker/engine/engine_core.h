@@ -274,6 +274,9 @@ class EngineCore {
   // The end of the previous step that ran (a forward or moves); reset when the fleet goes idle,
   // so the step gap of a move never counts idle time.
   std::optional<Clock::time_point> last_step_end_;
+  // Forward steps taken and the time their agreements waited for slower ranks (load()).
+  uint64_t num_steps_ = 0;
+  Clock::duration step_wait_{};
 };
 
 }  // namespace eep::worker

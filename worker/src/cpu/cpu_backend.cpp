@@ -2,10 +2,10 @@
 #include <algorithm>
 #include <span>
 
-#include "eep/kernels/sampling.h"
 #include "eep/worker/cpu/cpu_backend.h"
 #include "eep/worker/elastic/expert_moves.h"
 #include "eep/worker/engine/backend.h"
+#include "eep/worker/engine/sampling.h"
 
 namespace eep::worker {
 
@@ -14,22 +14,21 @@ Result<ForwardOutput> CpuExecutor::forward(const std::vector<SequenceChunk>& bat
   return runner_.forward(batch, blocks, moe_);
 }
 
-Result<std::vector<int32_t>> CpuExecutor::forward_sample(
+Result<SampledTokens> CpuExecutor::forward_sample(
     const std::vector<SequenceChunk>& batch,
     const std::vector<std::optional<SamplingSpec>>& sampling, const KvBlockManager& blocks,
     const StepPlan& plan) {
   EEP_CHECK(sampling.size() == batch.size());
   EEP_ASSIGN_OR_RETURN(ForwardOutput output, forward(batch, blocks, plan));
-  const int64_t vocab = output.vocab;
-  sampling_scratch_.resize(kernels::cpu::sampling_scratch_bytes(vocab));
-  std::vector<int32_t> tokens;
+  SampledTokens sampled;
   for (size_t i = 0; i < batch.size(); ++i) {
     if (!sampling[i]) continue;
-    const SamplingSpec& s = *sampling[i];
-    tokens.push_back(kernels::cpu::sample_token(output.row(i), vocab, s.temperature, s.top_p,
-                                                s.seed, s.step, sampling_scratch_.data()));
+    std::optional<protocol::TokenLogprobs> logprobs;
+    sampled.tokens.push_back(
+        sample_on_host(output.row(i), output.vocab, *sampling[i], sampling_scratch_, &logprobs));
+    sampled.logprobs.push_back(std::move(logprobs));
   }
-  return tokens;
+  return sampled;
 }
 
 namespace {

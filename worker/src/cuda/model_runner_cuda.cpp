@@ -11,6 +11,7 @@
 #include "eep/kernels/cuda/router.h"
 #include "eep/worker/cuda/cuda_status.h"
 #include "eep/worker/elastic/expert_moves.h"
+#include "eep/worker/engine/sampling.h"
 
 namespace eep::worker {
 namespace {
@@ -453,7 +454,7 @@ Result<ForwardOutput> ModelRunnerCuda::forward(const std::vector<SequenceChunk>&
   return output;
 }
 
-Result<std::vector<int32_t>> ModelRunnerCuda::forward_sample(
+Result<SampledTokens> ModelRunnerCuda::forward_sample(
     const std::vector<SequenceChunk>& batch,
     const std::vector<std::optional<SamplingSpec>>& sampling, const KvBlockManager& blocks,
     const StepPlan& plan) {
@@ -463,7 +464,9 @@ Result<std::vector<int32_t>> ModelRunnerCuda::forward_sample(
   EEP_RETURN_IF_ERROR(run(shape));
   const int64_t num_sampled = std::count_if(sampling.begin(), sampling.end(),
                                             [](const auto& spec) { return spec.has_value(); });
-  std::vector<int32_t> tokens(num_sampled);
+  SampledTokens sampled;
+  sampled.tokens.resize(num_sampled);
+  sampled.logprobs.resize(num_sampled);
   if (num_sampled > 0) {
     EEP_CUDA_RETURN_IF_ERROR(ops::sample_tokens(logits_, num_sampled, config_.vocab_size,
                                                 sampling_params_, sampling_workspace_,
@@ -472,8 +475,26 @@ Result<std::vector<int32_t>> ModelRunnerCuda::forward_sample(
                                              cudaMemcpyDeviceToHost, stream_));
   }
   EEP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-  std::copy(sampled_host_, sampled_host_ + num_sampled, tokens.begin());
-  return tokens;
+  std::copy(sampled_host_, sampled_host_ + num_sampled, sampled.tokens.begin());
+  // The slow path (docs/serving.md, "Sampling"): rows whose spec the device sampler cannot draw
+  // (penalties, top_k, min_p, log-probabilities) bring their logits to the host, where the CPU
+  // backend's sampler draws them; the device's token for them is discarded.
+  const int64_t vocab = config_.vocab_size;
+  int64_t row = 0;
+  for (const std::optional<SamplingSpec>& spec : sampling) {
+    if (!spec) continue;
+    if (spec->needs_host_sampler()) {
+      host_logits_.resize(vocab);
+      EEP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_logits_.data(), logits_ + row * vocab,
+                                               vocab * sizeof(float), cudaMemcpyDeviceToHost,
+                                               stream_));
+      EEP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+      sampled.tokens[row] = sample_on_host(host_logits_.data(), vocab, *spec,
+                                           host_sampling_scratch_, &sampled.logprobs[row]);
+    }
+    ++row;
+  }
+  return sampled;
 }
 
 Status ModelRunnerCuda::reserve_move_staging(size_t num_bytes) {

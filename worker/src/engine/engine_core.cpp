@@ -4,6 +4,7 @@
 
 #include "eep/common/log.h"
 #include "eep/worker/elastic/lockstep_vote.h"
+#include "eep/worker/engine/sampling.h"
 
 namespace eep::worker {
 namespace {
@@ -79,14 +80,21 @@ std::optional<protocol::RequestOutput> EngineCore::submit(const protocol::Submit
   engine_request.prompt = request.prompt_ids;
   engine_request.output = request.output_ids;
   engine_request.params = request.params;
-  for (int32_t id : request.prompt_ids) {
-    if (id < 0 || id >= checkpoint_.config().vocab_size) {
-      return protocol::RequestOutput{request.request_id,
-                                     {},
-                                     true,
-                                     "error",
-                                     "token id " + std::to_string(id) + " outside the vocabulary"};
+  // The penalties index the logits by the prompt's and the output's ids.
+  for (const std::vector<int32_t>* ids : {&request.prompt_ids, &request.output_ids}) {
+    for (int32_t id : *ids) {
+      if (id < 0 || id >= checkpoint_.config().vocab_size) {
+        return protocol::RequestOutput{
+            request.request_id,
+            {},
+            true,
+            "error",
+            "token id " + std::to_string(id) + " outside the vocabulary"};
+      }
     }
+  }
+  if (Status checked = check_sampling_params(request.params); !checked.is_ok()) {
+    return protocol::RequestOutput{request.request_id, {}, true, "error", checked.message()};
   }
   if (!scheduler_) {
     return protocol::RequestOutput{
@@ -199,24 +207,25 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
       sequence.token_ids.push_back(chunk.request->token_at(pos));
     }
     batch.push_back(std::move(sequence));
-    const EngineRequest& request = *chunk.request;
-    sampling.push_back(chunk.samples() ? std::optional<SamplingSpec>(SamplingSpec{
-                                             request.params.temperature, request.params.top_p,
-                                             request.params.seed, request.output.size()})
+    sampling.push_back(chunk.samples() ? std::optional<SamplingSpec>(sampling_spec(*chunk.request))
                                        : std::nullopt);
   }
   const StepPlan plan{decision.num_tokens, decision.decode_only};
   ++num_steps_;
   step_wait_ += vote_wait;
-  EEP_ASSIGN_OR_RETURN(std::vector<int32_t> sampled,
+  EEP_ASSIGN_OR_RETURN(SampledTokens sampled,
                        backend_->executor().forward_sample(batch, sampling, *blocks_, plan));
   ++num_steps_since_report_;
   size_t sampled_idx = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
     if (!sampling[i]) continue;
-    result.outputs.push_back({chunks[i].request->id, {sampled[sampled_idx++]}, false, "", ""});
+    protocol::RequestOutput& out = result.outputs.emplace_back();
+    out.request_id = chunks[i].request->id;
+    out.new_tokens = {sampled.tokens[sampled_idx]};
+    if (auto& logprobs = sampled.logprobs[sampled_idx]) out.logprobs = {std::move(*logprobs)};
+    ++sampled_idx;
   }
-  for (const FinishedRequest& finished : scheduler_->update(chunks, sampled)) {
+  for (const FinishedRequest& finished : scheduler_->update(chunks, sampled.tokens)) {
     for (auto& out : result.outputs) {
       if (out.request_id == finished.id) {
         out.finished = true;

@@ -14,6 +14,7 @@
 // One thread (the engine loop) uses it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -59,10 +60,10 @@ class ModelRunnerCuda final : public ModelExecutor {
   const ModelConfig& config() const override { return config_; }
   Result<ForwardOutput> forward(const std::vector<SequenceChunk>& batch,
                                 const KvBlockManager& blocks, const StepPlan& plan) override;
-  Result<std::vector<int32_t>> forward_sample(
-      const std::vector<SequenceChunk>& batch,
-      const std::vector<std::optional<SamplingSpec>>& sampling, const KvBlockManager& blocks,
-      const StepPlan& plan) override;
+  // Rows whose spec needs_host_sampler() are drawn on the host from their logits (a slow path).
+  Result<SampledTokens> forward_sample(const std::vector<SequenceChunk>& batch,
+                                       const std::vector<std::optional<SamplingSpec>>& sampling,
+                                       const KvBlockManager& blocks, const StepPlan& plan) override;
   std::vector<std::vector<int64_t>> take_slot_counts() override;
   // Packs the layer's source experts (w13 and w2 of each slot, padded width) into a device
   // staging buffer with copies on the stream, exchanges them with ep_group's all_to_all_v (which
@@ -143,6 +144,9 @@ class ModelRunnerCuda final : public ModelExecutor {
   void* sampling_workspace_ = nullptr;
   size_t sampling_workspace_bytes_ = 0;
   int32_t* sampled_host_ = nullptr;  // pinned [max_num_seqs]
+  // The host sampler's row of logits [vocab] and scratch (forward_sample's slow path).
+  std::vector<float> host_logits_;
+  std::vector<std::byte> host_sampling_scratch_;
   // Expert moves: the packed source experts, then the received ones (device, grown on demand to
   // the largest layer move so far).
   void* move_staging_ = nullptr;

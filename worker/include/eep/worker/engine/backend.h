@@ -12,11 +12,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "eep/common/placement.h"
+#include "eep/common/protocol.h"
 #include "eep/common/status.h"
 #include "eep/worker/comm/process_group.h"
 #include "eep/worker/comm/process_group_gloo.h"
@@ -36,12 +38,37 @@ struct StepPlan {
   bool decode_only = false;
 };
 
-// How a chunk's next token is drawn (kernels/sampling.h's procedure).
+// How a chunk's next token is drawn (kernels/sampling.h's procedure), from its request's
+// SamplingParams (sampling_spec() in engine/sampling.h).
 struct SamplingSpec {
   float temperature = 0.0f;
   float top_p = 1.0f;
   uint64_t seed = 0;
   uint64_t step = 0;  // tokens the sequence generated before this one
+  int top_k = 0;      // 0: every token
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  int num_logprobs = -1;  // -1: none; k >= 0: the token's log-probability and the top k
+  // The sequence's prompt and the tokens it generated so far, which the penalties read; they view
+  // the request's own vectors, valid for the step.
+  std::span<const int32_t> prompt_ids;
+  std::span<const int32_t> output_ids;
+
+  // Whether it uses more than temperature, top_p and the draw: the CUDA backend's device sampler
+  // has only those, and samples such rows on the host (docs/serving.md, "Sampling").
+  bool needs_host_sampler() const {
+    return top_k != 0 || min_p != 0.0f || repetition_penalty != 1.0f || frequency_penalty != 0.0f ||
+           presence_penalty != 0.0f || num_logprobs >= 0;
+  }
+};
+
+// What forward_sample drew, one entry per chunk with a SamplingSpec, in chunk order: the token,
+// and its log-probabilities where the spec asked for them (num_logprobs >= 0), else nullopt.
+struct SampledTokens {
+  std::vector<int32_t> tokens;
+  std::vector<std::optional<protocol::TokenLogprobs>> logprobs;
 };
 
 // Runs forward steps of one rank over its KV cache.
@@ -53,7 +80,7 @@ class ModelExecutor {
   virtual Result<ForwardOutput> forward(const std::vector<SequenceChunk>& batch,
                                         const KvBlockManager& blocks, const StepPlan& plan) = 0;
   // The step and its sampling: one token for every chunk with a SamplingSpec, in chunk order.
-  virtual Result<std::vector<int32_t>> forward_sample(
+  virtual Result<SampledTokens> forward_sample(
       const std::vector<SequenceChunk>& batch,
       const std::vector<std::optional<SamplingSpec>>& sampling, const KvBlockManager& blocks,
       const StepPlan& plan) = 0;
@@ -175,10 +202,9 @@ class CpuExecutor final : public ModelExecutor {
   const ModelConfig& config() const override { return runner_.config(); }
   Result<ForwardOutput> forward(const std::vector<SequenceChunk>& batch,
                                 const KvBlockManager& blocks, const StepPlan& plan) override;
-  Result<std::vector<int32_t>> forward_sample(
-      const std::vector<SequenceChunk>& batch,
-      const std::vector<std::optional<SamplingSpec>>& sampling, const KvBlockManager& blocks,
-      const StepPlan& plan) override;
+  Result<SampledTokens> forward_sample(const std::vector<SequenceChunk>& batch,
+                                       const std::vector<std::optional<SamplingSpec>>& sampling,
+                                       const KvBlockManager& blocks, const StepPlan& plan) override;
   std::vector<std::vector<int64_t>> take_slot_counts() override { return moe_.take_slot_counts(); }
   Result<uint64_t> move_layer_experts(int layer_idx, const std::vector<int>& new_phy2log,
                                       ProcessGroup* ep_group) override;

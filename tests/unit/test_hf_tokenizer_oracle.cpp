@@ -20,6 +20,7 @@
 #include "eep/common/text.h"
 #include "eep/coordinator/text/hf_tokenizer.h"
 #include "eep/coordinator/text/incremental_detokenizer.h"
+#include "eep/coordinator/text/unicode.h"
 
 using namespace eep;
 using namespace eep::coordinator::text;
@@ -176,6 +177,8 @@ TEST_CASE("Qwen3's tokenizer encodes and decodes the corpus as Hugging Face's do
   const json& strings = hf.corpus["strings"];
   REQUIRE(strings.size() >= 2000);
 
+  auto nfc = UnicodeNormalizer::from_json({{"type", "NFC"}}, "test");
+  REQUIRE(nfc.is_ok());
   std::vector<std::string> mismatches;
   size_t num_round_trips = 0;
   size_t num_invalid_checked = 0;
@@ -195,7 +198,13 @@ TEST_CASE("Qwen3's tokenizer encodes and decodes the corpus as Hugging Face's do
     if (tokenizer.decode(*ids, false) != decoded) {
       mismatches.push_back("decode of string " + std::to_string(idx) + " " + printable(text, 120));
     }
-    if (decoded == text) ++num_round_trips;
+    // decode(encode(s)) is s itself unless NFC changes s.
+    if (decoded == text) {
+      ++num_round_trips;
+    } else if (nfc->apply(text).value() != decoded) {
+      mismatches.push_back("decode is not the NFC form of string " + std::to_string(idx) + " " +
+                           printable(text, 120));
+    }
     // Invalid UTF-8 in place of each U+FFFD encodes as the text with U+FFFD did.
     if (text.find(kReplacement) != std::string::npos) {
       std::string invalid = with_invalid_utf8(text, variant);
@@ -213,8 +222,8 @@ TEST_CASE("Qwen3's tokenizer encodes and decodes the corpus as Hugging Face's do
   }
   INFO(mismatches.size() << " mismatches; the first ones:\n" << first_mismatches);
   CHECK(mismatches.empty());
-  // decode(encode(s)) == s for all but the strings that NFC changes.
-  CHECK(num_round_trips >= strings.size() * 9 / 10);
+  // Most strings are in NFC already (2,241 of 2,552 when this was written).
+  CHECK(num_round_trips >= strings.size() * 8 / 10);
   CHECK(num_invalid_checked >= 100);
 
   // Random ids, with and without the special tokens.

@@ -1,7 +1,7 @@
 // Hugging Face's answers for a corpus (make_corpus.mjs): the ids of each string (with special
 // tokens added), the decode of those ids, and the decode of each random id sequence with and
 // without special tokens; plus the time of one encodeBatch of the whole corpus on one thread
-// (TOKENIZERS_PARALLELISM=false), for bench/bench_tokenizer.cpp.
+// (TOKENIZERS_PARALLELISM=false) and of loading tokenizer.json, for bench/bench_tokenizer.cpp.
 //
 // usage: node hf_tokenize.mjs TOKENIZER.json CORPUS.json OUT.json
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -13,7 +13,9 @@ if (!outPath) {
   console.error('usage: node hf_tokenize.mjs TOKENIZER.json CORPUS.json OUT.json');
   process.exit(2);
 }
+const loadStart = process.hrtime.bigint();
 const tokenizer = Tokenizer.fromFile(tokenizerPath);
+const loadSeconds = Number(process.hrtime.bigint() - loadStart) / 1e9;
 const corpus = JSON.parse(readFileSync(corpusPath, 'utf8'));
 
 const ids = [];
@@ -42,6 +44,6 @@ const numBytes = corpus.strings.reduce((sum, text) => sum + Buffer.byteLength(te
 
 writeFileSync(outPath, JSON.stringify({
   ids, decoded, id_decodes: idDecodes, id_decodes_skip_special: idDecodesSkipSpecial,
-  encode_batch_seconds: bestSeconds, num_bytes: numBytes,
+  encode_batch_seconds: bestSeconds, num_bytes: numBytes, load_seconds: loadSeconds,
 }));
 console.log(`hf_tokenize: ${ids.length} strings, ${numBytes} bytes, encodeBatch ${bestSeconds.toFixed(4)} s`);

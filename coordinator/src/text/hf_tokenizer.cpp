@@ -1,5 +1,6 @@
 #include "eep/coordinator/text/hf_tokenizer.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -179,7 +180,10 @@ Result<std::vector<int32_t>> HfTokenizer::encode(std::string_view text,
 
 Status HfTokenizer::encode_segment(std::string_view segment, std::vector<int32_t>& ids) const {
   std::string normalized;
-  if (!normalizer_.is_identity()) {
+  // ASCII is the same in every normalization form: most prompts skip ICU.
+  bool ascii = std::all_of(segment.begin(), segment.end(),
+                           [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  if (!normalizer_.is_identity() && !ascii) {
     EEP_ASSIGN_OR_RETURN(normalized, normalizer_.apply(segment));
     segment = normalized;
   }

@@ -140,6 +140,12 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
                          read_expert_layout(config.model_dir, config.num_redundant_experts));
   }
 
+  // The checkpoint's text: a malformed tokenizer or chat template stops the start here.
+  ModelText model_text;
+  if (!config.model_dir.empty()) {
+    EEP_ASSIGN_OR_RETURN(model_text, load_model_text(config.model_dir));
+  }
+
   std::shared_ptr<const EplbTestLoad> eplb_test_load;
   if (!config.eplb_test_load.empty()) {
     EEP_ASSIGN_OR_RETURN(EplbTestLoad test, read_eplb_test_load(config.eplb_test_load));
@@ -148,6 +154,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
 
   std::unique_ptr<Coordinator> coordinator(new Coordinator(config, std::move(ports).value()));
   coordinator->eplb_test_load_ = std::move(eplb_test_load);
+  coordinator->model_text_ = std::move(model_text);
   if (!config.admin_token_file.empty()) {
     EEP_ASSIGN_OR_RETURN(coordinator->admin_token_,
                          read_token_file(config.admin_token_file, "admin token"));
@@ -213,6 +220,16 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
                           << config.eplb_window_size << " steps, every "
                           << config.eplb_step_interval << " steps, " << config.eplb_layers_per_step
                           << " layers per step");
+  }
+  if (coordinator->model_text_.tokenizer) {
+    EEP_LOG_INFO("model text: tokenizer hf ("
+                 << config.model_dir << "/tokenizer.json, "
+                 << coordinator->model_text_.tokenizer->vocab_size() << " ids), chat template "
+                 << (coordinator->model_text_.chat_template ? "yes" : "none"));
+  } else {
+    EEP_LOG_INFO("model text: no tokenizer.json"
+                 << (config.model_dir.empty() ? "" : " in " + config.model_dir)
+                 << ": tokenizer byte for a generated model's vocabulary, else token ids only");
   }
   if (!config.ready_file.empty()) {
     // Written to a temporary name and renamed, so a reader never sees half a file.

@@ -81,7 +81,10 @@ void Coordinator::publish_serving_state() {
     info.name = config_.served_model_name.empty() ? capacity_->model : config_.served_model_name;
     info.vocab_size = capacity_->vocab_size;
     info.max_model_len = capacity_->max_model_len;
-    info.byte_tokenizer = capacity_->vocab_size >= 256;
+    info.tokenizer = model_text_.tokenizer;
+    info.chat_template = model_text_.chat_template;
+    // Generated models without a tokenizer.json: each byte of a text prompt is a token.
+    info.byte_tokenizer = !info.tokenizer && capacity_->vocab_size >= 256;
   }
   info.created = started_unix_;
   inbox_.publish(capacity_.has_value() && router_.has_targets(), info, stats);

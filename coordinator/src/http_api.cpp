@@ -1,5 +1,6 @@
 #include "eep/coordinator/http_api.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -14,7 +15,9 @@
 #include <vector>
 
 #include "eep/common/log.h"
+#include "eep/coordinator/chat_api.h"
 #include "eep/coordinator/openai_api.h"
+#include "eep/coordinator/openai_reply.h"
 
 namespace eep::coordinator {
 namespace {
@@ -93,7 +96,7 @@ class Session : public std::enable_shared_from_this<Session> {
   ~Session() {
     mark_busy();
     --state_.num_connections;
-    if (request_id_) state_.frontend.cancel(*request_id_);
+    for (uint64_t request_id : in_flight_) state_.frontend.cancel(request_id);
   }
 
   void start() { read_request(); }
@@ -249,8 +252,11 @@ class Session : public std::enable_shared_from_this<Session> {
                     false, "Allow: " + std::string(sv(http::to_string(wanted))) + "\r\n");
       return false;
     };
-    if (path == "/v1/completions") {
-      if (allow(http::verb::post) && authorized(request)) start_completion(request.body());
+    if (path == "/v1/completions" || path == "/v1/chat/completions") {
+      if (allow(http::verb::post) && authorized(request)) {
+        start_completion(request.body(),
+                         path == "/v1/completions" ? ApiKind::kCompletion : ApiKind::kChat);
+      }
     } else if (path == "/v1/models") {
       if (allow(http::verb::get) && authorized(request)) {
         respond(200, "application/json", models_body(state_.frontend.model_info()));
@@ -271,8 +277,8 @@ class Session : public std::enable_shared_from_this<Session> {
       respond_error({404,
                      "Invalid URL (" + std::string(sv(http::to_string(method))) + " " +
                          std::string(path) +
-                         "); this server has POST /v1/completions, GET /v1/models, "
-                         "GET /health and GET /metrics",
+                         "); this server has POST /v1/completions, POST /v1/chat/completions, "
+                         "GET /v1/models, GET /health and GET /metrics",
                      "invalid_request_error", "", "unknown_url"});
     }
   }
@@ -294,22 +300,56 @@ class Session : public std::enable_shared_from_this<Session> {
     return false;
   }
 
-  void start_completion(const std::string& body) {
+  void start_completion(const std::string& body, ApiKind kind) {
     ModelInfo model = state_.frontend.model_info();
-    auto parsed = parse_completion_request(body, model);
+    auto parsed = kind == ApiKind::kChat ? parse_chat_request(body, model)
+                                         : parse_completion_request(body, model);
     if (auto* failure = std::get_if<ApiError>(&parsed)) return respond_error(*failure);
     ParsedCompletion& completion = std::get<ParsedCompletion>(parsed);
 
-    // Runs on the core's thread: timestamp, queue, at most one post, return. Events stay in
-    // order through the inbox; the hop onto the strand happens on an HTTP thread.
-    CompletionCallback on_event = [gate = state_.gate, inbox = inbox_,
-                                   weak = weak_from_this()](const CompletionEvent& event) {
+    // n choices are n requests on the core; one refused refuses the whole reply.
+    std::vector<uint64_t> request_ids;
+    for (int choice_idx = 0; choice_idx < completion.reply.n; ++choice_idx) {
+      auto submitted = state_.frontend.submit(request_for_choice(completion, choice_idx),
+                                              event_callback(choice_idx));
+      if (!submitted.is_ok()) {
+        for (uint64_t request_id : request_ids) state_.frontend.cancel(request_id);
+        return respond_error(api_error_from_status(submitted.status()));
+      }
+      request_ids.push_back(submitted.value());
+    }
+    request_ids_ = request_ids;
+    in_flight_ = std::move(request_ids);
+    streaming_ = completion.reply.stream;
+    got_first_token_ = false;
+    last_token_.assign(request_ids_.size(), Clock::time_point{});
+    builder_.emplace(request_ids_.front(), model, unix_now(), std::move(completion.reply));
+    EEP_LOG_DEBUG("http: request " << request_ids_.front() << " submitted (" << request_ids_.size()
+                                   << " choices, " << (streaming_ ? "streaming" : "not streaming")
+                                   << ")");
+    if (streaming_) {
+      if (!chunked_) keep_alive_ = false;  // HTTP/1.0: the body ends when the connection does
+      state_.metrics.count_http_response(200);
+      queued_ += std::string("HTTP/1.1 200 OK\r\n") +
+                 "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+                 (chunked_ ? "Transfer-Encoding: chunked\r\n" : "") + connection_header() + "\r\n";
+      queue_chunk(builder_->stream_start());
+      pump();
+    }
+    watch_for_disconnect();
+  }
+
+  // Runs on the core's thread: timestamp, queue, at most one post, return. Events stay in
+  // order through the inbox; the hop onto the strand happens on an HTTP thread.
+  CompletionCallback event_callback(int choice_idx) {
+    return [gate = state_.gate, inbox = inbox_, weak = weak_from_this(),
+            choice_idx](const CompletionEvent& event) {
       Clock::time_point arrived = Clock::now();
       std::lock_guard gate_lock(gate->mutex);
       if (!gate->open) return;
       {
         std::lock_guard inbox_lock(inbox->mutex);
-        inbox->events.emplace_back(event, arrived);
+        inbox->events.push_back({choice_idx, event, arrived});
         if (inbox->drain_scheduled) return;
         inbox->drain_scheduled = true;
       }
@@ -319,76 +359,74 @@ class Session : public std::enable_shared_from_this<Session> {
         }
       });
     };
-    auto submitted = state_.frontend.submit(std::move(completion.request), std::move(on_event));
-    if (!submitted.is_ok()) return respond_error(api_error_from_status(submitted.status()));
-
-    request_id_ = submitted.value();
-    streaming_ = completion.stream;
-    got_first_token_ = false;
-    formatter_.emplace(*request_id_, model, unix_now(), completion.include_usage);
-    EEP_LOG_DEBUG("http: request " << *request_id_ << " submitted ("
-                                   << (streaming_ ? "streaming" : "not streaming") << ")");
-    if (streaming_) {
-      if (!chunked_) keep_alive_ = false;  // HTTP/1.0: the body ends when the connection does
-      state_.metrics.count_http_response(200);
-      queued_ += std::string("HTTP/1.1 200 OK\r\n") +
-                 "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
-                 (chunked_ ? "Transfer-Encoding: chunked\r\n" : "") + connection_header() + "\r\n";
-      pump();
-    }
-    watch_for_disconnect();
   }
 
   void drain_inbox() {
-    std::deque<std::pair<CompletionEvent, Clock::time_point>> events;
+    std::deque<InboxEvent> events;
     {
       std::lock_guard lock(inbox_->mutex);
       events.swap(inbox_->events);
       inbox_->drain_scheduled = false;
     }
-    for (const auto& [event, arrived] : events) on_event(event, arrived);
+    for (const InboxEvent& event : events) on_event(event.choice_idx, event.event, event.arrived);
   }
 
-  void on_event(const CompletionEvent& event, Clock::time_point arrived) {
-    if (closed_ || !request_id_ || event.request_id != *request_id_) return;
-    observe_latencies(event, arrived);
+  bool stop_tracking(uint64_t request_id) {
+    auto it = std::find(in_flight_.begin(), in_flight_.end(), request_id);
+    if (it == in_flight_.end()) return false;
+    in_flight_.erase(it);
+    return true;
+  }
+
+  void on_event(int choice_idx, const CompletionEvent& event, Clock::time_point arrived) {
+    if (closed_ || !builder_ || choice_idx < 0 ||
+        choice_idx >= static_cast<int>(request_ids_.size()) ||
+        event.request_id != request_ids_[static_cast<size_t>(choice_idx)] ||
+        std::find(in_flight_.begin(), in_flight_.end(), event.request_id) == in_flight_.end()) {
+      return;  // a request that ended already (stop string, failure) or another exchange's
+    }
+    if (event.finished) stop_tracking(event.request_id);
+    observe_latencies(choice_idx, event, arrived);
+    ReplyBuilder::Update update = builder_->on_event(choice_idx, event);
+    if (update.cancel && stop_tracking(event.request_id)) {
+      // A stop string ended the choice: the worker stops generating it (its "cancelled" event
+      // is ignored, the choice has finished with "stop").
+      state_.frontend.cancel(event.request_id);
+    }
+    if (streaming_) queue_chunk(update.events);
+    if (!builder_->done()) {
+      if (streaming_) pump();
+      return;
+    }
+    // Every choice ended, or one failed: the others are cancelled.
+    for (uint64_t request_id : in_flight_) state_.frontend.cancel(request_id);
+    in_flight_.clear();
+    if (!builder_->failure()) state_.metrics.observe_request_latency(arrived - received_);
     if (streaming_) {
-      queue_chunk(formatter_->stream_events(event));
-      if (event.finished) {
-        if (chunked_) queued_ += "0\r\n\r\n";
-        response_done_ = true;
-      }
+      if (chunked_) queued_ += "0\r\n\r\n";
+      response_done_ = true;
       pump();
+    } else if (builder_->failure()) {
+      respond_error(*builder_->failure());
     } else {
-      formatter_->add(event);
-      if (event.finished) {
-        if (event.status.is_ok()) {
-          respond(200, "application/json", formatter_->reply());
-        } else {
-          respond_error(api_error_from_status(event.status));
-        }
-      }
+      respond(200, "application/json", builder_->reply());
     }
-    if (event.finished) request_id_.reset();
   }
 
-  void observe_latencies(const CompletionEvent& event, Clock::time_point arrived) {
-    if (!event.new_tokens.empty()) {
-      if (!got_first_token_) {
-        state_.metrics.observe_time_to_first_token(arrived - received_);
-        got_first_token_ = true;
-      } else {
-        // A batch of k tokens in one event: k gaps of a k-th of the interval each.
-        auto per_token = (arrived - last_token_) / static_cast<int>(event.new_tokens.size());
-        for (size_t idx = 0; idx < event.new_tokens.size(); ++idx) {
-          state_.metrics.observe_inter_token_latency(per_token);
-        }
+  void observe_latencies(int choice_idx, const CompletionEvent& event, Clock::time_point arrived) {
+    if (event.new_tokens.empty()) return;
+    Clock::time_point& last = last_token_[static_cast<size_t>(choice_idx)];
+    if (!got_first_token_) {
+      state_.metrics.observe_time_to_first_token(arrived - received_);
+      got_first_token_ = true;
+    } else if (last != Clock::time_point{}) {
+      // A batch of k tokens in one event: k gaps of a k-th of the interval each.
+      auto per_token = (arrived - last) / static_cast<int>(event.new_tokens.size());
+      for (size_t idx = 0; idx < event.new_tokens.size(); ++idx) {
+        state_.metrics.observe_inter_token_latency(per_token);
       }
-      last_token_ = arrived;
     }
-    if (event.finished && event.status.is_ok()) {
-      state_.metrics.observe_request_latency(arrived - received_);
-    }
+    last = arrived;
   }
 
   std::string connection_header() const {
@@ -451,7 +489,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // The reply is fully written: the next request on this connection, or the end of it.
   void finish_exchange() {
     response_done_ = false;
-    formatter_.reset();
+    builder_.reset();
     if (!keep_alive_) return linger_close();
     if (watch_in_flight_) {
       // The read-ahead resumes request reading when it returns (now, from the cancel).
@@ -484,9 +522,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return read_request();
     }
     if (ec) {
-      if (request_id_) {
-        EEP_LOG_INFO("http: client of request " << *request_id_ << " went away (" << ec.message()
-                                                << "); cancelling it");
+      if (!in_flight_.empty()) {
+        EEP_LOG_INFO("http: client of request " << in_flight_.front() << " went away ("
+                                                << ec.message() << "); cancelling it");
       }
       return close();
     }
@@ -517,10 +555,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     closed_ = true;
     mark_busy();
-    if (request_id_) {
-      state_.frontend.cancel(*request_id_);
-      request_id_.reset();
-    }
+    for (uint64_t request_id : in_flight_) state_.frontend.cancel(request_id);
+    in_flight_.clear();
     beast::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
@@ -555,18 +591,24 @@ class Session : public std::enable_shared_from_this<Session> {
   bool resume_after_watch_ = false;
 
   // The frontend's events on their way from the core's thread to this strand.
+  struct InboxEvent {
+    int choice_idx;
+    CompletionEvent event;
+    Clock::time_point arrived;
+  };
   struct EventInbox {
     std::mutex mutex;
-    std::deque<std::pair<CompletionEvent, Clock::time_point>> events;
+    std::deque<InboxEvent> events;
     bool drain_scheduled = false;  // a drain_inbox() is posted and has not taken the events yet
   };
   std::shared_ptr<EventInbox> inbox_ = std::make_shared<EventInbox>();
 
-  std::optional<uint64_t> request_id_;  // submitted and not yet finished
+  std::vector<uint64_t> request_ids_;  // the exchange's requests, by choice index
+  std::vector<uint64_t> in_flight_;    // those submitted and not yet finished
   bool streaming_ = false;
-  std::optional<CompletionFormatter> formatter_;
+  std::optional<ReplyBuilder> builder_;
   Clock::time_point received_;
-  Clock::time_point last_token_;
+  std::vector<Clock::time_point> last_token_;  // by choice
   bool got_first_token_ = false;
 };
 

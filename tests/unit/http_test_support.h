@@ -25,10 +25,11 @@ namespace eep::coordinator::testing {
 class FakeFrontend : public ServingFrontend {
  public:
   struct Options {
-    ModelInfo model{"fake-model", 512, 256, true, 1700000000};
+    ModelInfo model{"fake-model", 512, 256, true, 1700000000, nullptr, nullptr};
     std::chrono::milliseconds token_interval{2};
-    std::optional<Status> refuse;     // submit() fails with this
-    std::optional<Status> fail_with;  // the request ends in an error after its first token
+    std::optional<Status> refuse;          // submit() fails with this
+    std::optional<Status> fail_with;       // the request ends in an error after its first token
+    std::optional<size_t> accept_at_most;  // submit() says 429 beyond this many requests
     bool ready = true;
   };
 
@@ -48,6 +49,9 @@ class FakeFrontend : public ServingFrontend {
   Result<uint64_t> submit(CompletionRequest request, CompletionCallback on_event) override {
     std::lock_guard lock(mutex_);
     if (options_.refuse) return *options_.refuse;
+    if (options_.accept_at_most && submitted_.size() >= *options_.accept_at_most) {
+      return error(ErrorCode::kResourceExhausted, "the fake frontend's queue is full");
+    }
     uint64_t id = ++next_id_;
     request.id = id;
     submitted_.push_back(request);

@@ -34,7 +34,7 @@ ParsedCompletion parse_ok(const std::string& body, const ModelInfo& model) {
   return std::get<ParsedCompletion>(parsed);
 }
 
-const ModelInfo kModel{"fake-model", 512, 256, true, 1700000000};
+const ModelInfo kModel{"fake-model", 512, 256, true, 1700000000, nullptr, nullptr};
 
 // A good request after something bad: the server still serves.
 void check_serves(int port) {
@@ -59,14 +59,14 @@ TEST_CASE("completion requests are validated field by field", "[http]") {
   CHECK(good.request.seed == 42u);
   CHECK(good.request.ignore_eos);
   CHECK(good.request.stop_token_ids == std::vector<int32_t>{1, 2});
-  CHECK(good.stream);
-  CHECK(good.include_usage);
+  CHECK(good.reply.stream);
+  CHECK(good.reply.include_usage);
 
   ParsedCompletion defaults = parse_ok(R"({"prompt":[1,2,3],"temperature":null})", kModel);
   CHECK(defaults.request.max_tokens == 16);
   CHECK(defaults.request.temperature == 1.0f);
   CHECK_FALSE(defaults.request.seed.has_value());
-  CHECK_FALSE(defaults.stream);
+  CHECK_FALSE(defaults.reply.stream);
   // The default max_tokens shrinks to what the context has left.
   CHECK(parse_ok(R"({"prompt":")" + std::string(250, 'x') + R"("})", kModel).request.max_tokens ==
         6);
@@ -108,10 +108,11 @@ TEST_CASE("completion requests are validated field by field", "[http]") {
            {R"({"prompt":"x","stop_token_ids":[9999]})", 400, "stop_token_ids"},
            {R"({"prompt":"x","stream_options":{"include_usage":"y"}})", 400,
             "stream_options.include_usage"},
-           {R"({"prompt":"x","n":2})", 400, "n"},
-           {R"({"prompt":"x","stop":["\n"]})", 400, "stop"},
-           {R"({"prompt":"x","logprobs":1})", 400, "logprobs"},
-           {R"({"prompt":"x","echo":true})", 400, "echo"},
+           {R"({"prompt":"x","n":0})", 400, "n"},
+           {R"({"prompt":"x","stop":[7]})", 400, "stop"},
+           {R"({"prompt":"x","logprobs":30})", 400, "logprobs"},
+           {R"({"prompt":"x","echo":1})", 400, "echo"},
+           {R"({"prompt":"x","suffix":"s"})", 400, "suffix"},
        }) {
     INFO(bad.body);
     ApiError e = parse_error(bad.body, kModel);

@@ -22,6 +22,7 @@
 #include "eep/coordinator/launcher.h"
 #include "eep/coordinator/membership.h"
 #include "eep/coordinator/metrics.h"
+#include "eep/coordinator/model_text.h"
 #include "eep/coordinator/port_allocator.h"
 #include "eep/coordinator/rank_metrics.h"
 #include "eep/coordinator/router.h"
@@ -136,6 +137,7 @@ class Coordinator {
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
   std::optional<protocol::ModelCapacity> capacity_;  // as the first serving worker reported it
+  ModelText model_text_;  // the checkpoint's tokenizer and chat template (--model), if any
   std::unique_ptr<HttpApi> http_;                    // after inbox_: it calls into it
   bool knows_experts_ = false;  // --model given: generations carry placements, EPLB measures
   EplbState eplb_;

@@ -1,39 +1,34 @@
-// The OpenAI completions protocol without sockets: request validation (JSON body ->
-// CompletionRequest) and the JSON the HTTP API writes back (replies, stream chunks, errors).
-// http_api.cpp does the I/O; everything here is pure and tested directly (docs/http_api.md).
+// The OpenAI request side without sockets: a /v1/completions body -> the CompletionRequest the
+// core runs and the ReplyOptions its reply follows; the fields /v1/completions and
+// /v1/chat/completions share (sampling, stop, n, logprobs, stream); /v1/models. http_api.cpp
+// does the I/O, chat_api.cpp the chat messages, openai_reply.cpp the replies; everything here is
+// pure and tested directly (docs/http_api.md).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "eep/common/status.h"
+#include "eep/coordinator/api_error.h"
+#include "eep/coordinator/openai_reply.h"
 #include "eep/coordinator/serving.h"
-#include "eep/coordinator/tokenizer.h"
 
 namespace eep::coordinator {
 
-// An OpenAI-style error: {"error": {"message", "type", "param", "code"}} with its HTTP status.
-struct ApiError {
-  int http_status = 400;
-  std::string message;
-  std::string type = "invalid_request_error";
-  std::string param;  // the offending field; "" renders as null
-  std::string code;   // "" renders as null
-};
-
-std::string error_body(const ApiError& error);
-// A Status from the frontend as an ApiError: kInvalidArgument 400, kNotFound 404,
-// kUnauthenticated 401, kResourceExhausted 429, kUnavailable 503, anything else 500.
-ApiError api_error_from_status(const Status& status);
-
 struct ParsedCompletion {
+  // The request of choice 0. Choice i of n is the same request with seed + i (when a seed is
+  // given; else each gets its own seed): see request_for_choice.
   CompletionRequest request;
-  bool stream = false;
-  bool include_usage = false;  // stream_options.include_usage
+  ReplyOptions reply;
 };
+
+CompletionRequest request_for_choice(const ParsedCompletion& parsed, int choice_idx);
 
 // Validates a /v1/completions body against the served model. Unknown fields are ignored; a known
 // field of the wrong type or out of range is a 400 naming the field; another model is a 404.
@@ -43,38 +38,19 @@ std::variant<ParsedCompletion, ApiError> parse_completion_request(std::string_vi
 // The body of GET /v1/models.
 std::string models_body(const ModelInfo& model);
 
-// Builds one request's reply, streaming or not. Text comes from the byte tokenizer when the
-// model has one, else it is "" and the ids travel in choices[0].token_ids.
-class CompletionFormatter {
- public:
-  CompletionFormatter(uint64_t request_id, const ModelInfo& model, int64_t created_unix_s,
-                      bool include_usage);
-
-  // Server-sent events for this event: "data: {...}\n\n" per chunk; on the last event also the
-  // usage chunk (when asked for) and "data: [DONE]\n\n". An error becomes a data event with an
-  // "error" object before [DONE].
-  std::string stream_events(const CompletionEvent& event);
-
-  // Non-streaming: accumulate events, then reply() once the finished event has been added.
-  void add(const CompletionEvent& event);
-  std::string reply() const;
-
-  std::string id() const { return id_; }
-
- private:
-  std::string chunk(const std::string& text, const std::vector<int32_t>& token_ids,
-                    const std::string* finish_reason) const;
-
-  std::string id_;
-  std::string model_name_;
-  int64_t created_;
-  bool byte_text_;
-  bool include_usage_;
-  Utf8StreamDecoder decoder_;
-  std::vector<int32_t> token_ids_;  // non-streaming: everything so far
-  std::string finish_reason_;
-  int prompt_tokens_ = 0;
-  int completion_tokens_ = 0;
-};
+// Shared with chat_api.cpp.
+// The body as a JSON object (member order kept, as a chat template may print it back).
+std::variant<nlohmann::ordered_json, ApiError> parse_json_body(std::string_view body);
+// A "model" that names another model is a 404 (it may be left out, as vLLM allows).
+std::optional<ApiError> check_model(const nlohmann::ordered_json& body, const ModelInfo& model);
+// A prompt of `num_ids` must leave room for a generated token (else context_length_exceeded).
+std::optional<ApiError> check_prompt_length(size_t num_ids, const ModelInfo& model);
+// Everything but the prompt (parsed.request.prompt_ids set already): max_tokens (chat:
+// max_completion_tokens), sampling (temperature, top_p, top_k, min_p, penalties, seed; the
+// checkpoint's generation_config.json gives defaults), ignore_eos and the EOS ids,
+// stop_token_ids, stop, n, logprobs, stream, stream_options, skip_special_tokens; fields that
+// stay unsupported are refused unless neutral.
+std::optional<ApiError> parse_shared_fields(const nlohmann::ordered_json& body,
+                                            const ModelInfo& model, ParsedCompletion& parsed);
 
 }  // namespace eep::coordinator

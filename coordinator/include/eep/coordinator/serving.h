@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,12 @@
 #include "eep/common/status.h"
 
 namespace eep::coordinator {
+namespace text {
+class HfTokenizer;
+}
+namespace jinja {
+class ChatTemplate;
+}
 
 struct CompletionRequest {
   uint64_t id = 0;  // assigned by the frontend in submit()
@@ -54,6 +61,10 @@ struct ModelInfo {
   int max_model_len = 0;       // prompt + max_tokens must fit
   bool byte_tokenizer = true;  // text prompts are bytes (generated models); false: ids only
   int64_t created = 0;         // unix seconds, for /v1/models
+  // The checkpoint's own tokenizer and chat template (model_text.h), shared and immutable; null
+  // when it has none (then byte_tokenizer says whether text goes through the byte tokenizer).
+  std::shared_ptr<const text::HfTokenizer> tokenizer;
+  std::shared_ptr<const jinja::ChatTemplate> chat_template;
 };
 
 // A snapshot for /metrics and the periodic throughput log line.

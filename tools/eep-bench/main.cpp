@@ -6,11 +6,13 @@
 //             [--admin ADDR --scale-at SECONDS --scale-to N ...] (scales during the run)
 //             [--admin ADDR --kill-at SECONDS --kill-rank R [--kill-signal KILL|STOP] ...]
 //             (faults during the run)
+//             [--plot FILE.svg] [--timeline-csv FILE.csv] [--timeline-bin SECONDS] (timeline)
 #include <fstream>
 #include <iostream>
 
 #include "eep/bench/runner.h"
 #include "eep/common/config.h"
+#include "eep/common/status.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"eep-bench: serving benchmark (the table of `vllm bench serve`)"};
@@ -33,5 +35,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (eep::Status written = eep::bench::write_timeline_files(options, *report); !written.is_ok()) {
+    std::cerr << "eep-bench: " << written.to_string() << "\n";
+    return 2;
+  }
+  if (!options.plot.empty()) std::cout << "Timeline plot: " << options.plot << "\n";
+  if (!options.timeline_csv.empty()) std::cout << "Timeline CSV: " << options.timeline_csv << "\n";
   return 0;
 }

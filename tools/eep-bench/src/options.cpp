@@ -54,6 +54,16 @@ void add_bench_options(CLI::App& app, BenchOptions& options) {
                  "Write the records, the per-second series and the summary here");
   app.add_flag("--save-tokens", options.save_tokens,
                "Put prompt and output token ids (and text) into the JSON records");
+  app.add_option("--plot", options.plot,
+                 "Write the run's timeline here as SVG: output tokens/s, running requests, mean "
+                 "and P99 inter-token latency and the longest token gap over time, each scale and "
+                 "fault marked with its stages shaded");
+  app.add_option("--timeline-csv", options.timeline_csv,
+                 "Write the same timeline as CSV, one row per bin");
+  app.add_option("--timeline-bin", options.timeline_bin_s,
+                 "Width of the timeline's bins in seconds (--plot, --timeline-csv)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 1.0));
   app.add_flag("--progress,!--no-progress", options.progress,
                "Progress bar on stderr (only when it is a terminal)")
       ->capture_default_str();

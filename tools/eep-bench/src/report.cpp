@@ -1,7 +1,12 @@
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <sstream>
 
+#include "eep/bench/plot.h"
 #include "eep/bench/runner.h"
+#include "eep/bench/timeline.h"
 
 namespace eep::bench {
 
@@ -55,6 +60,46 @@ nlohmann::json report_to_json(const BenchOptions& options, const BenchReport& re
           {"time_series", to_json(report.series)}, {"events", std::move(events)},
           {"scales", to_json(report.scales)},      {"faults", to_json(report.faults)},
           {"requests", std::move(requests)}};
+}
+
+namespace {
+
+// `flag`: the option that named the file, for the message.
+Status write_text_file(const std::string& path, const std::string& content, const char* flag) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  out.close();
+  if (!out) {
+    return error(ErrorCode::kIoError, std::string("cannot write ") + flag + " file '" + path +
+                                          "': " + std::strerror(errno));
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status write_timeline_files(const BenchOptions& options, const BenchReport& report) {
+  if (options.plot.empty() && options.timeline_csv.empty()) return Status::ok();
+  EEP_ASSIGN_OR_RETURN(const std::vector<TimelineBin> bins,
+                       timeline_bins(report.records, report.duration_s, options.timeline_bin_s));
+  const std::vector<TimelineEvent> events = timeline_events(report.scales, report.faults);
+  if (!options.plot.empty()) {
+    PlotOptions plot;
+    plot.title =
+        printf_string("eep-bench: %s, %d prompts, %d in / %d out tokens, rate %s, ",
+                      report.model.name.c_str(), options.num_prompts, options.random_input_len,
+                      options.random_output_len, options.request_rate.c_str()) +
+        (options.max_concurrency > 0 ? printf_string("concurrency %d", options.max_concurrency)
+                                     : std::string("no concurrency limit")) +
+        printf_string(": %.2f s, %.1f tok/s", report.summary.duration_s,
+                      report.summary.output_throughput);
+    EEP_RETURN_IF_ERROR(write_text_file(options.plot, timeline_svg(bins, events, plot), "--plot"));
+  }
+  if (!options.timeline_csv.empty()) {
+    EEP_RETURN_IF_ERROR(
+        write_text_file(options.timeline_csv, timeline_csv(bins, events), "--timeline-csv"));
+  }
+  return Status::ok();
 }
 
 }  // namespace eep::bench

@@ -47,6 +47,9 @@ struct BenchOptions {
   std::string result_json;   // empty: none written
   bool save_tokens = false;  // prompt and output ids in the JSON records
   bool progress = true;      // a progress bar, when stderr is a terminal
+  std::string plot;          // SVG timeline (plot.h); empty: none
+  std::string timeline_csv;  // the same series as CSV (timeline.h); empty: none
+  double timeline_bin_s = 0.5;
   // Scales during the run (scaling.h): the i-th --scale-at goes with the i-th --scale-to.
   AdminClientOptions admin;  // the coordinator's admin socket; required by --scale-at
   std::vector<double> scale_at_s;
@@ -93,5 +96,9 @@ Result<BenchReport> run_benchmark(const BenchOptions& options);
 // The text the tool prints: a short header, the first errors, the vLLM table.
 std::string format_report(const BenchOptions& options, const BenchReport& report);
 nlohmann::json report_to_json(const BenchOptions& options, const BenchReport& report);
+
+// Writes --plot and --timeline-csv, when asked for. Errors: a bad bin width, a file that cannot
+// be written (named in the message).
+Status write_timeline_files(const BenchOptions& options, const BenchReport& report);
 
 }  // namespace eep::bench

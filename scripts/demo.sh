@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The embedded demo: installs what is needed, builds, generates the `tiny` model, serves it with
 # a coordinator and 2 CPU workers, runs eep-bench against the OpenAI API, scales the fleet to 4
-# (and benchmarks again) and back to 2, printing what an operator sees; then shuts down.
+# (and benchmarks again) and back to 2, printing what an operator sees; then benchmarks once more
+# while it scales to 4 and back to 2 under load, and writes that run's timeline plot (SVG) and CSV
+# under $EEP_BUILD_DIR/demo/ (kept after the demo; the path is printed); then shuts down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh >/dev/null
 BIN=${EEP_BUILD_DIR:-build}/bin
+PLOT_DIR=${EEP_BUILD_DIR:-build}/demo
+mkdir -p "$PLOT_DIR"
 
 RUN_DIR=$(mktemp -d -t eep-demo-XXXXXX)
 cleanup() {
@@ -57,6 +61,15 @@ echo
 echo "== eepctl scale --dp 2"
 "$BIN/eepctl" --admin "$ADMIN" scale --dp 2
 "$BIN/eepctl" --admin "$ADMIN" status
+echo
+echo "== eep-bench while the fleet scales 2 -> 4 at 1 s and 4 -> 2 at 4 s, plotted"
+"$BIN/eep-bench" --base-url "$URL" --admin "$ADMIN" --num-prompts 640 --random-input-len 16 \
+  --random-output-len 64 --max-concurrency 32 --seed 0 --no-progress \
+  --scale-at 1 --scale-to 4 --scale-at 4 --scale-to 2 \
+  --plot "$PLOT_DIR/timeline.svg" --timeline-csv "$PLOT_DIR/timeline.csv" \
+  --result-json "$PLOT_DIR/result.json"
+echo "timeline of that run: $(realpath "$PLOT_DIR/timeline.svg") (open it in a browser; the"
+echo "same series in $(realpath "$PLOT_DIR/timeline.csv"), every request in result.json)"
 echo
 echo "== eepctl shutdown"
 "$BIN/eepctl" --admin "$ADMIN" shutdown

@@ -1,6 +1,6 @@
 // eepctl: the operator's command line over the coordinator's admin socket.
-//   eepctl [--admin ADDR] [--token-file F] [--json] status | scale --dp N | eplb rebalance |
-//          shutdown
+//   eepctl [--admin ADDR] [--token-file F] [--json] status [--watch [SECONDS]] | scale --dp N |
+//          eplb rebalance | shutdown
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
@@ -10,6 +10,7 @@
 #include "eep/common/admin_client.h"
 #include "eep/common/config.h"
 #include "eep/common/token_file.h"
+#include "status_watch.h"
 
 namespace {
 
@@ -22,6 +23,7 @@ struct Options {
   int timeout_ms = 5000;
   int dp = -1;
   int wait_s = 120;
+  double watch_s = 0;  // status --watch: seconds between refreshes
 };
 
 void print_error(const eep::Status& status, bool json_output) {
@@ -227,7 +229,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.require_subcommand(1);
   app.fallthrough();  // --json and --admin may follow the subcommand too
-  app.add_subcommand("status", "Workers, ranks, generation and the last scale");
+  CLI::App* status = app.add_subcommand("status", "Workers, ranks, generation and the last scale");
+  CLI::Option* watch =
+      status
+          ->add_option("--watch", options.watch_s,
+                       "Refresh every SECONDS (default 1) until Ctrl-C: ranks, states, the "
+                       "scale's stage and its time, tokens/s")
+          ->expected(0, 1)
+          ->default_str("1")
+          ->check(CLI::Range(0.1, 3600.0));
   CLI::App* scale = app.add_subcommand("scale", "Change the number of active ranks and wait");
   scale->add_option("--dp", options.dp, "New number of data/expert-parallel ranks")->required();
   scale->add_option("--wait-s", options.wait_s, "How long to wait for the outcome")
@@ -248,6 +258,14 @@ int main(int argc, char** argv) {
   const std::string command = app.get_subcommands().front()->get_name();
   if (command == "scale") return run_scale(client, options);
   if (command == "eplb") return run_eplb_rebalance(client, options);
+  if (command == "status" && watch->count() > 0) {
+    eep::ctl::WatchOptions watch_options;
+    watch_options.interval =
+        std::chrono::milliseconds(static_cast<int64_t>(options.watch_s * 1000));
+    watch_options.reply_timeout = std::chrono::milliseconds(options.timeout_ms);
+    watch_options.json_output = options.json_output;
+    return eep::ctl::run_status_watch(client, watch_options);
+  }
 
   eep::protocol::AdminRequest request;
   request.cmd = command == "status" ? eep::protocol::AdminCommand::kStatus

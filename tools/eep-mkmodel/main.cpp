@@ -2,7 +2,17 @@
 // seeded random weights, or with --list prints the tensors it would write.
 //   eep-mkmodel --preset tiny|small|qwen3-30b-a3b --seed S --out DIR [--dtype bf16|fp32|fp16]
 //               [--layers N] [--experts N] [--fused-experts] [--router-skew A] [--list]
+//               [--tokenizer DIR]
+// --tokenizer copies a Hugging Face tokenizer (tokenizer.json, tokenizer_config.json,
+// generation_config.json, chat_template.jinja, those present) into the checkpoint, sizes the
+// vocabulary to hold its ids (rounded up to a multiple of 128, as published checkpoints pad it)
+// and takes its EOS ids, so the whole text path runs on a small random model.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "eep/common/config.h"
 #include "eep/worker/model/random_checkpoint.h"
@@ -22,7 +32,98 @@ struct Options {
   double router_skew = 0.0;
   uint64_t max_shard_mb = 2048;
   bool list = false;
+  std::string tokenizer_dir;
 };
+
+constexpr int64_t kVocabPadding = 128;
+constexpr const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json",
+                                           "generation_config.json", "chat_template.jinja"};
+
+struct TokenizerShape {
+  int64_t vocab_size = 0;  // one more than the largest id, padded
+  std::vector<int64_t> eos_token_ids;
+};
+
+eep::Result<nlohmann::json> read_json(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return eep::error(eep::ErrorCode::kIoError, "cannot read " + path.string());
+  nlohmann::json value = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded() || !value.is_object()) {
+    return eep::error(eep::ErrorCode::kInvalidArgument, path.string() + " is not a JSON object");
+  }
+  return value;
+}
+
+// The ids a tokenizer's vocabulary and added tokens use, and its EOS ids: generation_config.json's
+// eos_token_id, else the id of tokenizer_config.json's eos_token.
+eep::Result<TokenizerShape> tokenizer_shape(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  EEP_ASSIGN_OR_RETURN(nlohmann::json tokenizer, read_json(dir / "tokenizer.json"));
+  const auto invalid = [&](const std::string& what) {
+    return eep::error(eep::ErrorCode::kInvalidArgument,
+                      (dir / "tokenizer.json").string() + ": " + what);
+  };
+  std::map<std::string, int64_t> ids;
+  const nlohmann::json* vocab = nullptr;
+  if (tokenizer.contains("model") && tokenizer["model"].is_object() &&
+      tokenizer["model"].contains("vocab") && tokenizer["model"]["vocab"].is_object()) {
+    vocab = &tokenizer["model"]["vocab"];
+  }
+  if (vocab == nullptr) return invalid("no model.vocab object");
+  for (const auto& [token, id] : vocab->items()) {
+    if (!id.is_number_integer()) return invalid("model.vocab['" + token + "'] is not an id");
+    ids[token] = id.get<int64_t>();
+  }
+  if (tokenizer.contains("added_tokens") && tokenizer["added_tokens"].is_array()) {
+    for (const nlohmann::json& added : tokenizer["added_tokens"]) {
+      if (!added.is_object() || !added.contains("id") || !added["id"].is_number_integer() ||
+          !added.contains("content") || !added["content"].is_string()) {
+        return invalid("an added token without an integer id and a content");
+      }
+      ids[added["content"].get<std::string>()] = added["id"].get<int64_t>();
+    }
+  }
+  TokenizerShape shape;
+  int64_t max_id = -1;
+  for (const auto& [token, id] : ids) max_id = std::max(max_id, id);
+  shape.vocab_size = (max_id + kVocabPadding) / kVocabPadding * kVocabPadding;
+
+  std::error_code ec;
+  if (fs::exists(dir / "generation_config.json", ec)) {
+    EEP_ASSIGN_OR_RETURN(nlohmann::json generation, read_json(dir / "generation_config.json"));
+    const nlohmann::json eos = generation.value("eos_token_id", nlohmann::json());
+    if (eos.is_number_integer()) shape.eos_token_ids.push_back(eos.get<int64_t>());
+    if (eos.is_array()) {
+      for (const nlohmann::json& id : eos) {
+        if (id.is_number_integer()) shape.eos_token_ids.push_back(id.get<int64_t>());
+      }
+    }
+  }
+  if (shape.eos_token_ids.empty() && fs::exists(dir / "tokenizer_config.json", ec)) {
+    EEP_ASSIGN_OR_RETURN(nlohmann::json config, read_json(dir / "tokenizer_config.json"));
+    nlohmann::json eos = config.value("eos_token", nlohmann::json());
+    if (eos.is_object()) eos = eos.value("content", nlohmann::json());
+    if (eos.is_string() && ids.count(eos.get<std::string>()) > 0) {
+      shape.eos_token_ids.push_back(ids[eos.get<std::string>()]);
+    }
+  }
+  return shape;
+}
+
+eep::Status copy_tokenizer_files(const std::filesystem::path& from,
+                                 const std::filesystem::path& to) {
+  namespace fs = std::filesystem;
+  for (const char* name : kTokenizerFiles) {
+    std::error_code ec;
+    if (!fs::exists(from / name, ec)) continue;
+    fs::copy_file(from / name, to / name, fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return eep::error(eep::ErrorCode::kIoError, "cannot copy " + (from / name).string() + " to " +
+                                                      to.string() + ": " + ec.message());
+    }
+  }
+  return eep::Status::ok();
+}
 
 }  // namespace
 
@@ -50,6 +151,9 @@ int main(int argc, char** argv) {
                  "Split into shards with an index above this size")
       ->capture_default_str();
   app.add_flag("--list", options.list, "Print every tensor's name, dtype and shape; write nothing");
+  app.add_option("--tokenizer", options.tokenizer_dir,
+                 "Copy this Hugging Face tokenizer (tokenizer.json and its config files) into the "
+                 "checkpoint and size the vocabulary to fit it");
   if (auto exit_code = eep::parse_args(app, argc, argv)) return *exit_code;
 
   auto config = model_preset(options.preset);
@@ -61,6 +165,15 @@ int main(int argc, char** argv) {
   if (options.experts > 0) {
     config->num_experts = options.experts;
     config->num_experts_per_tok = std::min(config->num_experts_per_tok, options.experts);
+  }
+  if (!options.tokenizer_dir.empty()) {
+    auto shape = tokenizer_shape(options.tokenizer_dir);
+    if (!shape.is_ok()) {
+      std::cerr << "eep-mkmodel: " << shape.status().to_string() << "\n";
+      return 2;
+    }
+    config->vocab_size = static_cast<int>(std::max<int64_t>(config->vocab_size, shape->vocab_size));
+    config->eos_token_ids = shape->eos_token_ids;
   }
   RandomCheckpointOptions write_options;
   write_options.seed = options.seed;
@@ -99,7 +212,10 @@ int main(int argc, char** argv) {
     std::cerr << "eep-mkmodel: --out DIR is required (or --list)\n";
     return 2;
   }
-  const auto status = write_random_checkpoint(*config, write_options, options.out);
+  auto status = write_random_checkpoint(*config, write_options, options.out);
+  if (status.is_ok() && !options.tokenizer_dir.empty()) {
+    status = copy_tokenizer_files(options.tokenizer_dir, options.out);
+  }
   if (!status.is_ok()) {
     std::cerr << "eep-mkmodel: " << status.to_string() << "\n";
     return 1;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -322,4 +323,80 @@ TEST_CASE("checkpoint: router skew makes a few experts take most tokens", "[chec
   CHECK(skewed[0] > num_tokens * 9 / 10);
   CHECK(skewed[1] > num_tokens * 6 / 10);
   CHECK(skewed[15] < num_tokens / 8);
+}
+
+namespace {
+
+// Writes a NaN (or +infinity) over element `element_idx` of `tensor` in the single-file
+// checkpoint of `dir`, in the tensor's own dtype.
+void poison(const fs::path& dir, const std::string& tensor, size_t element_idx, bool infinity) {
+  const fs::path file = dir / std::string(kSingleFileName);
+  auto opened = SafetensorsFile::open(file);
+  REQUIRE(opened.is_ok());
+  std::ifstream in(file, std::ios::binary);
+  uint64_t header_len = 0;
+  in.read(reinterpret_cast<char*>(&header_len), 8);
+  const TensorInfo* info = opened->find(tensor);
+  REQUIRE(info != nullptr);
+  const size_t size = dtype_size_bytes(info->dtype);
+  const uint64_t offset = 8 + header_len + info->data_begin + element_idx * size;
+  std::vector<char> bytes(size);
+  if (info->dtype == DType::kF32) {
+    const float value = infinity ? INFINITY : NAN;
+    std::memcpy(bytes.data(), &value, 4);
+  } else {
+    const uint16_t value =
+        info->dtype == DType::kBF16 ? (infinity ? 0x7f80 : 0x7fc0) : (infinity ? 0x7c00 : 0x7e00);
+    std::memcpy(bytes.data(), &value, 2);
+  }
+  std::fstream out(file, std::ios::binary | std::ios::in | std::ios::out);
+  out.seekp(static_cast<std::streamoff>(offset));
+  out.write(bytes.data(), static_cast<std::streamsize>(size));
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: a weight that is NaN or infinite is refused, naming the tensor",
+          "[checkpoint]") {
+  struct Case {
+    DType dtype;
+    ExpertLayout layout;
+    bool infinity;
+  };
+  for (const Case c : {Case{DType::kF32, ExpertLayout::kPerExpert, false},
+                       Case{DType::kBF16, ExpertLayout::kPerExpert, true},
+                       Case{DType::kF16, ExpertLayout::kPerExpert, false},
+                       Case{DType::kBF16, ExpertLayout::kFused, false}}) {
+    INFO("dtype " << to_string(c.dtype) << (c.layout == ExpertLayout::kFused ? ", fused" : "")
+                  << (c.infinity ? ", infinity" : ", NaN"));
+    RandomCheckpointOptions options;
+    options.seed = 5;
+    options.dtype = c.dtype;
+    options.expert_layout = c.layout;
+    const auto dir = write_tiny("poisoned", options);
+    const std::string norm = tensor_names::final_norm();
+    const std::string expert = c.layout == ExpertLayout::kFused
+                                   ? tensor_names::fused_down_proj(2)
+                                   : tensor_names::expert_down_proj(2, 7);
+    poison(dir, norm, 17, c.infinity);
+    // 7 * 128 * 64 + 3: inside expert 7 of the fused tensor, element 3 of the per-expert one.
+    poison(dir, expert, c.layout == ExpertLayout::kFused ? 7 * 128 * 64 + 3 : 3, c.infinity);
+    auto checkpoint = Checkpoint::open(dir);
+    REQUIRE(checkpoint.is_ok());  // the header is fine; the values are checked where read
+
+    auto read = checkpoint->read_f32(norm, {128});
+    REQUIRE_FALSE(read.is_ok());
+    CHECK(read.status().code() == ErrorCode::kDataLoss);
+    CHECK_THAT(read.status().message(), Catch::Contains("'" + norm + "'"));
+    CHECK_THAT(read.status().message(), Catch::Contains("element 17"));
+    auto raw = checkpoint->raw_data(norm);
+    REQUIRE_FALSE(raw.is_ok());
+    CHECK(raw.status().code() == ErrorCode::kDataLoss);
+
+    auto poisoned_expert = checkpoint->read_expert(2, 7);
+    REQUIRE_FALSE(poisoned_expert.is_ok());
+    CHECK(poisoned_expert.status().code() == ErrorCode::kDataLoss);
+    CHECK_THAT(poisoned_expert.status().message(), Catch::Contains("NaN or an infinity"));
+    CHECK(checkpoint->read_expert(2, 6).is_ok());  // the others still read
+  }
 }

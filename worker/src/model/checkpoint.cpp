@@ -149,9 +149,20 @@ Result<Checkpoint::Location> Checkpoint::locate(std::string_view name) const {
   return it->second;
 }
 
+Status Checkpoint::non_finite_error(std::string_view name, std::size_t element_idx) const {
+  return error(ErrorCode::kDataLoss, dir_.string() + ": tensor '" + std::string(name) +
+                                         "' holds a NaN or an infinity (element " +
+                                         std::to_string(element_idx) +
+                                         "): the checkpoint is corrupt, refusing to serve it");
+}
+
 Result<std::span<const std::byte>> Checkpoint::raw_data(std::string_view name) const {
   EEP_ASSIGN_OR_RETURN(const Location location, locate(name));
-  return files_[location.file_idx].data(*location.info);
+  const std::span<const std::byte> bytes = files_[location.file_idx].data(*location.info);
+  if (auto bad = first_non_finite(location.info->dtype, bytes)) {
+    return non_finite_error(name, *bad);
+  }
+  return bytes;
 }
 
 Status Checkpoint::read_f32_into(std::string_view name, const std::vector<int64_t>& expected_shape,
@@ -175,6 +186,7 @@ Status Checkpoint::read_f32_into(std::string_view name, const std::vector<int64_
                                                   std::to_string(info.num_elements()));
   }
   convert_to_f32(info.dtype, files_[location.file_idx].data(info), 0, out);
+  if (auto bad = first_non_finite(std::span<const float>(out))) return non_finite_error(name, *bad);
   return Status::ok();
 }
 
@@ -224,6 +236,13 @@ Status Checkpoint::read_expert_into(int layer_idx, int expert_idx,
   convert_to_f32(gate_up.info->dtype, gate_up_bytes, gate_first + matrix_elements, out.up_proj);
   convert_to_f32(down.info->dtype, files_[down.file_idx].data(*down.info),
                  static_cast<std::size_t>(expert_idx) * matrix_elements, out.down_proj);
+  for (const std::span<float> part : {out.gate_proj, out.up_proj, out.down_proj}) {
+    if (auto bad = first_non_finite(std::span<const float>(part))) {
+      return non_finite_error("layer " + std::to_string(layer_idx) + " expert " +
+                                  std::to_string(expert_idx) + " of the fused expert tensors",
+                              *bad);
+    }
+  }
   return Status::ok();
 }
 

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 
 #include "eep/common/check.h"
 
@@ -87,6 +88,42 @@ uint16_t fp32_to_fp16(float value) {
   const uint32_t rebased = abs_bits - (112u << 23);
   const uint32_t rounding_bias = 0xfffu + ((rebased >> 13) & 1u);
   return static_cast<uint16_t>(sign | ((rebased + rounding_bias) >> 13));
+}
+
+namespace {
+
+// All exponent bits set: NaN or infinity, for a format whose exponent field is `mask`.
+template <typename Bits>
+std::optional<std::size_t> first_all_ones(std::span<const std::byte> bytes, Bits mask) {
+  const std::size_t count = bytes.size() / sizeof(Bits);
+  for (std::size_t idx = 0; idx < count; ++idx) {
+    Bits value;
+    std::memcpy(&value, bytes.data() + idx * sizeof(Bits), sizeof(Bits));
+    if ((value & mask) == mask) return idx;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::size_t> first_non_finite(DType dtype, std::span<const std::byte> bytes) {
+  switch (dtype) {
+    case DType::kF32:
+      return first_all_ones<uint32_t>(bytes, 0x7f800000u);
+    case DType::kBF16:
+      return first_all_ones<uint16_t>(bytes, 0x7f80u);
+    case DType::kF16:
+      return first_all_ones<uint16_t>(bytes, 0x7c00u);
+    default:
+      return std::nullopt;
+  }
+}
+
+std::optional<std::size_t> first_non_finite(std::span<const float> values) {
+  for (std::size_t idx = 0; idx < values.size(); ++idx) {
+    if (!std::isfinite(values[idx])) return idx;
+  }
+  return std::nullopt;
 }
 
 }  // namespace eep::worker

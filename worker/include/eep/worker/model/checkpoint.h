@@ -54,7 +54,9 @@ class Checkpoint {
 
   // nullptr when the checkpoint has no such tensor.
   const TensorInfo* find(std::string_view name) const;
-  // The tensor's stored bytes (little-endian, its own dtype), e.g. to upload bf16 as is.
+  // The tensor's stored bytes (little-endian, its own dtype), e.g. to upload bf16 as is. Every
+  // read (this one and the fp32 ones below) refuses a tensor holding a NaN or an infinity
+  // (kDataLoss naming it): a model with one emits garbage.
   Result<std::span<const std::byte>> raw_data(std::string_view name) const;
 
   // Reads a tensor as fp32 after checking its shape: a mismatch is kInvalidArgument naming the
@@ -76,6 +78,8 @@ class Checkpoint {
 
   Status validate_tensors();
   Result<Location> locate(std::string_view name) const;
+  // kDataLoss naming the tensor and the element that is NaN or infinite.
+  Status non_finite_error(std::string_view name, std::size_t element_idx) const;
 
   std::filesystem::path dir_;
   ModelConfig config_;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
 namespace eep::worker {
@@ -30,6 +31,12 @@ inline uint16_t fp32_to_bf16(float value) {
   const uint32_t rounding_bias = 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>((bits + rounding_bias) >> 16);
 }
+
+// The index of the first NaN or infinity among `bytes` read as `dtype` (F32, BF16, F16; nullopt
+// for other types and when every value is finite). A weight that is not finite makes a model emit
+// garbage (token 0 forever), so checkpoints are refused with it.
+std::optional<std::size_t> first_non_finite(DType dtype, std::span<const std::byte> bytes);
+std::optional<std::size_t> first_non_finite(std::span<const float> values);
 
 // IEEE half precision; subnormals handled exactly.
 float fp16_to_fp32(uint16_t bits);

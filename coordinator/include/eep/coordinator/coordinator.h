@@ -136,8 +136,9 @@ class Coordinator {
   int64_t started_unix_ = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
+  // The checkpoint's tokenizer and chat template (--model), if any.
+  ModelText model_text_;
   std::optional<protocol::ModelCapacity> capacity_;  // as the first serving worker reported it
-  ModelText model_text_;  // the checkpoint's tokenizer and chat template (--model), if any
   std::unique_ptr<HttpApi> http_;                    // after inbox_: it calls into it
   bool knows_experts_ = false;  // --model given: generations carry placements, EPLB measures
   EplbState eplb_;

@@ -17,7 +17,8 @@ if [ -z "${EEP_NCCL_DIR:-}" ]; then
   done
 fi
 export EEP_NCCL_DIR=${EEP_NCCL_DIR:-}
-export CMAKE_PREFIX_PATH="$EEP_PREFIX/usr${EEP_NCCL_DIR:+;$EEP_NCCL_DIR}${CMAKE_PREFIX_PATH:+;$CMAKE_PREFIX_PATH}"
+# An environment variable: directories separated by ":" on Linux (";" is for -D lists).
+export CMAKE_PREFIX_PATH="$EEP_PREFIX/usr${EEP_NCCL_DIR:+:$EEP_NCCL_DIR}${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export LD_LIBRARY_PATH="$EEP_PREFIX/usr/lib/x86_64-linux-gnu:$EEP_PREFIX/usr/lib${EEP_NCCL_DIR:+:$EEP_NCCL_DIR/lib}:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="/usr/local/cuda/bin:$PATH"
 export NCCL_NVLS_ENABLE=0

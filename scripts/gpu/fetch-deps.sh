@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PACKAGES=(libzmq5 libzmq3-dev cppzmq-dev libsodium23 libpgm-5.3-0 libnorm1 libgloo0 libgloo-dev
-          libhiredis0.14 libhiredis-dev libibverbs1 libibverbs-dev libpcre2-8-0 libpcre2-dev
+          libhiredis0.14 libhiredis-dev libibverbs1 libibverbs-dev catch2 libpcre2-8-0 libpcre2-dev
           libicu72 libicu-dev)
 mkdir -p .deps/debs
 cd .deps/debs

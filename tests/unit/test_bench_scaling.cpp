@@ -2,45 +2,14 @@
 // token gap on synthetic token timelines, and the validation of --scale-at / --scale-to.
 #include <catch2/catch.hpp>
 
+#include "bench_records.h"
 #include "eep/bench/runner.h"
 #include "eep/bench/scaling.h"
 
 using namespace eep::bench;
+using namespace eep::bench::testing;
 
 namespace {
-
-// A streamed request whose token chunks (one token each) arrived at `token_times_s`.
-RequestRecord streamed_at(int64_t idx, double start_s, std::vector<double> token_times_s,
-                          double end_s, bool success = true) {
-  RequestRecord record;
-  record.request_idx = idx;
-  record.stream = true;
-  record.start_s = start_s;
-  record.ttft_s = token_times_s.front() - start_s;
-  for (size_t idx = 1; idx < token_times_s.size(); ++idx) {
-    record.itl_s.push_back(token_times_s[idx] - token_times_s[idx - 1]);
-  }
-  record.chunk_tokens.assign(token_times_s.size(), 1);
-  record.output_len = static_cast<int>(token_times_s.size());
-  record.latency_s = end_s - start_s;
-  record.success = success;
-  if (!success) record.error = "stream ended before data: [DONE]";
-  return record;
-}
-
-// A non-streamed reply of `num_tokens` that arrived whole at `end_s`.
-RequestRecord whole_reply(int64_t idx, double start_s, double end_s, int num_tokens) {
-  RequestRecord record;
-  record.request_idx = idx;
-  record.stream = false;
-  record.start_s = start_s;
-  record.latency_s = end_s - start_s;
-  record.ttft_s = record.latency_s;
-  record.chunk_tokens = {num_tokens};
-  record.output_len = num_tokens;
-  record.success = true;
-  return record;
-}
 
 std::vector<std::string> args(std::vector<std::string> list) {
   std::reverse(list.begin(), list.end());  // CLI11 consumes from the back

@@ -7,31 +7,15 @@
 #include <regex>
 #include <sstream>
 
+#include "bench_records.h"
 #include "eep/bench/plot.h"
 #include "eep/bench/svg.h"
 #include "eep/bench/timeline.h"
 
 using namespace eep::bench;
+using namespace eep::bench::testing;
 
 namespace {
-
-// A streamed request whose token chunks (one token each) arrived at `token_times_s`.
-RequestRecord streamed_at(int64_t idx, double start_s, std::vector<double> token_times_s,
-                          double end_s, bool success = true) {
-  RequestRecord record;
-  record.request_idx = idx;
-  record.stream = true;
-  record.start_s = start_s;
-  record.ttft_s = token_times_s.front() - start_s;
-  for (size_t idx = 1; idx < token_times_s.size(); ++idx) {
-    record.itl_s.push_back(token_times_s[idx] - token_times_s[idx - 1]);
-  }
-  record.chunk_tokens.assign(token_times_s.size(), 1);
-  record.output_len = static_cast<int>(token_times_s.size());
-  record.latency_s = end_s - start_s;
-  record.success = success;
-  return record;
-}
 
 std::vector<RequestRecord> sample_records() {
   std::vector<RequestRecord> records = {

@@ -15,44 +15,16 @@ cd "$(dirname "$0")/.."
 PRESET=$1 N0=$2 MAX_SEQS=$3
 shift 3
 BIN=${EEP_BIN:-build/bin}
-CACHE=${EEP_MODEL_CACHE:-/tmp/eep-models}
-MODEL="$CACHE/$PRESET"
-if [ ! -f "$MODEL/config.json" ]; then
-  mkdir -p "$CACHE"
-  "$BIN/eep-mkmodel" --preset "$PRESET" --seed 1 --out "$MODEL"
-fi
-
-RUN=$(mktemp -d -t eep-dispatch-XXXXXX)
-COORD=""
-stop() {
-  if [ -n "$COORD" ] && kill -0 "$COORD" 2>/dev/null; then
-    "$BIN/eepctl" --admin "$ADMIN" shutdown >/dev/null 2>&1 || kill "$COORD"
-    wait "$COORD" 2>/dev/null || true
-  fi
-  COORD=""
-}
-trap 'stop; rm -rf "$RUN"' EXIT
+source scripts/lib/cpu_fleet.sh
+MODEL=$(fleet_model "$PRESET")
 
 for mode in capacity push; do
   DEPTH=-1 MOVE=true
   [ "$mode" = push ] && DEPTH=1048576 MOVE=false
   echo "=== dispatch: $mode ($PRESET, $N0 CPU ranks, --max-num-seqs $MAX_SEQS)"
-  rm -f "$RUN/ready.json"
-  "$BIN/eep-coordinator" --device cpu --dp "$N0" --model "$MODEL" --max-workers 8 \
-    --admin 'tcp://127.0.0.1:*' --control 'tcp://127.0.0.1:*' --http 127.0.0.1:0 \
-    --ready-file "$RUN/ready.json" --worker-queue-depth "$DEPTH" --move-running "$MOVE" \
-    --worker-arg="--max-num-seqs=$MAX_SEQS" --worker-arg=--kv-blocks=1024 \
-    >"$RUN/coordinator-$mode.log" 2>&1 &
-  COORD=$!
-  for _ in $(seq 200); do [ -f "$RUN/ready.json" ] && break; sleep 0.1; done
-  ADMIN=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$RUN/ready.json")
-  PORT=$(sed -n 's/.*"http_port":\([0-9]*\).*/\1/p' "$RUN/ready.json")
-  for _ in $(seq 3000); do
-    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
-    kill -0 "$COORD" || { tail "$RUN/coordinator-$mode.log"; exit 1; }
-    sleep 0.1
-  done
-  "$BIN/eep-bench" --base-url "http://127.0.0.1:$PORT" --admin "$ADMIN" --seed 0 --stream \
-    --no-progress "$@"
-  stop
+  fleet_start "$mode" --dp "$N0" --model "$MODEL" --max-workers 8 \
+    --worker-queue-depth "$DEPTH" --move-running "$MOVE" \
+    --worker-arg="--max-num-seqs=$MAX_SEQS" --worker-arg=--kv-blocks=1024
+  "$BIN/eep-bench" --base-url "$URL" --admin "$ADMIN" --seed 0 --stream --no-progress "$@"
+  fleet_stop
 done

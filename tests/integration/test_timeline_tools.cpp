@@ -97,8 +97,11 @@ TEST_CASE("eep-bench --plot and eepctl status --watch show a scale up and a scal
   for (const auto& [scale, stage] : seen) {
     (scale == "scale 2 -> 3" ? up_stages : down_stages).insert(stage);
   }
-  CHECK(up_stages.size() >= 2);    // e.g. WAIT_WORKERS, then WAIT_ACKS
-  CHECK(down_stages.size() >= 2);  // e.g. WAIT_ACKS, then DRAIN_LEAVING
+  // A scale up waits seconds for its worker to start, so frames 0.1 s apart see its stage change; a
+  // scale down can finish between two frames on a fast machine (a fresh-clone CI saw one stage),
+  // so it must only be seen running.
+  CHECK(up_stages.size() >= 2);  // e.g. WAIT_WORKERS, then WAIT_ACKS
+  CHECK(!down_stages.empty());   // e.g. WAIT_ACKS or DRAIN_LEAVING
   for (const auto& [scale, stages] : {std::pair{0, &up_stages}, std::pair{1, &down_stages}}) {
     std::set<std::string> timeline;
     for (const json& stage : scales[scale]["timeline"]) timeline.insert(stage["stage"]);

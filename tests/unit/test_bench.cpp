@@ -5,10 +5,12 @@
 
 #include <catch2/catch.hpp>
 
+#include "chat_model_fixture.h"
 #include "eep/bench/completion_stream.h"
 #include "eep/bench/http_client.h"
 #include "eep/bench/runner.h"
 #include "eep/bench/stats.h"
+#include "eep/bench/text_dataset.h"
 #include "eep/bench/workload.h"
 
 using namespace eep::bench;
@@ -440,4 +442,96 @@ TEST_CASE("flags: base URL, request rate, request body", "[bench]") {
   const auto plain = nlohmann::json::parse(make_completion_body(request, "tiny", {}));
   CHECK_FALSE(plain.contains("stream_options"));
   CHECK_FALSE(plain.contains("seed"));
+}
+
+TEST_CASE("text prompts: /v1/completions sends the text, /v1/chat/completions one user message",
+          "[bench]") {
+  CHECK(*parse_api_endpoint("/v1/completions") == ApiEndpoint::kCompletions);
+  CHECK(*parse_api_endpoint("/v1/chat/completions") == ApiEndpoint::kChatCompletions);
+  CHECK_THAT(parse_api_endpoint("/v1/chat").status().message(),
+             Catch::Contains("/v1/completions or /v1/chat/completions"));
+
+  BenchRequest request;
+  request.prompt_ids = {104, 105};
+  request.prompt_text = "hi";
+  request.max_tokens = 4;
+  const auto text = nlohmann::json::parse(make_completion_body(request, "m", {}));
+  CHECK(text["prompt"] == "hi");
+  const auto chat =
+      nlohmann::json::parse(make_completion_body(request, "m", {}, ApiEndpoint::kChatCompletions));
+  CHECK_FALSE(chat.contains("prompt"));
+  CHECK(chat["messages"] == nlohmann::json::parse(R"([{"role":"user","content":"hi"}])"));
+  CHECK(chat["max_tokens"] == 4);
+  CHECK(chat["ignore_eos"] == true);
+}
+
+TEST_CASE("chat replies: the role chunk is no token, delta and message content are the text",
+          "[bench]") {
+  auto chunk = [](std::string json_text) { return *parse_completion_chunk(json_text); };
+  const CompletionChunk role =
+      chunk(R"({"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]})");
+  CHECK(role.role_only);
+  CHECK_FALSE(role.has_output());
+  StreamAccumulator accumulator(0.0);
+  accumulator.on_chunk(role, 0.5);
+  accumulator.on_chunk(chunk(R"({"choices":[{"index":0,"delta":{"content":"he"}}]})"), 1.0);
+  accumulator.on_chunk(chunk(R"({"choices":[{"index":0,"delta":{"content":"llo"}}]})"), 1.5);
+  accumulator.on_chunk(chunk(R"({"choices":[{"index":0,"delta":{},"finish_reason":"length"}]})"),
+                       1.5);
+  accumulator.on_chunk(
+      chunk(R"({"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":2}})"), 1.5);
+  accumulator.on_chunk(chunk("[DONE]"), 1.5);
+  RequestRecord record;
+  record.prompt_len = 2;  // the dataset's text: the server counts the template's tokens too
+  accumulator.finish(1.6, "", record);
+  CHECK(record.success);
+  CHECK(record.ttft_s == Approx(1.0));  // the first content, not the role chunk
+  CHECK(record.output_text == "hello");
+  CHECK(record.output_len == 2);
+  CHECK(record.prompt_len == 12);
+
+  RequestRecord whole;
+  fill_from_reply(
+      R"({"choices":[{"index":0,"message":{"role":"assistant","content":"hey"},)"
+      R"("finish_reason":"length"}],"usage":{"prompt_tokens":9,"completion_tokens":3}})",
+      2.0, whole);
+  CHECK(whole.success);
+  CHECK(whole.output_text == "hey");
+  CHECK(whole.output_len == 3);
+  CHECK(whole.prompt_len == 9);
+}
+
+TEST_CASE("the random text dataset: text from the vocabulary, no special tokens, reproducible",
+          "[bench]") {
+  auto tokenizer = eep::coordinator::text::HfTokenizer::from_json(
+      eep::coordinator::testing::small_tokenizer_json().dump(), "tokenizer.json");
+  REQUIRE(tokenizer.is_ok());
+  RandomDatasetOptions options;
+  options.num_prompts = 40;
+  options.input_len = 24;
+  options.output_len = 8;
+  options.seed = 3;
+  auto requests = make_random_text_dataset(options, *tokenizer);
+  REQUIRE(requests.is_ok());
+  auto again = make_random_text_dataset(options, *tokenizer);
+  REQUIRE(again.is_ok());
+  REQUIRE(requests->size() == 40);
+  for (size_t idx = 0; idx < requests->size(); ++idx) {
+    const BenchRequest& request = (*requests)[idx];
+    INFO("request " << idx << ": " << request.prompt_text);
+    CHECK(request.prompt_text == (*again)[idx].prompt_text);
+    CHECK_FALSE(request.prompt_text.empty());
+    CHECK(request.prompt_text.find("<|im_") == std::string::npos);
+    CHECK(request.prompt_text.find("<|endoftext|>") == std::string::npos);
+    // The ids are those of the text sent, no more than the prompt's length (nearly all of it).
+    CHECK(*tokenizer->encode(request.prompt_text, false) == request.prompt_ids);
+    CHECK(tokenizer->decode(request.prompt_ids) == request.prompt_text);
+    CHECK(request.prompt_ids.size() <= 24);
+    CHECK(request.prompt_ids.size() >= 18);
+    for (int32_t id : request.prompt_ids) CHECK_FALSE(tokenizer->is_special(id));
+    CHECK(request.max_tokens == 8);
+  }
+  options.seed = 4;
+  CHECK(make_random_text_dataset(options, *tokenizer)->front().prompt_text !=
+        requests->front().prompt_text);
 }

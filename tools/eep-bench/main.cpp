@@ -1,6 +1,8 @@
 // eep-bench: a load generator in the style of `vllm bench serve` against the OpenAI-compatible
-// /v1/completions endpoint: random token-id prompts, Poisson or burst arrivals, a concurrency
-// limit; prints vLLM's result table and writes per-request records and a per-second series.
+// /v1/completions (or /v1/chat/completions) endpoint: random prompts (token ids, or text from the
+// model's tokenizer with --tokenizer), Poisson or burst arrivals, a concurrency limit; prints
+// vLLM's result table and writes per-request records and a per-second series.
+//   eep-bench ... --endpoint /v1/chat/completions --tokenizer MODEL_DIR (text prompts, chat)
 //   eep-bench --base-url http://127.0.0.1:8000 --num-prompts 64 --random-input-len 32
 //             --random-output-len 32 [--request-rate R] [--max-concurrency N] [--result-json F]
 //             [--admin ADDR --scale-at SECONDS --scale-to N ...] (scales during the run)

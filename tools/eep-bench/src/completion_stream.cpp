@@ -77,6 +77,14 @@ Result<CompletionChunk> parse_completion_chunk(std::string_view data) {
       if (choice.contains("text") && choice["text"].is_string()) {
         chunk.text = choice["text"].get<std::string>();
       }
+      for (const char* key : {"delta", "message"}) {
+        if (!choice.contains(key) || !choice[key].is_object()) continue;
+        const json& message = choice[key];
+        if (message.contains("content") && message["content"].is_string()) {
+          chunk.text = message["content"].get<std::string>();
+        }
+        chunk.role_only = message.contains("role") && chunk.text.empty();
+      }
       if (choice.contains("token_ids") && choice["token_ids"].is_array()) {
         chunk.token_ids = choice["token_ids"].get<std::vector<int32_t>>();
       }
@@ -133,6 +141,7 @@ bool StreamAccumulator::on_chunk(const CompletionChunk& chunk, double now_s) {
   }
   if (!chunk.finish_reason.empty()) finish_reason_ = chunk.finish_reason;
   if (chunk.completion_tokens) completion_tokens_ = chunk.completion_tokens;
+  if (chunk.prompt_tokens) prompt_tokens_ = chunk.prompt_tokens;
   if (finish_reason_ == "error" || finish_reason_ == "cancelled") {
     error_ = "request finished with finish_reason \"" + finish_reason_ + "\"";
     return false;
@@ -150,6 +159,7 @@ void StreamAccumulator::finish(double now_s, const std::string& transport_error,
   record.output_ids = output_ids_;
   record.output_text = output_text_;
   record.finish_reason = finish_reason_;
+  if (prompt_tokens_) record.prompt_len = *prompt_tokens_;
   if (completion_tokens_) {
     record.output_len = *completion_tokens_;
   } else if (!output_ids_.empty()) {
@@ -181,6 +191,7 @@ void fill_from_reply(std::string_view body, double now_s, RequestRecord& record)
     record.output_text = chunk->text;
     record.output_ids = chunk->token_ids;
     record.finish_reason = chunk->finish_reason;
+    if (chunk->prompt_tokens) record.prompt_len = *chunk->prompt_tokens;
     record.output_len = chunk->completion_tokens ? *chunk->completion_tokens
                                                  : static_cast<int>(chunk->token_ids.size());
     if (record.output_len > 0) record.chunk_tokens = {record.output_len};

@@ -53,15 +53,35 @@ Result<HttpEndpoint> parse_base_url(std::string_view url) {
   return endpoint;
 }
 
+Result<ApiEndpoint> parse_api_endpoint(std::string_view path) {
+  for (ApiEndpoint endpoint : {ApiEndpoint::kCompletions, ApiEndpoint::kChatCompletions}) {
+    if (path == api_path(endpoint)) return endpoint;
+  }
+  return error(ErrorCode::kInvalidArgument,
+               "--endpoint must be /v1/completions or "
+               "/v1/chat/completions, not '" +
+                   std::string(path) + "'");
+}
+
+const char* api_path(ApiEndpoint endpoint) {
+  return endpoint == ApiEndpoint::kChatCompletions ? "/v1/chat/completions" : "/v1/completions";
+}
+
 std::string make_completion_body(const BenchRequest& request, const std::string& model,
-                                 const SamplingOptions& sampling) {
-  json body{{"model", model},
-            {"prompt", request.prompt_ids},
-            {"max_tokens", request.max_tokens},
-            {"temperature", sampling.temperature},
-            {"top_p", sampling.top_p},
-            {"ignore_eos", sampling.ignore_eos},
-            {"stream", request.stream}};
+                                 const SamplingOptions& sampling, ApiEndpoint endpoint) {
+  json body{{"model", model}};
+  if (endpoint == ApiEndpoint::kChatCompletions) {
+    body["messages"] = json::array({{{"role", "user"}, {"content", request.prompt_text}}});
+  } else if (!request.prompt_text.empty()) {
+    body["prompt"] = request.prompt_text;
+  } else {
+    body["prompt"] = request.prompt_ids;
+  }
+  body.update(json{{"max_tokens", request.max_tokens},
+                   {"temperature", sampling.temperature},
+                   {"top_p", sampling.top_p},
+                   {"ignore_eos", sampling.ignore_eos},
+                   {"stream", request.stream}});
   if (sampling.seed) body["seed"] = *sampling.seed + static_cast<uint64_t>(request.request_idx);
   if (request.stream) body["stream_options"] = {{"include_usage", true}};
   return body.dump();
@@ -156,13 +176,14 @@ net::awaitable<RequestRecord> CompletionClient::complete(const BenchRequest& ben
     record.error = std::move(message);
   };
   try {
-    http::request<http::string_body> request{http::verb::post,
-                                             options_.endpoint.path_prefix + "/v1/completions", 11};
+    http::request<http::string_body> request{
+        http::verb::post, options_.endpoint.path_prefix + api_path(options_.api), 11};
     set_common_headers(request, options_.endpoint, options_.api_key);
     request.set(http::field::content_type, "application/json");
     request.set(http::field::accept,
                 bench_request.stream ? "text/event-stream" : "application/json");
-    request.body() = make_completion_body(bench_request, options_.model, options_.sampling);
+    request.body() =
+        make_completion_body(bench_request, options_.model, options_.sampling, options_.api);
     request.prepare_payload();
 
     record.start_s = seconds_since(bench_start);

@@ -11,6 +11,18 @@ void add_bench_options(CLI::App& app, BenchOptions& options) {
   app.add_option("--model", options.model,
                  "Model name to send; default: the first one GET /v1/models lists");
   app.add_option("--api-key", options.api_key, "Sent as 'Authorization: Bearer KEY'");
+  app.add_option("--endpoint", options.endpoint,
+                 "/v1/completions, or /v1/chat/completions (each prompt one user message; needs "
+                 "--tokenizer)")
+      ->capture_default_str()
+      ->check([](const std::string& path) {
+        auto parsed = parse_api_endpoint(path);
+        return parsed.is_ok() ? std::string() : parsed.status().message();
+      });
+  app.add_option("--tokenizer", options.tokenizer,
+                 "Directory with the model's tokenizer.json (its checkpoint): the random prompts "
+                 "become text, decoded from ids drawn from its vocabulary (as vllm bench serve)")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--num-prompts", options.num_prompts, "Requests to send")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -94,6 +106,11 @@ void add_bench_options(CLI::App& app, BenchOptions& options) {
   // Counts that do not pair up, negative times and sizes below 1 are errors of the command line,
   // before anything is sent, with messages that say what the flags mean.
   app.callback([&options] {
+    if (options.endpoint == api_path(ApiEndpoint::kChatCompletions) && options.tokenizer.empty()) {
+      throw CLI::ValidationError(
+          "--endpoint /v1/chat/completions sends text: pass --tokenizer DIR (the directory with "
+          "the model's tokenizer.json)");
+    }
     auto triggers =
         make_scale_triggers(options.admin.endpoint, options.scale_at_s, options.scale_to);
     if (!triggers.is_ok()) throw CLI::ValidationError(triggers.status().message());

@@ -13,6 +13,8 @@ namespace eep::bench {
 std::string format_report(const BenchOptions& options, const BenchReport& report) {
   std::ostringstream out;
   out << "Model: " << report.model.name << "\n";
+  out << "Endpoint: " << options.endpoint
+      << (options.tokenizer.empty() ? " (token-id prompts)" : " (text prompts)") << "\n";
   out << "Traffic request rate: " << options.request_rate << "\n";
   out << "Maximum request concurrency: "
       << (options.max_concurrency > 0 ? std::to_string(options.max_concurrency) : "None") << "\n";
@@ -35,6 +37,8 @@ nlohmann::json report_to_json(const BenchOptions& options, const BenchReport& re
                         {"kill_signal", options.kill_signal},
                         {"base_url", options.base_url},
                         {"model", report.model.name},
+                        {"endpoint", options.endpoint},
+                        {"tokenizer", options.tokenizer},
                         {"num_prompts", options.num_prompts},
                         {"random_input_len", options.random_input_len},
                         {"random_output_len", options.random_output_len},

@@ -15,6 +15,7 @@
 
 #include "eep/bench/fault_driver.h"
 #include "eep/bench/scale_driver.h"
+#include "eep/bench/text_dataset.h"
 #include "eep/common/token_file.h"
 
 namespace eep::bench {
@@ -171,7 +172,14 @@ Result<BenchReport> run_benchmark(const BenchOptions& options) {
   dataset.vocab_size = vocab_size;
   dataset.seed = options.seed;
   dataset.stream_mode = options.stream_mode();
-  EEP_ASSIGN_OR_RETURN(std::vector<BenchRequest> requests, make_random_dataset(dataset));
+  std::vector<BenchRequest> requests;
+  if (options.tokenizer.empty()) {
+    EEP_ASSIGN_OR_RETURN(requests, make_random_dataset(dataset));
+  } else {
+    EEP_ASSIGN_OR_RETURN(const coordinator::text::HfTokenizer tokenizer,
+                         coordinator::text::HfTokenizer::load(options.tokenizer));
+    EEP_ASSIGN_OR_RETURN(requests, make_random_text_dataset(dataset, tokenizer));
+  }
   std::vector<double> arrivals =
       arrival_times(options.num_prompts, report.request_rate, options.seed);
 
@@ -189,6 +197,7 @@ Result<BenchReport> run_benchmark(const BenchOptions& options) {
   }
   client.api_key = options.api_key;
   client.model = report.model.name;
+  EEP_ASSIGN_OR_RETURN(client.api, parse_api_endpoint(options.endpoint));
   client.sampling.temperature = options.temperature;
   client.sampling.top_p = options.top_p;
   client.sampling.seed = options.request_seed;

@@ -1,6 +1,7 @@
-// The client side of OpenAI's /v1/completions reply, without sockets: server-sent events cut
-// into arbitrary pieces, the JSON of each chunk, and the accumulation of a RequestRecord's timing
-// (TTFT, inter-token gaps, output length) from chunks and the times they arrived.
+// The client side of OpenAI's /v1/completions and /v1/chat/completions replies, without sockets:
+// server-sent events cut into arbitrary pieces, the JSON of each chunk, and the accumulation of a
+// RequestRecord's timing (TTFT, inter-token gaps, output length) from chunks and the times they
+// arrived.
 #pragma once
 
 #include <cstdint>
@@ -32,10 +33,12 @@ class SseParser {
   bool has_data_ = false;
 };
 
-// One parsed `data:` payload of a completions stream, or a whole non-streamed reply.
+// One parsed `data:` payload of a completions stream, or a whole non-streamed reply. Chat's
+// choices[0].delta.content (streamed) and choices[0].message.content (not) are its text.
 struct CompletionChunk {
   bool done = false;  // the "[DONE]" sentinel
   bool has_choice = false;
+  bool role_only = false;  // chat's first chunk: delta.role with no content yet, not a token
   std::string text;
   std::vector<int32_t> token_ids;        // choices[0].token_ids, when the server sends them
   std::string finish_reason;             // empty while generating
@@ -46,6 +49,7 @@ struct CompletionChunk {
   // A chunk that carries generated output (and so a token time): text or ids, or a choice that
   // is not the final one (a token whose text the server holds back, e.g. half a UTF-8 character).
   bool has_output() const {
+    if (role_only) return false;
     return !text.empty() || !token_ids.empty() || (has_choice && finish_reason.empty());
   }
 };
@@ -66,7 +70,8 @@ class StreamAccumulator {
   bool on_chunk(const CompletionChunk& chunk, double now_s);
   bool done() const { return done_; }
 
-  // Fills output_len, ttft, itl, chunk_tokens, latency, success, error and finish_reason.
+  // Fills output_len, ttft, itl, chunk_tokens, latency, success, error and finish_reason, and
+  // prompt_len when the usage chunk counted the prompt.
   // `transport_error`: the connection failed or timed out before [DONE].
   void finish(double now_s, const std::string& transport_error, RequestRecord& record) const;
 
@@ -79,6 +84,7 @@ class StreamAccumulator {
   std::vector<int32_t> output_ids_;
   std::string output_text_;
   std::optional<int> completion_tokens_;
+  std::optional<int> prompt_tokens_;
   std::string finish_reason_;
   std::string error_;
   bool done_ = false;

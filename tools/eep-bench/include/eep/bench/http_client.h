@@ -39,9 +39,18 @@ struct SamplingOptions {
   bool ignore_eos = true;
 };
 
-// The JSON body of POST /v1/completions for one request (prompt as a token-id list).
+// The OpenAI endpoint a run loads.
+enum class ApiEndpoint { kCompletions, kChatCompletions };
+// "/v1/completions" or "/v1/chat/completions"; anything else is an error naming both.
+Result<ApiEndpoint> parse_api_endpoint(std::string_view path);
+const char* api_path(ApiEndpoint endpoint);
+
+// The JSON body of one request. /v1/completions: the prompt as text when the request has text,
+// else as a token-id list. /v1/chat/completions: the text as one user message (the request must
+// have text).
 std::string make_completion_body(const BenchRequest& request, const std::string& model,
-                                 const SamplingOptions& sampling);
+                                 const SamplingOptions& sampling,
+                                 ApiEndpoint endpoint = ApiEndpoint::kCompletions);
 
 struct ServedModel {
   std::string name;
@@ -60,6 +69,7 @@ class CompletionClient {
     boost::asio::ip::tcp::resolver::results_type addresses;
     std::string api_key;
     std::string model;
+    ApiEndpoint api = ApiEndpoint::kCompletions;
     SamplingOptions sampling;
     std::chrono::milliseconds timeout{600'000};  // whole request, connect to last byte
   };

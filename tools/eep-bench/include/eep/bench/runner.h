@@ -30,6 +30,10 @@ struct BenchOptions {
   std::string base_url = "http://127.0.0.1:8000";
   std::string model;  // empty: the first one GET /v1/models lists
   std::string api_key;
+  std::string endpoint = "/v1/completions";  // or /v1/chat/completions (needs a tokenizer)
+  // A directory with the model's tokenizer.json: the random prompts are text (text_dataset.h).
+  // Empty: token-id prompts.
+  std::string tokenizer;
   int num_prompts = 1000;
   int random_input_len = 1024;
   int random_output_len = 128;

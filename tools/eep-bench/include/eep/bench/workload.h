@@ -1,8 +1,10 @@
 // What eep-bench sends and when: the random dataset of `vllm bench serve` (prompts of random
-// token ids, a fixed number of tokens to generate with ignore_eos) and the arrival times.
+// token ids, a fixed number of tokens to generate with ignore_eos) and the arrival times. The
+// text form of the dataset, for a model with a tokenizer, is in text_dataset.h.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "eep/common/status.h"
@@ -13,7 +15,10 @@ enum class StreamMode { kStream, kNoStream, kMix };  // kMix: even request ids s
 
 struct BenchRequest {
   int64_t request_idx = 0;
+  // The prompt as ids (what /v1/completions is sent when prompt_text is empty) and, for a text
+  // dataset (text_dataset.h), as text: then prompt_ids are the tokenizer's ids of that text.
   std::vector<int32_t> prompt_ids;
+  std::string prompt_text;
   int max_tokens = 0;
   bool stream = true;
 };

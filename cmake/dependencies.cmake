@@ -27,6 +27,30 @@ target_link_libraries(eep_pcre2 INTERFACE ${PCRE2_LIBRARY})
 # ICU for the tokenizer's Unicode normalization (NFC) and character classes.
 find_package(ICU 70 REQUIRED COMPONENTS uc)
 
+# libsystemd (sd_notify: readiness and watchdog under the Type=notify units; common/src/
+# service_notifier.cpp). Optional: without it the daemons run as before and say so when systemd
+# expects notifications (docs/dependencies.md: the GPU machine's image has no libsystemd-dev).
+set(EEP_SYSTEMD_ENABLED OFF)
+if(NOT EEP_SYSTEMD STREQUAL "OFF")
+  if(PkgConfig_FOUND)
+    pkg_check_modules(PC_LIBSYSTEMD QUIET libsystemd)
+  endif()
+  find_path(LIBSYSTEMD_INCLUDE_DIR systemd/sd-daemon.h HINTS ${PC_LIBSYSTEMD_INCLUDE_DIRS})
+  find_library(LIBSYSTEMD_LIBRARY systemd HINTS ${PC_LIBSYSTEMD_LIBRARY_DIRS})
+  if(LIBSYSTEMD_INCLUDE_DIR AND LIBSYSTEMD_LIBRARY)
+    set(EEP_SYSTEMD_ENABLED ON)
+    add_library(eep_libsystemd INTERFACE)
+    target_include_directories(eep_libsystemd SYSTEM INTERFACE ${LIBSYSTEMD_INCLUDE_DIR})
+    target_link_libraries(eep_libsystemd INTERFACE ${LIBSYSTEMD_LIBRARY})
+  elseif(EEP_SYSTEMD STREQUAL "ON")
+    message(FATAL_ERROR "EEP_SYSTEMD=ON but libsystemd was not found: apt-get install libsystemd-dev")
+  else()
+    message(STATUS "elastic-ep: libsystemd not found (apt-get install libsystemd-dev): the daemons "
+                   "are built without sd_notify; the Type=notify units need it")
+  endif()
+endif()
+message(STATUS "elastic-ep: sd_notify through libsystemd ${EEP_SYSTEMD_ENABLED}")
+
 # CUDA: AUTO switches it on when nvcc, the CUDA toolkit and NCCL are all found.
 set(EEP_CUDA_ENABLED OFF)
 if(NOT EEP_CUDA STREQUAL "OFF")

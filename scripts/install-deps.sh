@@ -7,6 +7,9 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libzmq3-dev cppzmq-dev nlohmann-json3-dev libboost-dev libcli11-dev catch2 libgloo-dev
   curl python3 python3-zmq clang-format libpcre2-dev libicu-dev librsvg2-bin
+  # sd_notify in the daemons; the install tests: systemd-analyze verify on the units (systemd),
+  # the .deb from cpack (dpkg-dev's dpkg-shlibdeps, file), /bin/kill of ExecReload= (procps).
+  libsystemd-dev systemd dpkg-dev file procps
 )
 # Node.js and npm run the openai npm package in the HTTP client tests. A machine that already has
 # a node on PATH (e.g. a newer one than Debian's) keeps it.

@@ -30,9 +30,15 @@ std::vector<std::string> merged_environment(const std::map<std::string, std::str
   for (char** entry = environ; *entry != nullptr; ++entry) {
     std::string line = *entry;
     auto eq = line.find('=');
-    if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
+    if (eq == std::string::npos) continue;
+    std::string key = line.substr(0, eq);
+    // The service manager's notification socket and watchdog belong to the process it started
+    // (service_notifier.h): a child that inherited them would tell systemd that the unit is
+    // ready, or keep a hung parent's watchdog fed.
+    if (key == "NOTIFY_SOCKET" || key == "WATCHDOG_USEC" || key == "WATCHDOG_PID") continue;
+    env[key] = line.substr(eq + 1);
   }
-  for (const auto& [key, value] : extra) env[key] = value;
+  for (const auto& [key, value] : extra) env[key] = value;  // may set those on purpose (tests)
   std::vector<std::string> lines;
   for (const auto& [key, value] : env) lines.push_back(key + "=" + value);
   return lines;

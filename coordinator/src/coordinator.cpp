@@ -265,6 +265,10 @@ int Coordinator::run(int signal_fd) {
   // enough workers registered by themselves).
   if (config_.initial_dp > 0) keeper_.set_target(config_.initial_dp);
   keep_fleet(Clock::now());
+  // Every socket is bound and the HTTP API listens: systemd may start what comes after us
+  // (eep-worker@N units are ordered After= this one).
+  notifier_.ready("serving: admin " + admin_endpoint_ + ", control " + control_endpoint_ +
+                  ", launcher " + std::string(launcher_->name()));
 
   while (true) {
     std::vector<zmq::pollitem_t> items = {
@@ -336,6 +340,7 @@ int Coordinator::run(int signal_fd) {
       next_throughput_log_ = now + std::chrono::milliseconds(config_.stats_log_interval_ms);
     }
     note_loop_iteration(Clock::now() - iteration_start);
+    notifier_.feed_watchdog(Clock::now());
     if (shutting_down_) {
       if (launcher_->live_workers().empty() || now > shutdown_deadline_) break;
     }
@@ -351,6 +356,7 @@ void Coordinator::begin_shutdown(const std::string& why) {
   EEP_LOG_INFO("shutting down (" << why << "): stopping " << membership_.all().size()
                                  << " workers");
   shutting_down_ = true;
+  notifier_.stopping("shutting down: " + why);
   shutdown_deadline_ = Clock::now() + std::chrono::seconds(10);
   const auto now = Clock::now();
   for (const WorkerRecord* worker : membership_.all()) {

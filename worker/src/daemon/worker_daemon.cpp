@@ -40,6 +40,9 @@ void WorkerDaemon::update_log_speaker() {
   if (assignment_) {
     speaker += " rank=" + std::to_string(assignment_->rank) +
                " gen=" + std::to_string(assignment_->generation);
+    notifier_.status("rank " + std::to_string(assignment_->rank) + " of " +
+                     std::to_string(assignment_->world_size) + " in generation " +
+                     std::to_string(assignment_->generation));
   }
   set_log_speaker(speaker);
 }
@@ -93,6 +96,7 @@ Status WorkerDaemon::connect_and_register(int signal_fd) {
                       protocol::make_envelope(request, next_seq_++, -1, config_.worker_id));
     const auto retry_at = Clock::now() + kRegisterRetry;
     while (Clock::now() < retry_at) {
+      notifier_.feed_watchdog(Clock::now());  // waiting for a coordinator is not hanging
       std::vector<zmq::pollitem_t> items = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
       if (signal_fd >= 0) items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(50));
@@ -385,6 +389,7 @@ int WorkerDaemon::run(int signal_fd) {
     return 1;
   }
   if (!config_.engine.model_dir.empty()) {
+    notifier_.status("loading the model in " + config_.engine.model_dir);
     kernels::cpu::set_gemm_num_threads(config_.cpu_threads);
     EngineOptions options = config_.engine;
     options.bind_host = config_.host.empty() ? "127.0.0.1" : config_.host;
@@ -395,10 +400,13 @@ int WorkerDaemon::run(int signal_fd) {
     }
     engine_ = std::move(engine).value();
   }
+  notifier_.status("registering with " + config_.coordinator_endpoint);
   if (Status registered = connect_and_register(signal_fd); !registered.is_ok()) {
     EEP_LOG_ERROR("cannot join the fleet: " << registered.to_string());
     return 1;
   }
+  // Registered: the coordinator counts this worker as a spare it can assign.
+  notifier_.ready("registered with " + config_.coordinator_endpoint + " as " + config_.worker_id);
   HeartbeatSender::Options beats;
   beats.coordinator_endpoint = config_.coordinator_endpoint;
   beats.worker_id = config_.worker_id;
@@ -425,6 +433,9 @@ int WorkerDaemon::run(int signal_fd) {
     if (stepping) wait = std::chrono::milliseconds(0);
     // A generation being built is polled for now and then, not spun on.
     if (pending_ack_) wait = std::min(wait, kBuildPollInterval);
+    const auto now = Clock::now();
+    notifier_.feed_watchdog(now);
+    if (auto ping = notifier_.until_next_ping(now)) wait = std::min(wait, *ping);
     try {
       zmq::poll(
           items.data(), items.size(),
@@ -452,6 +463,7 @@ int WorkerDaemon::run(int signal_fd) {
     if (engine_ && !stop_) serve_once();
   }
   EEP_LOG_INFO("exiting: " << stop_reason_);
+  notifier_.stopping("exiting: " + stop_reason_);
   send(protocol::WorkerExiting{stop_reason_});
   socket_.set(zmq::sockopt::linger, kExitLingerMs);
   return 0;

@@ -16,9 +16,11 @@
 namespace eep {
 
 struct SpawnOptions {
-  std::map<std::string, std::string> env;  // added to (or replacing in) the parent's environment
-  std::string log_path;                    // stdout and stderr appended here; empty: inherit
-  bool die_with_parent = true;             // SIGTERM to the child when the parent dies
+  // Added to (or replacing in) the parent's environment, which passes on all but systemd's
+  // NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID (those of the parent's unit).
+  std::map<std::string, std::string> env;
+  std::string log_path;         // stdout and stderr appended here; empty: inherit
+  bool die_with_parent = true;  // SIGTERM to the child when the parent dies
 };
 
 // The first executable `name` on PATH (or name itself when it holds a '/'); nullopt if none.

@@ -15,6 +15,7 @@
 #include "eep/common/zmq_util.h"
 
 #include "eep/common/protocol.h"
+#include "eep/common/service_notifier.h"
 #include "eep/coordinator/coordinator_config.h"
 #include "eep/coordinator/eplb_state.h"
 #include "eep/coordinator/fleet_keeper.h"
@@ -164,6 +165,9 @@ class Coordinator {
   std::string last_refusal_;           // of the keeper's scales, logged when it changes
   bool shutting_down_ = false;
   Clock::time_point shutdown_deadline_{};
+  // systemd's Type=notify unit: READY=1 when run() starts (the sockets are bound by then), the
+  // watchdog fed every turn of the loop, STOPPING=1 at shutdown.
+  ServiceNotifier notifier_;
 };
 
 // Sends one control message; a worker that is gone is logged, not an error (its death is seen

@@ -12,6 +12,7 @@
 
 #include "eep/common/handshake_monitor.h"
 #include "eep/common/protocol.h"
+#include "eep/common/service_notifier.h"
 #include "eep/common/status.h"
 #include "eep/worker/daemon/heartbeat_sender.h"
 #include "eep/worker/daemon/worker_config.h"
@@ -64,6 +65,9 @@ class WorkerDaemon {
   // generation without it (the coordinator's scale-down retires it there).
   bool leave_at_switch_ = false;
   uint64_t num_batches_ = 0;
+  // systemd's Type=notify unit: READY=1 once registered, the watchdog fed from this loop (and
+  // from registration's), the rank in STATUS=.
+  ServiceNotifier notifier_;
 };
 
 }  // namespace eep::worker

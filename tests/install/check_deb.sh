@@ -21,7 +21,9 @@ if ! cpack --config "$build/CPackConfig.cmake" -G DEB -B "$tmp/out" > "$tmp/cpac
   fail "cpack -G DEB"
 fi
 debs=("$tmp"/out/*.deb)
-[ ${#debs[@]} -eq 1 ] && [ -f "${debs[0]}" ] || fail "cpack made no single .deb: ${debs[*]}"
+if [ ${#debs[@]} -ne 1 ] || [ ! -f "${debs[0]}" ]; then
+  fail "cpack made no single .deb: ${debs[*]}"
+fi
 deb=${debs[0]}
 echo "== $(basename "$deb"), $(du -h "$deb" | cut -f1), made in $((SECONDS - start)) s"
 dpkg-deb -I "$deb" > "$tmp/info"

@@ -405,8 +405,6 @@ int WorkerDaemon::run(int signal_fd) {
     EEP_LOG_ERROR("cannot join the fleet: " << registered.to_string());
     return 1;
   }
-  // Registered: the coordinator counts this worker as a spare it can assign.
-  notifier_.ready("registered with " + config_.coordinator_endpoint + " as " + config_.worker_id);
   HeartbeatSender::Options beats;
   beats.coordinator_endpoint = config_.coordinator_endpoint;
   beats.worker_id = config_.worker_id;
@@ -419,6 +417,8 @@ int WorkerDaemon::run(int signal_fd) {
     EEP_LOG_ERROR("cannot send heartbeats: " << started.to_string());
     return 1;
   }
+  // Registered and beating: the coordinator counts this worker as a spare it can assign.
+  notifier_.ready("registered with " + config_.coordinator_endpoint + " as " + config_.worker_id);
   while (!stop_) {
     // What the heartbeats carry, and the sign that this thread turns.
     const bool serving = engine_ && engine_->serving();

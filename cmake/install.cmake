@@ -25,7 +25,7 @@ install(CODE "
 install(FILES config/polkit/50-elastic-ep.rules
         DESTINATION ${CMAKE_INSTALL_DATADIR}/polkit-1/rules.d)
 install(FILES docs/deployment.md docs/operations.md docs/security.md
-        DESTINATION ${CMAKE_INSTALL_DOCDIR})
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/elastic-ep)  # the package's name
 
 # The .deb: `cpack -G DEB` in the build directory (tests/install/check_deb.sh checks it).
 set(CPACK_GENERATOR DEB)
@@ -38,9 +38,11 @@ set(CPACK_PACKAGE_DESCRIPTION
     "eep-coordinator (membership, scaling, routing, the OpenAI-compatible API) and eep-worker (one
 per GPU) with their systemd units, eepctl, eep-bench, eep-keygen and the other tools.")
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
-# DESTDIR staging: install() sees the prefix /usr, so configs land in /etc.
+# Installed with DESTDIR into the staging folder and the prefix /usr (whatever the build's
+# CMAKE_INSTALL_PREFIX), so that install_config_files.cmake puts the configs in /etc.
 set(CPACK_SET_DESTDIR ON)
+set(CPACK_INSTALL_PREFIX /usr)
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)

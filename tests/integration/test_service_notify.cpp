@@ -22,7 +22,7 @@ constexpr const char* kWatchdogUsec = "400000";
 struct Notification {
   pid_t pid = 0;
   std::string text;
-  std::chrono::steady_clock::time_point at{};
+  std::chrono::steady_clock::time_point at{};  // when the test read it
 };
 
 // systemd's end of sd_notify(3): a unix datagram socket at a path.
@@ -128,6 +128,7 @@ std::map<std::string, std::string> notify_env(const FakeNotifySocket& socket) {
 // WATCHDOG=1 pings over `window`: about one per 200 ms (the loops turn at least that often), and
 // not a flood (one per loop turn would be hundreds).
 void check_watchdog_pings(FakeNotifySocket& notify, std::chrono::milliseconds window) {
+  notify.received();  // what came before the window is stamped before it
   const auto since = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(window);
   const size_t pings = count_from(notify.received(), "WATCHDOG=1", since);

@@ -6,6 +6,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include "eep/common/config.h"
 #include "eep/common/log.h"
 #include "eep/worker/daemon/worker_daemon.h"
@@ -37,8 +40,20 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
 
-  eep::worker::WorkerDaemon daemon(config);
-  const int code = daemon.run(signal_fd);
+  int code = 0;
+  bool register_again = false;
+  {
+    eep::worker::WorkerDaemon daemon(config);
+    code = daemon.run(signal_fd);
+    register_again = daemon.register_again();
+  }
   close(signal_fd);
+  if (register_again) {
+    // The same program and command line, as a supervisor would restart it: a new spare with no
+    // state of the rank that was declared dead (docs/hosts.md).
+    execv("/proc/self/exe", argv);
+    EEP_LOG_ERROR("cannot start again: execv: " << std::strerror(errno));
+    return 1;
+  }
   return code;
 }

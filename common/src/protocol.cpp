@@ -355,7 +355,8 @@ EEP_MESSAGE(Rebalance, EEP_REQUIRED(generation), EEP_REQUIRED(plan_id),
 EEP_MESSAGE(RebalanceDone, EEP_REQUIRED(generation), EEP_REQUIRED(plan_id), EEP_REQUIRED(rank),
             EEP_REQUIRED(bytes_moved), EEP_REQUIRED(seconds), EEP_OPTIONAL(move_seconds),
             EEP_REQUIRED(longest_step_gap_ms), EEP_OPTIONAL(error, Write::kUnlessEmpty))
-EEP_MESSAGE(Shutdown, EEP_REQUIRED(reason), EEP_OPTIONAL(whole_fleet, Write::kUnlessEmpty))
+EEP_MESSAGE(Shutdown, EEP_REQUIRED(reason), EEP_OPTIONAL(whole_fleet, Write::kUnlessEmpty),
+            EEP_OPTIONAL(register_again, Write::kUnlessEmpty))
 EEP_MESSAGE(WorkerExiting, EEP_REQUIRED(reason))
 EEP_MESSAGE(GenerationLost, EEP_REQUIRED(generation), EEP_REQUIRED(reason))
 

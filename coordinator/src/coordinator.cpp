@@ -445,10 +445,14 @@ void Coordinator::handle_control(std::vector<zmq::message_t>& frames) {
     return;
   }
   const WorkerRecord* worker = membership_.find(identity);
-  if (worker == nullptr || worker->state == WorkerState::kDead) {
-    // Declared dead (a SIGSTOPped process resumed) or unknown (the coordinator restarted).
-    EEP_LOG_WARN("message from " << (worker ? "dead" : "unknown") << " worker '" << who
-                                 << "'; telling it to exit");
+  if (worker != nullptr && worker->state == WorkerState::kDead) {
+    // Declared dead (its host was cut off, a stopped process resumed): a spare again.
+    tell_dead_worker_to_register_again(*worker, now);
+    return;
+  }
+  if (worker == nullptr) {
+    // Unknown (the coordinator restarted).
+    EEP_LOG_WARN("message from unknown worker '" << who << "'; telling it to exit");
     send_to_worker(identity, protocol::Shutdown{"this coordinator does not count you as a live "
                                                 "worker; exit and register again",
                                                 false});
@@ -553,6 +557,7 @@ void Coordinator::on_register(const std::string& identity, const protocol::Envel
   record.device_idx = request->device_idx;
   const auto now = Clock::now();
   if (Status added = membership_.add(record, now); !added.is_ok()) return refuse(added);
+  register_again_sent_.erase(record.id);
 
   protocol::RegisterReply reply;
   reply.ok = true;

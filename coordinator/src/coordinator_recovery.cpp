@@ -10,11 +10,29 @@ namespace eep::coordinator {
 
 void Coordinator::on_heartbeat(const std::string& worker_id, const protocol::Envelope& envelope) {
   WorkerRecord* worker = membership_.find(worker_id);
-  // Not registered yet, or declared dead: the worker's own socket hears about it.
-  if (worker == nullptr || worker->state == WorkerState::kDead) return;
+  if (worker == nullptr) return;  // not registered yet
+  // Declared dead and alive after all: an idle worker of a host that was cut off sends nothing
+  // but its heartbeats, so they are what tells it.
+  if (worker->state == WorkerState::kDead)
+    return tell_dead_worker_to_register_again(*worker, Clock::now());
   membership_.heard_from(worker_id, Clock::now());
   auto beat = protocol::parse_body<protocol::Heartbeat>(envelope);
   if (beat.is_ok()) worker->load = beat->load;
+}
+
+void Coordinator::tell_dead_worker_to_register_again(const WorkerRecord& worker,
+                                                     Clock::time_point now) {
+  auto [sent, first] = register_again_sent_.try_emplace(worker.id, now);
+  if (!first && now - sent->second < std::chrono::milliseconds(config_.heartbeat_timeout_ms)) {
+    return;
+  }
+  sent->second = now;
+  EEP_LOG_WARN("worker " << worker.id << " on " << worker.host << " was declared DEAD ("
+                         << worker.reason << ") and speaks again; telling it to register anew "
+                         << "as a spare");
+  send_to_worker(worker.id, protocol::Shutdown{"declared dead (" + worker.reason +
+                                                   "); start again and register as a spare",
+                                               false, true});
 }
 
 void Coordinator::on_generation_lost(const std::string& worker_id,

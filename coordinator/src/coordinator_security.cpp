@@ -1,6 +1,8 @@
 // The control plane's authentication (docs/security.md): CURVE on the admin and control sockets,
 // the ZAP handler that admits keys, and the check that binds each control message to the
 // worker ids its connection's key may speak for.
+#include <filesystem>
+
 #include "eep/common/curve_keys.h"
 #include "eep/common/fleet_keys.h"
 #include "eep/common/log.h"
@@ -33,6 +35,20 @@ Status Coordinator::secure_sockets() {
     return Status::ok();
   }
   const std::string dir = keys_dir_of(config_);
+  // Keys made here at the first start suit a fleet on one host; a socket that other hosts reach
+  // needs keys that were handed to them (docs/hosts.md), so none are made for it.
+  for (const std::string& endpoint : {config_.admin_endpoint, config_.control_endpoint}) {
+    if (!is_loopback_endpoint(endpoint) &&
+        !std::filesystem::exists(key_pair_path(dir, "coordinator"))) {
+      return error(ErrorCode::kFailedPrecondition,
+                   "refusing to serve " + endpoint + " without the fleet's keys: " + dir +
+                       " holds no coordinator.key. Workers on other hosts need the keys that "
+                       "the coordinator trusts: make them first with `eep-keygen --dir " +
+                       dir +
+                       "` and one key per worker host (`--worker HOST --ids 'HOST-*'`), see "
+                       "docs/security.md and docs/hosts.md");
+    }
+  }
   EEP_ASSIGN_OR_RETURN(const bool made, ensure_fleet_keys(dir));
   if (made) EEP_LOG_INFO("made the fleet's keys in " << dir);
   EEP_ASSIGN_OR_RETURN(const CurveKeyPair own,

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "eep/common/log.h"
+#include "eep/coordinator/topology.h"
 
 namespace eep::coordinator {
 namespace {
@@ -127,7 +128,13 @@ Result<std::vector<ScaleAction>> ScaleFsm::begin(ScaleKind kind, int to_dp,
 
   // Whether the workers exist or can be launched, before any work that grows with to_dp (the
   // placement below): `scale --dp 1000000000` is refused at once, not after gigabytes.
-  std::vector<const WorkerRecord*> spares = membership_.in_state(WorkerState::kSpare);
+  // Spares in the order that keeps each host's ranks consecutive (docs/hosts.md).
+  std::vector<std::string> staying_hosts;
+  for (int rank = 0; rank < std::min(from_dp, to_dp); ++rank) {
+    staying_hosts.push_back(active[rank]->host);
+  }
+  std::vector<const WorkerRecord*> spares =
+      spares_in_host_order(staying_hosts, membership_.in_state(WorkerState::kSpare));
   const int num_new = std::max(0, to_dp - from_dp);
   const int num_spares_used = std::min<int>(num_new, static_cast<int>(spares.size()));
   const int num_launch = num_new - num_spares_used;
@@ -204,6 +211,15 @@ Result<std::vector<ScaleAction>> ScaleFsm::begin(ScaleKind kind, int to_dp,
     EEP_CHECK(membership_.transition(id, WorkerState::kJoining, "", now).is_ok());
     picked_spares_.insert(id);
     members_.push_back(id);
+  }
+  if (kind == ScaleKind::kRecover) {
+    // Every member of a recovery reads its weights anew, so the ranks may be renumbered: each
+    // host's ranks consecutive again after a loss in the middle.
+    std::vector<std::string> member_hosts;
+    for (const std::string& id : members_) member_hosts.push_back(membership_.find(id)->host);
+    std::vector<std::string> grouped;
+    for (size_t idx : group_by_host(member_hosts)) grouped.push_back(members_[idx]);
+    members_ = std::move(grouped);
   }
   for (int i = 0; i < num_launch; ++i) {
     int index = 0;

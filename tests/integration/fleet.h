@@ -185,15 +185,24 @@ inline int free_port() {
   return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
 }
 
+// Where a fleet's coordinator runs and listens. The default is this test's own network on
+// loopback; a host of tests/hosts/network_hosts.h runs it in its namespace (the prefix
+// `ip netns exec NAME`) with the control socket on the host's address.
+struct FleetPlace {
+  std::vector<std::string> command_prefix;  // before the coordinator's and eepctl's command lines
+  std::string control = "tcp://127.0.0.1:*";
+};
+
 class Fleet {
  public:
   // Starts eep-coordinator with admin/control on free loopback ports and the given flags.
   explicit Fleet(std::vector<std::string> flags, std::map<std::string, std::string> env = {},
-                 bool expect_ready = true) {
-    std::vector<std::string> argv = {
-        bin("eep-coordinator"),  "--admin",          "tcp://127.0.0.1:*", "--control",
-        "tcp://127.0.0.1:*",     "--http",           "127.0.0.1:0",       "--ready-file",
-        dir_.file("ready.json"), "--worker-log-dir", dir_.path()};
+                 bool expect_ready = true, FleetPlace place = {})
+      : place_(std::move(place)) {
+    std::vector<std::string> argv = place_.command_prefix;
+    argv.insert(argv.end(), {bin("eep-coordinator"), "--admin", "tcp://127.0.0.1:*", "--control",
+                             place_.control, "--http", "127.0.0.1:0", "--ready-file",
+                             dir_.file("ready.json"), "--worker-log-dir", dir_.path()});
     // A store port range of its own, so fleets of tests running side by side rarely meet, below
     // Linux's ephemeral ports (32768-60999): Gloo's pairs and every outgoing connection take
     // those, and one that holds a store port makes the scale fail with "Address already in use".
@@ -246,8 +255,15 @@ class Fleet {
   std::string log_path() const { return dir_.file("coordinator.log"); }
   std::string coordinator_log() const { return read_file(log_path()); }
 
+  // `argv` as it runs where the coordinator runs (its namespace: its loopback, its HTTP port).
+  std::vector<std::string> here(const std::vector<std::string>& argv) const {
+    std::vector<std::string> placed = place_.command_prefix;
+    placed.insert(placed.end(), argv.begin(), argv.end());
+    return placed;
+  }
+
   CommandResult eepctl(std::vector<std::string> args, std::chrono::milliseconds timeout = 30s) {
-    std::vector<std::string> argv = {bin("eepctl"), "--admin", admin_};
+    std::vector<std::string> argv = here({bin("eepctl"), "--admin", admin_});
     argv.insert(argv.end(), eepctl_flags_.begin(), eepctl_flags_.end());
     argv.insert(argv.end(), args.begin(), args.end());
     return run_command(argv, timeout);
@@ -273,6 +289,7 @@ class Fleet {
   bool has_active(size_t n) { return workers_in("ACTIVE").size() == n; }
 
  private:
+  FleetPlace place_;
   TempDir dir_;
   ChildProcess coordinator_;
   std::string admin_;
@@ -284,9 +301,9 @@ class Fleet {
 // A small eep-bench load (n prompts of 16 tokens, 8 out): every request succeeds.
 inline void check_serves_load(Fleet& fleet, int num_prompts) {
   const CommandResult bench =
-      run_command({bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts",
-                   std::to_string(num_prompts), "--random-input-len", "16", "--random-output-len",
-                   "8", "--no-progress"},
+      run_command(fleet.here({bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts",
+                              std::to_string(num_prompts), "--random-input-len", "16",
+                              "--random-output-len", "8", "--no-progress"}),
                   60s);
   INFO(bench.output);
   CHECK_THAT(bench.output, Catch::Contains("Successful requests:                     " +

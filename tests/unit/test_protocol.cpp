@@ -89,6 +89,8 @@ TEST_CASE("every control message round-trips through its envelope", "[protocol]"
   CHECK(round_trip(Shutdown{"retired", false}).reason == "retired");
   CHECK_FALSE(round_trip(Shutdown{"retired", false}).whole_fleet);
   CHECK(round_trip(Shutdown{"coordinator shutdown", true}).whole_fleet);
+  CHECK(round_trip(Shutdown{"declared dead", false, true}).register_again);
+  CHECK_FALSE(round_trip(Shutdown{"retired", false}).register_again);
   CHECK(round_trip(WorkerExiting{"signal 15"}).reason == "signal 15");
 
   // Fault tolerance (docs/fault_tolerance.md).

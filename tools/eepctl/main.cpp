@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -71,6 +72,48 @@ void print_eplb_line(const eep::protocol::EplbInfo& eplb) {
   std::cout << "\n";
 }
 
+// "0-1,4": ranks in increasing order, runs joined.
+std::string rank_runs(const std::vector<int>& ranks) {
+  std::string text;
+  for (size_t idx = 0; idx < ranks.size(); ++idx) {
+    size_t end = idx;
+    while (end + 1 < ranks.size() && ranks[end + 1] == ranks[end] + 1) ++end;
+    text += (text.empty() ? "" : ",") + std::to_string(ranks[idx]);
+    if (end > idx) text += "-" + std::to_string(ranks[end]);
+    idx = end;
+  }
+  return text;
+}
+
+// "3 hosts: 10.77.0.2 ranks 0-1, 10.77.0.3 ranks 2-3, 10.77.0.4 2 spares": the hosts of the
+// live workers (docs/hosts.md), those with ranks first in rank order.
+void print_hosts_line(const eep::protocol::StatusReply& status) {
+  struct HostWorkers {
+    std::vector<int> ranks;
+    int num_spares = 0;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, HostWorkers> hosts;
+  for (const auto& worker : status.workers) {  // ranked workers first, in rank order
+    if (worker.state == "DEAD") continue;
+    if (!hosts.count(worker.host)) order.push_back(worker.host);
+    HostWorkers& host = hosts[worker.host];
+    if (worker.state == "ACTIVE" && worker.rank >= 0) host.ranks.push_back(worker.rank);
+    if (worker.state == "SPARE") ++host.num_spares;
+  }
+  if (order.empty()) return;
+  std::cout << order.size() << (order.size() == 1 ? " host: " : " hosts: ");
+  for (size_t idx = 0; idx < order.size(); ++idx) {
+    const HostWorkers& host = hosts[order[idx]];
+    std::cout << (idx == 0 ? "" : ", ") << order[idx];
+    if (!host.ranks.empty()) std::cout << " ranks " << rank_runs(host.ranks);
+    if (host.num_spares > 0) {
+      std::cout << " " << host.num_spares << (host.num_spares == 1 ? " spare" : " spares");
+    }
+  }
+  std::cout << "\n";
+}
+
 void print_status_table(const eep::protocol::StatusReply& status) {
   std::cout << "generation " << status.generation << ", " << status.active_dp
             << " active ranks, launcher " << status.launcher << ", device " << status.device
@@ -96,6 +139,7 @@ void print_status_table(const eep::protocol::StatusReply& status) {
     std::cout << "\n";
   }
   if (status.eplb) print_eplb_line(*status.eplb);
+  print_hosts_line(status);
   std::cout << "\n"
             << std::left << std::setw(10) << "ID" << std::setw(9) << "STATE" << std::setw(6)
             << "RANK" << std::setw(5) << "GEN" << std::setw(18) << "HOST" << std::setw(9) << "PID"

@@ -6,7 +6,10 @@ void add_worker_options(CLI::App& app, WorkerConfig& config) {
   app.add_option("--coordinator", config.coordinator_endpoint, "Coordinator control endpoint")
       ->capture_default_str();
   app.add_option("--worker-id", config.worker_id, "Unique id of this worker (default HOST-PID)");
-  app.add_option("--host", config.host, "Host name this worker reports (default: gethostname)");
+  app.add_option("--host", config.host,
+                 "Address (or a name that resolves to it) this worker advertises and binds for "
+                 "its stores, Gloo and weight transfer; workers with the same one share a host "
+                 "(default: this machine's address on the route to --coordinator)");
   BackendOptions& backend = config.engine.backend;
   app.add_option("--device", backend.device, "cpu or cuda")
       ->transform(CLI::CheckedTransformer(device_by_name()))

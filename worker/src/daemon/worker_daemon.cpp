@@ -29,7 +29,11 @@ using Clock = std::chrono::steady_clock;
 
 WorkerDaemon::WorkerDaemon(WorkerConfig config)
     : config_(std::move(config)), context_(1), socket_(context_, zmq::socket_type::dealer) {
-  if (config_.host.empty()) config_.host = host_name();
+  // Not gethostname(): a name need not resolve on the other hosts, nor to the address on the
+  // fleet's network (docs/hosts.md).
+  if (config_.host.empty()) {
+    config_.host = local_address_towards(config_.coordinator_endpoint).value_or(host_name());
+  }
   if (config_.worker_id.empty()) {
     config_.worker_id = config_.host + "-" + std::to_string(::getpid());
   }
@@ -222,8 +226,12 @@ void WorkerDaemon::handle(const protocol::Envelope& envelope) {
       // wait for it; unless the whole fleet stops, when no switch will come (launcher none:
       // nobody else would stop the process).
       const bool whole_fleet = order.is_ok() && order->whole_fleet;
-      if (!whole_fleet && engine_ && engine_->serving() && assignment_ &&
-          assignment_->world_size > 1 && !engine_->retired()) {
+      if (order.is_ok() && order->register_again) {
+        // Our rank is gone: nothing to leave at a switch, and no exit notice for a dead record.
+        register_again_ = true;
+        stop_ = true;
+      } else if (!whole_fleet && engine_ && engine_->serving() && assignment_ &&
+                 assignment_->world_size > 1 && !engine_->retired()) {
         leave_at_switch_ = true;
         EEP_LOG_INFO("leaving at the next generation switch");
         if (idle_) request_wake();
@@ -392,7 +400,7 @@ int WorkerDaemon::run(int signal_fd) {
     notifier_.status("loading the model in " + config_.engine.model_dir);
     kernels::cpu::set_gemm_num_threads(config_.cpu_threads);
     EngineOptions options = config_.engine;
-    options.bind_host = config_.host.empty() ? "127.0.0.1" : config_.host;
+    options.bind_host = config_.host;
     auto engine = EngineCore::create(options);
     if (!engine.is_ok()) {
       EEP_LOG_ERROR("cannot serve the model: " << engine.status().to_string());
@@ -462,9 +470,11 @@ int WorkerDaemon::run(int signal_fd) {
     }
     if (engine_ && !stop_) serve_once();
   }
-  EEP_LOG_INFO("exiting: " << stop_reason_);
-  notifier_.stopping("exiting: " + stop_reason_);
-  send(protocol::WorkerExiting{stop_reason_});
+  EEP_LOG_INFO((register_again_ ? "starting again: " : "exiting: ") << stop_reason_);
+  if (!register_again_) {
+    notifier_.stopping("exiting: " + stop_reason_);
+    send(protocol::WorkerExiting{stop_reason_});
+  }
   socket_.set(zmq::sockopt::linger, kExitLingerMs);
   return 0;
 }

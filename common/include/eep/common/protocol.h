@@ -267,6 +267,10 @@ struct Shutdown {
   // The coordinator stops the whole fleet: every rank exits now (its peers do too), instead of
   // leaving at the next generation switch, which will not come.
   bool whole_fleet = false;
+  // Not an exit for good: start afresh and register again as a spare. Sent to a worker that was
+  // declared DEAD and speaks again (its host was cut off, docs/hosts.md): its old rank and
+  // generation are gone, so it comes back as a new process with nothing of them.
+  bool register_again = false;
 };
 
 struct WorkerExiting {

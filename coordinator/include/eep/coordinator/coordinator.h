@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -86,6 +87,10 @@ class Coordinator {
   // fault tolerance (coordinator_recovery.cpp, docs/fault_tolerance.md)
   // A heartbeat from a worker's heartbeat socket (protocol::heartbeat_identity).
   void on_heartbeat(const std::string& worker_id, const protocol::Envelope& envelope);
+  // A worker declared DEAD speaks again (a host cut off and back, a stopped process resumed
+  // where no launcher killed it): it is told to start afresh and register as a spare, at most
+  // once per heartbeat timeout (docs/hosts.md).
+  void tell_dead_worker_to_register_again(const WorkerRecord& worker, Clock::time_point now);
   // A member's collective failed: it abandoned the live generation and waits.
   void on_generation_lost(const std::string& worker_id, const protocol::Envelope& envelope);
   // Members reported the live generation lost and nobody is known dead: once the grace (the
@@ -158,6 +163,7 @@ class Coordinator {
   ThroughputLogger throughput_logger_;
   Clock::time_point next_throughput_log_{};
   FleetKeeper keeper_;
+  std::map<std::string, Clock::time_point> register_again_sent_;  // by worker id
   std::set<std::string> lost_reports_;  // members that reported the live generation lost
   std::optional<Clock::time_point> first_lost_report_;
   bool scale_seen_running_ = false;    // keep_fleet(): a scale's end is seen once

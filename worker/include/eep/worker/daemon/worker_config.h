@@ -13,7 +13,9 @@ namespace eep::worker {
 struct WorkerConfig {
   std::string coordinator_endpoint = "tcp://127.0.0.1:5711";
   std::string worker_id;  // default: <host>-<pid>
-  std::string host;       // advertised host; default: gethostname()
+  // The address this worker advertises and binds (stores, Gloo, weight transfer); ranks with
+  // the same one share a host. Default: this machine's address on the route to the coordinator.
+  std::string host;
   std::string fleet_token_file;
   ClientKeyOptions keys;  // CURVE on the control socket: the worker key and coordinator.pub
   int register_timeout_ms = 30000;  // give up (exit 1) when the coordinator never answers

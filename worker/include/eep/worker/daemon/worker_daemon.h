@@ -27,6 +27,10 @@ class WorkerDaemon {
   // Registers, then serves until told to stop. signal_fd: a signalfd for SIGTERM/SIGINT, or -1.
   // Returns the exit code: 0 on an order or a signal, 1 when registration failed.
   int run(int signal_fd);
+  // After run(): the coordinator declared this worker dead and asked it to register again as a
+  // new spare (its host was cut off and came back, docs/hosts.md); main() starts the program
+  // afresh, which nothing of the old rank survives.
+  bool register_again() const { return register_again_; }
 
  private:
   Status connect_and_register(int signal_fd);
@@ -53,6 +57,7 @@ class WorkerDaemon {
   std::unique_ptr<HeartbeatSender> heartbeat_;  // started once registered
   std::optional<protocol::Assign> assignment_;
   bool stop_ = false;
+  bool register_again_ = false;
   std::string stop_reason_;
 
   std::unique_ptr<EngineCore> engine_;           // null when this worker serves no model

@@ -57,7 +57,9 @@ TEST_CASE("a fleet across three hosts scales 2 to 4 to 6 to 2 under load, output
   }
   REQUIRE(eventually([&] { return fleet.workers_in("SPARE").size() == 4; }, 60s));
   // Every worker advertises its own host's address, found from the route to the coordinator.
-  for (const json& worker : fleet.status()["workers"]) {
+  const json spares = fleet.status();  // alive for the loop
+  REQUIRE(spares["workers"].size() == 6);
+  for (const json& worker : spares["workers"]) {
     const std::string id = worker["id"];
     const size_t host = static_cast<size_t>(id[1] - '0');
     CHECK(worker["host"] == hosts.address(host));

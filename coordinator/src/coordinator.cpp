@@ -140,6 +140,13 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(const CoordinatorConfig
                          read_expert_layout(config.model_dir, config.num_redundant_experts));
   }
 
+  if (experts && experts->num_experts % config.eplb_num_groups != 0) {
+    return error(ErrorCode::kInvalidArgument,
+                 "--eplb-num-groups " + std::to_string(config.eplb_num_groups) +
+                     " does not divide the model's " + std::to_string(experts->num_experts) +
+                     " experts into groups of consecutive ids");
+  }
+
   // The checkpoint's text: a malformed tokenizer or chat template stops the start here.
   ModelText model_text;
   if (!config.model_dir.empty()) {

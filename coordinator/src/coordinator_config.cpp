@@ -150,6 +150,12 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
                  "Threads that compute EPLB plans, off the event loop (0: one per core)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
+  app.add_option("--eplb-num-groups", config.eplb_num_groups,
+                 "Expert groups of the model (consecutive ids; 1: none). When a multiple of the "
+                 "fleet's hosts, EPLB plans hierarchically: whole groups per host, replicas within "
+                 "their host")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
   app.add_option("--eplb-test-load", config.eplb_test_load,
                  "Testing: also plan the first case of this cases.json-format file at every EPLB "
                  "plan (its result is dropped), to measure a large plan on a small fleet");

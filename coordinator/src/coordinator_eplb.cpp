@@ -6,6 +6,7 @@
 
 #include "eep/common/log.h"
 #include "eep/coordinator/coordinator.h"
+#include "eep/coordinator/topology.h"
 
 namespace eep::coordinator {
 namespace {
@@ -66,6 +67,20 @@ void Coordinator::on_expert_load(const std::string& worker_id, const protocol::E
 
 void Coordinator::start_planning(PlanRequest request) {
   request.test_load = eplb_test_load_;
+  // The hierarchical policy over the hosts when each holds an equal block of consecutive ranks
+  // (docs/hosts.md); rebalance_experts falls back to the global policy, as eplb.py does, when the
+  // groups do not split evenly over the hosts.
+  std::vector<std::string> hosts_by_rank;
+  for (const WorkerRecord* worker : membership_.active_by_rank()) {
+    hosts_by_rank.push_back(worker->host);
+  }
+  request.config.num_nodes = num_uniform_hosts(hosts_by_rank);
+  request.config.num_groups = config_.eplb_num_groups;
+  const bool hierarchical =
+      request.config.num_nodes > 1 && request.config.num_groups % request.config.num_nodes == 0;
+  EEP_LOG_INFO("EPLB: policy " << (hierarchical ? "hierarchical" : "global") << " ("
+                               << request.config.num_nodes << " hosts of equal rank blocks, "
+                               << request.config.num_groups << " expert groups)");
   EEP_LOG_INFO("EPLB: planning on " << request.window_steps << " steps of load"
                                     << (request.forced ? " (forced by eplb_rebalance)" : "")
                                     << (request.test_load ? ", and the --eplb-test-load shape" : "")

@@ -65,18 +65,13 @@ TEST_CASE("a worker host cut off under load: ranks lost, fleet recovers, host re
   TempDir dir;
   const std::string model = make_tiny_model(dir, 31);
   const std::string keys = make_host_keys(dir, hosts);
-  std::vector<std::string> flags = {"--launcher",
-                                    "none",
-                                    "--dp",
-                                    "4",
-                                    "--model",
-                                    model,
-                                    "--keys-dir",
-                                    keys,
-                                    "--heartbeat-timeout-ms",
-                                    std::to_string(kHeartbeatTimeoutMs),
-                                    "--scale-drain-timeout-ms",
-                                    "0"};
+  std::vector<std::string> flags = {
+      "--launcher", "none", "--dp", "4", "--model", model, "--keys-dir", keys,
+      "--heartbeat-timeout-ms", std::to_string(kHeartbeatTimeoutMs), "--scale-drain-timeout-ms",
+      "0",
+      // Rebalanced only when asked (below), hierarchically: 4
+      // groups of the 16 experts over the 2 hosts.
+      "--enable-eplb", "--eplb-step-interval", "1000000", "--eplb-num-groups", "4"};
   const std::vector<std::string> ranges = host_port_ranges(hosts);
   flags.insert(flags.end(), ranges.begin(), ranges.end());
   Fleet fleet(flags, {}, true, coordinator_place(hosts));
@@ -169,6 +164,18 @@ TEST_CASE("a worker host cut off under load: ranks lost, fleet recovers, host re
   CHECK(report["summary"]["failed"] == 0);
   CHECK(report["summary"]["completed"] == kNumPrompts);
   check_serves_load(fleet, 8);
+
+  // EPLB plans with the hosts: 2 hosts of 2 ranks, so whole expert groups per host.
+  const CommandResult rebalance = fleet.eepctl({"eplb", "rebalance"});
+  INFO(rebalance.output);
+  CHECK(rebalance.exit_code == 0);
+  CHECK(eventually(
+      [&] {
+        const std::string log = fleet.coordinator_log();
+        return log.find("EPLB: policy hierarchical (2 hosts") != std::string::npos &&
+               log.find(" done: balancedness") != std::string::npos;
+      },
+      30s));
 
   // 2 ms more each way between the hosts, where the kernel has netem: measured, not asserted.
   const std::string without = measure_steps(fleet, 4);

@@ -64,7 +64,10 @@ struct CoordinatorConfig {
   double eplb_balance_slack = 0.01;      // balancedness a plan may give up to move less
   double eplb_max_moved_fraction = 1.0;  // of a layer's slots a plan may change
   int eplb_planner_threads = 0;          // 0 = one per core
-  std::string eplb_test_load;            // tests: a large shape planned beside the real one
+  // Expert groups (DeepSeek's n_group; Qwen3-MoE has none: 1). Plans are hierarchical over the
+  // fleet's hosts when this is a multiple of their number (docs/hosts.md).
+  int eplb_num_groups = 1;
+  std::string eplb_test_load;  // tests: a large shape planned beside the real one
   // Written once the sockets are bound: {"admin", "control", "pid"} with the real endpoints (so
   // scripts and tests can bind port 0 and still find us).
   std::string ready_file;

@@ -116,12 +116,5 @@ TEST_CASE("a fleet across three hosts scales 2 to 4 to 6 to 2 under load, output
   CHECK_THAT(status_at_6, Catch::Contains("3 hosts"));
 
   REQUIRE(bench.exit_code == 0);
-  const json report = json::parse(read_file(results));
-  CHECK(report["summary"]["failed"] == 0);
-  CHECK(report["summary"]["completed"] == kNumPrompts);
-  const std::map<int, json> served = outputs_by_request(report);
-  REQUIRE(served.size() == expected.size());
-  int num_different = 0;
-  for (const auto& [id, output_ids] : served) num_different += output_ids != expected.at(id);
-  CHECK(num_different == 0);
+  check_served_as_expected(json::parse(read_file(results)), expected, kNumPrompts);
 }

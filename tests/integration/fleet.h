@@ -145,6 +145,32 @@ inline std::map<int, nlohmann::json> outputs_by_request(const nlohmann::json& re
   return outputs;
 }
 
+// How many greedy outputs of `report` differ from `expected` (outputs_by_request of a reference
+// run of the same dataset); every request must be in both. The differing requests are logged.
+inline int count_different_outputs(const nlohmann::json& report,
+                                   const std::map<int, nlohmann::json>& expected) {
+  const std::map<int, nlohmann::json> served = outputs_by_request(report);
+  REQUIRE(served.size() == expected.size());
+  int num_different = 0;
+  for (const auto& [id, output_ids] : served) {
+    if (output_ids == expected.at(id)) continue;
+    ++num_different;
+    UNSCOPED_INFO("request " << id << ": " << output_ids.dump() << " instead of "
+                             << expected.at(id).dump());
+  }
+  return num_different;
+}
+
+// An eep-bench report in which all `num_prompts` requests succeeded with the greedy outputs of
+// `expected`.
+inline void check_served_as_expected(const nlohmann::json& report,
+                                     const std::map<int, nlohmann::json>& expected,
+                                     int num_prompts) {
+  CHECK(report["summary"]["failed"] == 0);
+  CHECK(report["summary"]["completed"] == num_prompts);
+  CHECK(count_different_outputs(report, expected) == 0);
+}
+
 inline bool process_alive(pid_t pid) {
   // A reaped process is gone; a zombie would still answer kill(0), so look at /proc too.
   if (::kill(pid, 0) != 0) return false;

@@ -46,13 +46,7 @@ void run_faulted(Fleet& fleet, const std::string& name, const std::vector<std::s
   INFO(fleet.coordinator_log());
   REQUIRE(bench.exit_code == 0);
   const json report = json::parse(read_file(results));
-  CHECK(report["summary"]["failed"] == 0);
-  CHECK(report["summary"]["completed"] == kNumPrompts);
-  const std::map<int, json> served = outputs_by_request(report);
-  REQUIRE(served.size() == expected.size());
-  int num_different = 0;
-  for (const auto& [id, output_ids] : served) num_different += output_ids != expected.at(id);
-  CHECK(num_different == 0);
+  check_served_as_expected(report, expected, kNumPrompts);
   REQUIRE(report["faults"].size() == 1);
   const json& fault = report["faults"][0];
   INFO(fault.dump(2));

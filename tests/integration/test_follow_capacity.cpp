@@ -97,11 +97,7 @@ TEST_CASE("a scale-up under a backlog: new ranks take work at the switch, tokens
   REQUIRE(scale["outcome"] == "succeeded");
 
   // Greedy outputs: the same as without the scale.
-  const std::map<int, json> served = outputs_by_request(report);
-  REQUIRE(served.size() == expected.size());
-  int num_different = 0;
-  for (const auto& [id, output_ids] : served) num_different += output_ids != expected.at(id);
-  CHECK(num_different == 0);
+  CHECK(count_different_outputs(report, expected) == 0);
 
   // The switch: the first look with 4 ACTIVE ranks. Within a second of it, both new ranks run
   // max-num-seqs requests.

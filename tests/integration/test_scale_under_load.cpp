@@ -105,18 +105,7 @@ TEST_CASE("greedy outputs under load stay identical through scales 2 to 4 to 2 t
   // Every scale ran under load: the last one ended before the last request.
   CHECK(scales_s < bench_s);
   REQUIRE(bench.exit_code == 0);
-  const json report = json::parse(read_file(results));
-  CHECK(report["summary"]["failed"] == 0);
-  CHECK(report["summary"]["completed"] == kNumPrompts);
-  const std::map<int, json> served = outputs_by_request(report);
-  REQUIRE(served.size() == expected.size());
-  int num_different = 0;
-  for (const auto& [id, output_ids] : served) {
-    INFO("request " << id);
-    CHECK(output_ids == expected.at(id));
-    num_different += output_ids != expected.at(id);
-  }
-  CHECK(num_different == 0);
+  check_served_as_expected(json::parse(read_file(results)), expected, kNumPrompts);
   CHECK(fleet.has_active(2));
   // Requests continued mid-stream on a staying rank (the coordinator logs each one).
   const std::string log = fleet.coordinator_log();

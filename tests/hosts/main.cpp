@@ -3,18 +3,13 @@
 // refuses them) every test is skipped, loudly: it prints why and exits 77, which ctest shows as
 // "Skipped" (SKIP_RETURN_CODE, tests/CMakeLists.txt), as the GPU tests do without a GPU. Listing
 // the tests (ctest's discovery) works anywhere. Like tests/integration/main.cpp, one CURVE keys
-// directory per test process, in EEP_KEYS_DIR.
+// directory per test process (test_fleet_keys.h).
 #define CATCH_CONFIG_RUNNER
-#include <unistd.h>
-
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <iostream>
 
 #include <catch2/catch.hpp>
 
-#include "eep/common/fleet_keys.h"
+#include "../integration/test_fleet_keys.h"
 #include "network_hosts.h"
 
 int main(int argc, char** argv) {
@@ -32,16 +27,5 @@ int main(int argc, char** argv) {
       return 77;
     }
   }
-  std::string pattern = (std::filesystem::temp_directory_path() / "eep-test-keys-XXXXXX").string();
-  const std::string dir = ::mkdtemp(pattern.data()) + std::string("/keys");
-  auto made = eep::ensure_fleet_keys(dir);
-  if (!made.is_ok()) {
-    std::cerr << "cannot make the test fleet's keys: " << made.status().to_string() << "\n";
-    return 2;
-  }
-  ::setenv("EEP_KEYS_DIR", dir.c_str(), 1);
-  const int result = session.run();
-  std::error_code ec;
-  std::filesystem::remove_all(std::filesystem::path(dir).parent_path(), ec);
-  return result;
+  return eep::testing::run_with_fleet_keys([&] { return session.run(); });
 }

@@ -67,12 +67,8 @@ TEST_CASE("a fleet across three hosts scales 2 to 4 to 6 to 2 under load, output
 
   // The reference: the requests served by the fleet of 2 on one host.
   const std::string reference_results = dir.file("reference.json");
-  const CommandResult reference = run_command(bench_argv(fleet, "inf", reference_results), 120s);
-  INFO(reference.output);
-  REQUIRE(reference.exit_code == 0);
-  const json reference_report = json::parse(read_file(reference_results));
-  REQUIRE(reference_report["summary"]["failed"] == 0);
-  const std::map<int, json> expected = outputs_by_request(reference_report);
+  const std::map<int, json> expected =
+      reference_outputs(bench_argv(fleet, "inf", reference_results), reference_results, 120s);
   REQUIRE(expected.size() == static_cast<size_t>(kNumPrompts));
 
   // The same requests while a thread scales across the hosts and back.

@@ -145,6 +145,19 @@ inline std::map<int, nlohmann::json> outputs_by_request(const nlohmann::json& re
   return outputs;
 }
 
+// Runs an eep-bench command (`argv`, with --save-tokens --result-json `results`) as the reference
+// of a test: every request must succeed; returns their outputs (outputs_by_request).
+inline std::map<int, nlohmann::json> reference_outputs(const std::vector<std::string>& argv,
+                                                       const std::string& results,
+                                                       std::chrono::milliseconds timeout) {
+  const CommandResult reference = run_command(argv, timeout);
+  INFO(reference.output);
+  REQUIRE(reference.exit_code == 0);
+  const nlohmann::json report = nlohmann::json::parse(read_file(results));
+  REQUIRE(report["summary"]["failed"] == 0);
+  return outputs_by_request(report);
+}
+
 // How many greedy outputs of `report` differ from `expected` (outputs_by_request of a reference
 // run of the same dataset); every request must be in both. The differing requests are logged.
 inline int count_different_outputs(const nlohmann::json& report,

@@ -50,12 +50,8 @@ TEST_CASE("a scale-up under a backlog: new ranks take work at the switch, tokens
   REQUIRE(eventually([&] { return fleet.has_active(2); }, 30s));
 
   const std::string reference_results = dir.file("reference.json");
-  CommandResult reference = run_command(bench_argv(fleet, reference_results), 180s);
-  INFO(reference.output);
-  REQUIRE(reference.exit_code == 0);
-  const json reference_report = json::parse(read_file(reference_results));
-  REQUIRE(reference_report["summary"]["failed"] == 0);
-  const std::map<int, json> expected = outputs_by_request(reference_report);
+  const std::map<int, json> expected =
+      reference_outputs(bench_argv(fleet, reference_results), reference_results, 180s);
 
   // The scaled run, with a thread that looks at every ACTIVE rank's load every 50 ms.
   AdminClient admin(admin_connection(fleet.admin()));

@@ -54,12 +54,8 @@ TEST_CASE("greedy outputs under load stay identical through scales 2 to 4 to 2 t
 
   // The reference: the same requests on the fleet of 2 before any scale.
   const std::string reference_results = dir.file("reference.json");
-  CommandResult reference = run_command(bench_argv(fleet, "inf", reference_results), 120s);
-  INFO(reference.output);
-  REQUIRE(reference.exit_code == 0);
-  const json reference_report = json::parse(read_file(reference_results));
-  REQUIRE(reference_report["summary"]["failed"] == 0);
-  const std::map<int, json> expected = outputs_by_request(reference_report);
+  const std::map<int, json> expected =
+      reference_outputs(bench_argv(fleet, "inf", reference_results), reference_results, 120s);
   REQUIRE(expected.size() == static_cast<size_t>(kNumPrompts));
 
   // The same requests again while a thread scales the fleet. Each scale waits a little after the

@@ -21,7 +21,9 @@ step() { echo "== $1 (at ${SECONDS} s)"; }
 step "build"
 EEP_BUILD_DIR=$BUILD_DIR scripts/build.sh "${LINES_ONLY[@]}"
 step "ctest"
-(cd "$BUILD_DIR" && ctest --output-on-failure --timeout 600)
+# Unit tests two at a time; the integration and hosts tests are RUN_SERIAL (tests/CMakeLists.txt):
+# each runs alone, since a fleet of processes on 2 cores must not wait on another test's.
+(cd "$BUILD_DIR" && ctest --output-on-failure --timeout 600 -j "$(nproc)")
 
 if [ "${EEP_SKIP_ASAN:-0}" != 1 ]; then
   ASAN_DIR=${BUILD_DIR}-asan

@@ -99,9 +99,9 @@ GroupSpec solo_spec(int store_port, uint64_t generation) {
 }
 
 // Peers of one fleet, their logs in a scratch directory, and the store they rendezvous at.
-class Fleet {
+class NcclPeers {
  public:
-  Fleet(int num_ranks, const std::vector<std::string>& extra_args) : num_ranks_(num_ranks) {
+  NcclPeers(int num_ranks, const std::vector<std::string>& extra_args) : num_ranks_(num_ranks) {
     nvls_off();
     dir_ = fs::temp_directory_path() /
            ("eep_nccl_" + std::to_string(::getpid()) + "_" + std::to_string(next_id_++));
@@ -133,7 +133,7 @@ class Fleet {
       peers_.push_back(std::move(child).value());
     }
   }
-  ~Fleet() {
+  ~NcclPeers() {
     for (auto& peer : peers_) {
       if (peer.valid() && peer.running()) peer.stop(std::chrono::seconds(2));
     }
@@ -171,7 +171,7 @@ void run_fleet(int num_ranks) {
     WARN("SKIPPED: needs " << num_ranks << " GPUs, this machine has " << available);
     return;
   }
-  Fleet fleet(num_ranks, {"--mode", "all"});
+  NcclPeers fleet(num_ranks, {"--mode", "all"});
   // Each rank: every operation, a captured exchange, a second generation and 20 cycles of about
   // a second each.
   for (int rank = 0; rank < num_ranks; ++rank) {
@@ -356,7 +356,7 @@ TEST_CASE("nccl group: a killed peer turns into an error, not a hang", "[gpu][nc
     return;
   }
   // Short timeout: the survivor must report the dead peer within about this long.
-  Fleet fleet(2, {"--mode", "kill", "--timeout-ms", "5000"});
+  NcclPeers fleet(2, {"--mode", "kill", "--timeout-ms", "5000"});
   const bool ready = fleet.wait_for_line(1, "READY", std::chrono::seconds(60));
   INFO("rank 0 log:\n" << fleet.log(0));
   INFO("rank 1 log:\n" << fleet.log(1));

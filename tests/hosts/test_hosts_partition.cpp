@@ -24,8 +24,8 @@ constexpr int kHeartbeatTimeoutMs = 2500;
 // on it before the coordinator declares that host's ranks dead, so that the recovery's
 // assignment finds it ready (docs/hosts.md).
 constexpr int kCollectiveTimeoutMs = 1500;
-constexpr int kNumPrompts = 120;
-constexpr int kRequestRate = 10;  // the run lasts 12 s or more
+constexpr int kPartitionPrompts = 120;
+constexpr int kPartitionRequestRate = 10;  // the run lasts 12 s or more
 
 double unix_seconds_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -115,12 +115,13 @@ TEST_CASE("a worker host cut off under load: ranks lost, fleet recovers, host re
   const std::string results = dir.file("results.json");
   CommandResult bench;
   std::thread load([&] {
-    bench = run_command(
-        fleet.here({bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts",
-                    std::to_string(kNumPrompts), "--random-input-len", "16", "--random-output-len",
-                    "24", "--max-concurrency", "16", "--request-rate", std::to_string(kRequestRate),
-                    "--stream", "--seed", "5", "--no-progress", "--result-json", results}),
-        180s);
+    bench =
+        run_command(fleet.here({bin("eep-bench"), "--base-url", fleet.base_url(), "--num-prompts",
+                                std::to_string(kPartitionPrompts), "--random-input-len", "16",
+                                "--random-output-len", "24", "--max-concurrency", "16",
+                                "--request-rate", std::to_string(kPartitionRequestRate), "--stream",
+                                "--seed", "5", "--no-progress", "--result-json", results}),
+                    180s);
   });
   std::this_thread::sleep_for(3s);
   const SteadyClock::time_point cut = SteadyClock::now();
@@ -192,7 +193,7 @@ TEST_CASE("a worker host cut off under load: ranks lost, fleet recovers, host re
   REQUIRE(bench.exit_code == 0);
   const json report = json::parse(read_file(results));
   CHECK(report["summary"]["failed"] == 0);
-  CHECK(report["summary"]["completed"] == kNumPrompts);
+  CHECK(report["summary"]["completed"] == kPartitionPrompts);
   check_serves_load(fleet, 8);
 
   // EPLB plans with the hosts: 2 hosts of 2 ranks, so whole expert groups per host.

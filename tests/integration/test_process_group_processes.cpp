@@ -12,15 +12,9 @@
 #include <catch2/catch.hpp>
 
 #include "eep/common/subprocess.h"
+#include "fleet.h"
 
-namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-}  // namespace
+using eep::testing::read_file;
 
 TEST_CASE("process group: 4 processes all-to-all over loopback", "[pg]") {
   constexpr int kSize = 4;

@@ -1,5 +1,6 @@
 // Engines over a generated model in one test process: the ranks of a fleet are threads with Gloo
-// groups over loopback (test_engine_eplb.cpp, test_engine_generation.cpp).
+// groups over loopback (test_engine_eplb.cpp, test_engine_generation.cpp,
+// test_engine_sampling.cpp).
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -11,8 +12,22 @@
 
 #include "eep/worker/comm/kv_store.h"
 #include "eep/worker/engine/engine_core.h"
+#include "eep/worker/model/random_checkpoint.h"
+#include "scratch_dir.h"
 
 namespace eep::testing {
+
+// The tiny preset with the default random weights, written once per test process.
+inline const std::string& tiny_model() {
+  static const std::string dir = [] {
+    const auto path = process_scratch_dir("eep_unit_tiny_model") / "tiny";
+    auto config = worker::model_preset("tiny");
+    REQUIRE(config.is_ok());
+    REQUIRE(worker::write_random_checkpoint(config.value(), {}, path).is_ok());
+    return path.string();
+  }();
+  return dir;
+}
 
 inline std::unique_ptr<worker::EngineCore> make_engine(const std::string& model_dir,
                                                        int num_kv_blocks = 128) {

@@ -23,9 +23,14 @@
 using namespace eep;
 using namespace eep::coordinator::jinja;
 namespace node = eep::testing::node;
+namespace fs = std::filesystem;
+
+// Named, not anonymous: this file's json is ordered_json, which would clash with the other test
+// files' json in the unity build.
+namespace chat_template_oracle {
+
 // ordered_json: the cases keep their members in the order written here, as a request does.
 using json = nlohmann::ordered_json;
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -301,3 +306,5 @@ TEST_CASE("DeepSeek-V3's chat template renders byte for byte as @huggingface/jin
   int num_rendered = compare_with_oracle("tokenizer-deepseek_v3", ToolCallStyle::kDeepSeek, 7);
   CHECK(num_rendered >= 50);
 }
+
+}  // namespace chat_template_oracle

@@ -22,9 +22,9 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr int kTopK = 4;  // the tiny preset's experts per token
-constexpr int kMaxSteps = 2000;
+constexpr int kMaxEplbSteps = 2000;
 
-const std::string& tiny_model() {
+const std::string& skewed_tiny_model() {
   static const std::string dir = [] {
     const auto path = eep::testing::process_scratch_dir("eep_test_engine_eplb") / "tiny";
     auto config = model_preset("tiny");
@@ -39,7 +39,7 @@ const std::string& tiny_model() {
 }
 
 std::unique_ptr<EngineCore> make_engine() {
-  return eep::testing::make_engine(tiny_model());
+  return eep::testing::make_engine(skewed_tiny_model());
 }
 
 protocol::Assign one_rank_assign(int64_t generation) {
@@ -111,7 +111,7 @@ struct RankLog {
 // Steps until the fleet is idle; before_step(i) runs before step i.
 Status step_until_idle(EngineCore& engine, RankLog& log,
                        const std::function<Status(int)>& before_step = {}) {
-  for (int i = 0; i < kMaxSteps; ++i) {
+  for (int i = 0; i < kMaxEplbSteps; ++i) {
     if (before_step) EEP_RETURN_IF_ERROR(before_step(i));
     EEP_ASSIGN_OR_RETURN(StepResult result, engine.step(0));
     ++log.num_steps;

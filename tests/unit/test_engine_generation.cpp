@@ -14,17 +14,6 @@ using namespace eep::worker;
 
 namespace {
 
-const std::string& tiny_model() {
-  static const std::string dir = [] {
-    const auto path = eep::testing::process_scratch_dir("eep_test_engine_generation") / "tiny";
-    auto config = model_preset("tiny");
-    REQUIRE(config.is_ok());
-    REQUIRE(write_random_checkpoint(config.value(), RandomCheckpointOptions{}, path).is_ok());
-    return path.string();
-  }();
-  return dir;
-}
-
 protocol::Assign assign_of(int rank, int world_size, const std::pair<int, int>& ports) {
   protocol::Assign assign;
   assign.generation = 1;
@@ -43,7 +32,8 @@ TEST_CASE("engine generation: ranks agree on the fewest KV blocks and serve with
   const int block_size = EngineOptions{}.backend.block_size;
   const std::vector<int> own_blocks = {96, 40};
   std::vector<std::unique_ptr<EngineCore>> engines;
-  for (int blocks : own_blocks) engines.push_back(eep::testing::make_engine(tiny_model(), blocks));
+  for (int blocks : own_blocks)
+    engines.push_back(eep::testing::make_engine(eep::testing::tiny_model(), blocks));
   const std::pair<int, int> ports = eep::testing::free_store_ports();
   std::vector<Status> built(2);
   std::vector<std::thread> threads;
@@ -138,7 +128,8 @@ TEST_CASE(
     "the built generation on every rank, the next scale switches",
     "[engine_generation]") {
   std::vector<std::unique_ptr<EngineCore>> engines;
-  for (int rank = 0; rank < 2; ++rank) engines.push_back(eep::testing::make_engine(tiny_model()));
+  for (int rank = 0; rank < 2; ++rank)
+    engines.push_back(eep::testing::make_engine(eep::testing::tiny_model()));
   build_without_order(engines, 1);
   for (auto& engine : engines) {
     CHECK_FALSE(engine->can_step());  // built, not ordered

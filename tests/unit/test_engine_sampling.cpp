@@ -25,22 +25,11 @@ using namespace eep::worker;
 namespace {
 
 constexpr int kVocab = 512;  // the tiny preset's
-constexpr int kMaxSteps = 1000;
-
-const std::string& tiny_model() {
-  static const std::string dir = [] {
-    const auto path = eep::testing::process_scratch_dir("eep_test_engine_sampling") / "tiny";
-    auto config = model_preset("tiny");
-    REQUIRE(config.is_ok());
-    REQUIRE(config.value().vocab_size == kVocab);
-    REQUIRE(write_random_checkpoint(config.value(), RandomCheckpointOptions{}, path).is_ok());
-    return path.string();
-  }();
-  return dir;
-}
+constexpr int kMaxSamplingSteps = 1000;
 
 std::unique_ptr<EngineCore> serving_engine() {
-  auto engine = eep::testing::make_engine(tiny_model());
+  REQUIRE(model_preset("tiny").value().vocab_size == kVocab);
+  auto engine = eep::testing::make_engine(eep::testing::tiny_model());
   protocol::Assign assign;
   assign.generation = 1;
   assign.rank = 0;
@@ -77,7 +66,7 @@ std::map<uint64_t, Generated> generate(EngineCore& engine,
     REQUIRE_FALSE(refused.has_value());
   }
   std::map<uint64_t, Generated> generated;
-  for (int i = 0; i < kMaxSteps; ++i) {
+  for (int i = 0; i < kMaxSamplingSteps; ++i) {
     auto step = engine.step(0);
     REQUIRE(step.is_ok());
     for (const protocol::RequestOutput& out : step.value().outputs) {
@@ -200,7 +189,7 @@ TEST_CASE("engine sampling: a resubmitted request continues with the penalties o
 
 TEST_CASE("engine sampling: out-of-range sampling parameters are refused, naming the field",
           "[engine_sampling]") {
-  auto engine = eep::testing::make_engine(tiny_model());
+  auto engine = eep::testing::make_engine(eep::testing::tiny_model());
   auto refused_for = [&](auto&& change) {
     protocol::SubmitRequest request = request_of(1, 8);
     change(request);

@@ -7,7 +7,7 @@ using namespace eep::coordinator;
 
 namespace {
 
-WorkerRecord worker(const std::string& id) {
+WorkerRecord worker_record(const std::string& id) {
   WorkerRecord record;
   record.id = id;
   record.host = "h";
@@ -38,9 +38,9 @@ TEST_CASE("the legal transitions and only those", "[membership]") {
 TEST_CASE("membership applies legal transitions and refuses illegal ones", "[membership]") {
   Membership members;
   const auto now = Clock::now();
-  REQUIRE(members.add(worker("w0"), now).is_ok());
+  REQUIRE(members.add(worker_record("w0"), now).is_ok());
   CHECK(members.find("w0")->state == WorkerState::kSpare);
-  CHECK(members.add(worker("w0"), now).code() == ErrorCode::kAlreadyExists);
+  CHECK(members.add(worker_record("w0"), now).code() == ErrorCode::kAlreadyExists);
 
   Status illegal = members.transition("w0", WorkerState::kActive, "", now);
   CHECK(illegal.code() == ErrorCode::kFailedPrecondition);
@@ -59,14 +59,14 @@ TEST_CASE("membership applies legal transitions and refuses illegal ones", "[mem
   CHECK(members.find("w0")->rank == -1);
   CHECK_FALSE(members.transition("w0", WorkerState::kSpare, "", now).is_ok());
   // A dead worker's id may register again (it was restarted).
-  CHECK(members.add(worker("w0"), now).is_ok());
+  CHECK(members.add(worker_record("w0"), now).is_ok());
   CHECK(members.find("w0")->state == WorkerState::kSpare);
 }
 
 TEST_CASE("a generation commit checks its members", "[membership]") {
   Membership members;
   const auto now = Clock::now();
-  for (const char* id : {"w0", "w1", "w2"}) REQUIRE(members.add(worker(id), now).is_ok());
+  for (const char* id : {"w0", "w1", "w2"}) REQUIRE(members.add(worker_record(id), now).is_ok());
   // Members must be JOINING or ACTIVE.
   CHECK_FALSE(members.commit_generation(1, {"w0"}, now).is_ok());
   REQUIRE(members.transition("w0", WorkerState::kJoining, "", now).is_ok());
@@ -87,8 +87,8 @@ TEST_CASE("a generation commit checks its members", "[membership]") {
 TEST_CASE("silent workers are found oldest first and dead ones pruned", "[membership]") {
   Membership members;
   const auto t0 = Clock::now();
-  REQUIRE(members.add(worker("a"), t0).is_ok());
-  REQUIRE(members.add(worker("b"), t0 + std::chrono::seconds(1)).is_ok());
+  REQUIRE(members.add(worker_record("a"), t0).is_ok());
+  REQUIRE(members.add(worker_record("b"), t0 + std::chrono::seconds(1)).is_ok());
   CHECK(members.silent_workers(t0 + std::chrono::seconds(2), std::chrono::seconds(3)).empty());
   auto silent = members.silent_workers(t0 + std::chrono::seconds(5), std::chrono::seconds(3));
   CHECK(silent == std::vector<std::string>{"a", "b"});

@@ -15,7 +15,7 @@ struct Sent {
   protocol::SubmitRequest submit;
 };
 
-struct Fixture {
+struct RouterFixture {
   std::vector<Sent> submitted;
   std::vector<std::pair<std::string, uint64_t>> cancelled;
   std::map<uint64_t, std::vector<int32_t>> client_tokens;  // what each client received
@@ -61,7 +61,7 @@ protocol::RequestOutput token(uint64_t id, int32_t value, bool last = false) {
 
 TEST_CASE("router: new requests go to the least loaded target, never to a drained rank",
           "[router]") {
-  Fixture f;
+  RouterFixture f;
   f.router.set_targets({"w0", "w1", "w2"});
   for (uint64_t id = 1; id <= 6; ++id) f.route(id, {1, 2});
   CHECK(f.router.num_on("w0") == 2);
@@ -90,7 +90,7 @@ TEST_CASE("router: new requests go to the least loaded target, never to a draine
 
 TEST_CASE("router: a migrated request continues from its tokens so far, none doubled or lost",
           "[router]") {
-  Fixture f;
+  RouterFixture f;
   f.router.set_targets({"w0", "w1"});
   f.route(1, {7, 8, 9}, 6);  // w0
   f.route(2, {4, 5}, 6);     // w1
@@ -137,7 +137,7 @@ TEST_CASE("router: a migrated request continues from its tokens so far, none dou
 
 TEST_CASE("router: migration keeps a request without another target, ends a cancelled one",
           "[router]") {
-  Fixture f;
+  RouterFixture f;
   f.router.set_targets({"w0"});
   f.route(1, {1}, 4);
   f.route(2, {2}, 4);
@@ -175,7 +175,7 @@ TEST_CASE("router: an invalid worker output never reaches the client, the reques
   };
   for (const Case& c : cases) {
     INFO(c.what);
-    Fixture f;
+    RouterFixture f;
     std::vector<std::pair<std::string, std::string>> suspects;
     f.router.set_on_suspect([&](const std::string& worker_id, const Status& why) {
       suspects.emplace_back(worker_id, why.message());
@@ -197,7 +197,7 @@ TEST_CASE("router: an invalid worker output never reaches the client, the reques
 }
 
 TEST_CASE("router: outputs at the limits are valid", "[router]") {
-  Fixture f;
+  RouterFixture f;
   f.router.set_vocab_size(512);
   f.router.set_targets({"w0"});
   f.route(1, {1, 2}, 3);
@@ -210,7 +210,7 @@ TEST_CASE("router: outputs at the limits are valid", "[router]") {
 
 TEST_CASE("router: requests wait in the coordinator until a rank has room, oldest first",
           "[router]") {
-  Fixture f;
+  RouterFixture f;
   f.router.set_targets({"w0", "w1"});
   f.router.set_max_num_seqs("w0", 2);  // holds 2 + 2 (the queue depth's minimum)
   f.router.set_max_num_seqs("w1", 2);
@@ -238,7 +238,7 @@ TEST_CASE("router: requests wait in the coordinator until a rank has room, oldes
 
 TEST_CASE("router: new ranks take the queue at once, then running requests when it pays",
           "[router]") {
-  Fixture f;
+  RouterFixture f;
   f.router.set_targets({"w0"});
   f.router.set_max_num_seqs("w0", 4);  // holds 4 + 2
   for (uint64_t id = 1; id <= 8; ++id) f.route(id, {1, 2}, 100);

@@ -10,8 +10,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Fixture {
-  explicit Fixture(bool weights_from_peers = true)
+struct ScaleFixture {
+  explicit ScaleFixture(bool weights_from_peers = true)
       : limits{8, true, "here", 1000ms, std::nullopt, 5000ms, weights_from_peers} {}
   Membership membership;
   PortAllocator ports = PortAllocator::create({{"*", 100, 109}}).value();
@@ -82,7 +82,7 @@ int count(const std::vector<ScaleAction>& actions) {
 
 TEST_CASE("scale up launches, assigns and switches and scale down retires the highest ranks",
           "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   auto started = f.fsm.start(2, {}, f.now);
   REQUIRE(started.is_ok());
   CHECK(count<LaunchWorker>(started.value()) == 2);
@@ -114,7 +114,7 @@ TEST_CASE("scale up launches, assigns and switches and scale down retires the hi
 }
 
 TEST_CASE("spares are used before launching", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.register_worker("spare-a");
   auto started = f.fsm.start(2, {}, f.now);
   REQUIRE(started.is_ok());
@@ -125,7 +125,7 @@ TEST_CASE("spares are used before launching", "[scale]") {
 }
 
 TEST_CASE("impossible scale requests are refused and change nothing", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(1, {}, f.now).value());
   for (int dp : {0, -1}) {
     auto refused = f.fsm.start(dp, {}, f.now);
@@ -154,7 +154,7 @@ TEST_CASE("impossible scale requests are refused and change nothing", "[scale]")
 }
 
 TEST_CASE("port exhaustion refuses the scale with a clear error", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.ports = PortAllocator::create({{"*", 100, 102}}).value();
   f.complete(f.fsm.start(1, {}, f.now).value());
   auto refused = f.fsm.start(2, {"w0"}, f.now);
@@ -166,7 +166,7 @@ TEST_CASE("port exhaustion refuses the scale with a clear error", "[scale]") {
 }
 
 TEST_CASE("a stage past its deadline rolls back to the old generation", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(2, {}, f.now).value());
   auto started = f.fsm.start(3, {"w0", "w1"}, f.now);
   REQUIRE(started.is_ok());
@@ -185,7 +185,7 @@ TEST_CASE("a stage past its deadline rolls back to the old generation", "[scale]
 }
 
 TEST_CASE("a new worker dying during the scale rolls back and old members are re-told", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(2, {}, f.now).value());
   auto started = f.fsm.start(3, {"w0", "w1"}, f.now);
   REQUIRE(started.is_ok());
@@ -210,7 +210,7 @@ TEST_CASE("a new worker dying during the scale rolls back and old members are re
 }
 
 TEST_CASE("with a known model every Assign carries its generation's placement", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   ExpertLayout experts;
   experts.num_layers = 2;
   experts.num_experts = 6;
@@ -218,7 +218,7 @@ TEST_CASE("with a known model every Assign carries its generation's placement", 
   ScaleLimits limits = f.limits;
   limits.experts = experts;
   ScaleFsm fsm{f.membership, f.ports, limits};
-  Fixture* fixture = &f;
+  ScaleFixture* fixture = &f;
   auto complete = [&](std::vector<ScaleAction> actions) {
     std::vector<ScaleAction> seen = actions;
     for (size_t i = 0; i < seen.size(); ++i) {
@@ -296,7 +296,7 @@ std::vector<std::string> migrated(const std::vector<ScaleAction>& actions) {
 
 TEST_CASE("a scale-down drains its leaving ranks from acceptance and switches once they are empty",
           "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(3, {}, f.now).value());
   CHECK(f.fsm.draining().empty());
 
@@ -348,10 +348,10 @@ TEST_CASE("a scale-down drains its leaving ranks from acceptance and switches on
 }
 
 TEST_CASE("at the drain deadline a scale-down switches and migrates what still runs", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.limits.drain_timeout = 200ms;
   ScaleFsm fsm{f.membership, f.ports, f.limits};
-  Fixture* fixture = &f;
+  ScaleFixture* fixture = &f;
   // Generation 1 of 2 ranks, built by hand with this fsm.
   auto started = fsm.start(2, {}, f.now);
   REQUIRE(started.is_ok());
@@ -384,7 +384,7 @@ TEST_CASE("at the drain deadline a scale-down switches and migrates what still r
 
 TEST_CASE("with no drain time a scale-down switches and migrates as soon as g+1 is built",
           "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(2, {}, f.now).value());
   f.limits.drain_timeout = 0ms;
   ScaleFsm fsm{f.membership, f.ports, f.limits};
@@ -399,7 +399,7 @@ TEST_CASE("with no drain time a scale-down switches and migrates as soon as g+1 
 
 TEST_CASE("a staying rank lost while draining rolls back and the leaving ranks serve again",
           "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(3, {}, f.now).value());
   f.ack_all(2);
   REQUIRE(f.fsm.stage() == ScaleStage::kDrainLeaving);
@@ -420,7 +420,7 @@ TEST_CASE(
     "a leaving rank that dies while draining rolls the scale back and its generation is "
     "not re-told",
     "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(3, {}, f.now).value());
   f.ack_all(1);
   REQUIRE(f.fsm.stage() == ScaleStage::kDrainLeaving);
@@ -449,7 +449,7 @@ static std::map<std::string, protocol::Assign> assigns_of(const std::vector<Scal
 
 TEST_CASE("a recovery rebuilds the survivors in rank order at the same size from the checkpoint",
           "[scale][recovery]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(3, {}, f.now).value());
   REQUIRE(f.membership.transition("w1", WorkerState::kDead, "killed", f.now).is_ok());
   CHECK(f.fsm.on_worker_gone("w1", "killed", f.now).empty());  // no scale runs
@@ -487,7 +487,7 @@ TEST_CASE("a recovery rebuilds the survivors in rank order at the same size from
 }
 
 TEST_CASE("a recovery takes the registered spares in", "[scale][recovery]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(2, {}, f.now).value());
   f.register_worker("spare-a");
   REQUIRE(f.membership.transition("w0", WorkerState::kDead, "killed", f.now).is_ok());
@@ -507,7 +507,7 @@ TEST_CASE(
     "a recovery with no survivor and no spare is refused and a scale then starts from the "
     "checkpoint",
     "[scale][recovery]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(2, {}, f.now).value());
   for (const char* id : {"w0", "w1"}) {
     REQUIRE(f.membership.transition(id, WorkerState::kDead, "killed", f.now).is_ok());
@@ -533,7 +533,7 @@ TEST_CASE(
     "a member lost while a scale builds rolls it back without re-telling the broken "
     "generation",
     "[scale][recovery]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(2, {}, f.now).value());
   f.register_worker("spare-a");
   REQUIRE(f.fsm.start(3, {}, f.now).is_ok());
@@ -552,7 +552,7 @@ TEST_CASE(
 
 TEST_CASE("a member of the new generation lost while the leaving ranks retire ends the scale",
           "[scale][recovery]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(3, {}, f.now).value());
   f.ack_all(2);
   REQUIRE(f.fsm.stage() == ScaleStage::kDrainLeaving);
@@ -568,7 +568,7 @@ TEST_CASE("a member of the new generation lost while the leaving ranks retire en
 }
 
 TEST_CASE("a scale-up drains nothing and has no DRAIN_LEAVING stage", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(1, {}, f.now).value());
   auto started = f.fsm.start(2, {"w0"}, f.now);
   REQUIRE(started.is_ok());
@@ -583,7 +583,7 @@ TEST_CASE("an event stamped before the stage began gives it zero seconds, never 
           "[scale]") {
   // The coordinator's loop may pass a clock read taken before a message handler entered the
   // stage (the CI saw -0.0003 s).
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(3, {}, f.now).value());
   REQUIRE(f.fsm.start(1, {}, f.now).is_ok());
   f.fsm.on_assign_ack("w0", 2, f.now + 10ms);
@@ -597,7 +597,7 @@ TEST_CASE("an event stamped before the stage began gives it zero seconds, never 
 }
 
 TEST_CASE("the scale reports where its ranks took their weights", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(2, {}, f.now).value());
   auto started = f.fsm.start(3, {}, f.now);
   REQUIRE(started.is_ok());
@@ -635,7 +635,7 @@ TEST_CASE("the scale reports where its ranks took their weights", "[scale]") {
 
 TEST_CASE("with --scale-weights-from checkpoint no Assign names the previous generation",
           "[scale]") {
-  Fixture f(/*weights_from_peers=*/false);
+  ScaleFixture f(/*weights_from_peers=*/false);
   f.complete(f.fsm.start(3, {}, f.now).value());
   auto down = f.fsm.start(1, {}, f.now);
   REQUIRE(down.is_ok());
@@ -648,7 +648,7 @@ TEST_CASE("with --scale-weights-from checkpoint no Assign names the previous gen
 }
 
 TEST_CASE("a leaving rank that cannot hand over its weights rolls the scale-down back", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(3, {}, f.now).value());
   REQUIRE(f.fsm.start(2, {}, f.now).is_ok());
   REQUIRE(f.fsm.stage() == ScaleStage::kWaitAcks);
@@ -664,7 +664,7 @@ TEST_CASE("a leaving rank that cannot hand over its weights rolls the scale-down
 
 TEST_CASE("a leaving worker that does not exit is killed at the RETIRE_LEAVING deadline",
           "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(2, {}, f.now).value());
   REQUIRE(f.fsm.start(1, {"w0", "w1"}, f.now).is_ok());
   REQUIRE(f.fsm.on_assign_ack("w0", 2, f.now).empty());
@@ -684,7 +684,7 @@ TEST_CASE("a leaving worker that does not exit is killed at the RETIRE_LEAVING d
 }
 
 TEST_CASE("a rollback returns the spares it picked to SPARE", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(1, {}, f.now).value());
   f.register_worker("spare-a");
   f.register_worker("spare-b");
@@ -709,7 +709,7 @@ TEST_CASE("a rollback returns the spares it picked to SPARE", "[scale]") {
 }
 
 TEST_CASE("a launch that fails rolls the scale back at once", "[scale]") {
-  Fixture f;
+  ScaleFixture f;
   f.complete(f.fsm.start(1, {}, f.now).value());
   auto started = f.fsm.start(2, {"w0"}, f.now);
   REQUIRE(started.is_ok());
@@ -728,7 +728,7 @@ TEST_CASE("a launch that fails rolls the scale back at once", "[scale]") {
 }
 
 TEST_CASE("max-workers is a bound the launcher may reach, not pass", "[scale]") {
-  Fixture f;  // --max-workers 8
+  ScaleFixture f;  // --max-workers 8
   f.complete(f.fsm.start(1, {}, f.now).value());
   // One worker runs; 7 more make exactly 8: accepted.
   auto to_limit = f.fsm.start(8, {"w0"}, f.now);

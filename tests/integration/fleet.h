@@ -369,6 +369,33 @@ inline std::string join_ids(const std::vector<int>& ids) {
   return text;
 }
 
+// eep-generate's greedy tokens (ignoring EOS) for each of `prompts` ("1,2,3" each), in one
+// process: the oracle that shares no code path with the fleet's scheduler and router. One
+// "1,2,3" line per prompt, in order.
+inline std::vector<std::string> eep_generate_outputs(const std::string& model,
+                                                     const std::vector<std::string>& prompts,
+                                                     int max_tokens) {
+  std::vector<std::string> argv = {bin("eep-generate"),        "--model",     model, "--max-tokens",
+                                   std::to_string(max_tokens), "--ignore-eos"};
+  for (const std::string& prompt : prompts) {
+    argv.push_back("--prompt-ids");
+    argv.push_back(prompt);
+  }
+  // run_command merges stderr (timing and log lines) into the output: keep the lines of ids.
+  const CommandResult reference = run_command(argv, 120s);
+  INFO(reference.output);
+  REQUIRE(reference.exit_code == 0);
+  std::vector<std::string> lines;
+  std::istringstream output(reference.output);
+  for (std::string line; std::getline(output, line);) {
+    if (!line.empty() && line.find_first_not_of("0123456789,") == std::string::npos) {
+      lines.push_back(line);
+    }
+  }
+  REQUIRE(lines.size() == prompts.size());
+  return lines;
+}
+
 // A streaming greedy completion of `prompt` through curl (its output in dir/stream<idx>.out),
 // returned once tokens flow, so the router has counted it before the next request is sent.
 inline ChildProcess start_stream(const TempDir& dir, Fleet& fleet, int idx,

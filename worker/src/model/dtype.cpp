@@ -3,6 +3,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "eep/common/check.h"
 
@@ -15,11 +16,12 @@ struct DTypeName {
   std::size_t size_bytes;
 };
 
-constexpr std::array<DTypeName, 10> kDTypes = {{
+constexpr std::array<DTypeName, 11> kDTypes = {{
     {DType::kF64, "F64", 8},
     {DType::kF32, "F32", 4},
     {DType::kF16, "F16", 2},
     {DType::kBF16, "BF16", 2},
+    {DType::kF8E4M3, "F8_E4M3", 1},
     {DType::kI64, "I64", 8},
     {DType::kI32, "I32", 4},
     {DType::kI16, "I16", 2},
@@ -90,6 +92,43 @@ uint16_t fp32_to_fp16(float value) {
   return static_cast<uint16_t>(sign | ((rebased + rounding_bias) >> 13));
 }
 
+float fp8_e4m3_to_fp32(uint8_t bits) {
+  const bool negative = (bits & 0x80u) != 0;
+  const uint32_t exponent = (bits >> 3) & 0xfu;
+  const uint32_t mantissa = bits & 0x7u;
+  if (exponent == 0xf && mantissa == 0x7) {
+    return negative ? -std::numeric_limits<float>::quiet_NaN()
+                    : std::numeric_limits<float>::quiet_NaN();
+  }
+  if (exponent == 0) {
+    // Zero or subnormal: mantissa * 2^-9, exact in fp32.
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -9);
+    return negative ? -magnitude : magnitude;
+  }
+  return std::bit_cast<float>((negative ? 0x80000000u : 0u) | ((exponent + 120u) << 23) |
+                              (mantissa << 20));
+}
+
+uint8_t fp32_to_fp8_e4m3(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  const auto sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  const uint32_t abs_bits = bits & 0x7fffffffu;
+  if (abs_bits >= 0x7f800000u) return static_cast<uint8_t>(sign | 0x7fu);  // NaN, infinity
+  const float magnitude = std::bit_cast<float>(abs_bits);
+  if (magnitude > kF8E4M3Max) return static_cast<uint8_t>(sign | 0x7eu);  // saturate
+  if (abs_bits < 0x3c800000u) {
+    // Below 2^-6, the smallest normal: count units of 2^-9 and round to nearest even (8 units is
+    // 2^-6 itself, code 0x08, so rounding up into the normals needs no special case).
+    const float units = std::nearbyint(magnitude * 512.0f);  // exact power-of-two scaling
+    return static_cast<uint8_t>(sign | static_cast<uint8_t>(units));
+  }
+  // Normal: keep 3 of the 23 mantissa bits, rounding the 20 dropped ones to nearest even (a carry
+  // runs into the exponent), then rebias the exponent from 127 to 7.
+  const uint32_t rounding_bias = 0x7ffffu + ((abs_bits >> 20) & 1u);
+  const uint32_t rounded = (abs_bits + rounding_bias) >> 20;
+  return static_cast<uint8_t>(sign | (rounded - (120u << 3)));
+}
+
 namespace {
 
 // All exponent bits set: NaN or infinity, for a format whose exponent field is `mask`.
@@ -114,6 +153,9 @@ std::optional<std::size_t> first_non_finite(DType dtype, std::span<const std::by
       return first_all_ones<uint16_t>(bytes, 0x7f80u);
     case DType::kF16:
       return first_all_ones<uint16_t>(bytes, 0x7c00u);
+    case DType::kF8E4M3:
+      // No infinities; NaN is S.1111.111, so the mask is the exponent and mantissa together.
+      return first_all_ones<uint8_t>(bytes, 0x7fu);
     default:
       return std::nullopt;
   }

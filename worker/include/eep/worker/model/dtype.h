@@ -1,5 +1,5 @@
-// Element types of checkpoint tensors (the safetensors dtype strings) and the bf16/fp16 <-> fp32
-// conversions used to widen weights on load and to narrow generated weights on write.
+// Element types of checkpoint tensors (the safetensors dtype strings) and the bf16/fp16/fp8 <->
+// fp32 conversions used to widen weights on load and to narrow generated weights on write.
 #pragma once
 
 #include <bit>
@@ -11,13 +11,17 @@
 
 namespace eep::worker {
 
-enum class DType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
+// kF8E4M3: float8 e4m3fn (torch.float8_e4m3fn, safetensors "F8_E4M3"): 1 sign bit, 4 exponent
+// bits with bias 7, 3 mantissa bits; no infinities, S.1111.111 is NaN, the largest finite value is
+// 448. Only block-scaled weights use it (see block_fp8.h): its values mean nothing without scales.
+enum class DType { kF64, kF32, kF16, kBF16, kF8E4M3, kI64, kI32, kI16, kI8, kU8, kBool };
 
 // "F32", "BF16", ... exactly as safetensors spells them.
 std::string_view to_string(DType dtype);
 std::optional<DType> dtype_from_string(std::string_view name);
 std::size_t dtype_size_bytes(DType dtype);
-// True for the floating-point types a weight may be stored in (F32, BF16, F16).
+// True for the floating-point types a weight may be stored in by itself (F32, BF16, F16); F8_E4M3
+// weights need their block scales too, so they are not among them.
 bool is_weight_dtype(DType dtype);
 
 inline float bf16_to_fp32(uint16_t bits) {
@@ -32,9 +36,9 @@ inline uint16_t fp32_to_bf16(float value) {
   return static_cast<uint16_t>((bits + rounding_bias) >> 16);
 }
 
-// The index of the first NaN or infinity among `bytes` read as `dtype` (F32, BF16, F16; nullopt
-// for other types and when every value is finite). A weight that is not finite makes a model emit
-// garbage (token 0 forever), so checkpoints are refused with it.
+// The index of the first NaN or infinity among `bytes` read as `dtype` (F32, BF16, F16, F8_E4M3;
+// nullopt for other types and when every value is finite). A weight that is not finite makes a
+// model emit garbage (token 0 forever), so checkpoints are refused with it.
 std::optional<std::size_t> first_non_finite(DType dtype, std::span<const std::byte> bytes);
 std::optional<std::size_t> first_non_finite(std::span<const float> values);
 
@@ -42,5 +46,13 @@ std::optional<std::size_t> first_non_finite(std::span<const float> values);
 float fp16_to_fp32(uint16_t bits);
 // Round to nearest, ties to even; overflow gives infinity.
 uint16_t fp32_to_fp16(float value);
+
+inline constexpr float kF8E4M3Max = 448.0f;
+// Exact (every e4m3fn value is an fp32 value); 0x7f and 0xff give a quiet NaN of that sign.
+float fp8_e4m3_to_fp32(uint8_t bits);
+// Round to nearest, ties to even, subnormals included. Finite values beyond the largest finite
+// value saturate to +-448, as quantizers clamp before converting; NaN and infinities (which the
+// format lacks) give NaN: 0x7f, or 0xff when negative.
+uint8_t fp32_to_fp8_e4m3(float value);
 
 }  // namespace eep::worker

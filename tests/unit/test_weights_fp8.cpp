@@ -10,7 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eep/worker/model/block_fp8.h"
 #include "eep/worker/model/dtype.h"
+#include "eep/worker/model/model_config.h"
+#include "eep/worker/model/random_checkpoint.h"
 
 namespace test_weights_fp8 {
 
@@ -39,6 +42,23 @@ uint8_t e4m3_nearest_code(float value) {
     if (error < best_error || (error == best_error && (code & 1) == 0)) best = code;
   }
   return static_cast<uint8_t>((std::signbit(value) ? 0x80 : 0) | best);
+}
+
+// The tiny preset's config.json with `quantization_config` added.
+nlohmann::json fp8_config_json(const nlohmann::json& quantization_config) {
+  auto config = model_preset("tiny");
+  REQUIRE(config.is_ok());
+  nlohmann::json json = config->to_json();
+  json["quantization_config"] = quantization_config;
+  return json;
+}
+
+// Qwen/Qwen3-30B-A3B-FP8's quantization_config, key for key.
+nlohmann::json qwen3_fp8_quantization_config() {
+  return {{"activation_scheme", "dynamic"},
+          {"fmt", "e4m3"},
+          {"quant_method", "fp8"},
+          {"weight_block_size", {128, 128}}};
 }
 
 }  // namespace test_weights_fp8
@@ -124,4 +144,147 @@ TEST_CASE("fp8 e4m3: NaN codes are found as non-finite weights", "[fp8]") {
   CHECK(first_non_finite(DType::kF8E4M3, codes) == 4u);
   codes[1] = std::byte{0x7f};
   CHECK(first_non_finite(DType::kF8E4M3, codes) == 1u);
+}
+
+TEST_CASE("fp8 config: the quantization_config of published FP8 checkpoints", "[fp8][config]") {
+  auto parsed = parse_model_config(fp8_config_json(qwen3_fp8_quantization_config()), "test");
+  REQUIRE(parsed.is_ok());
+  REQUIRE(parsed->quantization.has_value());
+  CHECK(parsed->quantization->block_rows == 128);
+  CHECK(parsed->quantization->block_cols == 128);
+  CHECK(parsed->quantization->modules_to_not_convert.empty());
+  // What we write reads back the same; an unquantized config has none.
+  auto again = parse_model_config(parsed->to_json(), "again");
+  REQUIRE(again.is_ok());
+  REQUIRE(again->quantization.has_value());
+  CHECK(again->quantization->block_rows == 128);
+  CHECK(parsed->to_json()["quantization_config"] == qwen3_fp8_quantization_config());
+  auto plain = model_preset("tiny");
+  REQUIRE(plain.is_ok());
+  CHECK_FALSE(plain->to_json().contains("quantization_config"));
+  CHECK_FALSE(parse_model_config(plain->to_json(), "plain")->quantization.has_value());
+
+  // transformers' FineGrainedFP8Config: no fmt, modules_to_not_convert; a rectangular block.
+  nlohmann::json transformers = {{"quant_method", "fp8"},
+                                 {"activation_scheme", "dynamic"},
+                                 {"weight_block_size", {64, 32}},
+                                 {"modules_to_not_convert", {"lm_head", "model.layers.0.mlp.gate"}},
+                                 {"dequantize", false}};
+  auto from_transformers = parse_model_config(fp8_config_json(transformers), "test");
+  REQUIRE(from_transformers.is_ok());
+  CHECK(from_transformers->quantization->block_rows == 64);
+  CHECK(from_transformers->quantization->block_cols == 32);
+  CHECK(from_transformers->quantization->modules_to_not_convert ==
+        std::vector<std::string>{"lm_head", "model.layers.0.mlp.gate"});
+  // vLLM's spelling of the same list; null means none.
+  transformers.erase("modules_to_not_convert");
+  transformers["ignored_layers"] = nlohmann::json::array({"lm_head"});
+  auto from_vllm = parse_model_config(fp8_config_json(transformers), "test");
+  REQUIRE(from_vllm.is_ok());
+  CHECK(from_vllm->quantization->modules_to_not_convert == std::vector<std::string>{"lm_head"});
+  CHECK(parse_model_config(fp8_config_json(nullptr), "test")->quantization == std::nullopt);
+}
+
+TEST_CASE("fp8 config: anything but block-scaled e4m3 with dynamic activations is refused",
+          "[fp8][config]") {
+  struct Case {
+    const char* key;
+    nlohmann::json value;  // null: erase the key
+    const char* says;
+  };
+  const std::vector<Case> cases = {
+      {"quant_method", "awq", "quant_method \"awq\" is not supported"},
+      {"quant_method", "compressed-tensors", "quant_method \"compressed-tensors\""},
+      {"quant_method", nullptr, "quant_method (missing)"},
+      {"fmt", "e5m2", "fmt \"e5m2\" is not supported"},
+      {"activation_scheme", "static", "activation_scheme \"static\" is not supported"},
+      {"weight_block_size", nullptr, "per-tensor FP8 scales are not supported"},
+      {"weight_block_size", {128}, "is not a 2-D block"},
+      {"weight_block_size", {128, 128, 1}, "is not a 2-D block"},
+      {"weight_block_size", {"128", 128}, "is not a 2-D block"},
+      {"weight_block_size", {0, 128}, "out of range"},
+      {"weight_block_size", {128, -1}, "out of range"},
+      {"modules_to_not_convert", "lm_head", "must be a list of module names"},
+      {"ignored_layers", {1}, "must be a list of module names"},
+  };
+  for (const Case& c : cases) {
+    nlohmann::json quantization = qwen3_fp8_quantization_config();
+    if (c.value.is_null()) {
+      quantization.erase(c.key);
+    } else {
+      quantization[c.key] = c.value;
+    }
+    INFO(quantization.dump());
+    auto parsed = parse_model_config(fp8_config_json(quantization), "dir/config.json");
+    REQUIRE_FALSE(parsed.is_ok());
+    CHECK(parsed.status().code() == eep::ErrorCode::kInvalidArgument);
+    CHECK_THAT(parsed.status().message(), Catch::Contains("dir/config.json: quantization_config"));
+    CHECK_THAT(parsed.status().message(), Catch::Contains(c.says));
+    CHECK_THAT(parsed.status().message(), Catch::Contains("only Hugging Face fine-grained FP8"));
+  }
+  auto not_object = parse_model_config(fp8_config_json("fp8"), "c.json");
+  REQUIRE_FALSE(not_object.is_ok());
+  CHECK_THAT(not_object.status().message(), Catch::Contains("must be an object"));
+}
+
+TEST_CASE("fp8 blocks: quantize then dequantize stays within e4m3's rounding bound per block",
+          "[fp8]") {
+  // Partial blocks at the right and bottom edges, blocks of very different magnitudes, an
+  // all-zero block and values small enough to land in the subnormals.
+  const Fp8BlockGeometry geometry{37, 53, 16, 24};
+  REQUIRE(geometry.scale_shape() == std::vector<int64_t>{3, 3});
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> values(37 * 53);
+  for (int64_t row = 0; row < geometry.rows; ++row) {
+    for (int64_t col = 0; col < geometry.cols; ++col) {
+      const int64_t block = (row / 16) * 3 + col / 24;
+      const float magnitude = std::ldexp(1.0f, static_cast<int>(block * 3) - 12);
+      values[row * 53 + col] = block == 4 ? 0.0f : magnitude * normal(rng);
+    }
+  }
+  std::vector<std::byte> codes(values.size());
+  std::vector<float> scales(9);
+  quantize_fp8_blocks(geometry, values, codes, scales);
+  CHECK_FALSE(first_invalid_scale(scales).has_value());
+  CHECK(scales[4] == 1.0f);  // the all-zero block: a usable scale, not 0
+  std::vector<float> dequantized(values.size());
+  dequantize_fp8_blocks(geometry, codes, scales, 0, dequantized);
+  for (int64_t row = 0; row < geometry.rows; ++row) {
+    for (int64_t col = 0; col < geometry.cols; ++col) {
+      const std::size_t idx = row * 53 + col;
+      const float scale = scales[(row / 16) * 3 + col / 24];
+      // Half an ulp of 3 mantissa bits relative (normals), half of 2^-9 absolute (subnormals),
+      // both in units of the block's scale; plus fp32 rounding of the division and the product.
+      const float bound =
+          std::max(std::fabs(values[idx]) / 16, scale * std::ldexp(1.0f, -10)) * (1 + 1e-6f);
+      INFO("row " << row << " col " << col << " value " << values[idx]);
+      CHECK(std::fabs(dequantized[idx] - values[idx]) <= bound);
+      // Every code lies within the format's range: the block's largest value maps to 448.
+      CHECK(std::fabs(fp8_e4m3_to_fp32(static_cast<uint8_t>(codes[idx]))) <= kF8E4M3Max);
+    }
+  }
+  for (std::size_t block = 0; block < 9; ++block) {
+    if (block == 4) continue;
+    bool has_max = false;
+    for (std::size_t idx = 0; idx < codes.size(); ++idx) {
+      const int64_t row = static_cast<int64_t>(idx) / 53, col = static_cast<int64_t>(idx) % 53;
+      if (static_cast<std::size_t>((row / 16) * 3 + col / 24) != block) continue;
+      has_max = has_max || (static_cast<uint8_t>(codes[idx]) & 0x7f) == 0x7e;
+    }
+    CHECK(has_max);
+  }
+  // A range that starts and ends mid-row reads the same values as the whole matrix.
+  std::vector<float> part(200);
+  dequantize_fp8_blocks(geometry, codes, scales, 1000, part);
+  CHECK(std::equal(part.begin(), part.end(), dequantized.begin() + 1000));
+}
+
+TEST_CASE("fp8 blocks: a scale must be finite and positive", "[fp8]") {
+  CHECK_FALSE(first_invalid_scale(std::vector<float>{1e-30f, 2.0f, 448.0f}).has_value());
+  CHECK(first_invalid_scale(std::vector<float>{1.0f, 0.0f}) == 1u);
+  CHECK(first_invalid_scale(std::vector<float>{1.0f, 1.0f, -2.0f}) == 2u);
+  CHECK(first_invalid_scale(std::vector<float>{std::numeric_limits<float>::quiet_NaN()}) == 0u);
+  CHECK(first_invalid_scale(std::vector<float>{1.0f, std::numeric_limits<float>::infinity()}) ==
+        1u);
 }

@@ -183,6 +183,10 @@ Result<ModelConfig> parse_model_config(const json& config_json, std::string_view
       config.eos_token_ids.push_back(*value);
     }
   }
+  if (const auto it = config_json.find("quantization_config");
+      it != config_json.end() && !it->is_null()) {
+    EEP_ASSIGN_OR_RETURN(config.quantization, parse_quantization_config(*it, source));
+  }
   const Status valid = config.validate();
   if (!valid.is_ok()) return reader.fail(valid.message());
   return config;
@@ -262,6 +266,7 @@ json ModelConfig::to_json() const {
   if (bos_token_id) out["bos_token_id"] = *bos_token_id;
   if (eos_token_ids.size() == 1) out["eos_token_id"] = eos_token_ids[0];
   if (eos_token_ids.size() > 1) out["eos_token_id"] = eos_token_ids;
+  if (quantization) out["quantization_config"] = quantization->to_json();
   return out;
 }
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eep/common/status.h"
+#include "eep/worker/model/quantization_config.h"
 
 namespace eep::worker {
 
@@ -34,6 +35,9 @@ struct ModelConfig {
   std::string dtype = "bfloat16";  // torch_dtype / dtype as written; informative only
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;  // config.json allows one id or a list
+  // Set when config.json has a quantization_config: then the attention and expert projections
+  // may be stored as block-scaled F8_E4M3 (Checkpoint checks which are).
+  std::optional<Fp8BlockQuantization> quantization;
 
   // Refuses nonsense (zero sizes, top-k > experts, heads not a multiple of kv heads, ...).
   Status validate() const;

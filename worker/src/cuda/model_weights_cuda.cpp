@@ -1,6 +1,8 @@
 #include "eep/worker/cuda/model_weights_cuda.h"
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "eep/worker/cuda/cuda_status.h"
 #include "eep/worker/model/dtype.h"
@@ -67,34 +69,28 @@ class Uploader {
   int next_ = 0;
 };
 
-// Writes `count` bf16 values of a stored tensor, starting at element `first`, into `out`.
+// Writes `count` bf16 values of a stored tensor, starting at element `first`, into `out`. BF16 is
+// copied as stored; F32, F16 and block-scaled F8_E4M3 are widened (FP8 dequantized) by the
+// checkpoint's one fp32 read path, then narrowed here. The GPU computes in bf16 from dequantized
+// FP8 until FP8 GEMMs read the codes and scales themselves.
 Status narrow(const Checkpoint& checkpoint, const TensorInfo& info, int64_t first, int64_t count,
               bf16* out) {
-  EEP_ASSIGN_OR_RETURN(std::span<const std::byte> raw, checkpoint.raw_data(info.name));
-  const size_t width = dtype_size_bytes(info.dtype);
-  const std::byte* src = raw.data() + first * width;
-  if (info.dtype == DType::kBF16) {  // stored as the device keeps it
-    std::memcpy(static_cast<void*>(out), src, count * sizeof(bf16));
+  if (info.dtype == DType::kBF16) {
+    EEP_ASSIGN_OR_RETURN(std::span<const std::byte> raw, checkpoint.raw_data(info.name));
+    std::memcpy(static_cast<void*>(out), raw.data() + first * sizeof(bf16), count * sizeof(bf16));
     return Status::ok();
   }
-  for (int64_t i = 0; i < count; ++i) {
-    uint16_t bits16 = 0;
-    float value = 0.0f;
-    switch (info.dtype) {
-      case DType::kF16:
-        std::memcpy(&bits16, src + i * 2, 2);
-        value = fp16_to_fp32(bits16);
-        break;
-      case DType::kF32:
-        std::memcpy(&value, src + i * 4, 4);
-        break;
-      default:
-        return error(ErrorCode::kInvalidArgument, "tensor " + info.name + " has dtype " +
-                                                      std::string(to_string(info.dtype)) +
-                                                      ", not a weight type");
+  // Widened a piece at a time: `count` may be a whole staging buffer (32 Mi values).
+  constexpr int64_t kPieceElements = 1 << 16;
+  std::vector<float> wide(static_cast<size_t>(std::min(count, kPieceElements)));
+  for (int64_t done = 0; done < count; done += kPieceElements) {
+    const int64_t n = std::min(kPieceElements, count - done);
+    EEP_RETURN_IF_ERROR(checkpoint.read_f32_elements(
+        info.name, first + done, std::span<float>(wide.data(), static_cast<size_t>(n))));
+    for (int64_t i = 0; i < n; ++i) {
+      const uint16_t narrowed = fp32_to_bf16(wide[static_cast<size_t>(i)]);
+      std::memcpy(static_cast<void*>(&out[done + i]), &narrowed, 2);
     }
-    const uint16_t narrowed = fp32_to_bf16(value);
-    std::memcpy(static_cast<void*>(&out[i]), &narrowed, 2);
   }
   return Status::ok();
 }

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eep/worker/model/block_fp8.h"
+
 namespace eep::worker {
 namespace {
 
@@ -120,18 +122,82 @@ Status Checkpoint::validate_tensors() {
                        " is missing (" + std::string(to_string(expert_layout_)) +
                        " expert layout); the weights do not match config.json or are incomplete");
     }
-    if (!is_weight_dtype(info->dtype)) {
-      return error(ErrorCode::kInvalidArgument, dir_.string() + ": tensor '" + spec.name + "' is " +
-                                                    std::string(to_string(info->dtype)) +
-                                                    "; weights must be F32, BF16 or F16");
-    }
     if (info->shape != spec.shape) {
       return error(ErrorCode::kInvalidArgument, dir_.string() + ": tensor '" + spec.name +
                                                     "' has shape " + shape_to_string(info->shape) +
                                                     ", config.json implies " +
                                                     shape_to_string(spec.shape));
     }
+    if (info->dtype == DType::kF8E4M3) {
+      EEP_RETURN_IF_ERROR(validate_fp8_weight(spec));
+    } else if (!is_weight_dtype(info->dtype)) {
+      return error(ErrorCode::kInvalidArgument,
+                   dir_.string() + ": tensor '" + spec.name + "' is " +
+                       std::string(to_string(info->dtype)) +
+                       "; weights must be F32, BF16 or F16 (or F8_E4M3 with block scales for "
+                       "the projections of an FP8 checkpoint)");
+    }
   }
+  return Status::ok();
+}
+
+Status Checkpoint::validate_fp8_weight(const TensorSpec& spec) {
+  const std::string where = dir_.string() + ": tensor '" + spec.name + "' is F8_E4M3";
+  if (!config_.quantization) {
+    return error(ErrorCode::kInvalidArgument,
+                 where +
+                     " but config.json has no quantization_config; FP8 weights need "
+                     "{\"quant_method\": \"fp8\", \"weight_block_size\": [rows, cols], ...} "
+                     "to be read");
+  }
+  if (spec.name.ends_with(".mlp.experts.gate_up_proj") ||
+      spec.name.ends_with(".mlp.experts.down_proj")) {
+    return error(ErrorCode::kInvalidArgument,
+                 where +
+                     ": FP8 fused expert tensors are not supported; store the experts per "
+                     "expert (mlp.experts.{e}.gate_proj.weight ...), as published FP8 "
+                     "checkpoints do");
+  }
+  if (!tensor_names::is_fp8_quantizable(spec.name)) {
+    return error(ErrorCode::kInvalidArgument,
+                 where +
+                     ", but only the attention projections (q/k/v/o_proj) and the experts' "
+                     "gate/up/down_proj may be FP8; embeddings, norms, the router (mlp.gate) "
+                     "and lm_head must be F32, BF16 or F16");
+  }
+  const std::string scale_name = tensor_names::weight_scale_inv(spec.name);
+  const auto scale = tensors_.find(scale_name);
+  if (scale == tensors_.end()) {
+    return error(ErrorCode::kDataLoss, where + " but its block scales '" + scale_name +
+                                           "' are missing: it cannot be dequantized");
+  }
+  const TensorInfo& scale_info = *scale->second.info;
+  const Fp8BlockGeometry geometry{spec.shape[0], spec.shape[1], config_.quantization->block_rows,
+                                  config_.quantization->block_cols};
+  if (!is_weight_dtype(scale_info.dtype)) {
+    return error(ErrorCode::kInvalidArgument, dir_.string() + ": scales '" + scale_name + "' are " +
+                                                  std::string(to_string(scale_info.dtype)) +
+                                                  "; they must be F32, BF16 or F16");
+  }
+  if (scale_info.shape != geometry.scale_shape()) {
+    return error(ErrorCode::kInvalidArgument,
+                 dir_.string() + ": scales '" + scale_name + "' have shape " +
+                     shape_to_string(scale_info.shape) + "; weight_block_size [" +
+                     std::to_string(geometry.block_rows) + ", " +
+                     std::to_string(geometry.block_cols) + "] over " + shape_to_string(spec.shape) +
+                     " implies " + shape_to_string(geometry.scale_shape()));
+  }
+  std::vector<float> scales(static_cast<std::size_t>(scale_info.num_elements()));
+  convert_to_f32(scale_info.dtype, files_[scale->second.file_idx].data(scale_info), 0, scales);
+  if (auto bad = first_invalid_scale(scales)) {
+    return error(ErrorCode::kDataLoss,
+                 dir_.string() + ": scales '" + scale_name + "' hold " +
+                     std::to_string(scales[*bad]) + " at element " + std::to_string(*bad) +
+                     "; a block scale must be finite and positive: the checkpoint is corrupt");
+  }
+  Location& weight = tensors_.find(spec.name)->second;
+  weight.scale_file_idx = scale->second.file_idx;
+  weight.scale = &scale_info;
   return Status::ok();
 }
 
@@ -174,19 +240,51 @@ Status Checkpoint::read_f32_into(std::string_view name, const std::vector<int64_
                                                   "' has shape " + shape_to_string(info.shape) +
                                                   ", expected " + shape_to_string(expected_shape));
   }
-  if (!is_weight_dtype(info.dtype)) {
-    return error(ErrorCode::kInvalidArgument, dir_.string() + ": tensor '" + std::string(name) +
-                                                  "' is " + std::string(to_string(info.dtype)) +
-                                                  ", not a floating-point weight");
-  }
   if (out.size() != static_cast<std::size_t>(info.num_elements())) {
     return error(ErrorCode::kInvalidArgument, "read_f32_into('" + std::string(name) +
                                                   "'): buffer holds " + std::to_string(out.size()) +
                                                   " floats, the tensor " +
                                                   std::to_string(info.num_elements()));
   }
-  convert_to_f32(info.dtype, files_[location.file_idx].data(info), 0, out);
-  if (auto bad = first_non_finite(std::span<const float>(out))) return non_finite_error(name, *bad);
+  return read_elements(name, location, 0, out);
+}
+
+Status Checkpoint::read_f32_elements(std::string_view name, int64_t first_element,
+                                     std::span<float> out) const {
+  EEP_ASSIGN_OR_RETURN(const Location location, locate(name));
+  return read_elements(name, location, first_element, out);
+}
+
+Status Checkpoint::read_elements(std::string_view name, const Location& location,
+                                 int64_t first_element, std::span<float> out) const {
+  const TensorInfo& info = *location.info;
+  const auto num_out = static_cast<int64_t>(out.size());
+  if (first_element < 0 || first_element > info.num_elements() - num_out) {
+    return error(ErrorCode::kInvalidArgument,
+                 "reading elements [" + std::to_string(first_element) + ", " +
+                     std::to_string(first_element + num_out) + ") of tensor '" + std::string(name) +
+                     "', which has " + std::to_string(info.num_elements()));
+  }
+  const std::span<const std::byte> bytes = files_[location.file_idx].data(info);
+  if (info.dtype == DType::kF8E4M3) {
+    EEP_CHECK_MSG(location.scale != nullptr, "open() let F8_E4M3 '" << name << "' in unscaled");
+    const TensorInfo& scale = *location.scale;
+    // Small (1/16384 of the weight with 128 x 128 blocks), and validated by open().
+    std::vector<float> scales(static_cast<std::size_t>(scale.num_elements()));
+    convert_to_f32(scale.dtype, files_[location.scale_file_idx].data(scale), 0, scales);
+    const Fp8BlockGeometry geometry{info.shape[0], info.shape[1], config_.quantization->block_rows,
+                                    config_.quantization->block_cols};
+    dequantize_fp8_blocks(geometry, bytes, scales, first_element, out);
+  } else if (is_weight_dtype(info.dtype)) {
+    convert_to_f32(info.dtype, bytes, static_cast<std::size_t>(first_element), out);
+  } else {
+    return error(ErrorCode::kInvalidArgument, dir_.string() + ": tensor '" + std::string(name) +
+                                                  "' is " + std::string(to_string(info.dtype)) +
+                                                  ", not a floating-point weight");
+  }
+  if (auto bad = first_non_finite(std::span<const float>(out))) {
+    return non_finite_error(name, static_cast<std::size_t>(first_element) + *bad);
+  }
   return Status::ok();
 }
 
@@ -228,22 +326,16 @@ Status Checkpoint::read_expert_into(int layer_idx, int expert_idx,
   }
   // Fused: gate_up_proj [E, 2I, H] holds gate rows then up rows; down_proj [E, H, I].
   // Shapes were checked against config.json in open().
-  EEP_ASSIGN_OR_RETURN(const Location gate_up, locate(tensor_names::fused_gate_up_proj(layer_idx)));
-  EEP_ASSIGN_OR_RETURN(const Location down, locate(tensor_names::fused_down_proj(layer_idx)));
-  const auto gate_up_bytes = files_[gate_up.file_idx].data(*gate_up.info);
-  const std::size_t gate_first = static_cast<std::size_t>(expert_idx) * 2 * matrix_elements;
-  convert_to_f32(gate_up.info->dtype, gate_up_bytes, gate_first, out.gate_proj);
-  convert_to_f32(gate_up.info->dtype, gate_up_bytes, gate_first + matrix_elements, out.up_proj);
-  convert_to_f32(down.info->dtype, files_[down.file_idx].data(*down.info),
-                 static_cast<std::size_t>(expert_idx) * matrix_elements, out.down_proj);
-  for (const std::span<float> part : {out.gate_proj, out.up_proj, out.down_proj}) {
-    if (auto bad = first_non_finite(std::span<const float>(part))) {
-      return non_finite_error("layer " + std::to_string(layer_idx) + " expert " +
-                                  std::to_string(expert_idx) + " of the fused expert tensors",
-                              *bad);
-    }
-  }
-  return Status::ok();
+  const std::string gate_up_name = tensor_names::fused_gate_up_proj(layer_idx);
+  const std::string down_name = tensor_names::fused_down_proj(layer_idx);
+  EEP_ASSIGN_OR_RETURN(const Location gate_up, locate(gate_up_name));
+  EEP_ASSIGN_OR_RETURN(const Location down, locate(down_name));
+  const auto num_matrix_elements = static_cast<int64_t>(matrix_elements);
+  const int64_t gate_first = int64_t{expert_idx} * 2 * num_matrix_elements;
+  EEP_RETURN_IF_ERROR(read_elements(gate_up_name, gate_up, gate_first, out.gate_proj));
+  EEP_RETURN_IF_ERROR(
+      read_elements(gate_up_name, gate_up, gate_first + num_matrix_elements, out.up_proj));
+  return read_elements(down_name, down, int64_t{expert_idx} * num_matrix_elements, out.down_proj);
 }
 
 Result<ExpertWeights> Checkpoint::read_expert(int layer_idx, int expert_idx) const {

@@ -1,5 +1,8 @@
 #include "eep/worker/model/tensor_names.h"
 
+#include "eep/common/check.h"
+#include "eep/worker/model/block_fp8.h"
+
 namespace eep::worker {
 
 std::string_view to_string(ExpertLayout layout) {
@@ -71,6 +74,25 @@ std::string fused_down_proj(int l) {
   return layer(l, "mlp.experts.down_proj");
 }
 
+std::string weight_scale_inv(std::string_view weight_name) {
+  constexpr std::string_view kSuffix = ".weight";
+  if (weight_name.ends_with(kSuffix)) weight_name.remove_suffix(kSuffix.size());
+  return std::string(weight_name) + ".weight_scale_inv";
+}
+
+bool is_fp8_quantizable(std::string_view name) {
+  if (!name.starts_with("model.layers.")) return false;
+  for (std::string_view attention : {".self_attn.q_proj.weight", ".self_attn.k_proj.weight",
+                                     ".self_attn.v_proj.weight", ".self_attn.o_proj.weight"}) {
+    if (name.ends_with(attention)) return true;
+  }
+  if (name.find(".mlp.experts.") == std::string_view::npos) return false;
+  for (std::string_view expert : {".gate_proj.weight", ".up_proj.weight", ".down_proj.weight"}) {
+    if (name.ends_with(expert)) return true;
+  }
+  return false;
+}
+
 }  // namespace tensor_names
 
 std::vector<TensorSpec> checkpoint_tensor_specs(const ModelConfig& config, ExpertLayout layout,
@@ -81,9 +103,21 @@ std::vector<TensorSpec> checkpoint_tensor_specs(const ModelConfig& config, Exper
   const int64_t experts = config.num_experts;
   const int64_t q_rows = int64_t{config.num_attention_heads} * config.head_dim;
   const int64_t kv_rows = int64_t{config.num_key_value_heads} * config.head_dim;
+  EEP_CHECK_MSG(dtype != DType::kF8E4M3 || config.quantization,
+                "an FP8 checkpoint needs config.quantization (its block size)");
   std::vector<TensorSpec> specs;
   auto add = [&](std::string name, std::vector<int64_t> shape) {
-    specs.push_back({std::move(name), dtype, std::move(shape)});
+    if (dtype != DType::kF8E4M3) {
+      specs.push_back({std::move(name), dtype, std::move(shape)});
+    } else if (!names::is_fp8_quantizable(name)) {
+      specs.push_back({std::move(name), DType::kBF16, std::move(shape)});
+    } else {
+      const Fp8BlockGeometry geometry{shape[0], shape[1], config.quantization->block_rows,
+                                      config.quantization->block_cols};
+      std::string scale_name = names::weight_scale_inv(name);
+      specs.push_back({std::move(name), DType::kF8E4M3, std::move(shape)});
+      specs.push_back({std::move(scale_name), DType::kF32, geometry.scale_shape()});
+    }
   };
   add(names::embed_tokens(), {config.vocab_size, hidden});
   for (int l = 0; l < config.num_hidden_layers; ++l) {

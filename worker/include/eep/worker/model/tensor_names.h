@@ -44,10 +44,21 @@ std::string expert_down_proj(int layer_idx, int expert_idx);  // [H, I]
 std::string fused_gate_up_proj(int layer_idx);                // [E, 2I, H]
 std::string fused_down_proj(int layer_idx);                   // [E, H, I]
 
+// "<prefix>.weight" -> "<prefix>.weight_scale_inv": the block scales of an F8_E4M3 weight.
+std::string weight_scale_inv(std::string_view weight_name);
+// True for the weights an FP8 checkpoint may store as F8_E4M3: the attention projections
+// (q/k/v/o_proj) and the per-expert gate/up/down_proj, the linear layers Qwen3-MoE FP8
+// checkpoints quantize. Embeddings, norms, the router (mlp.gate) and lm_head stay unquantized,
+// and so do the fused expert tensors (transformers names their FP8 scales differently across
+// versions; published FP8 checkpoints are per-expert).
+bool is_fp8_quantizable(std::string_view name);
+
 }  // namespace tensor_names
 
 // Every tensor of a checkpoint with this config and layout, with its shape, in a stable order
 // (embeddings, then layer by layer, then final norm and LM head); dtype is set to `dtype`.
+// kF8E4M3 asks for an FP8 checkpoint (config.quantization set): the quantizable weights are
+// F8_E4M3, each followed by its F32 weight_scale_inv, and every other tensor is BF16.
 std::vector<TensorSpec> checkpoint_tensor_specs(const ModelConfig& config, ExpertLayout layout,
                                                 DType dtype);
 

@@ -1,8 +1,12 @@
 // eep-mkmodel: writes a Hugging Face-layout Qwen3-MoE checkpoint (config.json + safetensors) with
 // seeded random weights, or with --list prints the tensors it would write.
-//   eep-mkmodel --preset tiny|small|qwen3-30b-a3b --seed S --out DIR [--dtype bf16|fp32|fp16]
+//   eep-mkmodel --preset tiny|small|qwen3-30b-a3b --seed S --out DIR
+//               [--dtype bf16|fp32|fp16|fp8] [--fp8-block-size ROWS COLS]
 //               [--layers N] [--experts N] [--fused-experts] [--router-skew A] [--list]
 //               [--tokenizer DIR]
+// --dtype fp8 writes a Hugging Face fine-grained FP8 checkpoint: attention and expert
+// projections in F8_E4M3 with F32 block scales (weight_scale_inv), the rest in BF16, and a
+// quantization_config in config.json.
 // --tokenizer copies a Hugging Face tokenizer (tokenizer.json, tokenizer_config.json,
 // generation_config.json, chat_template.jinja, those present) into the checkpoint, sizes the
 // vocabulary to hold its ids (rounded up to a multiple of 128, as published checkpoints pad it)
@@ -13,6 +17,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "eep/common/config.h"
 #include "eep/worker/model/random_checkpoint.h"
@@ -26,6 +31,7 @@ struct Options {
   uint64_t seed = 0;
   std::string out;
   std::string dtype = "bf16";
+  std::vector<int64_t> fp8_block_size = {128, 128};
   int layers = 0;
   int experts = 0;
   bool fused_experts = false;
@@ -137,7 +143,13 @@ int main(int argc, char** argv) {
   app.add_option("--seed", options.seed, "Random seed (same seed, same weights)")
       ->capture_default_str();
   app.add_option("--out", options.out, "Output directory (created if needed)");
-  app.add_option("--dtype", options.dtype, "Weight dtype: bf16, fp16 or fp32")
+  app.add_option("--dtype", options.dtype,
+                 "Weight dtype: bf16, fp16, fp32 or fp8 (block-scaled F8_E4M3 projections, the "
+                 "rest bf16)")
+      ->capture_default_str();
+  app.add_option("--fp8-block-size", options.fp8_block_size,
+                 "With --dtype fp8: weight_block_size, rows and columns of each scaled block")
+      ->expected(2)
       ->capture_default_str();
   app.add_option("--layers", options.layers, "Override the number of layers");
   app.add_option("--experts", options.experts,
@@ -187,8 +199,22 @@ int main(int argc, char** argv) {
     write_options.dtype = DType::kF16;
   } else if (options.dtype == "fp32" || options.dtype == "float32") {
     write_options.dtype = DType::kF32;
+  } else if (options.dtype == "fp8" || options.dtype == "float8_e4m3fn") {
+    write_options.dtype = DType::kF8E4M3;
+    write_options.fp8_block_rows = options.fp8_block_size[0];
+    write_options.fp8_block_cols = options.fp8_block_size[1];
+    Fp8BlockQuantization quantization;  // for --list; write_random_checkpoint sets its own
+    quantization.block_rows = options.fp8_block_size[0];
+    quantization.block_cols = options.fp8_block_size[1];
+    config->quantization = quantization;
+    if (quantization.block_rows < 1 || quantization.block_cols < 1 || options.fused_experts) {
+      std::cerr << "eep-mkmodel: --dtype fp8 needs a positive --fp8-block-size and per-expert "
+                   "tensors (no --fused-experts)\n";
+      return 2;
+    }
   } else {
-    std::cerr << "eep-mkmodel: --dtype must be bf16, fp16 or fp32, not '" << options.dtype << "'\n";
+    std::cerr << "eep-mkmodel: --dtype must be bf16, fp16, fp32 or fp8, not '" << options.dtype
+              << "'\n";
     return 2;
   }
   if (const auto valid = config->validate(); !valid.is_ok()) {

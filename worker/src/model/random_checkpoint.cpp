@@ -5,10 +5,13 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <map>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "eep/common/check.h"
+#include "eep/worker/model/block_fp8.h"
 #include "eep/worker/model/checkpoint.h"
 #include "eep/worker/model/safetensors.h"
 
@@ -81,12 +84,12 @@ void generate(const Distribution& dist, uint64_t first, std::span<float> out) {
 
 class TensorStreamer {
  public:
-  TensorStreamer(DType dtype) : dtype_(dtype) {}
-
-  // Generates `num_elements` values of `dist` and appends them to `writer` in chunks. Each
-  // chunk is generated and converted by several threads (a qwen3-30b-a3b checkpoint is 61 GB).
-  Status emit(const Distribution& dist, uint64_t num_elements, SafetensorsWriter& writer) {
-    const std::size_t width = dtype_size_bytes(dtype_);
+  // Generates `num_elements` values of `dist` and appends them to `writer` as `dtype` (F32, BF16
+  // or F16) in chunks. Each chunk is generated and converted by several threads (a qwen3-30b-a3b
+  // checkpoint is 61 GB).
+  Status emit(const Distribution& dist, uint64_t num_elements, DType dtype,
+              SafetensorsWriter& writer) {
+    const std::size_t width = dtype_size_bytes(dtype);
     for (uint64_t first = 0; first < num_elements; first += kChunkElements) {
       const auto count =
           static_cast<std::size_t>(std::min<uint64_t>(kChunkElements, num_elements - first));
@@ -102,7 +105,7 @@ class TensorStreamer {
         parts.push_back(
             std::async(num_parts == 1 ? std::launch::deferred : std::launch::async, [&, begin, n] {
               generate(dist, first + begin, {values_.data() + begin, n});
-              convert({values_.data() + begin, n}, bytes_.data() + begin * width);
+              convert({values_.data() + begin, n}, dtype, bytes_.data() + begin * width);
             }));
       }
       for (auto& p : parts) p.get();
@@ -111,29 +114,54 @@ class TensorStreamer {
     return Status::ok();
   }
 
-  // Converts to the file's dtype and appends.
-  Status emit_values(std::span<const float> values, SafetensorsWriter& writer) {
-    bytes_.resize(values.size() * dtype_size_bytes(dtype_));
-    convert(values, bytes_.data());
+  // Converts to `dtype` and appends.
+  Status emit_values(std::span<const float> values, DType dtype, SafetensorsWriter& writer) {
+    bytes_.resize(values.size() * dtype_size_bytes(dtype));
+    convert(values, dtype, bytes_.data());
     return writer.append(bytes_);
   }
 
+  // Generates the [rows, cols] weight of `dist` whole, quantizes it block by block and appends
+  // the codes; its scales wait for their own tensor (emit_fp8_scales), which follows the weight.
+  Status emit_fp8(const Distribution& dist, const TensorSpec& spec,
+                  const Fp8BlockQuantization& quantization, SafetensorsWriter& writer) {
+    const Fp8BlockGeometry geometry{spec.shape[0], spec.shape[1], quantization.block_rows,
+                                    quantization.block_cols};
+    values_.resize(static_cast<std::size_t>(geometry.rows * geometry.cols));
+    generate(dist, 0, values_);
+    bytes_.resize(values_.size());
+    std::vector<float> scales(
+        static_cast<std::size_t>(geometry.num_row_blocks() * geometry.num_col_blocks()));
+    quantize_fp8_blocks(geometry, values_, bytes_, scales);
+    pending_scales_[tensor_names::weight_scale_inv(spec.name)] = std::move(scales);
+    return writer.append(bytes_);
+  }
+
+  // The scales emit_fp8 computed for the weight whose weight_scale_inv `spec` is, as F32.
+  Status emit_fp8_scales(const TensorSpec& spec, SafetensorsWriter& writer) {
+    const auto it = pending_scales_.find(spec.name);
+    EEP_CHECK_MSG(it != pending_scales_.end(), spec.name << " before its weight");
+    const std::vector<float> scales = std::move(it->second);
+    pending_scales_.erase(it);
+    return emit_values(scales, DType::kF32, writer);
+  }
+
  private:
-  void convert(std::span<const float> values, std::byte* out) const {
+  static void convert(std::span<const float> values, DType dtype, std::byte* out) {
     for (std::size_t i = 0; i < values.size(); ++i) {
-      if (dtype_ == DType::kF32) {
+      if (dtype == DType::kF32) {
         std::memcpy(out + 4 * i, &values[i], 4);
       } else {
         const uint16_t half =
-            dtype_ == DType::kBF16 ? fp32_to_bf16(values[i]) : fp32_to_fp16(values[i]);
+            dtype == DType::kBF16 ? fp32_to_bf16(values[i]) : fp32_to_fp16(values[i]);
         std::memcpy(out + 2 * i, &half, 2);
       }
     }
   }
 
-  DType dtype_;
   std::vector<float> values_;
   std::vector<std::byte> bytes_;
+  std::map<std::string, std::vector<float>> pending_scales_;  // scale tensor name -> scales
 };
 
 // Streams one tensor of the file. Fused expert tensors are assembled from the per-expert
@@ -141,6 +169,11 @@ class TensorStreamer {
 Status emit_tensor(const TensorSpec& spec, int layer_idx, const ModelConfig& config,
                    const RandomCheckpointOptions& options, TensorStreamer& streamer,
                    SafetensorsWriter& writer) {
+  if (spec.dtype == DType::kF8E4M3) {
+    return streamer.emit_fp8(distribution_for(spec.name, spec.shape.back(), config, options), spec,
+                             *config.quantization, writer);
+  }
+  if (spec.name.ends_with(".weight_scale_inv")) return streamer.emit_fp8_scales(spec, writer);
   const int64_t hidden = config.hidden_size;
   const int64_t inter = config.moe_intermediate_size;
   const auto matrix_elements = static_cast<uint64_t>(hidden * inter);
@@ -149,7 +182,7 @@ Status emit_tensor(const TensorSpec& spec, int layer_idx, const ModelConfig& con
       for (const auto& name : {tensor_names::expert_gate_proj(layer_idx, e),
                                tensor_names::expert_up_proj(layer_idx, e)}) {
         EEP_RETURN_IF_ERROR(streamer.emit(distribution_for(name, hidden, config, options),
-                                          matrix_elements, writer));
+                                          matrix_elements, spec.dtype, writer));
       }
     }
     return Status::ok();
@@ -157,8 +190,8 @@ Status emit_tensor(const TensorSpec& spec, int layer_idx, const ModelConfig& con
   if (layer_idx >= 0 && spec.name == tensor_names::fused_down_proj(layer_idx)) {
     for (int e = 0; e < config.num_experts; ++e) {
       const auto name = tensor_names::expert_down_proj(layer_idx, e);
-      EEP_RETURN_IF_ERROR(
-          streamer.emit(distribution_for(name, inter, config, options), matrix_elements, writer));
+      EEP_RETURN_IF_ERROR(streamer.emit(distribution_for(name, inter, config, options),
+                                        matrix_elements, spec.dtype, writer));
     }
     return Status::ok();
   }
@@ -181,10 +214,10 @@ Status emit_tensor(const TensorSpec& spec, int layer_idx, const ModelConfig& con
       mean /= static_cast<double>(hidden);
       for (float& v : row) v += static_cast<float>(bias / (e + 1) - mean);
     }
-    return streamer.emit_values(values, writer);
+    return streamer.emit_values(values, spec.dtype, writer);
   }
   return streamer.emit(distribution_for(spec.name, spec.shape.back(), config, options),
-                       num_elements, writer);
+                       num_elements, spec.dtype, writer);
 }
 
 // "model.layers.12.xxx" -> 12; -1 for tensors outside the layers.
@@ -273,8 +306,17 @@ Result<ModelConfig> model_preset(std::string_view name) {
 Status write_random_checkpoint(const ModelConfig& config, const RandomCheckpointOptions& options,
                                const std::filesystem::path& dir) {
   EEP_RETURN_IF_ERROR(config.validate());
-  if (!is_weight_dtype(options.dtype)) {
-    return error(ErrorCode::kInvalidArgument, "weights must be F32, BF16 or F16");
+  const bool fp8 = options.dtype == DType::kF8E4M3;
+  if (!is_weight_dtype(options.dtype) && !fp8) {
+    return error(ErrorCode::kInvalidArgument, "weights must be F32, BF16, F16 or F8_E4M3");
+  }
+  if (fp8 && options.expert_layout == ExpertLayout::kFused) {
+    return error(ErrorCode::kInvalidArgument,
+                 "FP8 checkpoints have per-expert tensors; the fused expert layout is not written "
+                 "in F8_E4M3");
+  }
+  if (fp8 && (options.fp8_block_rows < 1 || options.fp8_block_cols < 1)) {
+    return error(ErrorCode::kInvalidArgument, "the FP8 block size must be positive");
   }
   if (!(options.router_skew >= 0.0)) {
     return error(ErrorCode::kInvalidArgument, "router skew must be >= 0");
@@ -286,11 +328,18 @@ Status write_random_checkpoint(const ModelConfig& config, const RandomCheckpoint
   ModelConfig written = config;
   written.dtype = options.dtype == DType::kF32   ? "float32"
                   : options.dtype == DType::kF16 ? "float16"
-                                                 : "bfloat16";
+                                                 : "bfloat16";  // also FP8's unquantized tensors
+  written.quantization.reset();
+  if (fp8) {
+    Fp8BlockQuantization quantization;
+    quantization.block_rows = options.fp8_block_rows;
+    quantization.block_cols = options.fp8_block_cols;
+    written.quantization = quantization;
+  }
   EEP_RETURN_IF_ERROR(write_text_file(dir / kConfigFileName, written.to_json().dump(2) + "\n"));
 
   // Greedy sharding in tensor order; a tensor larger than the limit gets a shard of its own.
-  const auto specs = checkpoint_tensor_specs(config, options.expert_layout, options.dtype);
+  const auto specs = checkpoint_tensor_specs(written, options.expert_layout, options.dtype);
   std::vector<std::vector<std::size_t>> shards(1);
   uint64_t shard_bytes = 0;
   uint64_t total_bytes = 0;
@@ -309,7 +358,7 @@ Status write_random_checkpoint(const ModelConfig& config, const RandomCheckpoint
   std::filesystem::remove(dir / kIndexFileName, ec);
 
   const std::map<std::string, std::string> metadata = {{"format", "pt"}};
-  TensorStreamer streamer(options.dtype);
+  TensorStreamer streamer;
   json weight_map = json::object();
   for (std::size_t s = 0; s < shards.size(); ++s) {
     const std::string file_name =
@@ -323,7 +372,7 @@ Status write_random_checkpoint(const ModelConfig& config, const RandomCheckpoint
                          SafetensorsWriter::create(dir / file_name, shard_specs, metadata));
     for (const auto& spec : shard_specs) {
       EEP_RETURN_IF_ERROR(
-          emit_tensor(spec, layer_of(spec.name), config, options, streamer, writer));
+          emit_tensor(spec, layer_of(spec.name), written, options, streamer, writer));
     }
     EEP_RETURN_IF_ERROR(writer.finish());
   }

@@ -21,7 +21,14 @@ Result<ModelConfig> model_preset(std::string_view name);
 
 struct RandomCheckpointOptions {
   uint64_t seed = 0;
-  DType dtype = DType::kBF16;  // F32, BF16 or F16
+  // F32, BF16 or F16; or F8_E4M3 for an FP8 checkpoint as Hugging Face fine-grained FP8 lays it
+  // out: the attention and expert projections quantized block by block (scale = the block's
+  // largest magnitude / 448, stored F32 as weight_scale_inv), every other tensor BF16, and a
+  // quantization_config in config.json. Per-expert layout only.
+  DType dtype = DType::kBF16;
+  // weight_block_size of an FP8 checkpoint: [rows, cols] of each block.
+  int64_t fp8_block_rows = 128;
+  int64_t fp8_block_cols = 128;
   ExpertLayout expert_layout = ExpertLayout::kPerExpert;
   // 0: experts equally likely. A > 0 biases router row e by about A / (e + 1) logits (a
   // Zipf-like preference for low expert ids), via a shared offset in the embeddings that the

@@ -266,6 +266,59 @@ TEST_CASE("fp8 checkpoint: a generated FP8 model opens and reads dequantized blo
         ErrorCode::kInvalidArgument);
 }
 
+TEST_CASE("fp8 checkpoint: weights of a million values, quantized by threads in bands, are right",
+          "[fp8][checkpoint]") {
+  ModelConfig config = fp8_tiny_config();
+  config.num_hidden_layers = 1;
+  config.hidden_size = 1024;
+  config.moe_intermediate_size = 1024;  // each expert matrix: 2^20 values, written in bands
+  config.num_experts = 2;
+  config.num_experts_per_tok = 1;
+  RandomCheckpointOptions options;
+  options.seed = 11;
+  const auto f32_dir = fp8_fresh_dir("big_f32");
+  options.dtype = DType::kF32;
+  REQUIRE(write_random_checkpoint(config, options, f32_dir).is_ok());
+  const auto fp8_dir = fp8_fresh_dir("big_fp8");
+  options.dtype = DType::kF8E4M3;
+  options.fp8_block_rows = 96;  // 11 bands, the last one partial
+  REQUIRE(write_random_checkpoint(config, options, fp8_dir).is_ok());
+  auto f32 = Checkpoint::open(f32_dir);
+  auto fp8 = Checkpoint::open(fp8_dir);
+  REQUIRE(f32.is_ok());
+  REQUIRE(fp8.is_ok());
+  const std::string name = tn::expert_down_proj(0, 1);
+  auto exact = f32->read_f32(name, {1024, 1024});
+  auto values = fp8->read_f32(name, {1024, 1024});
+  auto scales = fp8->read_f32(tn::weight_scale_inv(name), {11, 8});
+  REQUIRE(exact.is_ok());
+  REQUIRE(values.is_ok());
+  REQUIRE(scales.is_ok());
+  // Each scale is its block's largest magnitude / 448.
+  for (int64_t row_block = 0; row_block < 11; ++row_block) {
+    for (int64_t col_block = 0; col_block < 8; ++col_block) {
+      float absmax = 0;
+      for (int64_t r = row_block * 96; r < std::min<int64_t>(1024, row_block * 96 + 96); ++r) {
+        for (int64_t c = col_block * 128; c < col_block * 128 + 128; ++c) {
+          absmax = std::max(absmax, std::fabs((*exact)[static_cast<std::size_t>(r * 1024 + c)]));
+        }
+      }
+      CHECK((*scales)[static_cast<std::size_t>(row_block * 8 + col_block)] == absmax / 448.0f);
+    }
+  }
+  int num_out_of_bound = 0;
+  for (int64_t row = 0; row < 1024; ++row) {
+    for (int64_t col = 0; col < 1024; ++col) {
+      const auto idx = static_cast<std::size_t>(row * 1024 + col);
+      const float scale = (*scales)[static_cast<std::size_t>((row / 96) * 8 + col / 128)];
+      const float bound =
+          std::max(std::fabs((*exact)[idx]) / 16, scale * std::ldexp(1.0f, -10)) * 1.0001f;
+      if (std::fabs((*values)[idx] - (*exact)[idx]) > bound) ++num_out_of_bound;
+    }
+  }
+  CHECK(num_out_of_bound == 0);
+}
+
 TEST_CASE("fp8 checkpoint: generation equals generation on the dequantized weights as F32",
           "[fp8][checkpoint]") {
   const auto fp8_dir = write_fp8_tiny("fp8_generate");
@@ -419,6 +472,18 @@ TEST_CASE("fp8 checkpoint: hostile FP8 checkpoints are refused with a clear erro
     // Row 50, column 90: block (1, 2).
     CHECK((*values)[50 * 128 + 90] ==
           fp8_e4m3_to_fp32(static_cast<uint8_t>((*codes)[50 * 128 + 90])) * (*scales)[1 * 4 + 2]);
+  }
+  SECTION("an F8_E4M3 tensor beside the model's is not read without checked scales") {
+    const auto dir = edited("extra_f8", [](std::vector<StoredTensor>& tensors) {
+      tensors.push_back({{"extra.weight", DType::kF8E4M3, {4}}, std::vector<std::byte>(4)});
+      tensors.push_back({{"extra.weight_scale_inv", DType::kF32, {1, 1}}, f32_bytes({1.0f})});
+    });
+    auto checkpoint = Checkpoint::open(dir);
+    REQUIRE(checkpoint.is_ok());  // tensors the model does not use are ignored
+    std::vector<float> out(4);
+    const auto read = checkpoint->read_f32_elements("extra.weight", 0, out);
+    CHECK(read.code() == ErrorCode::kInvalidArgument);
+    CHECK_THAT(read.message(), Catch::Contains("not one of the model's quantized weights"));
   }
   SECTION("a truncated FP8 file") {
     const auto dir = edited("truncated", [](std::vector<StoredTensor>&) {});

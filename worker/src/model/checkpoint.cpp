@@ -267,7 +267,12 @@ Status Checkpoint::read_elements(std::string_view name, const Location& location
   }
   const std::span<const std::byte> bytes = files_[location.file_idx].data(info);
   if (info.dtype == DType::kF8E4M3) {
-    EEP_CHECK_MSG(location.scale != nullptr, "open() let F8_E4M3 '" << name << "' in unscaled");
+    if (location.scale == nullptr) {  // a tensor beside the model's, which open() did not check
+      return error(ErrorCode::kInvalidArgument,
+                   dir_.string() + ": tensor '" + std::string(name) +
+                       "' is F8_E4M3 but not one of the model's quantized weights, so it has no "
+                       "checked block scales to be read with");
+    }
     const TensorInfo& scale = *location.scale;
     // Small (1/16384 of the weight with 128 x 128 blocks), and validated by open().
     std::vector<float> scales(static_cast<std::size_t>(scale.num_elements()));

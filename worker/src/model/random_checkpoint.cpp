@@ -127,12 +127,39 @@ class TensorStreamer {
                   const Fp8BlockQuantization& quantization, SafetensorsWriter& writer) {
     const Fp8BlockGeometry geometry{spec.shape[0], spec.shape[1], quantization.block_rows,
                                     quantization.block_cols};
+    const int64_t num_col_blocks = geometry.num_col_blocks();
     values_.resize(static_cast<std::size_t>(geometry.rows * geometry.cols));
-    generate(dist, 0, values_);
     bytes_.resize(values_.size());
-    std::vector<float> scales(
-        static_cast<std::size_t>(geometry.num_row_blocks() * geometry.num_col_blocks()));
-    quantize_fp8_blocks(geometry, values_, bytes_, scales);
+    std::vector<float> scales(static_cast<std::size_t>(geometry.num_row_blocks() * num_col_blocks));
+    // Bands of whole row blocks are weights of their own (their rows, their scale rows), so
+    // several threads generate and quantize a large weight's bands side by side.
+    const std::size_t num_parts =
+        values_.size() < (1u << 20)
+            ? 1
+            : std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
+    const int64_t num_bands = geometry.num_row_blocks();
+    const int64_t bands_per_part =
+        (num_bands + static_cast<int64_t>(num_parts) - 1) / static_cast<int64_t>(num_parts);
+    std::vector<std::future<void>> parts;
+    for (int64_t first_band = 0; first_band < num_bands; first_band += bands_per_part) {
+      parts.push_back(
+          std::async(num_parts == 1 ? std::launch::deferred : std::launch::async, [&, first_band] {
+            const int64_t row_begin = first_band * geometry.block_rows;
+            const int64_t row_end =
+                std::min(geometry.rows, (first_band + bands_per_part) * geometry.block_rows);
+            const Fp8BlockGeometry band{row_end - row_begin, geometry.cols, geometry.block_rows,
+                                        geometry.block_cols};
+            const auto offset = static_cast<std::size_t>(row_begin * geometry.cols);
+            const auto count = static_cast<std::size_t>(band.rows * band.cols);
+            const std::span<float> band_values(values_.data() + offset, count);
+            generate(dist, offset, band_values);
+            quantize_fp8_blocks(
+                band, band_values, std::span<std::byte>(bytes_.data() + offset, count),
+                std::span<float>(scales.data() + first_band * num_col_blocks,
+                                 static_cast<std::size_t>(band.num_row_blocks() * num_col_blocks)));
+          }));
+    }
+    for (auto& part : parts) part.get();
     pending_scales_[tensor_names::weight_scale_inv(spec.name)] = std::move(scales);
     return writer.append(bytes_);
   }

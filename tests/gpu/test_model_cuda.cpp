@@ -1,16 +1,21 @@
 // The CUDA model end to end: transformers' golden logits (bf16 tolerance), the CPU backend's
-// greedy tokens on a generated model, graph-captured decode against eager decode, and EP=2 / EP=4
-// over NCCL against EP=1 (one process per GPU).
+// greedy tokens on a generated model, an FP8 checkpoint against its weights dequantized to F32,
+// graph-captured decode against eager decode, and EP=2 / EP=4 over NCCL against EP=1 (one process
+// per GPU).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <span>
 
 #include "../integration/fleet.h"
 #include "eep/worker/engine/backend.h"
 #include "eep/worker/engine/generate.h"
+#include "eep/worker/model/checkpoint.h"
 #include "eep/worker/model/random_checkpoint.h"
 #include "eep/worker/model/safetensors.h"
 #include "gpu_test_util.h"
@@ -327,6 +332,63 @@ TEST_CASE("the CUDA backend draws the CPU backend's greedy tokens on a generated
   // At least a quarter of the steps decided (54 of 192 on an H100, 2026-12-05: the generated
   // model's margins are small against bf16 noise), else the comparison tests little.
   CHECK(decided * 4 >= total);
+}
+
+namespace {
+
+// Writes every weight of the checkpoint in `from` as the host reads it (fp32, FP8 dequantized) into
+// `to`, an unquantized F32 checkpoint of the same model.
+void write_dequantized_copy(const std::string& from, const std::string& to) {
+  auto checkpoint = Checkpoint::open(from);
+  REQUIRE(checkpoint.is_ok());
+  ModelConfig config = checkpoint->config();
+  config.quantization.reset();
+  config.dtype = "float32";
+  std::filesystem::create_directories(to);
+  std::ofstream(std::filesystem::path(to) / kConfigFileName) << config.to_json().dump(2);
+  std::vector<std::vector<float>> values;
+  std::vector<TensorData> tensors;
+  const auto specs = checkpoint_tensor_specs(config, ExpertLayout::kPerExpert, DType::kF32);
+  for (const TensorSpec& spec : specs) {
+    auto read = checkpoint->read_f32(spec.name, spec.shape);
+    REQUIRE(read.is_ok());
+    values.push_back(std::move(read).value());
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    tensors.push_back({specs[i], std::as_bytes(std::span<const float>(values[i]))});
+  }
+  REQUIRE(write_safetensors(std::filesystem::path(to) / kSingleFileName, tensors).is_ok());
+}
+
+}  // namespace
+
+TEST_CASE("an FP8 checkpoint on CUDA gives the logits of its weights dequantized to F32",
+          "[gpu][model][fp8]") {
+  // The GPU computes in bf16 from dequantized FP8 (until FP8 GEMMs): FP8 -> fp32 -> bf16 on the
+  // host must give the arena that F32 -> bf16 gives from the same values, hence the same logits.
+  TempDir dir;
+  auto config = model_preset("tiny");
+  REQUIRE(config.is_ok());
+  RandomCheckpointOptions options;
+  options.seed = 7;
+  options.dtype = DType::kF8E4M3;
+  options.fp8_block_rows = 48;  // several blocks per projection, partial ones at the edges
+  options.fp8_block_cols = 40;
+  REQUIRE(write_random_checkpoint(config.value(), options, dir.file("fp8")).is_ok());
+  write_dequantized_copy(dir.file("fp8"), dir.file("f32"));
+  Loaded fp8 = load(dir.file("fp8"), "cuda");
+  Loaded f32 = load(dir.file("f32"), "cuda");
+  GenerateOptions generate_options;
+  generate_options.max_tokens = 16;
+  generate_options.ignore_eos = true;
+  generate_options.keep_logits = true;
+  const std::vector<int32_t> prompt = {5, 77, 300, 12, 511, 3, 3, 90};
+  auto on_fp8 = generate(fp8.backend->executor(), *fp8.blocks, prompt, generate_options);
+  auto on_f32 = generate(f32.backend->executor(), *f32.blocks, prompt, generate_options);
+  REQUIRE(on_fp8.is_ok());
+  REQUIRE(on_f32.is_ok());
+  CHECK(on_fp8->token_ids == on_f32->token_ids);
+  CHECK(on_fp8->logits == on_f32->logits);
 }
 
 TEST_CASE("graph-captured decode equals eager decode", "[gpu][model][graphs]") {

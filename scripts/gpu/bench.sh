@@ -22,7 +22,11 @@ need_model() {
   if [ ! -f "$MODEL/config.json" ]; then
     mkdir -p "$CACHE"
     local start=$SECONDS
-    "$BIN/eep-mkmodel" --preset qwen3-30b-a3b --seed 1 --out "$MODEL" || exit 1
+    # Under another name until complete (eep-mkmodel writes config.json first): a run cut short
+    # must not leave what the test above takes for a whole checkpoint.
+    rm -rf "$MODEL.partial"
+    "$BIN/eep-mkmodel" --preset qwen3-30b-a3b --seed 1 --out "$MODEL.partial" || exit 1
+    mv "$MODEL.partial" "$MODEL"
     echo "generated $MODEL in $((SECONDS - start)) s ($(du -sh "$MODEL" | cut -f1))"
   fi
 }

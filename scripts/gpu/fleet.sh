@@ -1,13 +1,17 @@
+# shellcheck shell=bash
 # Sourced by the scripts in scripts/gpu that serve a generated model on a CUDA fleet:
 #   fleet_start PRESET N   generates the checkpoint if needed (eep-mkmodel --preset PRESET,
 #                          random bf16 weights, cached in $EEP_MODEL_CACHE, default
 #                          /dev/shm/eep-models, under $EEP_MODEL_NAME, default PRESET, with
-#                          $EEP_MKMODEL_ARGS), starts eep-coordinator --device cuda --dp N (more
+#                          $EEP_MKMODEL_ARGS; written under NAME.partial and renamed when
+#                          complete, so a generation cut short is never taken for a
+#                          checkpoint), starts eep-coordinator --device cuda --dp N (more
 #                          flags in $EEP_WORKER_ARGS) and waits until it serves. Sets BIN, ADMIN,
 #                          PORT, RUN (logs), COORD (pid).
 # The coordinator is shut down and the logs' tails printed when the script exits.
+# shellcheck source=scripts/gpu/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-cd "$EEP_ROOT"
+cd "$EEP_ROOT" || exit 1
 # EEP_FLEET_BIN / EEP_FLEET_DEVICE: other binaries and device (a CPU try-out of these scripts).
 BIN=${EEP_FLEET_BIN:-build-gpu/bin}
 now() { date +%s.%N; }
@@ -30,19 +34,32 @@ fleet_start() {
   MODEL="$cache/${EEP_MODEL_NAME:-$preset}"
   if [ ! -f "$MODEL/config.json" ]; then
     mkdir -p "$cache"
+    # eep-mkmodel writes config.json first: a run cut short (a device call's time limit, a full
+    # /dev/shm) must not leave a directory that the test above takes for a whole checkpoint.
+    rm -rf "$MODEL.partial"
     local start
     start=$(now)
-    "$BIN/eep-mkmodel" --preset "$preset" --seed 1 ${EEP_MKMODEL_ARGS:-} --out "$MODEL" || return 1
+    # shellcheck disable=SC2086 # EEP_MKMODEL_ARGS is a list of arguments
+    "$BIN/eep-mkmodel" --preset "$preset" --seed 1 ${EEP_MKMODEL_ARGS:-} --out "$MODEL.partial" ||
+      { rm -rf "$MODEL.partial"; return 1; }
+    rm -rf "$MODEL"
+    mv "$MODEL.partial" "$MODEL"
     echo "generated $MODEL in $(since "$start") s"
   fi
   RUN=$(mktemp -d -t eep-serve-XXXXXX)
   trap fleet_stop EXIT
+  # shellcheck disable=SC2086 # EEP_WORKER_ARGS is a list of arguments
   "$BIN/eep-coordinator" --device "${EEP_FLEET_DEVICE:-cuda}" --dp "$n" --model "$MODEL" --admin 'tcp://127.0.0.1:*' \
     --control 'tcp://127.0.0.1:*' --http 127.0.0.1:0 --ready-file "$RUN/ready.json" \
     --worker-log-dir "$RUN" --scale-timeout-ms 600000 --heartbeat-timeout-ms 60000 \
     ${EEP_WORKER_ARGS:-} >"$RUN/coordinator.log" 2>&1 &
   COORD=$!
   for _ in $(seq 200); do [ -f "$RUN/ready.json" ] && break; sleep 0.1; done
+  if [ ! -f "$RUN/ready.json" ]; then
+    echo "the coordinator wrote no $RUN/ready.json within 20 s"
+    tail -n 20 "$RUN/coordinator.log"
+    return 1
+  fi
   ADMIN=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$RUN/ready.json")
   PORT=$(sed -n 's/.*"http_port":\([0-9]*\).*/\1/p' "$RUN/ready.json")
   local start

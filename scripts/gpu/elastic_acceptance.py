@@ -13,7 +13,8 @@
   summarize DIR
       Reads what the script left in DIR (eep-bench result JSONs, status JSONs, probes, worker
       log lines), prints the summary tables, writes DIR/summary.json and DIR/summary.md (rows
-      for docs/benchmarks.md: date, machine, exact commands).
+      for docs/benchmarks.md: date, machine, exact commands). Exit status 2 when a part did
+      not get through (problems.txt), 1 with --strict when a check failed, else 0.
 """
 import argparse
 import glob
@@ -101,8 +102,11 @@ def live_groups(log_path):
 
 def probe(args):
     status = eepctl_json(args.eepctl, args.admin, "status")
+    health = status.get("health") or {}
     record = {"label": args.label, "time": time.time(), "ok": bool(status.get("ok")),
               "generation": status.get("generation"), "active_dp": status.get("active_dp"),
+              "num_recoveries": health.get("num_recoveries"),
+              "last_recovery_s": health.get("last_recovery_s"),
               "gpu_memory_mib": gpu_memory_mib(), "workers": []}
     if args.note:
         record["note"] = args.note
@@ -316,6 +320,13 @@ def stage_text(summary):
     return "; ".join(parts) or "n/a"
 
 
+def scale_info_stages(info):
+    """stage_text of a ScaleInfo of the status (a recovery's, a scale of eepctl's)."""
+    return stage_text({"stages": {s["stage"]: s["seconds"] for s in info.get("timeline", [])},
+                       "build_stages": {s["stage"]: s["seconds"]
+                                        for s in info.get("build_stages", [])}})
+
+
 def size_text(num_bytes):
     return f"{num_bytes / 1e9:.2f} GB" if num_bytes >= 1e8 else f"{num_bytes / 1e6:.1f} MB"
 
@@ -399,9 +410,10 @@ def workers_text(probe_row, key):
                       for w in probe_row.get("workers", []))
 
 
-def resource_checks(name, probes, first, last, tolerance_mib, report, result):
+def resource_checks(name, first, last, tolerance_mib, report, result):
     """Flat between probes first and last: memory within the tolerance, and threads, fds and
     live groups equal on every worker that lived through both (same pid)."""
+    report.append(f"  {name}: [{first['label']}] -> [{last['label']}]")
     checks = []
     delta = memory_delta(first, last)
     if delta is None:
@@ -420,6 +432,9 @@ def resource_checks(name, probes, first, last, tolerance_mib, report, result):
         if not values or any(a is None or b is None for a, b, _ in values):
             checks.append((f"{what} flat", None, "n/a"))
             continue
+        if key == "nccl_live" and not any(a or b for a, b, _ in values):
+            checks.append((f"{what} flat", None, "n/a (no NCCL group in the worker logs)"))
+            continue
         checks.append((f"{what} flat", all(a == b for a, b, _ in values),
                        ", ".join(f"{wid} {a} -> {b}" for a, b, wid in values)))
     coordinator = [(first.get("coordinator") or {}).get(k) for k in ("threads", "fds")] + \
@@ -435,15 +450,21 @@ def resource_checks(name, probes, first, last, tolerance_mib, report, result):
         report.append(f"  [{tag}] {what}: {detail}")
 
 
-def probe_table(probes):
+def probe_table(probes, recoveries=False):
     rows = []
     for p in probes:
-        rows.append([p["label"], p.get("generation"), p.get("active_dp"), mem_text(p),
-                     workers_text(p, "threads"), workers_text(p, "fds"),
-                     workers_text(p, "nccl_live"), workers_text(p, "groups_live"),
-                     workers_text(p, "rss_kib")])
-    return table(["probe", "generation", "dp", "GPU memory.used MiB (per GPU)", "threads",
-                  "fds", "NCCL comms live", "groups live", "RSS KiB"], rows)
+        row = [p["label"], p.get("generation"), p.get("active_dp"), mem_text(p),
+               workers_text(p, "threads"), workers_text(p, "fds"),
+               workers_text(p, "nccl_live"), workers_text(p, "groups_live"),
+               workers_text(p, "rss_kib")]
+        if recoveries:
+            row += [fmt(p.get("last_recovery_s"), ".3f", " s"), p.get("note", "")]
+        rows.append(row)
+    header = ["probe", "generation", "dp", "GPU memory.used MiB (per GPU)", "threads", "fds",
+              "NCCL comms live", "groups live", "RSS KiB"]
+    if recoveries:
+        header += ["last loss -> recovered (coordinator)", "cycle"]
+    return table(header, rows)
 
 
 def summarize_kill(outdir, report, md, result, tolerance_mib):
@@ -455,19 +476,19 @@ def summarize_kill(outdir, report, md, result, tolerance_mib):
         rows = []
         faults = bench.get("faults", [])
         recovers = [s for s in status.get("recent_scales", []) if s.get("kind") == "recover"]
-        for idx, f in enumerate(faults):
+        for f in faults:
             w = f.get("windows") or {}
-            rec = recovers[idx] if idx < len(recovers) else {}
-            stages = "; ".join(f"{s['stage']} {s['seconds']:.2f}" for s in rec.get("timeline", []))
-            build = ", ".join(f"{s['stage']} {s['seconds']:.2f}"
-                              for s in rec.get("build_stages", []))
+            # The fault's recovery: the first one into a generation after the one it hit.
+            rec = next((r for r in recovers if r.get("target_generation", -1)
+                        > f.get("generation_before", 0)), {})
             rows.append([
                 ", ".join(f"SIG{t['signal']} rank {t['rank']} ({t['worker_id']})"
                           for t in f.get("targets", [])),
                 fmt(f.get("recovered_s", -1) - f.get("signal_s", 0)
                     if f.get("recovered_s", -1) >= 0 else None, unit=" s"),
                 fmt(f.get("coordinator_recovery_s"), ".3f", " s"),
-                f"{stages} ({build})" if rec else "n/a",
+                (f"{rec.get('from_dp')} -> {rec.get('to_dp')} {rec.get('state')}: "
+                 + scale_info_stages(rec)) if rec else "n/a",
                 fmt(f.get("back_to_size_s", -1) - f.get("signal_s", 0)
                     if f.get("back_to_size_s", -1) >= 0 else None, unit=" s"),
                 fmt((w.get("during") or {}).get("longest_gap_ms"), ".0f", " ms"),
@@ -476,7 +497,7 @@ def summarize_kill(outdir, report, md, result, tolerance_mib):
                 sum((w.get(k) or {}).get("failed", 0) for k in ("before", "during", "after")),
                 f.get("error") or ""])
         text = table(["fault", "signal -> recovered", "loss -> recovered (coordinator)",
-                      "recovery stages s (build)", "signal -> back to size",
+                      "recovery (status): stages s", "signal -> back to size",
                       "longest token gap during", "out tok/s before / during / after",
                       "failed in windows", "error"], rows)
         command = read_text(os.path.join(outdir, "kill.cmd"))
@@ -495,13 +516,18 @@ def summarize_kill(outdir, report, md, result, tolerance_mib):
     probes = load_jsonl(os.path.join(outdir, "kill-cycles.probes.jsonl"))
     if probes:
         cycles = [p for p in probes if p["label"].startswith("cycle ")]
-        text = probe_table(probes)
+        text = probe_table(probes, recoveries=True)
         report.append(f"== kill/recover cycles: {len(cycles) - 1} cycles\n" + text)
         md.append(f"- Kill/recover cycles: `{read_text(os.path.join(outdir, 'kill-cycles.cmd'))}`"
                   f"\n\n{text}\n")
         first = next((p for p in probes if p["label"] == "cycle 0"), probes[0])
-        resource_checks("kill-cycles", probes, first, probes[-1], tolerance_mib, report, result)
+        resource_checks("kill-cycles", first, probes[-1], tolerance_mib, report, result)
         result["runs"]["kill-cycles"] = {"probes": probes}
+
+
+def spread(values):
+    ordered = sorted(values)
+    return [ordered[0], ordered[len(ordered) // 2], ordered[-1]] if ordered else []
 
 
 def summarize_cycles(outdir, report, md, result, tolerance_mib):
@@ -516,22 +542,33 @@ def summarize_cycles(outdir, report, md, result, tolerance_mib):
         info = s.get("scale") or {}
         rows.append([f"{info.get('from_dp')} -> {info.get('to_dp')}", info.get("state"),
                      fmt(info.get("elapsed_s"), unit=" s"),
-                     "; ".join(f"{t['stage']} {t['seconds']:.2f}"
-                               for t in info.get("timeline", []))])
+                     scale_info_stages(info)])
     scale_text = table(["scale", "state", "elapsed", "stages (s)"], rows) if rows else ""
-    report.append(f"== scale cycles: {len(scales)} scales\n{text}\n{scale_text}")
-    md.append(f"- Scale cycles: `{read_text(os.path.join(outdir, 'cycles.cmd'))}`\n\n{text}\n")
+    # Printed: each direction's scales in one row (the device call returns only the end of its
+    # output); summary.md has every scale.
+    by_direction = {}
+    for s in scales:
+        info = s.get("scale") or {}
+        by_direction.setdefault(f"{info.get('from_dp')} -> {info.get('to_dp')}", []).append(info)
+    short = table(["scale", "count", "succeeded", "elapsed s min / median / max"],
+                  [[d, len(v), sum(1 for i in v if i.get("state") == "succeeded"),
+                    " / ".join(f"{x:.2f}" for x in spread([i.get("elapsed_s", 0) for i in v]))]
+                   for d, v in by_direction.items()])
+    report.append(f"== scale cycles: {len(scales)} scales\n{text}\n{short}")
+    md.append(f"- Scale cycles: `{read_text(os.path.join(outdir, 'cycles.cmd'))}`\n\n{text}\n\n"
+              f"{scale_text}\n")
     result["runs"]["cycles"] = {"probes": probes, "scales": scales}
     add_checks(result, "cycles", [("every scale succeeded",
                                    bool(scales) and all((s.get("scale") or {}).get("state")
                                                         == "succeeded" for s in scales),
                                    f"{len(scales)} scales")], report)
-    # Compare like with like: the first and last probe of each phase (low, high).
+    # Like with like: the first and the last probe at each size (low: cycle 0, before any
+    # scale, and after the last cycle; high: after the first scale up and the last).
     for phase in ("low", "high"):
         same = [p for p in probes if p["label"].endswith(phase)]
         if len(same) >= 2:
-            resource_checks(f"cycles ({phase})", probes, same[0], same[-1], tolerance_mib,
-                            report, result)
+            resource_checks(f"cycles ({phase})", same[0], same[-1], tolerance_mib, report,
+                            result)
 
 
 def summarize(args):
@@ -548,6 +585,12 @@ def summarize(args):
         summarize_kill(outdir, report, md, result, args.memory_tolerance_mib)
     if os.path.exists(os.path.join(outdir, "cycles.cmd")):
         summarize_cycles(outdir, report, md, result, args.memory_tolerance_mib)
+    for line in read_text(os.path.join(outdir, "skipped.txt")).splitlines():
+        report.append(f"skipped: {line}")
+        result.setdefault("skipped", []).append(line)
+    problems = read_text(os.path.join(outdir, "problems.txt")).splitlines()
+    add_checks(result, "script", [(line, False, "see the output above") for line in problems],
+               report)
     failed = [c for c in result["checks"] if c["ok"] is False]
     verdict = (f"{len(result['checks'])} checks, {len(failed)} failed"
                + ("" if not failed else ": " + "; ".join(f"{c['run']}: {c['check']}"
@@ -562,6 +605,8 @@ def summarize(args):
     print(f"Date: {result['date']}\nMachine: {result['machine'] or 'n/a'}")
     print("\n".join(report))
     print(verdict)
+    if problems:
+        return 2  # the script itself did not get through a part
     return 1 if failed and args.strict else 0
 
 

@@ -126,6 +126,10 @@ fi
 } | paste -sd ' ' - | sed 's/^ //' >"$RESULTS/script.cmd"
 echo "== results in $RESULTS; $(cat "$RESULTS/machine.txt"); device $DEVICE, $NUM_GPUS GPUs"
 
+# What the summary lists apart: parts left out, and what went wrong outside eep-bench's report.
+skipped() { echo "== skipped: $1"; echo "$1" >>"$RESULTS/skipped.txt"; }
+problem() { echo "== FAILED: $1"; echo "$1" >>"$RESULTS/problems.txt"; }
+
 # The command line as text, with this fleet's addresses as placeholders.
 show_cmd() {
   local word out=""
@@ -165,6 +169,12 @@ stop_fleet() {
   COORD="" RUN=""
 }
 
+start_failed() {
+  stop_fleet "$1"
+  problem "$1: the fleet did not start"
+  tail -n 40 "$RESULTS/$1.log-tails.txt" 2>/dev/null || true
+}
+
 status_json() {
   "$BIN/eepctl" --admin "$ADMIN" status --json >"$RESULTS/$1.status.json" || true
 }
@@ -181,7 +191,7 @@ loaded_bench() {
     --plot "$RESULTS/$name.svg")
   show_cmd "${cmd[@]}" >"$RESULTS/$name.cmd"
   echo "== $name: $(cat "$RESULTS/$name.cmd")"
-  "${cmd[@]}" >"$RESULTS/$name.bench.txt" 2>&1 || echo "eep-bench exited with $?"
+  "${cmd[@]}" >"$RESULTS/$name.bench.txt" 2>&1 || problem "$name: eep-bench exited with $?"
   sed -n '/Scales =\|Faults =/,$p' "$RESULTS/$name.bench.txt"
   grep -E 'Successful requests|Failed requests|Output token throughput' "$RESULTS/$name.bench.txt" || true
 }
@@ -201,22 +211,26 @@ probe() {
 
 # updown / downup: one loaded run through the scales of SPEC ("START AT:SIZE ...").
 part_scales() {
-  local name=$1 spec=$2 start pair args=()
+  local name=$1 spec=$2 start pair largest args=()
   read -r start _ <<<"$spec"
-  for pair in ${spec#* }; do args+=(--scale-at "${pair%%:*}" --scale-to "${pair##*:}"); done
-  if [ "$start" -gt "$NUM_GPUS" ]; then echo "== $name skipped: $NUM_GPUS GPUs"; return; fi
-  start_fleet "$start" "$LAYERS" || { echo "== $name: the fleet did not start"; stop_fleet "$name"; return; }
+  largest=$start
+  for pair in ${spec#* }; do
+    args+=(--scale-at "${pair%%:*}" --scale-to "${pair##*:}")
+    [ "${pair##*:}" -gt "$largest" ] && largest=${pair##*:}
+  done
+  if [ "$largest" -gt "$NUM_GPUS" ]; then skipped "$name: it needs $largest GPUs, $NUM_GPUS here"; return; fi
+  start_fleet "$start" "$LAYERS" || { start_failed "$name"; return; }
   loaded_bench "$name" "$PROMPTS" "${args[@]}"
   status_json "$name"
   stop_fleet "$name"
 }
 
 part_kill() {
-  local start at rank cycle pid began recoveries
+  local start pair at rank cycle pid began recoveries
   read -r start pair <<<"$KILL"
   at=${pair%%:*} rank=${pair##*:}
-  if [ "$start" -gt "$NUM_GPUS" ]; then echo "== kill skipped: $NUM_GPUS GPUs"; return; fi
-  start_fleet "$start" "$LAYERS" || { echo "== kill: the fleet did not start"; stop_fleet kill; return; }
+  if [ "$start" -gt "$NUM_GPUS" ]; then skipped "kill: it needs $start GPUs, $NUM_GPUS here"; return; fi
+  start_fleet "$start" "$LAYERS" || { start_failed kill; return; }
   loaded_bench kill "$KILL_PROMPTS" --kill-at "$at" --kill-rank "$rank"
   status_json kill
   echo "kill -9 of the worker of rank $rank, then: wait until $start serve again, eep-bench" \
@@ -225,18 +239,21 @@ part_kill() {
   echo "== kill-cycles: $(cat "$RESULTS/kill-cycles.cmd")"
   if ! "${HELPER[@]}" wait-fleet --eepctl "$BIN/eepctl" --admin "$ADMIN" --dp "$start" \
     --timeout-s "$STATUS_WAIT_S"; then
+    problem "kill-cycles: the fleet was not back at $start after the run"
     stop_fleet kill-cycles
     return
   fi
   probe kill-cycles "cycle 0"
   for ((cycle = 1; cycle <= KILL_CYCLES; cycle++)); do
-    recoveries=$("${HELPER[@]}" status-field --eepctl "$BIN/eepctl" --admin "$ADMIN" health.num_recoveries)
-    pid=$("${HELPER[@]}" rank-pid --eepctl "$BIN/eepctl" --admin "$ADMIN" --rank "$rank") || break
+    recoveries=$("${HELPER[@]}" status-field --eepctl "$BIN/eepctl" --admin "$ADMIN" \
+      health.num_recoveries) || { problem "kill-cycles: cycle $cycle: no status"; break; }
+    pid=$("${HELPER[@]}" rank-pid --eepctl "$BIN/eepctl" --admin "$ADMIN" --rank "$rank") ||
+      { problem "kill-cycles: cycle $cycle: no worker of rank $rank"; break; }
     began=$(now)
     kill -9 "$pid"
     if ! "${HELPER[@]}" wait-fleet --eepctl "$BIN/eepctl" --admin "$ADMIN" --dp "$start" \
       --recoveries $((recoveries + 1)) --timeout-s "$STATUS_WAIT_S"; then
-      echo "cycle $cycle: the fleet did not come back"
+      problem "kill-cycles: cycle $cycle: the fleet did not come back"
       break
     fi
     probe kill-cycles "cycle $cycle" --note "killed pid $pid (rank $rank); whole again after $(since "$began") s"
@@ -247,8 +264,8 @@ part_kill() {
 part_cycles() {
   local low high cycle
   read -r low high <<<"$CYCLE_DP"
-  if [ "$high" -gt "$NUM_GPUS" ]; then echo "== cycles skipped: $NUM_GPUS GPUs"; return; fi
-  start_fleet "$low" "$CYCLES_LAYERS" || { echo "== cycles: the fleet did not start"; stop_fleet cycles; return; }
+  if [ "$high" -gt "$NUM_GPUS" ]; then skipped "cycles: it needs $high GPUs, $NUM_GPUS here"; return; fi
+  start_fleet "$low" "$CYCLES_LAYERS" || { start_failed cycles; return; }
   echo "on $PRESET${CYCLES_LAYERS:+ with $CYCLES_LAYERS layers}: $CYCLES times eepctl scale --dp $high," \
     "eep-bench --num-prompts $PROBE_PROMPTS --random-input-len 16 --random-output-len 8, read;" \
     "eepctl scale --dp $low, the same" >"$RESULTS/cycles.cmd"

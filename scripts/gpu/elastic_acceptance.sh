@@ -114,7 +114,8 @@ if [ "$HAVE_SMI" = 1 ]; then
   # "4 x NVIDIA H100 80GB HBM3, driver 580.95.05" from nvidia-smi -L.
   { nvidia-smi -L | sed -e 's/^GPU [0-9]*: //' -e 's/ (UUID.*//' | sort | uniq -c |
       sed -E 's/^ *([0-9]+) /\1 x /' | paste -sd ';' -
-    nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1 | sed 's/^/driver /'; } |
+    # sed reads to the end: `head -1` would end nvidia-smi with SIGPIPE, fatal under pipefail.
+    nvidia-smi --query-gpu=driver_version --format=csv,noheader | sed -n '1s/^/driver /p'; } |
     paste -sd ',' - | sed 's/,/, /' >"$RESULTS/machine.txt"
 else
   echo "$(uname -n), $(nproc) CPUs, no nvidia-smi (GPU memory n/a)" >"$RESULTS/machine.txt"

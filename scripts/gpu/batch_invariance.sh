@@ -7,6 +7,7 @@
 # prints 0 (docs/cuda_backend.md).
 #   scripts/gpu/batch_invariance.sh N [LAYERS]
 set -euo pipefail
+# shellcheck source=scripts/gpu/fleet.sh
 source "$(dirname "$0")/fleet.sh"
 N=$1 LAYERS=${2:-4}
 RESULTS=${OUT:-$(mktemp -d -t eep-batch-XXXXXX)}

@@ -8,8 +8,9 @@
 # Usage: scripts/gpu/bench.sh [a] [b] [c]   (default: all; EEP_BENCH_SIZES="4" limits b and c to
 # those GPU counts). Output also in $OUT/bench-*.txt.
 set -uo pipefail
+# shellcheck source=scripts/gpu/env.sh
 source "$(dirname "$0")/env.sh"
-cd "$EEP_ROOT"
+cd "$EEP_ROOT" || exit 1
 [ -x build-gpu/bin/bench_model_step ] || scripts/gpu/build.sh || exit 1
 BIN=build-gpu/bin
 OUTDIR=${OUT:-/tmp}

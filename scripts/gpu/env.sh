@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts in scripts/gpu on the GPU machine (Ubuntu 24.04, CUDA 13.0, NCCL 2.28.9
 # in PyTorch's virtual environment, no ZeroMQ or Gloo): unpacks the packages that
 # scripts/gpu/fetch-deps.sh downloaded (.deps/debs) into .deps/prefix and sets the paths that the

@@ -8,6 +8,7 @@
 # them and the run with EPLB.
 #   scripts/gpu/eplb_bench.sh N [LAYERS]
 set -euo pipefail
+# shellcheck source=scripts/gpu/env.sh
 source "$(dirname "$0")/env.sh"
 cd "$EEP_ROOT"
 N=$1 LAYERS=${2:-8}

@@ -9,6 +9,7 @@
 # for greedy outputs comparable bit for bit with an unscaled run, docs/cuda_backend.md). Results:
 # $OUT/scale-bench.json when $OUT is set.
 set -euo pipefail
+# shellcheck source=scripts/gpu/fleet.sh
 source "$(dirname "$0")/fleet.sh"
 PRESET=$1 N0=$2 SCALES=$3
 shift 3

@@ -5,6 +5,7 @@
 # Optional: $EEP_MODEL_NAME, $EEP_MKMODEL_ARGS, $EEP_WORKER_ARGS (fleet.sh), $EEP_STATUS_JSON
 # (where `eepctl status --json` after the run goes).
 set -euo pipefail
+# shellcheck source=scripts/gpu/fleet.sh
 source "$(dirname "$0")/fleet.sh"
 PRESET=$1 N=$2
 shift 2

@@ -5,8 +5,9 @@
 # tokens, graphs against eager, EP over NCCL) and a CUDA fleet serving end to end. Results go to
 # stdout and, when $OUT is set, to $OUT/gpu-tests.txt.
 set -uo pipefail
+# shellcheck source=scripts/gpu/env.sh
 source "$(dirname "$0")/env.sh"
-cd "$EEP_ROOT"
+cd "$EEP_ROOT" || exit 1
 if [ "${1:-}" = "--build" ] || [ ! -x build-gpu/bin/eep_gpu_tests ]; then
   [ "${1:-}" = "--build" ] && shift
   scripts/gpu/build.sh || exit 1

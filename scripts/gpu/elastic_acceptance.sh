@@ -6,6 +6,7 @@
 #   kill    a fleet of 4 under the same load, kill -9 of one worker (recovery, back to size);
 #           then kill/recover cycles with GPU memory, threads, descriptors and live NCCL
 #           communicators read after each
+#   killcycles  the kill/recover cycles alone (a fresh fleet of 4)
 #   cycles  scale cycles 2 -> 3 -> 2 (1 -> 2 -> 1 on 2 GPUs) with the same readings
 # Usage: scripts/gpu/elastic_acceptance.sh [--parts LIST] [--tryout] [--help]
 #   LIST: comma-separated parts, or `scale` (updown,downup) or `all` (default)
@@ -31,6 +32,8 @@
 #   EEP_ACC_KILL_CYCLES=10  EEP_ACC_CYCLES=10  EEP_ACC_CYCLE_DP="2 3" ("1 2" with 2 GPUs)
 #   EEP_ACC_CYCLES_LAYERS=8 (the cycles' model; empty: the preset's)  EEP_ACC_PROBE_PROMPTS=8
 #   EEP_ACC_MEM_TOLERANCE_MIB=128  EEP_ACC_STATUS_WAIT_S=600
+#   EEP_ACC_DEADLINE_S=540: past it (since the start) no cycle or part begins, so the summary
+#     still prints within a 600 s device call
 #   EEP_WORKER_ARGS (coordinator flags, fleet.sh), default on CUDA
 #     "--worker-arg=--gpu-memory-utilization=0.7": a staying rank holds two generations'
 #     weights during a scale (docs/weight_transfer.md); --max-workers is the GPU count.
@@ -54,8 +57,8 @@ case $PARTS in
 esac
 for part in ${PARTS//,/ }; do
   case $part in
-    updown | downup | kill | cycles) ;;
-    *) echo "unknown part: $part (updown, downup, kill, cycles, scale, all)" >&2; exit 2 ;;
+    updown | downup | kill | killcycles | cycles) ;;
+    *) echo "unknown part: $part (updown, downup, kill, killcycles, cycles, scale, all)" >&2; exit 2 ;;
   esac
 done
 if [ "$TRYOUT" = 1 ]; then
@@ -97,6 +100,7 @@ CYCLES_LAYERS=${EEP_ACC_CYCLES_LAYERS-8}
 PROBE_PROMPTS=${EEP_ACC_PROBE_PROMPTS:-8}
 MEM_TOLERANCE=${EEP_ACC_MEM_TOLERANCE_MIB:-128}
 STATUS_WAIT_S=${EEP_ACC_STATUS_WAIT_S:-600}
+DEADLINE=${EEP_ACC_DEADLINE_S:-540}
 if [ "$DEVICE" = cuda ]; then
   WORKER_ARGS="${EEP_WORKER_ARGS---worker-arg=--gpu-memory-utilization=0.7} --max-workers $NUM_GPUS"
 else
@@ -130,6 +134,12 @@ echo "== results in $RESULTS; $(cat "$RESULTS/machine.txt"); device $DEVICE, $NU
 # What the summary lists apart: parts left out, and what went wrong outside eep-bench's report.
 skipped() { echo "== skipped: $1"; echo "$1" >>"$RESULTS/skipped.txt"; }
 problem() { echo "== FAILED: $1"; echo "$1" >>"$RESULTS/problems.txt"; }
+# Past EEP_ACC_DEADLINE_S since the start, cycles and parts stop so that the summary is still
+# printed inside the device call's limit.
+out_of_time() {
+  [ "$SECONDS" -ge "$DEADLINE" ] || return 1
+  problem "$1: past EEP_ACC_DEADLINE_S=$DEADLINE s"
+}
 
 # The command line as text, with this fleet's addresses as placeholders.
 show_cmd() {
@@ -226,14 +236,18 @@ part_scales() {
   stop_fleet "$name"
 }
 
+# kill: the loaded run with one kill, then the cycles; killcycles: the cycles alone.
 part_kill() {
-  local start pair at rank cycle pid began recoveries
+  local part=$1 start pair at rank cycle pid began recoveries
   read -r start pair <<<"$KILL"
   at=${pair%%:*} rank=${pair##*:}
-  if [ "$start" -gt "$NUM_GPUS" ]; then skipped "kill: it needs $start GPUs, $NUM_GPUS here"; return; fi
-  start_fleet "$start" "$LAYERS" || { start_failed kill; return; }
-  loaded_bench kill "$KILL_PROMPTS" --kill-at "$at" --kill-rank "$rank"
-  status_json kill
+  if [ "$start" -gt "$NUM_GPUS" ]; then skipped "$part: it needs $start GPUs, $NUM_GPUS here"; return; fi
+  start_fleet "$start" "$LAYERS" || { start_failed "$part"; return; }
+  if [ "$part" = kill ]; then
+    loaded_bench kill "$KILL_PROMPTS" --kill-at "$at" --kill-rank "$rank"
+    status_json kill
+  fi
+  if [ "$KILL_CYCLES" -le 0 ]; then stop_fleet "$part"; return; fi
   echo "kill -9 of the worker of rank $rank, then: wait until $start serve again, eep-bench" \
     "--num-prompts $PROBE_PROMPTS --random-input-len 16 --random-output-len 8, read; $KILL_CYCLES" \
     "times" >"$RESULTS/kill-cycles.cmd"
@@ -246,6 +260,7 @@ part_kill() {
   fi
   probe kill-cycles "cycle 0"
   for ((cycle = 1; cycle <= KILL_CYCLES; cycle++)); do
+    out_of_time "kill-cycles: stopped before cycle $cycle" && break
     recoveries=$("${HELPER[@]}" status-field --eepctl "$BIN/eepctl" --admin "$ADMIN" \
       health.num_recoveries) || { problem "kill-cycles: cycle $cycle: no status"; break; }
     pid=$("${HELPER[@]}" rank-pid --eepctl "$BIN/eepctl" --admin "$ADMIN" --rank "$rank") ||
@@ -273,6 +288,7 @@ part_cycles() {
   echo "== cycles: $(cat "$RESULTS/cycles.cmd")"
   probe cycles "cycle 0 low"
   for ((cycle = 1; cycle <= CYCLES; cycle++)); do
+    out_of_time "cycles: stopped before cycle $cycle" && break
     "$BIN/eepctl" --admin "$ADMIN" --json scale --dp "$high" --wait-s "$STATUS_WAIT_S" \
       >>"$RESULTS/cycles.scales.jsonl" || echo "cycle $cycle: scale to $high failed"
     probe cycles "cycle $cycle high"
@@ -285,10 +301,11 @@ part_cycles() {
 }
 
 for part in ${PARTS//,/ }; do
+  out_of_time "$part: not started" && continue
   case $part in
     updown) part_scales updown "$UPDOWN" ;;
     downup) part_scales downup "$DOWNUP" ;;
-    kill) part_kill ;;
+    kill | killcycles) part_kill "$part" ;;
     cycles) part_cycles ;;
   esac
 done

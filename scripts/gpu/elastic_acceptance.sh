@@ -140,6 +140,13 @@ out_of_time() {
   [ "$SECONDS" -ge "$DEADLINE" ] || return 1
   problem "$1: past EEP_ACC_DEADLINE_S=$DEADLINE s"
 }
+# How long a step may still wait: EEP_ACC_STATUS_WAIT_S, at most until 40 s past the deadline.
+wait_s() {
+  local left=$((DEADLINE + 40 - SECONDS))
+  [ "$left" -lt 10 ] && left=10
+  [ "$left" -gt "$STATUS_WAIT_S" ] && left=$STATUS_WAIT_S
+  echo "$left"
+}
 
 # The command line as text, with this fleet's addresses as placeholders.
 show_cmd() {
@@ -202,7 +209,8 @@ loaded_bench() {
     --plot "$RESULTS/$name.svg")
   show_cmd "${cmd[@]}" >"$RESULTS/$name.cmd"
   echo "== $name: $(cat "$RESULTS/$name.cmd")"
-  "${cmd[@]}" >"$RESULTS/$name.bench.txt" 2>&1 || problem "$name: eep-bench exited with $?"
+  timeout "$(wait_s)" "${cmd[@]}" >"$RESULTS/$name.bench.txt" 2>&1 ||
+    problem "$name: eep-bench exited with $? (124: stopped at the deadline)"
   sed -n '/Scales =\|Faults =/,$p' "$RESULTS/$name.bench.txt"
   grep -E 'Successful requests|Failed requests|Output token throughput' "$RESULTS/$name.bench.txt" || true
 }
@@ -253,7 +261,7 @@ part_kill() {
     "times" >"$RESULTS/kill-cycles.cmd"
   echo "== kill-cycles: $(cat "$RESULTS/kill-cycles.cmd")"
   if ! "${HELPER[@]}" wait-fleet --eepctl "$BIN/eepctl" --admin "$ADMIN" --dp "$start" \
-    --timeout-s "$STATUS_WAIT_S"; then
+    --timeout-s "$(wait_s)"; then
     problem "kill-cycles: the fleet was not back at $start after the run"
     stop_fleet kill-cycles
     return
@@ -268,7 +276,7 @@ part_kill() {
     began=$(now)
     kill -9 "$pid"
     if ! "${HELPER[@]}" wait-fleet --eepctl "$BIN/eepctl" --admin "$ADMIN" --dp "$start" \
-      --recoveries $((recoveries + 1)) --timeout-s "$STATUS_WAIT_S"; then
+      --recoveries $((recoveries + 1)) --timeout-s "$(wait_s)"; then
       problem "kill-cycles: cycle $cycle: the fleet did not come back"
       break
     fi
@@ -289,10 +297,10 @@ part_cycles() {
   probe cycles "cycle 0 low"
   for ((cycle = 1; cycle <= CYCLES; cycle++)); do
     out_of_time "cycles: stopped before cycle $cycle" && break
-    "$BIN/eepctl" --admin "$ADMIN" --json scale --dp "$high" --wait-s "$STATUS_WAIT_S" \
+    "$BIN/eepctl" --admin "$ADMIN" --json scale --dp "$high" --wait-s "$(wait_s)" \
       >>"$RESULTS/cycles.scales.jsonl" || echo "cycle $cycle: scale to $high failed"
     probe cycles "cycle $cycle high"
-    "$BIN/eepctl" --admin "$ADMIN" --json scale --dp "$low" --wait-s "$STATUS_WAIT_S" \
+    "$BIN/eepctl" --admin "$ADMIN" --json scale --dp "$low" --wait-s "$(wait_s)" \
       >>"$RESULTS/cycles.scales.jsonl" || echo "cycle $cycle: scale to $low failed"
     probe cycles "cycle $cycle low"
   done

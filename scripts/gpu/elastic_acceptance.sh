@@ -152,9 +152,9 @@ wait_s() {
 show_cmd() {
   local word out=""
   for word in "$@"; do
-    word=${word//$RESULTS\//}
-    [ -n "${PORT:-}" ] && word=${word//127.0.0.1:$PORT/127.0.0.1:PORT}
-    [ -n "${ADMIN:-}" ] && word=${word//$ADMIN/ADMIN}
+    word=${word//"$RESULTS"\//}
+    [ -n "${PORT:-}" ] && word=${word//"127.0.0.1:$PORT"/127.0.0.1:PORT}
+    [ -n "${ADMIN:-}" ] && word=${word//"$ADMIN"/ADMIN}
     word=${word#"$BIN"/}
     out+=" $(printf '%q' "$word")"
   done

@@ -58,6 +58,7 @@ void FleetKeeper::on_nothing_to_recover(Clock::time_point now) {
 void FleetKeeper::on_started(KeeperAction action) {
   // The initial formation is no restart.
   if (action == KeeperAction::kScaleToTarget && formed_) ++num_restarts_;
+  if (action == KeeperAction::kRecover) failures_at_recovery_start_ = num_failures_;
 }
 
 void FleetKeeper::on_refused(const std::string& reason, Clock::time_point now) {
@@ -106,6 +107,14 @@ void FleetKeeper::on_scale_ended(bool succeeded, bool recovery, bool ours, int t
     } else {
       set_target(to_dp);
     }
+    return;
+  }
+  // A recovery undone by another loss while it ran (a member it counted on died too, seen after
+  // the settle) failed for no fault of its own: the next one, around every loss, starts at once,
+  // without backoff and without counting against --max-restarts.
+  if (recovery && broken_generation_ && num_failures_ > failures_at_recovery_start_) {
+    EEP_LOG_WARN("the recovery was undone by another loss while it ran ("
+                 << reason << "); recovering again around every loss, at once");
     return;
   }
   if (ours || recovery) count_failure(reason, now);

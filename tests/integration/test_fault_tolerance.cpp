@@ -129,10 +129,70 @@ TEST_CASE("kill -9 of two of four ranks at once under load loses no request", "[
   INFO(status.dump(2));
   CHECK(status["health"]["num_failures"] == 2);
   CHECK(status["health"]["num_recoveries"] == 1);
-  // Both losses were rebuilt around in one recovery (4 -> 2), none rolled back for the second.
+  // Both losses were rebuilt around (4 -> 2): in one recovery when the coordinator saw them
+  // within its 50 ms settle; or, when the second process took longer to die (a loaded machine:
+  // 177 ms once), the recovery it undid was retried at once, not backed off as a failure.
   const std::string log = fleet.coordinator_log();
   CHECK_THAT(log, Catch::Contains("recover 2->2 accepted"));
-  CHECK_THAT(log, !Catch::Contains("failed, rolling back"));
+  if (log.find("failed, rolling back") == std::string::npos) {
+    std::printf("kill-ranks-1-2: both losses seen within the settle, one recovery\n");
+  } else {
+    std::printf(
+        "kill-ranks-1-2: the losses were seen apart; the second undid the first recovery\n");
+    CHECK_THAT(log, Catch::Contains("recovering again around every loss, at once"));
+    CHECK_THAT(log, !Catch::Contains("trying again with backoff"));
+  }
+}
+
+// The case "kill -9 of two of four ranks at once" meets when the second process takes longer to
+// die than the recovery's settle, made exact with the build hook: the recovery around rank 1
+// waits in its groups' build when rank 2 is killed.
+TEST_CASE("a loss seen while a recovery builds undoes it and the next recovery starts at once",
+          "[fault_tolerance]") {
+  TempDir dir;
+  const std::string model = make_tiny_model(dir, 13);
+  const std::string resume = dir.file("resume");
+  Fleet fleet(fleet_flags(model, 4), {{"EEP_TEST_PAUSE_AT", "build_groups"},
+                                      {"EEP_TEST_PAUSE_GENERATION", "2"},
+                                      {"EEP_TEST_RESUME_FILE", resume}});
+  REQUIRE(eventually([&] { return fleet.has_active(4); }, 30s));
+  const json members = fleet.workers_in("ACTIVE");
+  REQUIRE(members.size() == 4);
+  REQUIRE(::kill(members[1]["pid"].get<pid_t>(), SIGKILL) == 0);
+  // The recovery (generation 2) builds on the three survivors and waits at the hook.
+  const bool paused = eventually(
+      [&] {
+        for (const int rank : {0, 2, 3}) {
+          const std::string id = members[rank]["id"];
+          if (read_file(fleet.dir().file(id + ".log")).find("test hook: paused at build_groups") ==
+              std::string::npos) {
+            return false;
+          }
+        }
+        return true;
+      },
+      30s);
+  INFO(fleet.coordinator_log());
+  REQUIRE(paused);
+  REQUIRE(::kill(members[2]["pid"].get<pid_t>(), SIGKILL) == 0);
+  REQUIRE(eventually(
+      [&] {
+        return fleet.coordinator_log().find("recovering again around every loss, at once") !=
+               std::string::npos;
+      },
+      30s));
+  write_file(resume, "go\n");  // builds abandoned at the pause end now
+
+  // Recovered around both losses, then back to 4 with new workers.
+  REQUIRE(eventually(
+      [&] { return fleet.has_active(4) && fleet.status()["scale"]["state"] != "running"; }, 60s));
+  const json status = fleet.status();
+  INFO(status.dump(2));
+  CHECK(status["health"]["num_failures"] == 2);
+  CHECK(status["health"]["num_recoveries"] == 1);
+  CHECK_FALSE(status["health"].contains("gave_up"));
+  CHECK_THAT(fleet.coordinator_log(), Catch::Contains("recover 2->2 accepted"));
+  check_serves_load(fleet, 16);
 }
 
 TEST_CASE(

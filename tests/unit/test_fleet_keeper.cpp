@@ -55,6 +55,43 @@ TEST_CASE("a lost member makes the fleet recover first, then return to its targe
   CHECK(health.gave_up.empty());
 }
 
+TEST_CASE("a recovery undone by another loss while it runs is retried at once, not as a failure",
+          "[keeper]") {
+  FleetKeeper keeper(options());  // --max-restarts 3, first backoff 500 ms
+  Clock::time_point t = Clock::now();
+  keeper.set_target(8);
+  keeper.on_member_lost(4, "worker w1 (rank 1 of generation 4): killed", t);
+  // Each round: the recovery starts after the settle, another member of generation 4 is seen
+  // lost while it builds, and the recovery rolls back. More rounds than --max-restarts.
+  for (int round = 0; round < 4; ++round) {
+    INFO("round " << round);
+    t += 50ms;
+    REQUIRE(keeper.next(view(7 - round), t) == KeeperAction::kRecover);
+    keeper.on_started(KeeperAction::kRecover);
+    t += 127ms;
+    keeper.on_member_lost(4, "worker w" + std::to_string(round + 2) + ": killed", t);
+    t += 5ms;
+    keeper.on_scale_ended(false, true, true, 6 - round, 4, "generation 4 broke", t);
+    CHECK(keeper.broken());
+    // At once: no backoff behind it.
+    CHECK(keeper.next(view(6 - round), t) == KeeperAction::kRecover);
+  }
+  CHECK(keeper.health(t).gave_up.empty());
+  CHECK(keeper.health(t).num_failures == 5);
+  // A recovery that fails with no new loss (a survivor cannot join) backs off as before.
+  keeper.on_started(KeeperAction::kRecover);
+  t += 100ms;
+  keeper.on_scale_ended(false, true, true, 3, 4, "worker w0 cannot join generation 5", t);
+  CHECK(keeper.next(view(3), t) == KeeperAction::kNone);
+  CHECK(keeper.next(view(3), t + 499ms) == KeeperAction::kNone);
+  CHECK(keeper.next(view(3), t + 500ms) == KeeperAction::kRecover);
+  // And it healed with the next one.
+  keeper.on_started(KeeperAction::kRecover);
+  keeper.on_scale_ended(true, true, true, 3, 5, "", t + 800ms);
+  CHECK_FALSE(keeper.broken());
+  CHECK(keeper.health(t + 800ms).num_recoveries == 1);
+}
+
 TEST_CASE("failed scales back off doubling and the keeper gives up after --max-restarts",
           "[keeper]") {
   FleetKeeper keeper(options());

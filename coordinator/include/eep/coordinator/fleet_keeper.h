@@ -92,7 +92,8 @@ class FleetKeeper {
   std::deque<Clock::time_point> failures_;  // failed scales within the window
   std::string gave_up_;
 
-  uint64_t num_failures_ = 0;  // members lost
+  uint64_t num_failures_ = 0;                // members lost
+  uint64_t failures_at_recovery_start_ = 0;  // num_failures_ when the last recovery started
   uint64_t num_recoveries_ = 0;
   uint64_t num_restarts_ = 0;  // scales toward the target after the fleet first formed
   bool formed_ = false;        // a scale succeeded once

@@ -34,9 +34,9 @@ if [ "${EEP_SKIP_ASAN:-0}" != 1 ]; then
   step "ASan build"
   cmake --build "$ASAN_DIR" -j "$(nproc)" --target eep_unit_tests
   step "unit tests under ASan + UBSan"
-  # Through ctest, two at a time: a sanitizer report ends that test's process with an error.
-  (cd "$ASAN_DIR" && ASAN_OPTIONS=detect_leaks=1 \
-    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    ctest -L unit --output-on-failure --timeout 600 -j "$(nproc)")
+  # One process for all of them: through ctest (a process per test case, two at a time) they
+  # took 220 s instead of 128 s, each sanitized process paying its start-up.
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    "$ASAN_DIR/bin/eep_unit_tests"
 fi
 step "done"

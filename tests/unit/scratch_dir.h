@@ -23,4 +23,13 @@ inline const std::filesystem::path& process_scratch_dir(const std::string& prefi
   return dir.path;
 }
 
+// The directory `name` in the process's scratch directory, empty (what a test made there before
+// is removed).
+inline std::filesystem::path fresh_scratch_dir(const std::string& prefix, const std::string& name) {
+  const std::filesystem::path dir = process_scratch_dir(prefix) / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
 }  // namespace eep::testing

@@ -22,10 +22,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 fs::path fresh_dir(const std::string& name) {
-  const auto dir = eep::testing::process_scratch_dir("eep_test_checkpoint") / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
+  return eep::testing::fresh_scratch_dir("eep_test_checkpoint", name);
 }
 
 ModelConfig tiny() {

@@ -33,10 +33,7 @@ namespace fs = std::filesystem;
 namespace tn = tensor_names;
 
 fs::path fp8_fresh_dir(const std::string& name) {
-  const auto dir = eep::testing::process_scratch_dir("eep_test_fp8") / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
+  return eep::testing::fresh_scratch_dir("eep_test_fp8", name);
 }
 
 ModelConfig fp8_tiny_config() {

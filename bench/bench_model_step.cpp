@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   std::string model_dir, store_host = "127.0.0.1", decode_text = "1,16,64,128,256";
   int rank = 0, size = 1, store_port = 0, prefill_seqs = 8, prefill_len = 256, context = 256,
       iters = 20;
+  bool skip_eager = false;
   BackendOptions options;
   options.device = Device::kCuda;
   options.gpu_memory_utilization = 0.92;
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--iters", iters)->capture_default_str();
   app.add_option("--gpu-memory-utilization", options.gpu_memory_utilization)->capture_default_str();
+  app.add_flag("--skip-eager", skip_eager,
+               "Only the graph pass (prefill and graph decode); no eager decode for comparison");
   if (auto code = parse_args(app, argc, argv)) return *code;
   set_log_speaker("bench rank=" + std::to_string(rank) + "/" + std::to_string(size));
   const std::vector<int> decode_batches = parse_list(decode_text);
@@ -80,6 +83,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<ProcessGroup> group;
   std::vector<Row> rows;
   for (bool graphs : {true, false}) {
+    if (!graphs && skip_eager) break;
     options.cuda_graphs = graphs;
     auto backend = make_backend(options, config);
     EEP_CHECK_MSG(backend.is_ok(), backend.status().to_string());

@@ -16,21 +16,8 @@ BIN=build-gpu/bin
 OUTDIR=${OUT:-/tmp}
 WHAT=${*:-a b c}
 NUM_GPUS=$(nvidia-smi -L | wc -l)
-CACHE=${EEP_MODEL_CACHE:-/dev/shm/eep-models}
-MODEL=$CACHE/qwen3-30b-a3b
 nvidia-smi -L
-need_model() {
-  if [ ! -f "$MODEL/config.json" ]; then
-    mkdir -p "$CACHE"
-    local start=$SECONDS
-    # Under another name until complete (eep-mkmodel writes config.json first): a run cut short
-    # must not leave what the test above takes for a whole checkpoint.
-    rm -rf "$MODEL.partial"
-    "$BIN/eep-mkmodel" --preset qwen3-30b-a3b --seed 1 --out "$MODEL.partial" || exit 1
-    mv "$MODEL.partial" "$MODEL"
-    echo "generated $MODEL in $((SECONDS - start)) s ($(du -sh "$MODEL" | cut -f1))"
-  fi
-}
+need_model() { generated_model qwen3-30b-a3b || exit 1; }
 # Runs bench_model_step as N processes (one per GPU), rank 0's table on stdout.
 step_bench() {
   local n=$1 port=$((29500 + RANDOM % 1000)) pids=()

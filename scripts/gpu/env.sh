@@ -29,3 +29,22 @@ export EEP_TEST_DATA_DIR="$EEP_ROOT/tests/data"
 # The fleets these scripts start make their CURVE keys here at the first start; eepctl and
 # eep-bench find them here too (docs/security.md).
 export EEP_KEYS_DIR="${EEP_KEYS_DIR:-$EEP_ROOT/build-gpu/keys}"
+
+# generated_model PRESET [NAME]: sets MODEL to a checkpoint of `eep-mkmodel --preset PRESET --seed 1
+# $EEP_MKMODEL_ARGS` (random bf16 weights) in $EEP_MODEL_CACHE (default /dev/shm/eep-models)
+# under NAME (default PRESET), generating it on first use. eep-mkmodel writes config.json first,
+# so the checkpoint is written under NAME.partial and renamed when complete: a generation cut
+# short (a device call's time limit, a full /dev/shm) is never taken for a checkpoint.
+generated_model() {
+  local preset=$1 cache=${EEP_MODEL_CACHE:-/dev/shm/eep-models} start=$SECONDS
+  MODEL="$cache/${2:-$preset}"
+  [ -f "$MODEL/config.json" ] && return 0
+  mkdir -p "$cache"
+  rm -rf "$MODEL.partial"
+  # shellcheck disable=SC2086 # EEP_MKMODEL_ARGS is a list of arguments
+  "${BIN:-$EEP_ROOT/build-gpu/bin}/eep-mkmodel" --preset "$preset" --seed 1 ${EEP_MKMODEL_ARGS:-} \
+    --out "$MODEL.partial" || { rm -rf "$MODEL.partial"; return 1; }
+  rm -rf "$MODEL"
+  mv "$MODEL.partial" "$MODEL"
+  echo "generated $MODEL in $((SECONDS - start)) s ($(du -sh "$MODEL" | cut -f1))"
+}

@@ -1,11 +1,8 @@
 # shellcheck shell=bash
 # Sourced by the scripts in scripts/gpu that serve a generated model on a CUDA fleet:
-#   fleet_start PRESET N   generates the checkpoint if needed (eep-mkmodel --preset PRESET,
-#                          random bf16 weights, cached in $EEP_MODEL_CACHE, default
-#                          /dev/shm/eep-models, under $EEP_MODEL_NAME, default PRESET, with
-#                          $EEP_MKMODEL_ARGS; written under NAME.partial and renamed when
-#                          complete, so a generation cut short is never taken for a
-#                          checkpoint), starts eep-coordinator --device cuda --dp N (more
+#   fleet_start PRESET N   generates the checkpoint if needed (env.sh's generated_model, under
+#                          $EEP_MODEL_NAME, default PRESET), starts eep-coordinator
+#                          --device cuda --dp N (more
 #                          flags in $EEP_WORKER_ARGS) and waits until it serves. Sets BIN, ADMIN,
 #                          PORT, RUN (logs), COORD (pid).
 # The coordinator is shut down and the logs' tails printed when the script exits.
@@ -30,22 +27,7 @@ fleet_stop() {
 
 fleet_start() {
   local preset=$1 n=$2
-  local cache=${EEP_MODEL_CACHE:-/dev/shm/eep-models}
-  MODEL="$cache/${EEP_MODEL_NAME:-$preset}"
-  if [ ! -f "$MODEL/config.json" ]; then
-    mkdir -p "$cache"
-    # eep-mkmodel writes config.json first: a run cut short (a device call's time limit, a full
-    # /dev/shm) must not leave a directory that the test above takes for a whole checkpoint.
-    rm -rf "$MODEL.partial"
-    local start
-    start=$(now)
-    # shellcheck disable=SC2086 # EEP_MKMODEL_ARGS is a list of arguments
-    "$BIN/eep-mkmodel" --preset "$preset" --seed 1 ${EEP_MKMODEL_ARGS:-} --out "$MODEL.partial" ||
-      { rm -rf "$MODEL.partial"; return 1; }
-    rm -rf "$MODEL"
-    mv "$MODEL.partial" "$MODEL"
-    echo "generated $MODEL in $(since "$start") s"
-  fi
+  generated_model "$preset" "${EEP_MODEL_NAME:-$preset}" || return 1
   RUN=$(mktemp -d -t eep-serve-XXXXXX)
   trap fleet_stop EXIT
   # shellcheck disable=SC2086 # EEP_WORKER_ARGS is a list of arguments

@@ -5,7 +5,8 @@
 #                          --device cuda --dp N (more
 #                          flags in $EEP_WORKER_ARGS) and waits until it serves. Sets BIN, ADMIN,
 #                          PORT, RUN (logs), COORD (pid).
-# The coordinator is shut down and the logs' tails printed when the script exits.
+# The coordinator is shut down and the logs' tails printed when the script exits (the whole logs
+# copied to $OUT/logs when $OUT is set).
 # shellcheck source=scripts/gpu/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$EEP_ROOT" || exit 1
@@ -21,6 +22,8 @@ fleet_stop() {
   fi
   if [ -n "${RUN:-}" ]; then
     for f in "$RUN"/*.log; do echo "--- $f"; tail -n 15 "$f"; done
+    # The whole logs come back with a device call's $OUT.
+    [ -n "${OUT:-}" ] && mkdir -p "$OUT/logs" && cp -r "$RUN" "$OUT/logs/"
     rm -rf "$RUN"
   fi
 }

@@ -108,11 +108,14 @@ TEST_CASE("the worker's options nest: the engine's hold the backend's, the devic
   CHECK(defaults.engine.backend.device == eep::worker::Device::kCpu);
   CHECK(defaults.engine.backend.group_timeout == eep::worker::kDefaultGroupTimeout);
   CHECK(defaults.engine.weight_transfer_chunk_bytes == size_t{64} << 20);
+  CHECK(defaults.engine.step_times_interval == 0ms);
   eep::worker::WorkerConfig set;
   REQUIRE(!parse_worker({"--device", "cuda", "--device-idx", "3", "--model", "/m", "--kv-blocks",
-                         "77", "--group-timeout-ms", "1500", "--weight-transfer-chunk-kb", "256"},
+                         "77", "--group-timeout-ms", "1500", "--weight-transfer-chunk-kb", "256",
+                         "--log-step-times-s", "2.5"},
                         set)
                .has_value());
+  CHECK(set.engine.step_times_interval == 2500ms);
   CHECK(set.engine.backend.device == eep::worker::Device::kCuda);
   CHECK(set.engine.backend.device_idx == 3);
   CHECK(set.engine.model_dir == "/m");
@@ -122,4 +125,5 @@ TEST_CASE("the worker's options nest: the engine's hold the backend's, the devic
   eep::worker::WorkerConfig bad;
   CHECK(parse_worker({"--device", "tpu"}, bad).value_or(0) != 0);
   CHECK(parse_worker({"--group-timeout-ms", "5"}, bad).value_or(0) != 0);
+  CHECK(parse_worker({"--log-step-times-s", "-1"}, bad).value_or(0) != 0);
 }

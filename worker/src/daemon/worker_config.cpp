@@ -68,6 +68,16 @@ void add_worker_options(CLI::App& app, WorkerConfig& config) {
          "At a scale, the most weight bytes (KiB) a serving rank sends and copies for the next "
          "generation between two of its steps (default 65536)")
       ->check(CLI::Range(1, 1 << 24));
+  app.add_option_function<double>(
+         "--log-step-times-s",
+         [&config](double seconds) {
+           config.engine.step_times_interval =
+               std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+         },
+         "Every this many seconds, log where the forward steps' time went, in ms per step "
+         "(schedule, vote, prepare, forward, update, between steps; docs/profiling.md); 0: "
+         "never (default)")
+      ->check(CLI::Range(0.0, 86400.0));
   app.add_option_function<int>(
          "--group-timeout-ms",
          [&backend](int ms) { backend.group_timeout = std::chrono::milliseconds(ms); },

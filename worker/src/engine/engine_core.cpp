@@ -34,7 +34,8 @@ EngineCore::EngineCore(EngineOptions options, Checkpoint checkpoint,
                        std::unique_ptr<Backend> backend)
     : options_(std::move(options)),
       checkpoint_(std::move(checkpoint)),
-      backend_(std::move(backend)) {}
+      backend_(std::move(backend)),
+      step_timing_(options_.step_times_interval) {}
 
 EngineCore::~EngineCore() {
   if (building_.valid()) building_.wait();
@@ -128,6 +129,7 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   // Scheduled before the agreement so that every rank learns the step's shape. If the step does
   // not run (a switch, idle), the chunks are dropped: the scheduler gives them again next time.
   std::vector<ScheduledChunk> chunks = scheduler_->schedule();
+  const Clock::time_point scheduled = Clock::now();
   int64_t num_tokens = 0;
   bool has_prefill = false;
   for (const ScheduledChunk& chunk : chunks) {
@@ -198,6 +200,7 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   }
 
   // The forward step (a dummy one when this rank has nothing).
+  const Clock::time_point prepare_started = Clock::now();
   std::vector<SequenceChunk> batch;
   std::vector<std::optional<SamplingSpec>> sampling;
   batch.reserve(chunks.size());
@@ -213,8 +216,10 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
   const StepPlan plan{decision.num_tokens, decision.decode_only};
   ++num_steps_;
   step_wait_ += vote_wait;
+  const Clock::time_point forward_started = Clock::now();
   EEP_ASSIGN_OR_RETURN(SampledTokens sampled,
                        backend_->executor().forward_sample(batch, sampling, *blocks_, plan));
+  const Clock::time_point forward_ended = Clock::now();
   ++num_steps_since_report_;
   size_t sampled_idx = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -233,6 +238,16 @@ Result<StepResult> EngineCore::step(uint64_t wake_epoch) {
         out.error = finished.error;
       }
     }
+  }
+  if (step_timing_.enabled()) {
+    if (last_step_end_) step_timing_.add(StepPhase::kBetween, step_started - *last_step_end_);
+    step_timing_.add(StepPhase::kSchedule, scheduled - step_started);
+    step_timing_.add(StepPhase::kVote, vote_wait);
+    step_timing_.add(StepPhase::kPrepare, forward_started - prepare_started);
+    step_timing_.add(StepPhase::kForward, forward_ended - forward_started);
+    step_timing_.add(StepPhase::kUpdate, Clock::now() - forward_ended);
+    step_timing_.step_done(num_tokens);
+    if (auto line = step_timing_.report(Clock::now())) EEP_LOG_INFO("step times: " << *line);
   }
   if (decision.moves_layers()) {
     end_moving_step(step_started, &result);

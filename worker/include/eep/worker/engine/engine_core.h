@@ -57,6 +57,7 @@
 #include "eep/worker/elastic/weight_transfer.h"
 #include "eep/worker/engine/backend.h"
 #include "eep/worker/engine/scheduler.h"
+#include "eep/worker/engine/step_timing.h"
 #include "eep/worker/model/checkpoint.h"
 
 namespace eep::worker {
@@ -69,6 +70,8 @@ struct EngineOptions {
   // Weights from peers at a scale (docs/weight_transfer.md): the most bytes a rank sends, copies
   // or receives in one chunk, that is at one step boundary of the serving ranks.
   size_t weight_transfer_chunk_bytes = size_t{64} << 20;
+  // How often the forward steps' time per phase is logged (step_timing.h); zero: never.
+  std::chrono::milliseconds step_times_interval{0};
 };
 
 // How this rank built a generation (sent in its AssignAck): where its weights came from, and
@@ -277,6 +280,7 @@ class EngineCore {
   // Forward steps taken and the time their agreements waited for slower ranks (load()).
   uint64_t num_steps_ = 0;
   Clock::duration step_wait_{};
+  StepTiming step_timing_;
 };
 
 }  // namespace eep::worker

@@ -92,43 +92,6 @@ uint16_t fp32_to_fp16(float value) {
   return static_cast<uint16_t>(sign | ((rebased + rounding_bias) >> 13));
 }
 
-float fp8_e4m3_to_fp32(uint8_t bits) {
-  const bool negative = (bits & 0x80u) != 0;
-  const uint32_t exponent = (bits >> 3) & 0xfu;
-  const uint32_t mantissa = bits & 0x7u;
-  if (exponent == 0xf && mantissa == 0x7) {
-    return negative ? -std::numeric_limits<float>::quiet_NaN()
-                    : std::numeric_limits<float>::quiet_NaN();
-  }
-  if (exponent == 0) {
-    // Zero or subnormal: mantissa * 2^-9, exact in fp32.
-    const float magnitude = std::ldexp(static_cast<float>(mantissa), -9);
-    return negative ? -magnitude : magnitude;
-  }
-  return std::bit_cast<float>((negative ? 0x80000000u : 0u) | ((exponent + 120u) << 23) |
-                              (mantissa << 20));
-}
-
-uint8_t fp32_to_fp8_e4m3(float value) {
-  const uint32_t bits = std::bit_cast<uint32_t>(value);
-  const auto sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
-  const uint32_t abs_bits = bits & 0x7fffffffu;
-  if (abs_bits >= 0x7f800000u) return static_cast<uint8_t>(sign | 0x7fu);  // NaN, infinity
-  const float magnitude = std::bit_cast<float>(abs_bits);
-  if (magnitude > kF8E4M3Max) return static_cast<uint8_t>(sign | 0x7eu);  // saturate
-  if (abs_bits < 0x3c800000u) {
-    // Below 2^-6, the smallest normal: count units of 2^-9 and round to nearest even (8 units is
-    // 2^-6 itself, code 0x08, so rounding up into the normals needs no special case).
-    const float units = std::nearbyint(magnitude * 512.0f);  // exact power-of-two scaling
-    return static_cast<uint8_t>(sign | static_cast<uint8_t>(units));
-  }
-  // Normal: keep 3 of the 23 mantissa bits, rounding the 20 dropped ones to nearest even (a carry
-  // runs into the exponent), then rebias the exponent from 127 to 7.
-  const uint32_t rounding_bias = 0x7ffffu + ((abs_bits >> 20) & 1u);
-  const uint32_t rounded = (abs_bits + rounding_bias) >> 20;
-  return static_cast<uint8_t>(sign | (rounded - (120u << 3)));
-}
-
 namespace {
 
 // All exponent bits set: NaN or infinity, for a format whose exponent field is `mask`.

@@ -9,6 +9,8 @@
 #include <span>
 #include <string_view>
 
+#include "eep/kernels/fp8.h"
+
 namespace eep::worker {
 
 // kF8E4M3: float8 e4m3fn (torch.float8_e4m3fn, safetensors "F8_E4M3"): 1 sign bit, 4 exponent
@@ -47,12 +49,10 @@ float fp16_to_fp32(uint16_t bits);
 // Round to nearest, ties to even; overflow gives infinity.
 uint16_t fp32_to_fp16(float value);
 
-inline constexpr float kF8E4M3Max = 448.0f;
-// Exact (every e4m3fn value is an fp32 value); 0x7f and 0xff give a quiet NaN of that sign.
-float fp8_e4m3_to_fp32(uint8_t bits);
-// Round to nearest, ties to even, subnormals included. Finite values beyond the largest finite
-// value saturate to +-448, as quantizers clamp before converting; NaN and infinities (which the
-// format lacks) give NaN: 0x7f, or 0xff when negative.
-uint8_t fp32_to_fp8_e4m3(float value);
+// e4m3fn codes and numbers (eep/kernels/fp8.h: exact decoding, round-to-nearest-even encoding
+// that saturates finite values to +-448).
+using kernels::cpu::fp32_to_fp8_e4m3;
+using kernels::cpu::fp8_e4m3_to_fp32;
+using kernels::cpu::kF8E4M3Max;
 
 }  // namespace eep::worker

@@ -6,8 +6,11 @@
 //            graph-captured MoE layer does not have).
 // Each token picks top_k distinct experts uniformly at random; every timed run cycles through
 // kNumSplits such routings (so the same experts' weights do not sit in L2 run after run).
-// Times: CUDA events, median of `runs` runs after warm-up. The last table times the whole expert
-// FFN (gate_up GEMM, silu_mul, down GEMM) as the MoE layer runs it.
+// Times: CUDA events, median of `runs` runs after warm-up. The next table times the whole expert
+// FFN (gate_up GEMM, silu_mul, down GEMM) as the MoE layer runs it; the last one the same FFN in
+// block-scaled FP8 (the weights quantized per 128 x 128 block, the activations per row and 128
+// columns before each GEMM: eep/kernels/cuda/fp8.h) beside bf16 on the same routings, with the
+// FP8 output's difference from bf16's.
 // Usage: bench_grouped_gemm [num_groups=128] [runs=30]
 #include <algorithm>
 #include <cmath>
@@ -24,9 +27,11 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "eep/kernels/cuda/fp8.h"
 #include "eep/kernels/cuda/gemm.h"
 #include "eep/kernels/cuda/grouped_gemm.h"
 #include "eep/kernels/cuda/silu_mul.h"
+#include "eep/kernels/fp8.h"
 
 namespace {
 
@@ -218,6 +223,41 @@ class CublasGrouped {
   std::unique_ptr<DeviceArray<void*>> pointers_;  // A, B, C pointers, count each
 };
 
+// Weights [num_groups, n, k] to e4m3 codes with one scale per 128 x 128 block (a checkpoint's
+// weight_scale_inv), expert by expert through the host.
+void quantize_weights(DeviceArray<bf16>& w, int64_t num_groups, int64_t n, int64_t k,
+                      DeviceArray<uint8_t>& codes, DeviceArray<float>& scales) {
+  using eep::kernels::cpu::fp32_to_fp8_e4m3;
+  const int64_t n_blocks = n / 128;
+  const int64_t k_blocks = k / 128;
+  std::vector<bf16> host(n * k);
+  std::vector<uint8_t> host_codes(n * k);
+  std::vector<float> host_scales(n_blocks * k_blocks);
+  for (int64_t g = 0; g < num_groups; ++g) {
+    BENCH_CUDA(cudaMemcpy(host.data(), w.data() + g * n * k, n * k * sizeof(bf16),
+                          cudaMemcpyDeviceToHost));
+    for (int64_t nb = 0; nb < n_blocks; ++nb) {
+      for (int64_t kb = 0; kb < k_blocks; ++kb) {
+        float amax = 0.0f;
+        for (int64_t i = nb * 128; i < (nb + 1) * 128; ++i) {
+          for (int64_t j = kb * 128; j < (kb + 1) * 128; ++j) {
+            amax = std::max(amax, std::fabs(__bfloat162float(host[i * k + j])));
+          }
+        }
+        const float scale = amax > 0.0f ? amax / eep::kernels::cpu::kF8E4M3Max : 1.0f;
+        host_scales[nb * k_blocks + kb] = scale;
+        for (int64_t i = nb * 128; i < (nb + 1) * 128; ++i) {
+          for (int64_t j = kb * 128; j < (kb + 1) * 128; ++j) {
+            host_codes[i * k + j] = fp32_to_fp8_e4m3(__bfloat162float(host[i * k + j]) / scale);
+          }
+        }
+      }
+    }
+    codes.upload(host_codes.data(), host_codes.size(), g * n * k);
+    scales.upload(host_scales.data(), host_scales.size(), g * n_blocks * k_blocks);
+  }
+}
+
 double tflops(int64_t rows, int64_t n, int64_t k, double ms) {
   return ms > 0.0 ? 2.0 * rows * n * k / (ms * 1e-3) * 1e-12 : 0.0;
 }
@@ -384,6 +424,71 @@ int main(int argc, char** argv) {
     std::printf("%6lld %6lld | %9.4f %7.1f\n", static_cast<long long>(tokens),
                 static_cast<long long>(rows), ms, rate);
   }
+
+  // The same FFN in FP8: codes and scales of both weights, activations quantized in the run.
+  DeviceArray<uint8_t> w_gate_up_fp8(num_groups * gate_up_n * kHidden);
+  DeviceArray<float> w_gate_up_scales(num_groups * (gate_up_n / 128) * (kHidden / 128));
+  DeviceArray<uint8_t> w_down_fp8(num_groups * kHidden * kIntermediate);
+  DeviceArray<float> w_down_scales(num_groups * (kHidden / 128) * (kIntermediate / 128));
+  quantize_weights(w_gate_up, num_groups, gate_up_n, kHidden, w_gate_up_fp8, w_gate_up_scales);
+  quantize_weights(w_down, num_groups, kHidden, kIntermediate, w_down_fp8, w_down_scales);
+  DeviceArray<uint8_t> x_fp8(max_rows * kHidden);
+  DeviceArray<float> x_scales(max_rows * (kHidden / 128));
+  DeviceArray<uint8_t> act_fp8(max_rows * kIntermediate);
+  DeviceArray<float> act_scales(max_rows * (kIntermediate / 128));
+  auto ffn_bf16 = [&](const int32_t* offsets, int64_t max_rows_split, bf16* out) {
+    BENCH_CUDA(eep::kernels::cuda::grouped_matmul_nt(x.data(), w_gate_up.data(), offsets,
+                                                     num_groups, max_rows_split, gate_up_n, kHidden,
+                                                     gate_up.data(), stream));
+    BENCH_CUDA(eep::kernels::cuda::silu_mul(gate_up.data(), offsets + num_groups, max_rows_split,
+                                            kIntermediate, act.data(), stream));
+    BENCH_CUDA(eep::kernels::cuda::grouped_matmul_nt(act.data(), w_down.data(), offsets, num_groups,
+                                                     max_rows_split, kHidden, kIntermediate, out,
+                                                     stream));
+  };
+  auto ffn_fp8 = [&](const int32_t* offsets, int64_t max_rows_split, bf16* out) {
+    const int32_t* valid = offsets + num_groups;
+    BENCH_CUDA(eep::kernels::cuda::quantize_fp8_rows(x.data(), max_rows_split, kHidden, valid,
+                                                     x_fp8.data(), x_scales.data(), stream));
+    BENCH_CUDA(eep::kernels::cuda::grouped_matmul_nt_fp8(
+        x_fp8.data(), x_scales.data(), w_gate_up_fp8.data(), w_gate_up_scales.data(), offsets,
+        num_groups, max_rows_split, gate_up_n, kHidden, gate_up.data(), stream));
+    BENCH_CUDA(eep::kernels::cuda::silu_mul(gate_up.data(), valid, max_rows_split, kIntermediate,
+                                            act.data(), stream));
+    BENCH_CUDA(eep::kernels::cuda::quantize_fp8_rows(act.data(), max_rows_split, kIntermediate,
+                                                     valid, act_fp8.data(), act_scales.data(),
+                                                     stream));
+    BENCH_CUDA(eep::kernels::cuda::grouped_matmul_nt_fp8(
+        act_fp8.data(), act_scales.data(), w_down_fp8.data(), w_down_scales.data(), offsets,
+        num_groups, max_rows_split, kHidden, kIntermediate, out, stream));
+  };
+  std::printf(
+      "\nExpert FFN, bf16 and block-scaled FP8 (activation quantization included), tile "
+      "auto\n");
+  std::printf("%6s %6s | %9s %9s %7s | %8s\n", "tokens", "rows", "bf16 ms", "fp8 ms", "speedup",
+              "diff");
+  for (int64_t tokens : token_counts) {
+    Splits splits(tokens, num_groups, 3000 + tokens);
+    const int64_t rows = tokens * std::min<int64_t>(kTopK, num_groups);
+    const double bf16_ms = median_ms(
+        [&](int i) {
+          ffn_bf16(splits.offsets_of(i % kNumSplits, num_groups), splits.rows, y.data());
+        },
+        runs, stream);
+    const double fp8_ms = median_ms(
+        [&](int i) {
+          ffn_fp8(splits.offsets_of(i % kNumSplits, num_groups), splits.rows, y.data());
+        },
+        runs, stream);
+    ffn_bf16(splits.offsets_of(0, num_groups), splits.rows, y.data());
+    ffn_fp8(splits.offsets_of(0, num_groups), splits.rows, check.data());
+    BENCH_CUDA(cudaStreamSynchronize(stream));
+    const double diff = max_rel_diff(check.download(rows * kHidden), y.download(rows * kHidden),
+                                     static_cast<size_t>(rows * kHidden));
+    std::printf("%6lld %6lld | %9.4f %9.4f %6.2fx | %8.1e\n", static_cast<long long>(tokens),
+                static_cast<long long>(rows), bf16_ms, fp8_ms, bf16_ms / fp8_ms, diff);
+  }
+  std::printf("(diff: max |fp8 - bf16| / max |bf16| of the FFN's output, routing split 0)\n");
 
   cublasDestroy(grouped_handle);
   cudaStreamDestroy(stream);

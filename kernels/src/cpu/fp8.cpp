@@ -76,8 +76,8 @@ void grouped_matmul_nt_fp8(const uint8_t* a, const float* a_scales, const uint8_
           for (int64_t p = kb * kFp8Block; p < (kb + 1) * kFp8Block; ++p) {
             block_sum += fp8_e4m3_to_fp32(a[r * k + p]) * fp8_e4m3_to_fp32(b_group[j * k + p]);
           }
-          sum += block_sum * (a_scales[r * k_blocks + kb] *
-                              b_group_scales[(j / kFp8Block) * k_blocks + kb]);
+          sum += block_sum *
+                 (a_scales[r * k_blocks + kb] * b_group_scales[(j / kFp8Block) * k_blocks + kb]);
         }
         c[r * n + j] = sum;
       }

@@ -2,6 +2,12 @@
 // and the batch-invariant dense products, which are the same tiles with one group (plus a
 // warp-per-element kernel for small n). SwiGLU's activation is in silu_mul.cu.
 //
+// The block-scaled FP8 product (fp8.h) runs the same tiles on e4m3 codes: a stage holds 128 codes
+// per row (the same 128 bytes as 64 bf16, so shared memory, swizzle and ldmatrix are unchanged),
+// each 16-byte ldmatrix fragment holds 32 codes, in the byte layout mma.sync m16n8k32 e4m3 takes,
+// and after each stage (one 128-wide scale block of k) the stage's products are added to the
+// fp32 accumulators times the row's activation scale and the tile's weight-block scale.
+//
 // One persistent launch per GEMM: the grid depends only on host arguments (so the launch can be
 // captured in a CUDA graph), and each thread block walks the list of output tiles
 //   tile = global row tile * (n / kBlockN) + column tile,
@@ -23,13 +29,15 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "eep/kernels/cuda/fp8.h"
 #include "eep/kernels/cuda/grouped_gemm.h"
 
 namespace eep::kernels::cuda {
 namespace {
 
-constexpr int kBlockK = 64;                 // k per pipeline stage
-constexpr int kChunksPerRow = kBlockK / 8;  // 16-byte chunks of 8 bf16 per tile row and stage
+constexpr int kBlockK = 64;                  // k per pipeline stage (bf16; 128 FP8 codes)
+constexpr int kChunksPerRow = kBlockK / 8;   // 16-byte chunks of 8 bf16 per tile row and stage
+constexpr int kStageRowBytes = kBlockK * 2;  // = 128, one FP8 scale block of k
 
 template <int kBlockM_, int kBlockN_, int kWarpM_, int kWarpN_, int kStages_>
 struct TileShape {
@@ -115,6 +123,17 @@ __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// d += a * b for one m16n8k32 tile of e4m3 codes: the same registers, in bytes, as the bf16 tile
+// above (a row-major 16 x 32, b column-major 32 x 8).
+__device__ __forceinline__ void mma_e4m3_16832(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                               uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 // Element offset of (row, 16-byte chunk) in a [rows][kBlockK] stage tile: chunk c of row r sits
 // at chunk position c ^ (r % 8), so 8 consecutive rows at the same chunk cover all 32 banks.
 __device__ __forceinline__ int swizzled(int row, int chunk) {
@@ -194,10 +213,19 @@ struct AddF32 {
   }
 };
 
+// The operands of a product: bf16, or FP8 codes with their scales (a [rows, k / 128], b
+// [num_groups, n / 128, k / 128]; the bf16 product has none).
+struct Operands {
+  const void* a;
+  const void* b;
+  const float* a_scales;
+  const float* b_scales;
+};
+
 // The whole grouped product with tiles of one shape: this block's tiles, in increasing order.
-// `stages`: Shape::kSmemBytes of shared memory.
-template <class Shape, class Out>
-__device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16* __restrict__ b,
+// `stages`: Shape::kSmemBytes of shared memory. kFp8: the operands are e4m3 codes with scales.
+template <class Shape, class Out, bool kFp8 = false>
+__device__ __forceinline__ void run_tiles(const Operands operands,
                                           const int32_t* __restrict__ offsets, int num_groups,
                                           int n, int k, typename Out::T* __restrict__ c,
                                           bf16* stages) {
@@ -213,7 +241,12 @@ __device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16
   const int warp_row = (warp_idx / Shape::kWarpsN) * Shape::kWarpM;  // within the tile
   const int warp_col = (warp_idx % Shape::kWarpsN) * Shape::kWarpN;
   const int num_col_tiles = n / kBlockN;
-  const int num_k_tiles = k / kBlockK;
+  // Rows of a and b in bytes; a stage covers 128 bytes of each row.
+  const int64_t row_bytes = static_cast<int64_t>(k) * (kFp8 ? 1 : 2);
+  const int num_k_tiles = static_cast<int>(row_bytes / kStageRowBytes);
+  const auto* const a = static_cast<const unsigned char*>(operands.a);
+  const auto* const b = static_cast<const unsigned char*>(operands.b);
+  static_assert(!kFp8 || Shape::kBlockN <= 128, "a tile's columns share one weight scale block");
 
   RowTileCursor<kBlockM> cursor;
   for (int64_t tile_idx = blockIdx.x;; tile_idx += gridDim.x) {
@@ -228,14 +261,15 @@ __device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16
       break;
     }
     const int valid_rows = min(kBlockM, group_row_end - tile_row_begin);
-    const bf16* const b_tile =
-        b + (static_cast<int64_t>(group_idx) * n + static_cast<int64_t>(col_tile) * kBlockN) * k;
+    const unsigned char* const b_tile =
+        b + (static_cast<int64_t>(group_idx) * n + static_cast<int64_t>(col_tile) * kBlockN) *
+                row_bytes;
 
-    // One stage: kBlockM rows of a and kBlockN rows of b, columns [k_tile * 64, + 64).
+    // One stage: kBlockM rows of a and kBlockN rows of b, bytes [k_tile * 128, + 128) of each.
     auto load_stage = [&](int stage, int k_tile) {
       bf16* const a_stage = stages + stage * Shape::kStageElems;
       bf16* const b_stage = a_stage + kBlockM * kBlockK;
-      const int k0 = k_tile * kBlockK;
+      const int64_t k0 = static_cast<int64_t>(k_tile) * kStageRowBytes;
 #pragma unroll
       for (int i = 0; i < kBlockM * kChunksPerRow / kThreads; ++i) {
         const int chunk_idx = static_cast<int>(threadIdx.x) + i * kThreads;
@@ -243,8 +277,9 @@ __device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16
         const int chunk = chunk_idx % kChunksPerRow;
         const bool valid = row < valid_rows;
         // A padding row points at the tile's first row (always in the group) and reads nothing.
-        const bf16* src =
-            a + static_cast<int64_t>(tile_row_begin + (valid ? row : 0)) * k + k0 + chunk * 8;
+        const unsigned char* src =
+            a + static_cast<int64_t>(tile_row_begin + (valid ? row : 0)) * row_bytes + k0 +
+            chunk * 16;
         cp_async_16(shared_address(a_stage + swizzled(row, chunk)), src, valid);
       }
 #pragma unroll
@@ -252,7 +287,7 @@ __device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16
         const int chunk_idx = static_cast<int>(threadIdx.x) + i * kThreads;
         const int row = chunk_idx / kChunksPerRow;
         const int chunk = chunk_idx % kChunksPerRow;
-        const bf16* src = b_tile + static_cast<int64_t>(row) * k + k0 + chunk * 8;
+        const unsigned char* src = b_tile + static_cast<int64_t>(row) * row_bytes + k0 + chunk * 16;
         cp_async_16(shared_address(b_stage + swizzled(row, chunk)), src, true);
       }
     };
@@ -287,6 +322,18 @@ __device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16
 
       const bf16* const a_stage = stages + (k_tile % kStages) * Shape::kStageElems;
       const bf16* const b_stage = a_stage + kBlockM * kBlockK;
+      // FP8: this stage's products, scaled into acc after the stage (bf16: acc itself).
+      [[maybe_unused]] float part[kFp8 ? kMmaM : 1][kFp8 ? kMmaN : 1][4];
+      if constexpr (kFp8) {
+#pragma unroll
+        for (int mi = 0; mi < kMmaM; ++mi) {
+#pragma unroll
+          for (int ni = 0; ni < kMmaN; ++ni) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) part[mi][ni][e] = 0.0f;
+          }
+        }
+      }
 #pragma unroll
       for (int kk = 0; kk < kBlockK / 16; ++kk) {
         uint32_t a_frag[kMmaM][4];
@@ -314,7 +361,39 @@ __device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16
         for (int mi = 0; mi < kMmaM; ++mi) {
 #pragma unroll
           for (int ni = 0; ni < kMmaN; ++ni) {
-            mma_bf16_16816(acc[mi][ni], a_frag[mi], b_frag[ni][0], b_frag[ni][1]);
+            if constexpr (kFp8) {
+              mma_e4m3_16832(part[mi][ni], a_frag[mi], b_frag[ni][0], b_frag[ni][1]);
+            } else {
+              mma_bf16_16816(acc[mi][ni], a_frag[mi], b_frag[ni][0], b_frag[ni][1]);
+            }
+          }
+        }
+      }
+      if constexpr (kFp8) {
+        // The scales of this k block: the tile's weight block (its columns lie in one block of
+        // 128) and each of the lane's rows (a padding row has none and is not written).
+        const int k_blocks = k / 128;
+        const float b_scale = operands.b_scales[(static_cast<int64_t>(group_idx) * (n / 128) +
+                                                 static_cast<int64_t>(col_tile) * kBlockN / 128) *
+                                                    k_blocks +
+                                                k_tile];
+#pragma unroll
+        for (int mi = 0; mi < kMmaM; ++mi) {
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int row = warp_row + mi * 16 + (lane >> 2) + half * 8;
+            const float a_scale =
+                row < valid_rows
+                    ? operands
+                          .a_scales[static_cast<int64_t>(tile_row_begin + row) * k_blocks + k_tile]
+                    : 0.0f;
+            const float scale = a_scale * b_scale;
+#pragma unroll
+            for (int ni = 0; ni < kMmaN; ++ni) {
+              acc[mi][ni][2 * half] = fmaf(part[mi][ni][2 * half], scale, acc[mi][ni][2 * half]);
+              acc[mi][ni][2 * half + 1] =
+                  fmaf(part[mi][ni][2 * half + 1], scale, acc[mi][ni][2 * half + 1]);
+            }
           }
         }
       }
@@ -346,7 +425,7 @@ __device__ __forceinline__ void run_tiles(const bf16* __restrict__ a, const bf16
 // Rows of the tile variant of least estimated time for this split (see kRowCost*). Called by
 // all 32 lanes of a warp; every warp of every block computes the same answer.
 __device__ __forceinline__ int choose_tile_rows(const int32_t* __restrict__ offsets, int num_groups,
-                                                int lane) {
+                                                int lane, bool allow128 = true) {
   long long tiles32 = 0;
   long long tiles64 = 0;
   long long tiles128 = 0;
@@ -365,7 +444,7 @@ __device__ __forceinline__ int choose_tile_rows(const int32_t* __restrict__ offs
   const long long cost32 = tiles32 * 32 * kRowCost32;
   const long long cost64 = tiles64 * 64 * kRowCost64;
   const long long cost128 = tiles128 * 128 * kRowCost128;
-  if (cost128 <= cost64 && cost128 <= cost32) return 128;
+  if (allow128 && cost128 <= cost64 && cost128 <= cost32) return 128;
   return cost64 <= cost32 ? 64 : 32;
 }
 
@@ -376,7 +455,7 @@ __global__ void __launch_bounds__(kGemmThreads, kGemmMinBlocks)
     grouped_matmul_nt_kernel(const bf16* __restrict__ a, const bf16* __restrict__ b,
                              const int32_t* __restrict__ offsets, int num_groups, int n, int k,
                              typename Out::T* __restrict__ c) {
-  run_tiles<Shape, Out>(a, b, offsets, num_groups, n, k, c,
+  run_tiles<Shape, Out>(Operands{a, b, nullptr, nullptr}, offsets, num_groups, n, k, c,
                         reinterpret_cast<bf16*>(grouped_gemm_shared));
 }
 
@@ -389,12 +468,36 @@ __global__ void __launch_bounds__(kGemmThreads, kGemmMinBlocks)
                                   typename Out::T* __restrict__ c) {
   bf16* const stages = reinterpret_cast<bf16*>(grouped_gemm_shared);
   const int tile_rows = choose_tile_rows(offsets, num_groups, static_cast<int>(threadIdx.x) % 32);
+  const Operands operands{a, b, nullptr, nullptr};
   if (tile_rows == 128) {
-    run_tiles<Rows128, Out>(a, b, offsets, num_groups, n, k, c, stages);
+    run_tiles<Rows128, Out>(operands, offsets, num_groups, n, k, c, stages);
   } else if (tile_rows == 64) {
-    run_tiles<Rows64, Out>(a, b, offsets, num_groups, n, k, c, stages);
+    run_tiles<Rows64, Out>(operands, offsets, num_groups, n, k, c, stages);
   } else {
-    run_tiles<Rows32, Out>(a, b, offsets, num_groups, n, k, c, stages);
+    run_tiles<Rows32, Out>(operands, offsets, num_groups, n, k, c, stages);
+  }
+}
+
+// The FP8 product with one tile shape (kRows32 or kRows64: kRows128's 64 x 64 warp tiles would
+// need twice their accumulators, the stage's and the scaled sums), or the better of the two.
+template <class Shape>
+__global__ void __launch_bounds__(kGemmThreads, kGemmMinBlocks)
+    grouped_matmul_nt_fp8_kernel(const Operands operands, const int32_t* __restrict__ offsets,
+                                 int num_groups, int n, int k, bf16* __restrict__ c) {
+  run_tiles<Shape, StoreBf16, true>(operands, offsets, num_groups, n, k, c,
+                                    reinterpret_cast<bf16*>(grouped_gemm_shared));
+}
+
+__global__ void __launch_bounds__(kGemmThreads, kGemmMinBlocks)
+    grouped_matmul_nt_fp8_auto_kernel(const Operands operands, const int32_t* __restrict__ offsets,
+                                      int num_groups, int n, int k, bf16* __restrict__ c) {
+  bf16* const stages = reinterpret_cast<bf16*>(grouped_gemm_shared);
+  const int tile_rows =
+      choose_tile_rows(offsets, num_groups, static_cast<int>(threadIdx.x) % 32, false);
+  if (tile_rows == 64) {
+    run_tiles<Rows64, StoreBf16, true>(operands, offsets, num_groups, n, k, c, stages);
+  } else {
+    run_tiles<Rows32, StoreBf16, true>(operands, offsets, num_groups, n, k, c, stages);
   }
 }
 
@@ -405,12 +508,8 @@ struct KernelOccupancy {
   std::atomic<int> blocks[kMaxDevices] = {};
 };
 
-template <class T>
-using GroupedKernel = void (*)(const bf16*, const bf16*, const int32_t*, int, int, int, T*);
-
-template <class T>
-cudaError_t blocks_per_sm(GroupedKernel<T> kernel, KernelOccupancy& cache, int device,
-                          int& blocks) {
+template <class Kernel>
+cudaError_t blocks_per_sm(Kernel kernel, KernelOccupancy& cache, int device, int& blocks) {
   const bool cacheable = device >= 0 && device < kMaxDevices;
   if (cacheable) {
     blocks = cache.blocks[device].load(std::memory_order_relaxed);
@@ -429,11 +528,11 @@ cudaError_t blocks_per_sm(GroupedKernel<T> kernel, KernelOccupancy& cache, int d
 
 // A persistent grid: as many blocks as fit on the device at once, but no more than the tiles
 // of the smallest tile shape `kernel` may use (min_block_m x min_block_n) could number.
-template <class T>
-cudaError_t launch_grouped(GroupedKernel<T> kernel, KernelOccupancy& cache, int min_block_m,
-                           int min_block_n, const bf16* a, const bf16* b, const int32_t* offsets,
-                           int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, T* c,
-                           cudaStream_t stream) {
+// `args`: the kernel's arguments.
+template <class Kernel, class... Args>
+cudaError_t launch_grouped(Kernel kernel, KernelOccupancy& cache, int min_block_m, int min_block_n,
+                           int64_t num_groups, int64_t max_rows, int64_t n, cudaStream_t stream,
+                           Args... args) {
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
@@ -448,8 +547,7 @@ cudaError_t launch_grouped(GroupedKernel<T> kernel, KernelOccupancy& cache, int 
   const int64_t max_tiles = max_row_tiles * (n / min_block_n);
   const int64_t grid = std::min<int64_t>(static_cast<int64_t>(num_sms) * blocks, max_tiles);
   if (grid <= 0) return cudaSuccess;
-  kernel<<<static_cast<unsigned>(grid), kGemmThreads, kGemmSmemBytes, stream>>>(
-      a, b, offsets, static_cast<int>(num_groups), static_cast<int>(n), static_cast<int>(k), c);
+  kernel<<<static_cast<unsigned>(grid), kGemmThreads, kGemmSmemBytes, stream>>>(args...);
   return cudaGetLastError();
 }
 
@@ -459,9 +557,9 @@ cudaError_t launch_shape(const bf16* a, const bf16* b, const int32_t* offsets, i
                          cudaStream_t stream) {
   static KernelOccupancy cache;
   if (n % Shape::kBlockN != 0) return cudaErrorInvalidValue;
-  return launch_grouped<typename Out::T>(grouped_matmul_nt_kernel<Shape, Out>, cache,
-                                         Shape::kBlockM, Shape::kBlockN, a, b, offsets, num_groups,
-                                         max_rows, n, k, c, stream);
+  return launch_grouped(grouped_matmul_nt_kernel<Shape, Out>, cache, Shape::kBlockM, Shape::kBlockN,
+                        num_groups, max_rows, n, stream, a, b, offsets,
+                        static_cast<int>(num_groups), static_cast<int>(n), static_cast<int>(k), c);
 }
 
 // Any number of groups, the tile variant chosen on the device where n allows.
@@ -473,9 +571,9 @@ cudaError_t launch_auto(const bf16* a, const bf16* b, const int32_t* offsets, in
     return launch_shape<Rows32, Out>(a, b, offsets, num_groups, max_rows, n, k, c, stream);
   }
   static KernelOccupancy cache;
-  return launch_grouped<typename Out::T>(grouped_matmul_nt_auto_kernel<Out>, cache, Rows32::kBlockM,
-                                         Rows32::kBlockN, a, b, offsets, num_groups, max_rows, n, k,
-                                         c, stream);
+  return launch_grouped(grouped_matmul_nt_auto_kernel<Out>, cache, Rows32::kBlockM, Rows32::kBlockN,
+                        num_groups, max_rows, n, stream, a, b, offsets,
+                        static_cast<int>(num_groups), static_cast<int>(n), static_cast<int>(k), c);
 }
 
 __global__ void set_dense_offsets_kernel(int32_t* offsets, int32_t m) {
@@ -582,6 +680,50 @@ cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offse
                               cudaStream_t stream) {
   return grouped_matmul_nt(a, b, offsets, num_groups, max_rows, n, k, c, stream,
                            GroupedGemmTile::kAuto);
+}
+
+cudaError_t grouped_matmul_nt_fp8(const uint8_t* a, const float* a_scales, const uint8_t* b,
+                                  const float* b_scales, const int32_t* offsets, int64_t num_groups,
+                                  int64_t max_rows, int64_t n, int64_t k, bf16* c,
+                                  cudaStream_t stream, GroupedGemmTile tile) {
+  if (num_groups < 0 || max_rows < 0 || n <= 0 || k <= 0 || n % 128 != 0 || k % 128 != 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (num_groups > INT32_MAX - 1 || max_rows > INT32_MAX || n > INT32_MAX || k > INT32_MAX) {
+    return cudaErrorInvalidValue;
+  }
+  if (!aligned(a, 16) || !aligned(b, 16) || !aligned(c, 4) || !aligned(a_scales, 4) ||
+      !aligned(b_scales, 4)) {
+    return cudaErrorInvalidValue;
+  }
+  if (num_groups == 0 || max_rows == 0) return cudaSuccess;
+  const Operands operands{a, b, a_scales, b_scales};
+  const int g = static_cast<int>(num_groups);
+  const int n32 = static_cast<int>(n);
+  const int k32 = static_cast<int>(k);
+  switch (tile) {
+    case GroupedGemmTile::kAuto: {
+      static KernelOccupancy cache;
+      return launch_grouped(grouped_matmul_nt_fp8_auto_kernel, cache, Rows32::kBlockM,
+                            Rows32::kBlockN, num_groups, max_rows, n, stream, operands, offsets, g,
+                            n32, k32, c);
+    }
+    case GroupedGemmTile::kRows32: {
+      static KernelOccupancy cache;
+      return launch_grouped(grouped_matmul_nt_fp8_kernel<Rows32>, cache, Rows32::kBlockM,
+                            Rows32::kBlockN, num_groups, max_rows, n, stream, operands, offsets, g,
+                            n32, k32, c);
+    }
+    case GroupedGemmTile::kRows64: {
+      static KernelOccupancy cache;
+      return launch_grouped(grouped_matmul_nt_fp8_kernel<Rows64>, cache, Rows64::kBlockM,
+                            Rows64::kBlockN, num_groups, max_rows, n, stream, operands, offsets, g,
+                            n32, k32, c);
+    }
+    case GroupedGemmTile::kRows128:
+      break;  // see grouped_matmul_nt_fp8_kernel
+  }
+  return cudaErrorInvalidValue;
 }
 
 cudaError_t dense_matmul_nt(const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k, bf16* c,

@@ -103,6 +103,24 @@ inline double max_rel_error(const std::vector<float>& actual, const std::vector<
   return worst;
 }
 
+// The offsets of groups with these row counts: num_groups + 1 values from 0.
+inline std::vector<int32_t> offsets_of(const std::vector<int32_t>& rows_per_group) {
+  std::vector<int32_t> offsets(rows_per_group.size() + 1, 0);
+  for (size_t g = 0; g < rows_per_group.size(); ++g) {
+    offsets[g + 1] = offsets[g] + rows_per_group[g];
+  }
+  return offsets;
+}
+
+// rows_total spread over num_groups uniformly at random (some groups may be empty).
+inline std::vector<int32_t> random_split(int64_t rows_total, int64_t num_groups, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, num_groups - 1);
+  std::vector<int32_t> rows(num_groups, 0);
+  for (int64_t r = 0; r < rows_total; ++r) ++rows[pick(rng)];
+  return rows;
+}
+
 // bf16 keeps 8 significant bits: one rounding is a relative error of 2^-9; results that pass
 // through a few bf16 roundings and long fp32 sums stay within this of the fp32 reference.
 inline constexpr double kBf16Tolerance = 2e-2;

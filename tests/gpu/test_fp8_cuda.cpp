@@ -29,17 +29,10 @@ std::vector<uint8_t> random_codes(size_t n, uint64_t seed) {
   return codes;
 }
 
-std::vector<int32_t> fp8_offsets(const std::vector<int32_t>& rows_per_group) {
-  std::vector<int32_t> offsets(rows_per_group.size() + 1, 0);
-  for (size_t g = 0; g < rows_per_group.size(); ++g)
-    offsets[g + 1] = offsets[g] + rows_per_group[g];
-  return offsets;
-}
-
 void run_fp8_case(const std::vector<int32_t>& rows_per_group, int64_t max_rows, int64_t n,
                   int64_t k, GroupedGemmTile tile, uint64_t seed) {
   const int64_t num_groups = static_cast<int64_t>(rows_per_group.size());
-  const std::vector<int32_t> offsets = fp8_offsets(rows_per_group);
+  const std::vector<int32_t> offsets = offsets_of(rows_per_group);
   const int64_t total_rows = offsets.back();
   REQUIRE(total_rows <= max_rows);
   INFO("num_groups " << num_groups << " total_rows " << total_rows << " n " << n << " k " << k
@@ -86,14 +79,6 @@ void run_fp8_case(const std::vector<int32_t>& rows_per_group, int64_t max_rows, 
   CHECK(tail_written == 0);
 }
 
-std::vector<int32_t> random_rows(int64_t total, int64_t groups, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int64_t> pick(0, groups - 1);
-  std::vector<int32_t> rows(groups, 0);
-  for (int64_t r = 0; r < total; ++r) ++rows[pick(rng)];
-  return rows;
-}
-
 }  // namespace
 
 TEST_CASE("quantize_fp8_rows gives the CPU's codes and scales bit for bit", "[gpu][fp8]") {
@@ -137,7 +122,7 @@ TEST_CASE("grouped_matmul_nt_fp8 matches the CPU product of codes and scales", "
   uint64_t seed = 100;
   for (GroupedGemmTile tile :
        {GroupedGemmTile::kAuto, GroupedGemmTile::kRows32, GroupedGemmTile::kRows64}) {
-    run_fp8_case(random_rows(150, 6, seed), 170, 256, 384, tile, seed);
+    run_fp8_case(random_split(150, 6, seed), 170, 256, 384, tile, seed);
     run_fp8_case({0, 0, 1, 0}, 8, 128, 128, tile, seed + 10);
     run_fp8_case({300}, 300, 384, 256, tile, seed + 20);
     seed += 100;
@@ -147,7 +132,7 @@ TEST_CASE("grouped_matmul_nt_fp8 matches the CPU product of codes and scales", "
 TEST_CASE("grouped_matmul_nt_fp8 on the Qwen3-30B-A3B expert shapes", "[gpu][fp8]") {
   // gate_up: [2 * 768, 2048]; down: [2048, 768]; 128 experts, top-8 rows of 64 and 512 tokens.
   for (int64_t tokens : {64, 512}) {
-    const std::vector<int32_t> rows = random_rows(tokens * 8, 128, 7 + tokens);
+    const std::vector<int32_t> rows = random_split(tokens * 8, 128, 7 + tokens);
     run_fp8_case(rows, tokens * 8 + 40, 1536, 2048, GroupedGemmTile::kAuto, 1 + tokens);
     run_fp8_case(rows, tokens * 8, 2048, 768, GroupedGemmTile::kAuto, 2 + tokens);
   }

@@ -51,23 +51,6 @@ uint16_t bits(bf16 x) {
   return u;
 }
 
-std::vector<int32_t> offsets_of(const std::vector<int32_t>& rows_per_group) {
-  std::vector<int32_t> offsets(rows_per_group.size() + 1, 0);
-  for (size_t g = 0; g < rows_per_group.size(); ++g) {
-    offsets[g + 1] = offsets[g] + rows_per_group[g];
-  }
-  return offsets;
-}
-
-// rows_total spread over num_groups uniformly at random (some groups may be empty).
-std::vector<int32_t> random_split(int64_t rows_total, int64_t num_groups, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int64_t> pick(0, num_groups - 1);
-  std::vector<int32_t> rows(num_groups, 0);
-  for (int64_t r = 0; r < rows_total; ++r) ++rows[pick(rng)];
-  return rows;
-}
-
 // Checks one group's rows of c against the CPU product; on failure, says where.
 void check_group(const std::vector<float>& c, const std::vector<float>& expected, int64_t group,
                  int64_t row_begin, int64_t num_rows, int64_t n) {

@@ -112,8 +112,8 @@ int main(int argc, char** argv) {
     EEP_CHECK_MSG(num_blocks.is_ok(), num_blocks.status().to_string());
     // The prefill's sequences are released before the decode batches reserve theirs, and a
     // decode step does not advance its sequences (each stays at `context`).
-    const int blocks_needed = std::max(prefill_seqs * ((prefill_len + 15) / 16),
-                                       max_batch * ((context + 1 + 15) / 16));
+    const int blocks_needed =
+        std::max(prefill_seqs * ((prefill_len + 15) / 16), max_batch * ((context + 1 + 15) / 16));
     EEP_CHECK_MSG(num_blocks.value() >= blocks_needed,
                   "KV cache too small: " << num_blocks.value() << " < " << blocks_needed);
     EEP_CHECK((*backend)->install(std::move(state).value(), blocks_needed).is_ok());

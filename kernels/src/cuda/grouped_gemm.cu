@@ -244,8 +244,8 @@ __device__ __forceinline__ void run_tiles(const Operands operands,
   // Rows of a and b in bytes; a stage covers 128 bytes of each row.
   const int64_t row_bytes = static_cast<int64_t>(k) * (kFp8 ? 1 : 2);
   const int num_k_tiles = static_cast<int>(row_bytes / kStageRowBytes);
-  const auto* const a = static_cast<const unsigned char*>(operands.a);
-  const auto* const b = static_cast<const unsigned char*>(operands.b);
+  const unsigned char* __restrict__ const a = static_cast<const unsigned char*>(operands.a);
+  const unsigned char* __restrict__ const b = static_cast<const unsigned char*>(operands.b);
   static_assert(!kFp8 || Shape::kBlockN <= 128, "a tile's columns share one weight scale block");
 
   RowTileCursor<kBlockM> cursor;

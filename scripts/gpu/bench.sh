@@ -18,20 +18,6 @@ WHAT=${*:-a b c}
 NUM_GPUS=$(nvidia-smi -L | wc -l)
 nvidia-smi -L
 need_model() { generated_model qwen3-30b-a3b || exit 1; }
-# Runs bench_model_step as N processes (one per GPU), rank 0's table on stdout.
-step_bench() {
-  local n=$1 port=$((29500 + RANDOM % 1000)) pids=()
-  shift
-  for ((r = 1; r < n; r++)); do
-    "$BIN/bench_model_step" --model "$MODEL" --rank $r --size "$n" --store-port $port "$@" \
-      > "$OUTDIR/bench-step-rank$r.log" 2>&1 &
-    pids+=($!)
-  done
-  "$BIN/bench_model_step" --model "$MODEL" --rank 0 --size "$n" --store-port $port "$@"
-  local rc=$?
-  for p in "${pids[@]}"; do wait "$p" || rc=1; done
-  return $rc
-}
 for w in $WHAT; do
   case $w in
     a)

@@ -48,3 +48,23 @@ generated_model() {
   mv "$MODEL.partial" "$MODEL"
   echo "generated $MODEL in $((SECONDS - start)) s ($(du -sh "$MODEL" | cut -f1))"
 }
+
+# step_bench N [bench_model_step arguments...]: bench_model_step on $MODEL as N processes, one per
+# GPU (an EP group over NCCL), rank 0's table on stdout, the other ranks' output in
+# $OUTDIR/bench-step-rankR.log. $STEP_BENCH_RANK0_PREFIX (words) runs rank 0 under another
+# program, such as a profiler.
+step_bench() {
+  local n=$1 port=$((29500 + RANDOM % 1000)) pids=() r rc
+  shift
+  for ((r = 1; r < n; r++)); do
+    "${BIN:-$EEP_ROOT/build-gpu/bin}/bench_model_step" --model "$MODEL" --rank $r --size "$n" \
+      --store-port $port "$@" >"${OUTDIR:-/tmp}/bench-step-rank$r.log" 2>&1 &
+    pids+=($!)
+  done
+  # shellcheck disable=SC2086 # the prefix is a list of words
+  ${STEP_BENCH_RANK0_PREFIX:-} "${BIN:-$EEP_ROOT/build-gpu/bin}/bench_model_step" --model "$MODEL" \
+    --rank 0 --size "$n" --store-port $port "$@"
+  rc=$?
+  for r in "${pids[@]}"; do wait "$r" || rc=1; done
+  return $rc
+}

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by the scripts in scripts/gpu that serve a generated model on a CUDA fleet:
-#   fleet_start PRESET N   generates the checkpoint if needed (env.sh's generated_model, under
+#   fleet_start PRESET N   generates the checkpoint if needed (models.sh's generated_model, under
 #                          $EEP_MODEL_NAME, default PRESET), starts eep-coordinator
 #                          --device cuda --dp N (more
 #                          flags in $EEP_WORKER_ARGS) and waits until it serves. Sets BIN, ADMIN,
@@ -9,6 +9,8 @@
 # copied to $OUT/logs when $OUT is set).
 # shellcheck source=scripts/gpu/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+# shellcheck source=scripts/gpu/models.sh
+source "$(dirname "${BASH_SOURCE[0]}")/models.sh"
 cd "$EEP_ROOT" || exit 1
 # EEP_FLEET_BIN / EEP_FLEET_DEVICE: other binaries and device (a CPU try-out of these scripts).
 BIN=${EEP_FLEET_BIN:-build-gpu/bin}

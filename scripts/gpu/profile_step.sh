@@ -11,6 +11,8 @@
 set -uo pipefail
 # shellcheck source=scripts/gpu/env.sh
 source "$(dirname "$0")/env.sh"
+# shellcheck source=scripts/gpu/models.sh
+source "$(dirname "$0")/models.sh"
 cd "$EEP_ROOT" || exit 1
 [ -x build-gpu/bin/bench_model_step ] || scripts/gpu/build.sh || exit 1
 BIN=build-gpu/bin

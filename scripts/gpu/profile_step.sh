@@ -20,7 +20,10 @@ OUTDIR=${OUT:-/tmp}
 PRESET=${1:-qwen3-30b-a3b}
 N=${2:-1}
 BATCHES=${EEP_DECODE_BATCHES:-1,64,256}
-NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+NCU=$(command -v ncu)
+for candidate in /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu; do
+  [ -z "$NCU" ] && [ -x "$candidate" ] && NCU=$candidate
+done
 [ -n "$NCU" ] || { echo "ncu (Nsight Compute) is not installed here"; exit 1; }
 generated_model "$PRESET" || exit 1
 {

@@ -40,14 +40,16 @@ TEST_CASE("eep-bench --scale-at scales a streaming fleet 2 -> 3 -> 2, eep-scale.
       {"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256", "--max-workers", "3"});
   REQUIRE(eventually([&] { return fleet.has_active(2); }, 30s));
 
-  // About 7-9 s of streaming at concurrency 32 on two CPU workers; the scales at 1 s and 4 s
-  // both happen under load.
+  // At most 60 requests per second, so the load lasts at least 8 s on any machine (7-9 s of
+  // streaming at concurrency 32 on two CPU workers here): the scales at 1 s and 4 s both happen
+  // under load, however fast the machine.
   const std::string results = dir.file("bench.json");
   // clang-format off
   CommandResult bench = run_command(
       {bin("eep-bench"), "--base-url", fleet.base_url(), "--admin", fleet.admin(),
        "--num-prompts", "480", "--random-input-len", "16", "--random-output-len", "64",
-       "--max-concurrency", "32", "--stream", "--seed", "9", "--no-progress",
+       "--max-concurrency", "32", "--request-rate", "60", "--stream", "--seed", "9",
+       "--no-progress",
        "--result-json", results,
        "--scale-at", "1", "--scale-to", "3", "--scale-at", "4", "--scale-to", "2"},
       90s);

@@ -626,6 +626,28 @@ bool aligned(const void* p, uintptr_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
+// The sizes a grouped product can take: n and k multiples of `multiple`, and every count within
+// the kernel's 32-bit indices (rows, offsets, n, k, group count).
+bool valid_grouped_sizes(int64_t num_groups, int64_t max_rows, int64_t n, int64_t k,
+                         int64_t multiple) {
+  return num_groups >= 0 && max_rows >= 0 && n > 0 && k > 0 && n % multiple == 0 &&
+         k % multiple == 0 && num_groups <= INT32_MAX - 1 && max_rows <= INT32_MAX &&
+         n <= INT32_MAX && k <= INT32_MAX;
+}
+
+using Fp8Kernel = void (*)(Operands, const int32_t*, int, int, int, bf16*);
+
+// The FP8 product with one kernel: `Shape` gives the smallest tile it may use (the grid bound),
+// and each kernel its own occupancy cache.
+template <class Shape, Fp8Kernel kKernel>
+cudaError_t launch_fp8(const Operands& operands, const int32_t* offsets, int64_t num_groups,
+                       int64_t max_rows, int64_t n, int64_t k, bf16* c, cudaStream_t stream) {
+  static KernelOccupancy cache;
+  return launch_grouped(kKernel, cache, Shape::kBlockM, Shape::kBlockN, num_groups, max_rows, n,
+                        stream, operands, offsets, static_cast<int>(num_groups),
+                        static_cast<int>(n), static_cast<int>(k), c);
+}
+
 template <class Out>
 cudaError_t dense(const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k, typename Out::T* c,
                   int32_t* offsets, cudaStream_t stream) {
@@ -651,13 +673,7 @@ cudaError_t dense(const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k,
 cudaError_t grouped_matmul_nt(const bf16* a, const bf16* b, const int32_t* offsets,
                               int64_t num_groups, int64_t max_rows, int64_t n, int64_t k, bf16* c,
                               cudaStream_t stream, GroupedGemmTile tile) {
-  if (num_groups < 0 || max_rows < 0 || n <= 0 || k <= 0 || n % 64 != 0 || k % 64 != 0) {
-    return cudaErrorInvalidValue;
-  }
-  // 32-bit indices inside the kernel (rows, offsets, n, k, group count).
-  if (num_groups > INT32_MAX - 1 || max_rows > INT32_MAX || n > INT32_MAX || k > INT32_MAX) {
-    return cudaErrorInvalidValue;
-  }
+  if (!valid_grouped_sizes(num_groups, max_rows, n, k, 64)) return cudaErrorInvalidValue;
   // cp.async copies 16-byte chunks of a and b; c is written two bf16 at a time.
   if (!aligned(a, 16) || !aligned(b, 16) || !aligned(c, 4)) return cudaErrorInvalidValue;
   if (num_groups == 0 || max_rows == 0) return cudaSuccess;
@@ -686,40 +702,23 @@ cudaError_t grouped_matmul_nt_fp8(const uint8_t* a, const float* a_scales, const
                                   const float* b_scales, const int32_t* offsets, int64_t num_groups,
                                   int64_t max_rows, int64_t n, int64_t k, bf16* c,
                                   cudaStream_t stream, GroupedGemmTile tile) {
-  if (num_groups < 0 || max_rows < 0 || n <= 0 || k <= 0 || n % 128 != 0 || k % 128 != 0) {
-    return cudaErrorInvalidValue;
-  }
-  if (num_groups > INT32_MAX - 1 || max_rows > INT32_MAX || n > INT32_MAX || k > INT32_MAX) {
-    return cudaErrorInvalidValue;
-  }
+  if (!valid_grouped_sizes(num_groups, max_rows, n, k, 128)) return cudaErrorInvalidValue;
   if (!aligned(a, 16) || !aligned(b, 16) || !aligned(c, 4) || !aligned(a_scales, 4) ||
       !aligned(b_scales, 4)) {
     return cudaErrorInvalidValue;
   }
   if (num_groups == 0 || max_rows == 0) return cudaSuccess;
   const Operands operands{a, b, a_scales, b_scales};
-  const int g = static_cast<int>(num_groups);
-  const int n32 = static_cast<int>(n);
-  const int k32 = static_cast<int>(k);
   switch (tile) {
-    case GroupedGemmTile::kAuto: {
-      static KernelOccupancy cache;
-      return launch_grouped(grouped_matmul_nt_fp8_auto_kernel, cache, Rows32::kBlockM,
-                            Rows32::kBlockN, num_groups, max_rows, n, stream, operands, offsets, g,
-                            n32, k32, c);
-    }
-    case GroupedGemmTile::kRows32: {
-      static KernelOccupancy cache;
-      return launch_grouped(grouped_matmul_nt_fp8_kernel<Rows32>, cache, Rows32::kBlockM,
-                            Rows32::kBlockN, num_groups, max_rows, n, stream, operands, offsets, g,
-                            n32, k32, c);
-    }
-    case GroupedGemmTile::kRows64: {
-      static KernelOccupancy cache;
-      return launch_grouped(grouped_matmul_nt_fp8_kernel<Rows64>, cache, Rows64::kBlockM,
-                            Rows64::kBlockN, num_groups, max_rows, n, stream, operands, offsets, g,
-                            n32, k32, c);
-    }
+    case GroupedGemmTile::kAuto:
+      return launch_fp8<Rows32, grouped_matmul_nt_fp8_auto_kernel>(operands, offsets, num_groups,
+                                                                   max_rows, n, k, c, stream);
+    case GroupedGemmTile::kRows32:
+      return launch_fp8<Rows32, grouped_matmul_nt_fp8_kernel<Rows32>>(operands, offsets, num_groups,
+                                                                      max_rows, n, k, c, stream);
+    case GroupedGemmTile::kRows64:
+      return launch_fp8<Rows64, grouped_matmul_nt_fp8_kernel<Rows64>>(operands, offsets, num_groups,
+                                                                      max_rows, n, k, c, stream);
     case GroupedGemmTile::kRows128:
       break;  // see grouped_matmul_nt_fp8_kernel
   }

@@ -4,6 +4,7 @@
 // form an EP group (rank 0 serves the store) and run the same shapes in lockstep, as a fleet of
 // N GPUs each serving its own batch. Rank 0 prints the table.
 //   bench_model_step --model DIR --device cuda [--rank R --size N --store-port P]
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

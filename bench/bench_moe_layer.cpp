@@ -5,6 +5,7 @@
 // 2 * rows * hidden * intermediate per routed token-expert pair, the router's 2 * T * H * E).
 // scripts/gpu/bench_moe_transformers.py times transformers' Qwen3MoeSparseMoeBlock on the same
 // shapes, so scripts/gpu/bench.sh prints both from one run.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <random>

@@ -3,6 +3,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+
 #include "eep/common/config.h"
 #include "eep/common/log.h"
 #include "eep/coordinator/coordinator.h"

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <CLI/CLI.hpp>
+
 #include "eep/common/config.h"
 #include "eep/common/log.h"
 #include "eep/worker/daemon/worker_daemon.h"

@@ -1,5 +1,7 @@
 #include "eep/common/admin_client.h"
 
+#include <CLI/CLI.hpp>
+
 #include "eep/common/token_file.h"
 #include "eep/common/zmq_util.h"
 

@@ -1,5 +1,7 @@
 #include "eep/common/client_keys.h"
 
+#include <CLI/CLI.hpp>
+
 #include "eep/common/fleet_keys.h"
 
 namespace eep {

@@ -1,5 +1,6 @@
 #include "eep/common/config.h"
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>

@@ -1,5 +1,7 @@
 #include "eep/coordinator/coordinator_config.h"
 
+#include <CLI/CLI.hpp>
+
 #include "eep/common/fleet_keys.h"
 
 namespace eep::coordinator {

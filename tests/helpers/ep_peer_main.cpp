@@ -8,6 +8,7 @@
 // of the same sequences is the reference. --move-seed S (not 0) moves every layer's experts to a
 // random placement drawn from S (the same on every rank) before decode step --move-before-step,
 // so the steps after it run on moved weights (ModelExecutor::move_layer_experts).
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <fstream>

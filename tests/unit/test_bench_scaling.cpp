@@ -1,5 +1,6 @@
 // eep-bench's scales without a server: the before / during / after windows and the longest
 // token gap on synthetic token timelines, and the validation of --scale-at / --scale-to.
+#include <CLI/CLI.hpp>
 #include <catch2/catch.hpp>
 
 #include "bench_records.h"

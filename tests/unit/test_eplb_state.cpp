@@ -1,5 +1,6 @@
 // The coordinator's EPLB bookkeeping (EplbState), the expert layout it reads from config.json,
 // the EPLB flags and metrics. The planner itself is tested in test_eplb.cpp.
+#include <CLI/CLI.hpp>
 #include <catch2/catch.hpp>
 
 #include <fstream>

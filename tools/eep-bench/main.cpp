@@ -9,6 +9,7 @@
 //             [--admin ADDR --kill-at SECONDS --kill-rank R [--kill-signal KILL|STOP] ...]
 //             (faults during the run)
 //             [--plot FILE.svg] [--timeline-csv FILE.csv] [--timeline-bin SECONDS] (timeline)
+#include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
 

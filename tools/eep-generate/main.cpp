@@ -4,6 +4,7 @@
 // Prints the generated token ids (comma-separated) on stdout, one line per prompt in the order
 // given, timing on stderr. Several prompts run one after another in one process, each a fresh
 // sequence, so a test's oracle loads the model once.
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <sstream>
 

@@ -7,6 +7,7 @@
 //   eep-keygen [--dir DIR] --admin NAME          one more operator key pair
 // Existing files are never overwritten. After adding a key to a running fleet, send the
 // coordinator SIGHUP (systemctl reload eep-coordinator) so that it reads authorized_keys again.
+#include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "eep/common/config.h"

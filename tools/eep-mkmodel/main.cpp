@@ -11,6 +11,7 @@
 // generation_config.json, chat_template.jinja, those present) into the checkpoint, sizes the
 // vocabulary to hold its ids (rounded up to a multiple of 128, as published checkpoints pad it)
 // and takes its EOS ids, so the whole text path runs on a small random model.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>

@@ -1,6 +1,7 @@
 // eepctl: the operator's command line over the coordinator's admin socket.
 //   eepctl [--admin ADDR] [--token-file F] [--json] status [--watch [SECONDS]] | scale --dp N |
 //          eplb rebalance | shutdown
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>

@@ -1,5 +1,7 @@
 #include "eep/worker/daemon/worker_config.h"
 
+#include <CLI/CLI.hpp>
+
 namespace eep::worker {
 
 void add_worker_options(CLI::App& app, WorkerConfig& config) {

@@ -6,7 +6,6 @@
 #include <optional>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
@@ -14,6 +13,11 @@
 #include "eep/common/handshake_monitor.h"
 #include "eep/common/protocol.h"
 #include "eep/common/status.h"
+
+namespace CLI {
+class App;
+class Option;
+}  // namespace CLI
 
 namespace eep {
 

@@ -6,10 +6,12 @@
 #include <optional>
 #include <string>
 
-#include <CLI/CLI.hpp>
-
 #include "eep/common/curve_keys.h"
 #include "eep/common/status.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace eep {
 

@@ -13,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "eep/bench/faults.h"
@@ -23,6 +22,10 @@
 #include "eep/bench/workload.h"
 #include "eep/common/admin_client.h"
 #include "eep/common/status.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace eep::bench {
 

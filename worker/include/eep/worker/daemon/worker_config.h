@@ -3,10 +3,12 @@
 
 #include <string>
 
-#include <CLI/CLI.hpp>
-
 #include "eep/common/client_keys.h"
 #include "eep/worker/engine/engine_core.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace eep::worker {
 

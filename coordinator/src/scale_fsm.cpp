@@ -267,8 +267,10 @@ std::vector<ScaleAction> ScaleFsm::send_assignments(Clock::time_point now) {
     protocol::Assign assign = assignment_for(static_cast<int>(rank), target_generation_, members_,
                                              control_store_, ep_store_, placement_);
     assign.recovery = kind_ == ScaleKind::kRecover;
-    if (limits_.weights_from_peers && !assign.recovery && current_generation_intact()) {
-      // The ranks of g that stay hand their weights to g+1 (docs/weight_transfer.md).
+    // The ranks of g that stay hand their weights to g+1 (docs/weight_transfer.md); in a
+    // recovery the survivors hand over what they kept, and the lost members, not in g+1, send
+    // nothing (docs/fault_tolerance.md).
+    if (limits_.weights_from_peers && (assign.recovery || current_generation_intact())) {
       assign.previous_members = current_members_;
       assign.previous_placement = current_placement_;
     }

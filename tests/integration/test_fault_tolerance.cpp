@@ -65,6 +65,22 @@ void run_faulted(Fleet& fleet, const std::string& name, const std::vector<std::s
   for (const json& target : fault["targets"]) {
     CHECK(eventually([&] { return !process_alive(target["pid"].get<pid_t>()); }, 10s));
   }
+  // The recovery took the survivors' weights from them (docs/fault_tolerance.md); only what no
+  // survivor held came from the checkpoint.
+  const json status = fleet.status();
+  const json* recovery = nullptr;
+  for (const json& scale : status["recent_scales"]) {
+    if (scale["kind"] == "recover" && scale["state"] == "succeeded") recovery = &scale;
+  }
+  REQUIRE(recovery != nullptr);
+  INFO(recovery->dump(2));
+  CHECK((*recovery)["weight_bytes_from_peers"].get<uint64_t>() > 0);
+  std::printf(
+      "%s: the recovery took %llu bytes of weights from the survivors and %llu from the "
+      "checkpoint\n",
+      name.c_str(),
+      static_cast<unsigned long long>((*recovery)["weight_bytes_from_peers"].get<uint64_t>()),
+      static_cast<unsigned long long>((*recovery)["weight_bytes_from_checkpoint"].get<uint64_t>()));
 }
 
 std::map<int, json> reference_outputs(Fleet& fleet) {

@@ -4,6 +4,7 @@
 // renderer nobody here wrote: it refuses a malformed file).
 #include <signal.h>
 
+#include <future>
 #include <regex>
 #include <set>
 
@@ -41,8 +42,16 @@ TEST_CASE("eep-bench --plot and eepctl status --watch show a scale up and a scal
           "[timeline_tools]") {
   TempDir dir;
   const std::string model = make_tiny_model(dir, 5);
-  Fleet fleet(
-      {"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256", "--max-workers", "3"});
+  // The scale-up must show two stages to frames 0.1 s apart, but a new worker may register within
+  // 74 ms and build within 0.3 s: each worker registers 0.5 s after its start, and the build of
+  // generation 2 (the scale-up) waits (EEP_TEST_PAUSE_AT, docs/scaling.md) until the watch has
+  // shown WAIT_ACKS.
+  const std::string resume = dir.file("resume");
+  Fleet fleet({"--dp", "2", "--model", model, "--worker-arg=--kv-blocks=256", "--max-workers", "3",
+               "--worker-arg=--test-register-delay-ms=500"},
+              {{"EEP_TEST_PAUSE_AT", "build_weights"},
+               {"EEP_TEST_PAUSE_GENERATION", "2"},
+               {"EEP_TEST_RESUME_FILE", resume}});
   REQUIRE(eventually([&] { return fleet.has_active(2); }, 30s));
 
   // The watch, refreshed every 0.1 s, into a file: not a terminal, so frames follow one another.
@@ -51,6 +60,16 @@ TEST_CASE("eep-bench --plot and eepctl status --watch show a scale up and a scal
   auto watch = ChildProcess::spawn(
       {bin("eepctl"), "--admin", fleet.admin(), "status", "--watch", "0.1"}, watch_options);
   REQUIRE(watch.is_ok());
+  auto resumer = std::async(std::launch::async, [&] {
+    const bool shown = eventually(
+        [&] {
+          return read_file(dir.file("watch.out")).find("scale 2 -> 3 running: stage WAIT_ACKS") !=
+                 std::string::npos;
+        },
+        60s);
+    write_file(resume, "go\n");
+    return shown;
+  });
 
   const std::string plot = dir.file("timeline.svg");
   const std::string csv = dir.file("timeline.csv");
@@ -65,6 +84,7 @@ TEST_CASE("eep-bench --plot and eepctl status --watch show a scale up and a scal
       90s);
   // clang-format on
   INFO(bench.output);
+  CHECK(resumer.get());  // the watch showed the scale-up waiting for its acks
   REQUIRE(bench.exit_code == 0);
   CHECK_THAT(bench.output, Catch::Contains("Timeline plot: " + plot));
   CHECK_THAT(bench.output, Catch::Contains("Timeline CSV: " + csv));
@@ -97,9 +117,9 @@ TEST_CASE("eep-bench --plot and eepctl status --watch show a scale up and a scal
   for (const auto& [scale, stage] : seen) {
     (scale == "scale 2 -> 3" ? up_stages : down_stages).insert(stage);
   }
-  // A scale up waits seconds for its worker to start, so frames 0.1 s apart see its stage change; a
-  // scale down can finish between two frames on a fast machine (a fresh-clone CI saw one stage),
-  // so it must only be seen running.
+  // The scale-up waits for its worker (0.5 s) and for the watch (above), so frames 0.1 s apart
+  // see its stage change; a scale down can finish between two frames on a fast machine (a
+  // fresh-clone CI saw one stage), so it must only be seen running.
   CHECK(up_stages.size() >= 2);  // e.g. WAIT_WORKERS, then WAIT_ACKS
   CHECK(!down_stages.empty());   // e.g. WAIT_ACKS or DRAIN_LEAVING
   for (const auto& [scale, stages] : {std::pair{0, &up_stages}, std::pair{1, &down_stages}}) {

@@ -10,7 +10,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-KeeperOptions options() {
+KeeperOptions keeper_options() {
   KeeperOptions o;
   o.max_restarts = 3;
   o.restart_window = 60s;
@@ -27,7 +27,7 @@ FleetView view(int active_dp, bool scale_running = false) {
 
 TEST_CASE("a lost member makes the fleet recover first, then return to its target size",
           "[keeper]") {
-  FleetKeeper keeper(options());
+  FleetKeeper keeper(keeper_options());
   const Clock::time_point t0 = Clock::now();
   keeper.set_target(3);
   CHECK(keeper.next(view(3), t0) == KeeperAction::kNone);
@@ -57,7 +57,7 @@ TEST_CASE("a lost member makes the fleet recover first, then return to its targe
 
 TEST_CASE("a recovery undone by another loss while it runs is retried at once, not as a failure",
           "[keeper]") {
-  FleetKeeper keeper(options());  // --max-restarts 3, first backoff 500 ms
+  FleetKeeper keeper(keeper_options());  // --max-restarts 3, first backoff 500 ms
   Clock::time_point t = Clock::now();
   keeper.set_target(8);
   keeper.on_member_lost(4, "worker w1 (rank 1 of generation 4): killed", t);
@@ -94,7 +94,7 @@ TEST_CASE("a recovery undone by another loss while it runs is retried at once, n
 
 TEST_CASE("failed scales back off doubling and the keeper gives up after --max-restarts",
           "[keeper]") {
-  FleetKeeper keeper(options());
+  FleetKeeper keeper(keeper_options());
   Clock::time_point t = Clock::now();
   keeper.set_target(4);
   keeper.on_scale_ended(true, false, true, 4, 1, "", t);  // formed at 4; then 2 were lost
@@ -126,7 +126,7 @@ TEST_CASE("failed scales back off doubling and the keeper gives up after --max-r
 }
 
 TEST_CASE("failures older than the window do not count toward giving up", "[keeper]") {
-  FleetKeeper keeper(options());
+  FleetKeeper keeper(keeper_options());
   Clock::time_point t = Clock::now();
   keeper.set_target(2);
   for (int failure = 0; failure < 5; ++failure) {
@@ -138,7 +138,7 @@ TEST_CASE("failures older than the window do not count toward giving up", "[keep
 }
 
 TEST_CASE("a refused scale waits for its backoff or for a spare to register", "[keeper]") {
-  FleetKeeper keeper(options());
+  FleetKeeper keeper(keeper_options());
   const Clock::time_point t = Clock::now();
   keeper.set_target(2);
   keeper.on_refused("dp 2 needs 2 more workers but only 0 spares are registered", t);
@@ -154,7 +154,7 @@ TEST_CASE("a refused scale waits for its backoff or for a spare to register", "[
 
 TEST_CASE("a generation with nothing to recover is forgotten and the fleet forms anew",
           "[keeper]") {
-  FleetKeeper keeper(options());
+  FleetKeeper keeper(keeper_options());
   const Clock::time_point t = Clock::now();
   keeper.set_target(2);
   keeper.on_member_lost(7, "w0 lost", t);
@@ -171,7 +171,7 @@ TEST_CASE("a generation with nothing to recover is forgotten and the fleet forms
 
 TEST_CASE("an operator's scale that succeeds sets the target and one that fails is not retried",
           "[keeper]") {
-  FleetKeeper keeper(options());
+  FleetKeeper keeper(keeper_options());
   const Clock::time_point t = Clock::now();
   keeper.set_target(2);
   keeper.on_scale_ended(false, false, /*ours=*/false, 4, 1, "worker w3 was lost", t);
@@ -183,7 +183,7 @@ TEST_CASE("an operator's scale that succeeds sets the target and one that fails 
 }
 
 TEST_CASE("the initial formation is no restart", "[keeper]") {
-  FleetKeeper keeper(options());
+  FleetKeeper keeper(keeper_options());
   const Clock::time_point t = Clock::now();
   keeper.set_target(2);
   REQUIRE(keeper.next(view(0), t) == KeeperAction::kScaleToTarget);
@@ -193,6 +193,6 @@ TEST_CASE("the initial formation is no restart", "[keeper]") {
 }
 
 TEST_CASE("no target means no action", "[keeper]") {
-  FleetKeeper keeper(options());
+  FleetKeeper keeper(keeper_options());
   CHECK(keeper.next(view(0), Clock::now()) == KeeperAction::kNone);
 }

@@ -447,8 +447,9 @@ static std::map<std::string, protocol::Assign> assigns_of(const std::vector<Scal
   return assigns;
 }
 
-TEST_CASE("a recovery rebuilds the survivors in rank order at the same size from the checkpoint",
-          "[scale][recovery]") {
+TEST_CASE(
+    "a recovery rebuilds the survivors in rank order at the same size, with the weights they kept",
+    "[scale][recovery]") {
   ScaleFixture f;
   f.complete(f.fsm.start(3, {}, f.now).value());
   REQUIRE(f.membership.transition("w1", WorkerState::kDead, "killed", f.now).is_ok());
@@ -467,7 +468,9 @@ TEST_CASE("a recovery rebuilds the survivors in rank order at the same size from
     CHECK(assign.recovery);
     CHECK(assign.generation == 2);
     CHECK(assign.world_size == 2);
-    CHECK(assign.previous_members.empty());  // generation 1 cannot send weights: checkpoint
+    // The survivors send what they kept of generation 1; w1, not a member, sends nothing.
+    CHECK(assign.previous_members == std::vector<std::string>{"w0", "w1", "w2"});
+    CHECK(assign.previous_placement.has_value() == f.fsm.current_placement().has_value());
   }
   f.complete(started.value());
   CHECK(f.fsm.stage() == ScaleStage::kSucceeded);
@@ -645,6 +648,23 @@ TEST_CASE("with --scale-weights-from checkpoint no Assign names the previous gen
   CHECK(assign.rank == 0);
   CHECK(assign.previous_members.empty());
   CHECK_FALSE(assign.previous_placement);
+}
+
+TEST_CASE("with --scale-weights-from checkpoint a recovery reads the checkpoint too",
+          "[scale][recovery]") {
+  ScaleFixture f(/*weights_from_peers=*/false);
+  f.complete(f.fsm.start(3, {}, f.now).value());
+  REQUIRE(f.membership.transition("w2", WorkerState::kDead, "killed", f.now).is_ok());
+  f.fsm.on_generation_broken("w2 lost", f.now);
+  auto started = f.fsm.start_recovery(f.now);
+  REQUIRE(started.is_ok());
+  const auto assigns = assigns_of(started.value());
+  REQUIRE(assigns.size() == 2);
+  for (const auto& [id, assign] : assigns) {
+    CHECK(assign.recovery);
+    CHECK(assign.previous_members.empty());
+    CHECK_FALSE(assign.previous_placement);
+  }
 }
 
 TEST_CASE("a leaving rank that cannot hand over its weights rolls the scale-down back", "[scale]") {

@@ -37,6 +37,7 @@ struct Scale {
   Placement next;
   std::vector<std::string> previous_members;
   std::vector<std::string> members;
+  bool recovery = false;  // the previous members not in `members` were lost: they send nothing
 };
 
 // From `from` ranks to `to` ranks: the first `kept` of the previous members stay (in order),
@@ -69,6 +70,7 @@ protocol::Assign assign_for(const Scale& scale, int rank) {
   assign.placement = scale.next;
   assign.previous_members = scale.previous_members;
   assign.previous_placement = scale.previous;
+  assign.recovery = scale.recovery;
   return assign;
 }
 
@@ -88,8 +90,10 @@ int index_of(const std::vector<std::string>& ids, const std::string& id) {
 }
 
 void check_plan(const Scale& scale, size_t chunk_bytes) {
-  // The transfer's group: g's ranks when g+1 has no new member, else g+1's.
+  // The transfer's group: g's ranks when g+1 has no new member, else g+1's; a recovery's always
+  // g+1's (the lost members cannot take part).
   const bool scale_down =
+      !scale.recovery &&
       std::all_of(scale.members.begin(), scale.members.end(),
                   [&](const std::string& id) { return index_of(scale.previous_members, id) >= 0; });
   const std::vector<std::string>& group = scale_down ? scale.previous_members : scale.members;
@@ -106,6 +110,9 @@ void check_plan(const Scale& scale, size_t chunk_bytes) {
     plans.push_back(std::move(plan->value()));
     const WeightTransferPlan& p = plans.back();
     CHECK(p.over_previous_group == scale_down);
+    CHECK(p.recovery == scale.recovery);
+    // A rank that serves g sends between its steps; in a recovery nobody serves.
+    CHECK(p.sends_between_steps() == (!scale.recovery && previous_rank(u) >= 0));
     CHECK(p.num_ranks == num_ranks);
     CHECK(p.rank == u);
     CHECK(p.previous_rank == previous_rank(u));
@@ -311,4 +318,40 @@ TEST_CASE("chunks are packed greedily: a chunk ends only when the next copy woul
     }
   }
   CHECK(num_full > 0);
+}
+
+TEST_CASE("a recovery takes what the survivors kept from them and the rest from the checkpoint",
+          "[weight_transfer][recovery]") {
+  std::mt19937 rng(12);
+  for (int trial = 0; trial < 300; ++trial) {
+    // At least one member lost and one survivor; spares may join.
+    const int from = 2 + static_cast<int>(rng() % 4);
+    const int survivors = 1 + static_cast<int>(rng() % (from - 1));
+    const int spares = static_cast<int>(rng() % 3);
+    Scale scale = random_scale(from, survivors + spares, survivors, rng);
+    scale.recovery = true;
+    const size_t chunk_bytes = std::vector<size_t>{1, 500, 5000, 1 << 20}[trial % 4];
+    INFO("trial " << trial << ": " << from << " ranks, " << survivors << " survived, " << spares
+                  << " spares, " << scale.previous.slots_per_rank << " -> "
+                  << scale.next.slots_per_rank << " slots, chunks of " << chunk_bytes << " bytes");
+    check_plan(scale, chunk_bytes);
+  }
+  // Without a spare every member of g+1 was in g, as in a scale-down, yet the lost rank cannot
+  // send: g+1's group, and its two experts come from the checkpoint.
+  Scale lost;
+  lost.previous = Placement::round_robin(1, 4, 2, 2).value();  // rank 0: 0 1, rank 1: 2 3
+  lost.next = Placement::round_robin(1, 4, 1, 4).value();
+  lost.previous_members = {"a", "b"};
+  lost.members = {"a"};
+  lost.recovery = true;
+  auto plan =
+      plan_weight_transfer(assign_for(lost, 0), "a", lost.next, kDenseBytes, kExpertBytes, 1 << 20);
+  REQUIRE(plan.is_ok());
+  REQUIRE(plan->has_value());
+  CHECK_FALSE((*plan)->over_previous_group);
+  CHECK((*plan)->num_ranks == 1);
+  REQUIRE((*plan)->from_checkpoint.size() == 2);
+  CHECK((*plan)->from_checkpoint[0] == CheckpointSlot{0, 2, 2});
+  CHECK((*plan)->from_checkpoint[1] == CheckpointSlot{0, 3, 3});
+  check_plan(lost, 1 << 20);
 }

@@ -97,11 +97,15 @@ Result<std::optional<WeightTransferPlan>> plan_weight_transfer(
   }
   const Placement& previous = *assign.previous_placement;
   EEP_RETURN_IF_ERROR(check_fits(previous, next, assign.previous_members.size()));
-  // g's EP group when g+1 has no new member (the leaving ranks can send), else g+1's.
+  // g's EP group when g+1 has no new member (the leaving ranks can send), else g+1's. A
+  // recovery's g is broken: its lost members send nothing, so the survivors send over g+1's.
   WeightTransferPlan plan;
-  plan.over_previous_group = std::all_of(
-      assign.members.begin(), assign.members.end(),
-      [&](const std::string& id) { return index_of(assign.previous_members, id) >= 0; });
+  plan.recovery = assign.recovery;
+  plan.over_previous_group =
+      !assign.recovery &&
+      std::all_of(assign.members.begin(), assign.members.end(), [&](const std::string& id) {
+        return index_of(assign.previous_members, id) >= 0;
+      });
   const std::vector<std::string>& group =
       plan.over_previous_group ? assign.previous_members : assign.members;
   plan.num_ranks = static_cast<int>(group.size());

@@ -96,20 +96,34 @@ Status EngineCore::begin_generation(const protocol::Assign& assign) {
   }
   // 0: the first generation plans the cache after its weights.
   const int own_kv_blocks = blocks_ ? blocks_->num_allocated_blocks() : 0;
-  building_ = std::async(std::launch::async, [this, assign, placement = std::move(placement),
-                                              control = std::move(control_store),
-                                              ep = std::move(ep_store), own_kv_blocks]() mutable {
-    return build_generation(assign, std::move(placement), std::move(control), std::move(ep),
-                            own_kv_blocks);
-  });
+  const bool keeps_weights = keeps_previous_weights(assign);
+  building_ =
+      std::async(std::launch::async, [this, assign, placement = std::move(placement),
+                                      control = std::move(control_store), ep = std::move(ep_store),
+                                      own_kv_blocks, keeps_weights]() mutable {
+        return build_generation(assign, std::move(placement), std::move(control), std::move(ep),
+                                own_kv_blocks, keeps_weights);
+      });
   advance(NextGenerationStage::kBuilding,
           "generation " + std::to_string(assign.generation) + " assigned");
   return Status::ok();
 }
 
+bool EngineCore::keeps_previous_weights(const protocol::Assign& assign) const {
+  const auto& previous = assign.previous_members;
+  const auto self = std::find(previous.begin(), previous.end(), assign.members[assign.rank]);
+  if (self == previous.end()) return true;
+  if (!kept_weights_ || !assign.previous_placement) return false;
+  const Placement& named = *assign.previous_placement;
+  return kept_weights_->rank == static_cast<int>(self - previous.begin()) &&
+         kept_weights_->placement.num_ranks == named.num_ranks &&
+         kept_weights_->placement.slots_per_rank == named.slots_per_rank &&
+         kept_weights_->placement.phy2log == named.phy2log;
+}
+
 Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
     const protocol::Assign& assign, Placement placement, std::unique_ptr<StoreServer> control_store,
-    std::unique_ptr<StoreServer> ep_store, int own_kv_blocks) {
+    std::unique_ptr<StoreServer> ep_store, int own_kv_blocks, bool keeps_weights) {
   // Runs on the helper thread: touches only its arguments, the (const) checkpoint and the
   // backend's helper-thread methods.
   const auto started = std::chrono::steady_clock::now();
@@ -149,6 +163,23 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
                              backend_->dense_piece_bytes(), backend_->expert_piece_bytes(),
                              options_.weight_transfer_chunk_bytes));
   }
+  if (generation->transfer && generation->transfer->recovery) {
+    // A survivor whose kept weights are not what the coordinator names (a rebalance the loss
+    // interrupted had moved some layers) cannot send them: then every member reads the
+    // checkpoint, so that the plan stays one for all.
+    int64_t all_keep = keeps_weights ? 1 : 0;
+    if (generation->control_group) {
+      EEP_RETURN_IF_ERROR(generation->control_group->all_reduce(&all_keep, 1, ReduceOp::kMin));
+    }
+    if (all_keep == 0) {
+      EEP_LOG_WARN("recovery to generation "
+                   << assign.generation << ": "
+                   << (keeps_weights ? "another survivor's" : "this rank's")
+                   << " kept weights are not the placement the coordinator names; every rank "
+                      "reads the checkpoint");
+      generation->transfer.reset();
+    }
+  }
   if (!generation->transfer) {
     EEP_ASSIGN_OR_RETURN(generation->state,
                          backend_->build(checkpoint_, generation->placement, assign.rank,
@@ -174,7 +205,7 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
       EEP_RETURN_IF_ERROR(generation->control_group->all_reduce(&ready, 1, ReduceOp::kMax));
     }
     end_build_stage(*generation, "weights");
-    if (!plan.is_new_rank()) {
+    if (plan.sends_between_steps()) {
       // The ranks that serve now send and copy between their steps (engine thread), then agree
       // on the KV cache (agree_on_kv_blocks).
       EEP_LOG_INFO("generation " << assign.generation << " allocated in "
@@ -194,7 +225,7 @@ Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(
   }
   EEP_RETURN_IF_ERROR(agree_on_kv_blocks(*generation, own_kv_blocks));
   end_build_stage(*generation, "kv_agree");
-  if (generation->transfer) {  // a new rank (the serving ones warm up in transfer_step)
+  if (generation->transfer) {  // chunks run here (the serving ranks warm up in transfer_step)
     EEP_RETURN_IF_ERROR(warm_up_ep_group(*generation));
     end_build_stage(*generation, "ep_warm_up");
   }
@@ -259,7 +290,7 @@ Result<bool> EngineCore::next_generation_built() {
     return built.status();
   }
   next_ = std::move(built).value();
-  if (next_->transfer && !next_->transfer->is_new_rank()) {
+  if (next_->transfer && next_->transfer->sends_between_steps()) {
     // Its weights come from this rank's installed ones, between steps (transfer_step).
     advance(NextGenerationStage::kReadyToSend, "built but for the weights this rank sends");
     transfer_wake_ = true;
@@ -293,6 +324,7 @@ void EngineCore::abandon_current_generation(std::string_view cause) {
   backend_->release_collectives();
   if (current_->control_group) current_->control_group->destroy();
   if (current_->ep_group) current_->ep_group->destroy();
+  kept_weights_ = KeptWeights{current_->assign.rank, current_->placement};
   current_.reset();
   // Counts and plans belonged to the lost generation (its placement, its groups).
   take_expert_load(false);
@@ -382,6 +414,7 @@ Status EngineCore::switch_to_next_generation() {
   // the old NCCL communicator's work, and finalising it would wait for them).
   EEP_RETURN_IF_ERROR(
       backend_->install(std::move(current_->state), blocks_->num_allocated_blocks()));
+  kept_weights_.reset();
   const int usable = std::min(current_->agreed_kv_blocks, blocks_->num_allocated_blocks());
   if (usable != blocks_->num_blocks()) {
     EEP_LOG_INFO("serving with " << usable << " of " << blocks_->num_allocated_blocks()

@@ -121,8 +121,9 @@ struct Assign {
   std::vector<std::string> previous_members;
   std::optional<Placement> previous_placement;
   // A recovery (docs/fault_tolerance.md): the generation this rank serves lost a member and is
-  // abandoned now, its groups destroyed, its requests and KV cache kept; the new generation's
-  // weights come from the checkpoint.
+  // abandoned now, its groups destroyed, its requests and KV cache kept. previous_members then
+  // names the broken generation (the lost members included): the survivors send what they kept
+  // over the new generation's group, and what only lost members held comes from the checkpoint.
   bool recovery = false;
 };
 

@@ -8,7 +8,9 @@
 //
 // The group: g+1's EP group when g+1 has new ranks (a scale-up); g's EP group when every member
 // of g+1 was in g (a scale-down), so that the leaving ranks send what only they hold (they get
-// an Assign with rank -1 for this).
+// an Assign with rank -1 for this). A recovery (Assign.recovery): g+1's EP group always, the
+// survivors sending what they hold of g; the lost members' slots that no survivor holds come
+// from the checkpoint, and every rank runs its chunks on its helper thread (no rank serves).
 //
 // Pairing, one function for sender and receiver:
 // - non-expert tensor t goes to each new rank from staying rank number t mod (number of staying
@@ -60,6 +62,7 @@ struct CheckpointSlot {
 };
 
 struct WeightTransferPlan {
+  bool recovery = false;                        // g lost members; nobody serves while it runs
   bool over_previous_group = false;             // the chunks run over g's EP group (else g+1's)
   int num_ranks = 0;                            // of that group
   int rank = 0;                                 // this worker's rank in it
@@ -72,6 +75,9 @@ struct WeightTransferPlan {
 
   bool is_new_rank() const { return previous_rank < 0; }
   bool is_leaving_rank() const { return next_rank < 0; }
+  // This rank serves g and runs its chunks between its steps (engine thread); otherwise on its
+  // helper thread, where it builds g+1.
+  bool sends_between_steps() const { return !recovery && !is_new_rank(); }
 };
 
 // The plan of worker `self` (a member of g+1, or of g only) for `assign` (its placement is

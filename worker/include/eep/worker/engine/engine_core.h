@@ -195,11 +195,14 @@ class EngineCore {
   std::string model_name() const;
   // Assign.placement, checked against the assignment and the model, or the round-robin one.
   Result<Placement> placement_for(const protocol::Assign& assign) const;
+  // Whether the installed weights are those `assign` (a recovery) names as this worker's in the
+  // generation it replaces; true for a worker that was not in it (it sends nothing).
+  bool keeps_previous_weights(const protocol::Assign& assign) const;
   Result<std::unique_ptr<Generation>> build_generation(const protocol::Assign& assign,
                                                        Placement placement,
                                                        std::unique_ptr<StoreServer> control_store,
                                                        std::unique_ptr<StoreServer> ep_store,
-                                                       int own_kv_blocks);
+                                                       int own_kv_blocks, bool keeps_weights);
   // Ends the build step that runs (`stage` took from stage_started until now) and starts the
   // next one.
   static void end_build_stage(Generation& generation, const char* stage);
@@ -255,6 +258,14 @@ class EngineCore {
   std::unique_ptr<KvBlockManager> blocks_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Generation> current_;
+  // What the installed weights are while no generation is served after abandoning one (a lost
+  // member): the rank and placement of that generation, as served (rebalanced layers included).
+  // A recovery takes them as the survivors' share of the next generation's weights.
+  struct KeptWeights {
+    int rank = 0;
+    Placement placement;
+  };
+  std::optional<KeptWeights> kept_weights_;
   // The next generation (elastic/next_generation.h): its stage, the helper thread's build
   // (kBuilding), and the generation itself (kReadyToSend and kSending: built but for the weights
   // this rank sends between steps, or a leaving rank's handover plan; kBuilt: waiting for the

@@ -38,7 +38,7 @@ std::vector<std::string> bench_argv(Fleet& fleet, const std::string& results,
 // Runs eep-bench with `faults` and checks what the acceptance asks: every request succeeded with
 // the reference's greedy output, each fault recovered, the fleet is back at `size`.
 void run_faulted(Fleet& fleet, const std::string& name, const std::vector<std::string>& faults,
-                 const std::map<int, json>& expected, size_t size) {
+                 const std::map<int, json>& expected, size_t size, uint64_t rank_bytes) {
   const std::string results = fleet.dir().file(name + ".json");
   const CommandResult bench = run_command(bench_argv(fleet, results, faults), 180s);
   std::printf("---- %s ----\n%s\n", name.c_str(), bench.output.c_str());
@@ -65,8 +65,9 @@ void run_faulted(Fleet& fleet, const std::string& name, const std::vector<std::s
   for (const json& target : fault["targets"]) {
     CHECK(eventually([&] { return !process_alive(target["pid"].get<pid_t>()); }, 10s));
   }
-  // The recovery took the survivors' weights from them (docs/fault_tolerance.md); only what no
-  // survivor held came from the checkpoint.
+  // The survivors kept their weights (docs/fault_tolerance.md): only the experts that no survivor
+  // held came from the checkpoint, less than the recovered ranks' whole weights (each rank of the
+  // smaller generation holds at least what a rank of the formation read).
   const json status = fleet.status();
   const json* recovery = nullptr;
   for (const json& scale : status["recent_scales"]) {
@@ -74,13 +75,24 @@ void run_faulted(Fleet& fleet, const std::string& name, const std::vector<std::s
   }
   REQUIRE(recovery != nullptr);
   INFO(recovery->dump(2));
-  CHECK((*recovery)["weight_bytes_from_peers"].get<uint64_t>() > 0);
+  const uint64_t from_checkpoint = (*recovery)["weight_bytes_from_checkpoint"];
+  const uint64_t from_peers = (*recovery)["weight_bytes_from_peers"];
+  CHECK(from_checkpoint < (*recovery)["to_dp"].get<uint64_t>() * rank_bytes);
   std::printf(
-      "%s: the recovery took %llu bytes of weights from the survivors and %llu from the "
-      "checkpoint\n",
-      name.c_str(),
-      static_cast<unsigned long long>((*recovery)["weight_bytes_from_peers"].get<uint64_t>()),
-      static_cast<unsigned long long>((*recovery)["weight_bytes_from_checkpoint"].get<uint64_t>()));
+      "%s: the recovery read %llu bytes of weights from the checkpoint (a rank's whole "
+      "weights: %llu) and took %llu from the survivors\n",
+      name.c_str(), static_cast<unsigned long long>(from_checkpoint),
+      static_cast<unsigned long long>(rank_bytes), static_cast<unsigned long long>(from_peers));
+}
+
+// The weight bytes one rank of the fleet's formation (every rank from the checkpoint) read.
+uint64_t formation_rank_bytes(Fleet& fleet) {
+  const json formation = fleet.status()["scale"];
+  INFO(formation.dump(2));
+  REQUIRE(formation["from_dp"] == 0);
+  REQUIRE(formation["weight_bytes_from_peers"] == 0);
+  return formation["weight_bytes_from_checkpoint"].get<uint64_t>() /
+         formation["to_dp"].get<uint64_t>();
 }
 
 std::map<int, json> reference_outputs(Fleet& fleet) {
@@ -115,12 +127,16 @@ TEST_CASE("kill -9 of rank 1 or rank 0 and SIGSTOP of rank 1 under load lose no 
   const std::string model = make_tiny_model(dir, 13);
   Fleet fleet(fleet_flags(model, 3));
   REQUIRE(eventually([&] { return fleet.has_active(3); }, 30s));
+  const uint64_t rank_bytes = formation_rank_bytes(fleet);
   const std::map<int, json> expected = reference_outputs(fleet);
 
-  run_faulted(fleet, "kill-rank-1", {"--kill-at", "1.5", "--kill-rank", "1"}, expected, 3);
-  run_faulted(fleet, "kill-rank-0", {"--kill-at", "1.5", "--kill-rank", "0"}, expected, 3);
+  run_faulted(fleet, "kill-rank-1", {"--kill-at", "1.5", "--kill-rank", "1"}, expected, 3,
+              rank_bytes);
+  run_faulted(fleet, "kill-rank-0", {"--kill-at", "1.5", "--kill-rank", "0"}, expected, 3,
+              rank_bytes);
   run_faulted(fleet, "stop-rank-1",
-              {"--kill-at", "1.5", "--kill-rank", "1", "--kill-signal", "STOP"}, expected, 3);
+              {"--kill-at", "1.5", "--kill-rank", "1", "--kill-signal", "STOP"}, expected, 3,
+              rank_bytes);
 
   const json status = fleet.status();
   INFO(status.dump(2));
@@ -137,10 +153,11 @@ TEST_CASE("kill -9 of two of four ranks at once under load loses no request", "[
   const std::string model = make_tiny_model(dir, 13);
   Fleet fleet(fleet_flags(model, 4));
   REQUIRE(eventually([&] { return fleet.has_active(4); }, 30s));
+  const uint64_t rank_bytes = formation_rank_bytes(fleet);
   const std::map<int, json> expected = reference_outputs(fleet);
   run_faulted(fleet, "kill-ranks-1-2",
               {"--kill-at", "1.5", "--kill-rank", "1", "--kill-at", "1.5", "--kill-rank", "2"},
-              expected, 4);
+              expected, 4, rank_bytes);
   const json status = fleet.status();
   INFO(status.dump(2));
   CHECK(status["health"]["num_failures"] == 2);

@@ -272,6 +272,7 @@ int Coordinator::run(int signal_fd) {
   // enough workers registered by themselves).
   if (config_.initial_dp > 0) keeper_.set_target(config_.initial_dp);
   keep_fleet(Clock::now());
+  hold_requests(Clock::now());
   // Every socket is bound and the HTTP API listens: systemd may start what comes after us
   // (eep-worker@N units are ordered After= this one).
   notifier_.ready("serving: admin " + admin_endpoint_ + ", control " + control_endpoint_ +
@@ -332,6 +333,7 @@ int Coordinator::run(int signal_fd) {
     advance_eplb(now);
     membership_.prune_dead(now, kDeadRetention);
     publish_serving_state();
+    hold_requests(now);
     if (scale_metrics_ && now >= next_scale_metrics_) {
       scale_metrics_->update_from(scale_->info(now));
       scale_metrics_->update_from(keeper_.health(now));

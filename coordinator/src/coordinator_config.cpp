@@ -75,6 +75,12 @@ void add_coordinator_options(CLI::App& app, CoordinatorConfig& config) {
                  "The window in which --max-restarts failed scales make the coordinator give up")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
+  app.add_option("--request-hold-s", config.request_hold_s,
+                 "With no worker to serve (every one lost, or none ready yet), requests wait "
+                 "this long from the moment the last worker went for the fleet to form again, "
+                 "then fail with 503 (0: at once; also at once once the coordinator gave up)")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
   app.add_option("--scale-drain-timeout-ms", config.scale_drain_timeout_ms,
                  "A scale-down lets requests on the leaving ranks finish for this long, then "
                  "migrates the rest to the staying ranks (0: migrate at once)")

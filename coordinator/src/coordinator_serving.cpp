@@ -52,6 +52,31 @@ void Coordinator::drain_inbox() {
   }
 }
 
+void Coordinator::hold_requests(Clock::time_point now) {
+  const auto limit = std::chrono::seconds(config_.request_hold_s);
+  // Held while the keeper forms the fleet again: not once it gave up, nor at shutdown.
+  const bool hold =
+      limit.count() > 0 && !shutting_down_ && !keeper_.gave_up() && keeper_.target() > 0;
+  router_.set_hold(hold);
+  if (router_.has_targets()) {
+    no_target_since_.reset();
+    return;
+  }
+  if (!no_target_since_) no_target_since_ = now;
+  if (router_.num_queued() == 0 || (hold && now - *no_target_since_ < limit)) return;
+  const std::string why =
+      hold ? "no worker could serve the request within " + std::to_string(config_.request_hold_s) +
+                 " s (--request-hold-s) of the fleet losing its last one"
+           : "no worker can serve the request and none is coming (" +
+                 std::string(shutting_down_       ? "the coordinator shuts down"
+                             : keeper_.gave_up()  ? "the coordinator gave up forming the fleet"
+                             : limit.count() == 0 ? "--request-hold-s is 0"
+                                                  : "no target size") +
+                 ")";
+  const size_t failed = router_.fail_queued(why);
+  EEP_LOG_WARN(failed << " held requests failed: " << why);
+}
+
 void Coordinator::on_need_wake() {
   // Every rank stepping in a generation (or joining or leaving one) hears the same epochs.
   ++wake_epoch_;
@@ -87,7 +112,9 @@ void Coordinator::publish_serving_state() {
     info.byte_tokenizer = !info.tokenizer && capacity_->vocab_size >= 256;
   }
   info.created = started_unix_;
-  inbox_.publish(capacity_.has_value() && router_.has_targets(), info, stats);
+  inbox_.publish(capacity_.has_value() && router_.has_targets(),
+                 capacity_.has_value() && (router_.has_targets() || router_.holding()), info,
+                 stats);
 }
 
 }  // namespace eep::coordinator

@@ -112,7 +112,7 @@ void Router::move_running() {
 }
 
 Status Router::route(CompletionRequest request, CompletionCallback callback) {
-  if (targets_.empty()) {
+  if (targets_.empty() && !hold_) {
     return error(ErrorCode::kUnavailable, "no active worker can take requests right now");
   }
   const uint64_t id = request.id;
@@ -206,6 +206,17 @@ void Router::on_outputs(const std::string& worker_id,
   }
 }
 
+size_t Router::fail_queued(const std::string& why) {
+  const std::deque<uint64_t> queued = std::move(queue_);
+  queue_.clear();
+  for (uint64_t id : queued) {
+    if (auto it = requests_.find(id); it != requests_.end()) {
+      finish(it, "error", error(ErrorCode::kUnavailable, why));
+    }
+  }
+  return queued.size();
+}
+
 void Router::on_worker_gone(const std::string& worker_id, const std::string& reason) {
   move_requests(worker_id, reason, false);
 }
@@ -232,11 +243,11 @@ size_t Router::move_requests(const std::string& worker_id, const std::string& re
       finish(it, "cancelled", Status::ok());
       continue;
     }
-    if (!has_other_target) {
-      if (alive) {  // it stays and finishes where it is
-        by_worker_[worker_id].insert(id);
-        continue;
-      }
+    if (!has_other_target && alive) {  // it stays and finishes where it is
+      by_worker_[worker_id].insert(id);
+      continue;
+    }
+    if (!has_other_target && !hold_) {
       finish(it, "error",
              error(ErrorCode::kUnavailable, "worker " + worker_id + " was lost (" + reason +
                                                 ") and no other worker can continue the request"));
@@ -248,7 +259,8 @@ size_t Router::move_requests(const std::string& worker_id, const std::string& re
       cancel_(worker_id, id);
     } else {
       EEP_LOG_WARN("request " << id << " moves from " << worker_id << " (" << reason << ") after "
-                              << in_flight.output_ids.size() << " tokens");
+                              << in_flight.output_ids.size() << " tokens"
+                              << (has_other_target ? "" : "; it waits for the fleet to form"));
     }
     in_flight.worker_id.clear();
     ++num_resubmitted_;

@@ -23,7 +23,7 @@ void ServingInbox::notify() {
 }
 
 Result<uint64_t> ServingInbox::submit(CompletionRequest request, CompletionCallback on_event) {
-  if (!ready_.load()) {
+  if (!accepting_.load()) {
     return error(ErrorCode::kUnavailable, "no worker is serving yet; retry shortly");
   }
   if (in_flight_.fetch_add(1) >= max_in_flight_) {
@@ -75,13 +75,15 @@ std::deque<ServingInbox::Item> ServingInbox::drain() {
   return items;
 }
 
-void ServingInbox::publish(bool ready, const ModelInfo& info, const ServingStats& stats) {
+void ServingInbox::publish(bool ready, bool accepting, const ModelInfo& info,
+                           const ServingStats& stats) {
   {
     std::lock_guard lock(mutex_);
     info_ = info;
     stats_ = stats;
   }
   ready_.store(ready);
+  accepting_.store(accepting);
 }
 
 }  // namespace eep::coordinator

@@ -410,6 +410,56 @@ TEST_CASE("a fleet that lost every worker forms anew from the checkpoint", "[fau
   check_serves_load(fleet, 16);
 }
 
+TEST_CASE(
+    "requests wait while a fleet that lost every worker forms anew, and finish as an unfaulted "
+    "fleet's",
+    "[fault_tolerance]") {
+  TempDir dir;
+  const std::string model = make_tiny_model(dir, 13);
+  Fleet fleet(fleet_flags(model, 2));
+  REQUIRE(eventually([&] { return fleet.has_active(2); }, 30s));
+  const std::map<int, json> expected = reference_outputs(fleet);
+
+  const std::string results = fleet.dir().file("all-lost.json");
+  auto bench = std::async(std::launch::async,
+                          [&] { return run_command(bench_argv(fleet, results, {}), 180s); });
+  // Both workers killed at once while they run requests: no survivor and no spare. The requests
+  // wait in the coordinator (--request-hold-s, 30 s by default) while it forms the fleet anew,
+  // and continue there from their tokens so far.
+  std::vector<pid_t> killed;
+  REQUIRE(eventually(
+      [&] {
+        const auto active = fleet.workers_in("ACTIVE");
+        if (active.size() != 2) return false;
+        for (const json& worker : active) {
+          if (worker["load"]["num_running"].get<int>() == 0) return false;
+        }
+        for (const json& worker : active) killed.push_back(worker["pid"]);
+        return true;
+      },
+      30s));
+  const auto killed_at = std::chrono::steady_clock::now();
+  for (pid_t pid : killed) REQUIRE(::kill(pid, SIGKILL) == 0);
+  REQUIRE(eventually(
+      [&] {
+        const auto active = fleet.workers_in("ACTIVE");
+        return active.size() == 2 && std::none_of(active.begin(), active.end(), [&](const json& w) {
+                 return std::find(killed.begin(), killed.end(), w["pid"].get<pid_t>()) !=
+                        killed.end();
+               });
+      },
+      30s));
+  std::printf("every worker lost: the fleet served again %.2f s after the kill\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count());
+  const CommandResult bench_run = bench.get();
+  INFO(bench_run.output);
+  INFO(fleet.coordinator_log());
+  REQUIRE(bench_run.exit_code == 0);
+  check_served_as_expected(json::parse(read_file(results)), expected, kNumPrompts);
+  CHECK_THAT(fleet.coordinator_log(), Catch::Contains("it waits for the fleet to form"));
+  CHECK_THAT(fleet.coordinator_log(), !Catch::Contains("held requests failed"));
+}
+
 TEST_CASE("a leaving rank killed while a scale-down drains it: its stream continues whole",
           "[fault_tolerance]") {
   TempDir dir;

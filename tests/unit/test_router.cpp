@@ -160,6 +160,50 @@ TEST_CASE("router: migration keeps a request without another target, ends a canc
   CHECK(f.router.num_failed() == 1);
 }
 
+TEST_CASE("router: held requests wait for the fleet to form and continue from their tokens",
+          "[router]") {
+  RouterFixture f;
+  f.router.set_hold(true);
+  f.router.set_targets({"w0"});
+  f.route(1, {1, 2}, 4);
+  f.router.on_outputs("w0", {token(1, 7)});
+  // Every worker lost: request 1 waits with its token, new requests wait behind it.
+  f.router.set_targets({});
+  f.router.on_worker_gone("w0", "killed");
+  f.route(2, {3}, 4);
+  CHECK(f.finished.empty());
+  CHECK(f.router.num_queued() == 2);
+  CHECK(f.router.num_failed() == 0);
+  // The fleet formed again: both go out in order, request 1 with its prompt and its token.
+  const size_t sent_before = f.submitted.size();
+  f.router.set_targets({"w5"});
+  REQUIRE(f.submitted.size() == sent_before + 2);
+  CHECK(f.submitted[sent_before].submit.request_id == 1);
+  CHECK(f.submitted[sent_before].submit.output_ids == std::vector<int32_t>{7});
+  CHECK(f.submitted[sent_before + 1].submit.request_id == 2);
+  f.router.on_outputs("w5", {token(1, 8, true), token(2, 9, true)});
+  CHECK(f.client_tokens[1] == std::vector<int32_t>{7, 8});
+  CHECK(f.finished.at(2).finish_reason == "length");
+
+  // A hold that ends without a worker fails what waits, with the reason; a cancelled one ends.
+  f.router.set_targets({});
+  f.route(3, {1}, 4);
+  f.route(4, {1}, 4);
+  f.router.cancel(4);
+  CHECK(f.finished.at(4).finish_reason == "cancelled");
+  CHECK(f.router.fail_queued("no worker within 30 s") == 1);
+  CHECK(f.finished.at(3).finish_reason == "error");
+  CHECK(f.finished.at(3).status.code() == ErrorCode::kUnavailable);
+  CHECK(f.finished.at(3).status.message() == "no worker within 30 s");
+  CHECK(f.router.num_queued() == 0);
+  // Not held: a request with no target is refused at once.
+  f.router.set_hold(false);
+  CompletionRequest refused;
+  refused.id = 5;
+  refused.prompt_ids = {1};
+  CHECK(f.router.route(refused, [](const CompletionEvent&) {}).code() == ErrorCode::kUnavailable);
+}
+
 TEST_CASE("router: an invalid worker output never reaches the client, the request fails",
           "[router]") {
   struct Case {

@@ -105,6 +105,9 @@ class Coordinator {
   void drain_inbox();
   void on_need_wake();
   void publish_serving_state();
+  // Whether requests wait for the fleet while no worker serves, and fails them once the wait is
+  // over (--request-hold-s, docs/fault_tolerance.md).
+  void hold_requests(Clock::time_point now);
   std::vector<std::string> active_ids() const;
   // Where new requests may go: the ACTIVE ranks but those a scale-down drains.
   std::vector<std::string> serving_targets() const;
@@ -171,6 +174,8 @@ class Coordinator {
   std::string last_refusal_;           // of the keeper's scales, logged when it changes
   bool shutting_down_ = false;
   Clock::time_point shutdown_deadline_{};
+  // Since when no worker can take requests (hold_requests); unset while one can.
+  std::optional<Clock::time_point> no_target_since_;
   // systemd's Type=notify unit: READY=1 when run() starts (the sockets are bound by then), the
   // watchdog fed every turn of the loop, STOPPING=1 at shutdown.
   ServiceNotifier notifier_;

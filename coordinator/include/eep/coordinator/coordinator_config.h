@@ -55,6 +55,9 @@ struct CoordinatorConfig {
   // operator scales.
   int max_restarts = 5;
   int restart_window_s = 300;
+  // With no worker to serve (every one lost, or none ready yet) requests wait this long, from the
+  // moment the last worker went, for the fleet the coordinator forms again; 0: they fail at once.
+  int request_hold_s = 30;
   std::string log_level = "info";
   // Expert load balancing (docs/eplb.md). The placement needs --model (its config.json).
   bool enable_eplb = false;              // rebalance automatically; off: only measure

@@ -53,6 +53,8 @@ class FleetKeeper {
   // --dp, or a scale that succeeded: the size to keep. Clears a give-up and the backoff.
   void set_target(int dp);
   int target() const { return target_dp_; }
+  // Past --max-restarts: no scale toward the target until an operator's (set_target).
+  bool gave_up() const { return !gave_up_.empty(); }
 
   // A member of live generation `generation` was lost: the generation is broken until a newer
   // one is live. Counted once per member.

@@ -40,8 +40,17 @@ class Router {
   void set_max_num_seqs(const std::string& worker_id, int max_num_seqs);
 
   // Accepts a new request: it goes to a target now or waits for room in arrival order.
-  // kUnavailable when there is no target.
+  // kUnavailable when there is no target, unless requests are held (set_hold).
   Status route(CompletionRequest request, CompletionCallback callback);
+  // While there is no target at all (every worker lost, or none ready yet), whether requests wait
+  // in the queue for the fleet to form (new requests, and those of a lost worker, which continue
+  // from their tokens so far) instead of failing with kUnavailable. The coordinator holds while
+  // it forms the fleet again, for at most --request-hold-s (docs/fault_tolerance.md).
+  void set_hold(bool hold) { hold_ = hold; }
+  bool holding() const { return hold_; }
+  // Ends every queued request with kUnavailable and `why` (a hold that ended with no target);
+  // returns how many.
+  size_t fail_queued(const std::string& why);
   // A request still queued ends at once ("cancelled"); one on a worker is cancelled there.
   void cancel(uint64_t request_id);
   // Relays a worker's outputs. Only outputs of requests routed to that worker count (others are
@@ -55,8 +64,8 @@ class Router {
   using SuspectFn = std::function<void(const std::string& worker_id, const Status& why)>;
   void set_on_suspect(SuspectFn on_suspect) { on_suspect_ = std::move(on_suspect); }
   // Resubmits (prompt + tokens so far) the requests of a worker that died or left: they go to the
-  // head of the queue (they are older than anything queued) and on to a target with room; they
-  // fail when there is no target at all.
+  // head of the queue (they are older than anything queued) and on to a target with room; when
+  // there is no target at all they wait there if requests are held (set_hold), else they fail.
   void on_worker_gone(const std::string& worker_id, const std::string& reason);
   // Moves the requests of a worker that is still alive (a leaving rank at the switch of a
   // scale-down) elsewhere, as on_worker_gone does, and cancels them on it. From
@@ -106,6 +115,7 @@ class Router {
   DispatchOptions options_;
   std::optional<int> vocab_size_;
   std::vector<std::string> targets_;
+  bool hold_ = false;
   std::map<std::string, int> max_num_seqs_;
   std::map<uint64_t, InFlight> requests_;
   std::deque<uint64_t> queue_;  // requests waiting for room, oldest first

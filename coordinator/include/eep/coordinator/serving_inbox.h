@@ -38,7 +38,9 @@ class ServingInbox final : public ServingFrontend {
   // Event loop side.
   int wake_fd() const { return wake_fd_; }
   std::deque<Item> drain();  // also clears the eventfd
-  void publish(bool ready, const ModelInfo& info, const ServingStats& stats);
+  // ready: a worker serves (GET /health); accepting: submit() takes requests, also while they are
+  // held for a fleet that forms again (Router::set_hold).
+  void publish(bool ready, bool accepting, const ModelInfo& info, const ServingStats& stats);
   // A request accepted by submit() has finished (the loop calls this once per request).
   void finished_one() { in_flight_.fetch_sub(1); }
 
@@ -50,6 +52,7 @@ class ServingInbox final : public ServingFrontend {
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> ready_{false};
+  std::atomic<bool> accepting_{false};
   mutable std::mutex mutex_;
   std::deque<Item> items_;  // guarded by mutex_
   ModelInfo info_;          // guarded by mutex_

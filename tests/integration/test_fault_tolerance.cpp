@@ -119,6 +119,14 @@ std::vector<std::string> fleet_flags(const std::string& model, int dp) {
           "8"};
 }
 
+// The fleet has `size` ACTIVE workers again, none of them one of the `killed` processes.
+bool formed_anew(Fleet& fleet, const std::vector<pid_t>& killed, size_t size) {
+  const auto active = fleet.workers_in("ACTIVE");
+  return active.size() == size && std::none_of(active.begin(), active.end(), [&](const json& w) {
+           return std::find(killed.begin(), killed.end(), w["pid"].get<pid_t>()) != killed.end();
+         });
+}
+
 }  // namespace
 
 TEST_CASE("kill -9 of rank 1 or rank 0 and SIGSTOP of rank 1 under load lose no request",
@@ -393,15 +401,7 @@ TEST_CASE("a fleet that lost every worker forms anew from the checkpoint", "[fau
   for (pid_t pid : killed) REQUIRE(::kill(pid, SIGKILL) == 0);
   // No survivor and no spare: the fleet forms anew (new processes, weights from the checkpoint,
   // not from the dead generation's ranks) and serves.
-  REQUIRE(eventually(
-      [&] {
-        const auto active = fleet.workers_in("ACTIVE");
-        return active.size() == 2 && std::none_of(active.begin(), active.end(), [&](const json& w) {
-                 return std::find(killed.begin(), killed.end(), w["pid"].get<pid_t>()) !=
-                        killed.end();
-               });
-      },
-      30s));
+  REQUIRE(eventually([&] { return formed_anew(fleet, killed, 2); }, 30s));
   INFO(fleet.coordinator_log());
   CHECK_THAT(fleet.coordinator_log(), Catch::Contains("has no survivor and no spare waits"));
   const json scale = fleet.status()["scale"];
@@ -440,15 +440,7 @@ TEST_CASE(
       30s));
   const auto killed_at = std::chrono::steady_clock::now();
   for (pid_t pid : killed) REQUIRE(::kill(pid, SIGKILL) == 0);
-  REQUIRE(eventually(
-      [&] {
-        const auto active = fleet.workers_in("ACTIVE");
-        return active.size() == 2 && std::none_of(active.begin(), active.end(), [&](const json& w) {
-                 return std::find(killed.begin(), killed.end(), w["pid"].get<pid_t>()) !=
-                        killed.end();
-               });
-      },
-      30s));
+  REQUIRE(eventually([&] { return formed_anew(fleet, killed, 2); }, 30s));
   std::printf("every worker lost: the fleet served again %.2f s after the kill\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count());
   const CommandResult bench_run = bench.get();

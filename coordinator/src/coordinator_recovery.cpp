@@ -89,6 +89,7 @@ void Coordinator::check_lost_reports(Clock::time_point now) {
 
 void Coordinator::on_member_lost(const std::string& what, Clock::time_point now) {
   keeper_.on_member_lost(membership_.generation(), what, now);
+  if (auto outcome = eplb_.on_member_lost(what)) finish_rebalance(*outcome);
   apply(scale_->on_generation_broken(what, now));
 }
 

@@ -289,6 +289,14 @@ std::optional<RebalanceOutcome> EplbState::on_tick(Clock::time_point now) {
                           " s; the coordinator keeps the old placement"));
 }
 
+std::optional<RebalanceOutcome> EplbState::on_member_lost(const std::string& what) {
+  if (!plan_) return std::nullopt;
+  return finish(error(ErrorCode::kUnavailable,
+                      "a member was lost while experts moved (" + what +
+                          "); the coordinator keeps the old placement, and the recovery reads "
+                          "from the checkpoint what the survivors moved"));
+}
+
 RebalanceOutcome EplbState::finish(Status status) {
   RebalanceOutcome outcome = answers_;
   outcome.plan = std::move(*plan_);

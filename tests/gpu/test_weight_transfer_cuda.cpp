@@ -1,7 +1,7 @@
 // Weights from peers on the CUDA backend (docs/weight_transfer.md): ranks as threads on one GPU,
-// a loopback group standing in for NCCL. After a scale-up and a scale-down every piece of every
-// rank's new generation holds the bits that loading it from the checkpoint gives, and nothing
-// was read from the checkpoint that a peer held.
+// a loopback group standing in for NCCL. After a scale-up, a scale-down and a recovery (a lost
+// rank, the survivors sending what they kept) every piece of every rank's new generation holds
+// the bits that loading it from the checkpoint gives.
 #include <catch2/catch.hpp>
 
 #include <numeric>
@@ -148,11 +148,8 @@ void run_chunks(std::vector<Rank*> ranks) {
   }
 }
 
-}  // namespace
-
-TEST_CASE("weights from peers on CUDA: 1 -> 2 -> 1 ranks give the checkpoint's bits",
-          "[gpu][weight_transfer]") {
-  testing::TempDir dir;
+// The tiny preset in bf16, written under `dir`.
+Checkpoint tiny_bf16_checkpoint(testing::TempDir& dir) {
   auto config = model_preset("tiny");
   REQUIRE(config.is_ok());
   RandomCheckpointOptions options;
@@ -161,12 +158,21 @@ TEST_CASE("weights from peers on CUDA: 1 -> 2 -> 1 ranks give the checkpoint's b
   REQUIRE(write_random_checkpoint(config.value(), options, dir.file("tiny")).is_ok());
   auto checkpoint = Checkpoint::open(dir.file("tiny"));
   REQUIRE(checkpoint.is_ok());
-  const ModelConfig& c = checkpoint->config();
+  return std::move(checkpoint).value();
+}
+
+}  // namespace
+
+TEST_CASE("weights from peers on CUDA: 1 -> 2 -> 1 ranks give the checkpoint's bits",
+          "[gpu][weight_transfer]") {
+  testing::TempDir dir;
+  const Checkpoint checkpoint = tiny_bf16_checkpoint(dir);
+  const ModelConfig& c = checkpoint.config();
   const size_t chunk_bytes = 256 << 10;  // many chunks, some pieces larger than one
 
   Rank a{.id = "a", .backend = cuda_backend(c)};
   Rank b{.id = "b", .backend = cuda_backend(c)};
-  REQUIRE(install_single_rank(*a.backend, checkpoint.value(), kKvBlocks).is_ok());
+  REQUIRE(install_single_rank(*a.backend, checkpoint, kKvBlocks).is_ok());
   const Placement one =
       Placement::round_robin(c.num_hidden_layers, c.num_experts, 1, c.num_experts).value();
 
@@ -185,7 +191,7 @@ TEST_CASE("weights from peers on CUDA: 1 -> 2 -> 1 ranks give the checkpoint's b
     rank->plan = std::move(plan).value();
     CHECK(rank->plan->from_checkpoint.empty());  // a holds every expert
     auto next = rank->backend->build_for_transfer(
-        checkpoint.value(), two, rank_in_two++, rank->ep_group.get(), rank->plan->from_checkpoint);
+        checkpoint, two, rank_in_two++, rank->ep_group.get(), rank->plan->from_checkpoint);
     INFO(next.status().to_string());
     REQUIRE(next.is_ok());
     rank->next = std::move(next).value();
@@ -197,8 +203,8 @@ TEST_CASE("weights from peers on CUDA: 1 -> 2 -> 1 ranks give the checkpoint's b
   for (Rank* rank : {&a, &b}) {
     REQUIRE(rank->backend->install(std::move(rank->next), kKvBlocks).is_ok());
   }
-  check_installed(a, checkpoint.value(), two, 0);
-  check_installed(b, checkpoint.value(), two, 1);
+  check_installed(a, checkpoint, two, 0);
+  check_installed(b, checkpoint, two, 1);
 
   // Scale-down: {a, b} -> {a}, over the two ranks' group; b hands over what only it holds.
   const Placement back = shuffled_placement(c, 1, c.num_experts, 4);
@@ -214,13 +220,68 @@ TEST_CASE("weights from peers on CUDA: 1 -> 2 -> 1 ranks give the checkpoint's b
     rank->bytes_received = 0;
   }
   REQUIRE(b.plan->is_leaving_rank());
-  auto next =
-      a.backend->build_for_transfer(checkpoint.value(), back, 0, nullptr, a.plan->from_checkpoint);
+  auto next = a.backend->build_for_transfer(checkpoint, back, 0, nullptr, a.plan->from_checkpoint);
   REQUIRE(next.is_ok());
   a.next = std::move(next).value();
   run_chunks({&a, &b});
   CHECK(a.bytes_received > 0);  // the experts only b held
   CHECK(b.bytes_received == 0);
   REQUIRE(a.backend->install(std::move(a.next), kKvBlocks).is_ok());
-  check_installed(a, checkpoint.value(), back, 0);
+  check_installed(a, checkpoint, back, 0);
+}
+
+TEST_CASE("a recovery on CUDA: the survivors' kept weights and the checkpoint give its bits",
+          "[gpu][weight_transfer][recovery]") {
+  testing::TempDir dir;
+  const Checkpoint checkpoint = tiny_bf16_checkpoint(dir);
+  const ModelConfig& c = checkpoint.config();
+  const size_t chunk_bytes = 256 << 10;
+
+  // Generation 2 serves on a, b and c; b is lost.
+  std::vector<Rank> ranks(3);
+  const std::vector<std::string> ids = {"a", "b", "c"};
+  const Placement three = shuffled_placement(c, 3, (c.num_experts + 2) / 3, 5);
+  auto serving_hub = std::make_shared<LoopbackHub>(3);
+  for (int r = 0; r < 3; ++r) {
+    Rank& rank = ranks[r];
+    rank.id = ids[r];
+    rank.backend = cuda_backend(c);
+    rank.ep_group = std::make_unique<LoopbackGroup>(serving_hub, r, nullptr);
+    auto state = rank.backend->build(checkpoint, three, r, rank.ep_group.get());
+    INFO(state.status().to_string());
+    REQUIRE(state.is_ok());
+    REQUIRE(rank.backend->install(std::move(state).value(), kKvBlocks).is_ok());
+  }
+  // The recovery: a and c over a new group of two, what only b held from the checkpoint.
+  const Placement two = shuffled_placement(c, 2, c.num_experts / 2 + 1, 6);
+  protocol::Assign recovery = assign_of(3, {"a", "c"}, two, ids, three);
+  recovery.recovery = true;
+  auto recovery_hub = std::make_shared<LoopbackHub>(2);
+  size_t num_from_checkpoint = 0;
+  for (int r = 0; r < 2; ++r) {
+    Rank& rank = ranks[r == 0 ? 0 : 2];
+    rank.ep_group = std::make_unique<LoopbackGroup>(recovery_hub, r, nullptr);
+    auto plan = plan_weight_transfer(recovery, rank.id, two, rank.backend->dense_piece_bytes(),
+                                     rank.backend->expert_piece_bytes(), chunk_bytes);
+    INFO(plan.status().to_string());
+    REQUIRE(plan.is_ok());
+    REQUIRE(plan->has_value());
+    rank.plan = std::move(plan).value();
+    CHECK_FALSE(rank.plan->over_previous_group);
+    CHECK_FALSE(rank.plan->sends_between_steps());
+    num_from_checkpoint += rank.plan->from_checkpoint.size();
+    auto next = rank.backend->build_for_transfer(checkpoint, two, r, rank.ep_group.get(),
+                                                 rank.plan->from_checkpoint);
+    INFO(next.status().to_string());
+    REQUIRE(next.is_ok());
+    rank.next = std::move(next).value();
+  }
+  std::printf("recovery 3 -> 2 on CUDA: %zu expert slots from the checkpoint\n",
+              num_from_checkpoint);
+  run_chunks({&ranks[0], &ranks[2]});
+  for (int r = 0; r < 2; ++r) {
+    Rank& rank = ranks[r == 0 ? 0 : 2];
+    REQUIRE(rank.backend->install(std::move(rank.next), kKvBlocks).is_ok());
+    check_installed(rank, checkpoint, two, r);
+  }
 }

@@ -322,6 +322,29 @@ TEST_CASE("a failed or timed-out rebalance keeps the old placement", "[eplb]") {
   CHECK_FALSE(state.on_done(done(plan, 1, 500, 0.2, 2.0)));
 }
 
+TEST_CASE("a member lost while experts move fails the plan at once", "[eplb]") {
+  EplbState state(options());
+  state.reset(1, initial_placement());
+  const auto now = EplbState::Clock::now();
+  CHECK_FALSE(state.on_member_lost("w1: killed"));  // nothing moves
+  feed_skewed(state, 1, 8);
+  const PlannedRebalance plan = check_now(state, now)->plan;
+  REQUIRE(state.stage() == EplbStage::kMoving);
+  CHECK_FALSE(state.on_done(done(plan, 0, 500, 0.2, 2.0)));
+  auto outcome = state.on_member_lost("w1: killed");
+  REQUIRE(outcome);
+  CHECK(outcome->status.code() == ErrorCode::kUnavailable);
+  CHECK_THAT(outcome->status.message(), Catch::Contains("w1: killed"));
+  CHECK(outcome->plan.plan_id == plan.plan_id);
+  CHECK_FALSE(state.in_progress());
+  CHECK(state.placement()->phy2log == initial_placement().phy2log);
+  REQUIRE(state.info().last_rebalance);
+  CHECK_FALSE(state.info().last_rebalance->ok);
+  // The survivor's answer that comes after is ignored, and so is the deadline.
+  CHECK_FALSE(state.on_done(done(plan, 1, 500, 0.2, 2.0)));
+  CHECK_FALSE(state.on_tick(now + 10s));
+}
+
 TEST_CASE("a new generation resets the window and drops the plan in progress", "[eplb]") {
   EplbState state(options());
   state.reset(1, initial_placement());

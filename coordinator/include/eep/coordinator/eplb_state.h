@@ -133,6 +133,9 @@ class EplbState {
   std::optional<RebalanceOutcome> on_done(const protocol::RebalanceDone& done);
   // The plan in progress when it ran past rebalance_timeout, as a failed outcome.
   std::optional<RebalanceOutcome> on_tick(Clock::time_point now);
+  // A member of the generation was lost (`what`): the plan being moved fails at once (kUnavailable)
+  // instead of waiting for rebalance_timeout; the old placement stays. nullopt when none moves.
+  std::optional<RebalanceOutcome> on_member_lost(const std::string& what);
 
   // Balancedness of the window on the current placement; nullopt while the window is empty.
   std::optional<Balancedness> measured() const;

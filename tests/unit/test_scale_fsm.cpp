@@ -447,6 +447,16 @@ static std::map<std::string, protocol::Assign> assigns_of(const std::vector<Scal
   return assigns;
 }
 
+// Worker `lost` of the live generation dies: the generation is broken and the recovery starts.
+// What the recovery's start does.
+static std::vector<ScaleAction> recover_without(ScaleFixture& f, const std::string& lost) {
+  REQUIRE(f.membership.transition(lost, WorkerState::kDead, "killed", f.now).is_ok());
+  f.fsm.on_generation_broken(lost + " lost", f.now);
+  auto started = f.fsm.start_recovery(f.now);
+  REQUIRE(started.is_ok());
+  return std::move(started).value();
+}
+
 TEST_CASE(
     "a recovery rebuilds the survivors in rank order at the same size, with the weights they kept",
     "[scale][recovery]") {
@@ -493,16 +503,13 @@ TEST_CASE("a recovery takes the registered spares in", "[scale][recovery]") {
   ScaleFixture f;
   f.complete(f.fsm.start(2, {}, f.now).value());
   f.register_worker("spare-a");
-  REQUIRE(f.membership.transition("w0", WorkerState::kDead, "killed", f.now).is_ok());
-  f.fsm.on_generation_broken("w0 lost", f.now);
-  auto started = f.fsm.start_recovery(f.now);
-  REQUIRE(started.is_ok());
-  const auto assigns = assigns_of(started.value());
+  const std::vector<ScaleAction> started = recover_without(f, "w0");
+  const auto assigns = assigns_of(started);
   REQUIRE(assigns.size() == 2);
   CHECK(assigns.at("w1").rank == 0);  // rank 0 lost: the first survivor serves the stores
   CHECK(assigns.at("spare-a").rank == 1);
   CHECK(assigns.at("w1").control_store.host == "here");
-  f.complete(started.value());
+  f.complete(started);
   CHECK(f.active_ids() == std::vector<std::string>{"w1", "spare-a"});
 }
 
@@ -654,11 +661,7 @@ TEST_CASE("with --scale-weights-from checkpoint a recovery reads the checkpoint 
           "[scale][recovery]") {
   ScaleFixture f(/*weights_from_peers=*/false);
   f.complete(f.fsm.start(3, {}, f.now).value());
-  REQUIRE(f.membership.transition("w2", WorkerState::kDead, "killed", f.now).is_ok());
-  f.fsm.on_generation_broken("w2 lost", f.now);
-  auto started = f.fsm.start_recovery(f.now);
-  REQUIRE(started.is_ok());
-  const auto assigns = assigns_of(started.value());
+  const auto assigns = assigns_of(recover_without(f, "w2"));
   REQUIRE(assigns.size() == 2);
   for (const auto& [id, assign] : assigns) {
     CHECK(assign.recovery);

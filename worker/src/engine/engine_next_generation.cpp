@@ -113,12 +113,9 @@ bool EngineCore::keeps_previous_weights(const protocol::Assign& assign) const {
   const auto& previous = assign.previous_members;
   const auto self = std::find(previous.begin(), previous.end(), assign.members[assign.rank]);
   if (self == previous.end()) return true;
-  if (!kept_weights_ || !assign.previous_placement) return false;
-  const Placement& named = *assign.previous_placement;
-  return kept_weights_->rank == static_cast<int>(self - previous.begin()) &&
-         kept_weights_->placement.num_ranks == named.num_ranks &&
-         kept_weights_->placement.slots_per_rank == named.slots_per_rank &&
-         kept_weights_->placement.phy2log == named.phy2log;
+  return kept_weights_ && assign.previous_placement &&
+         kept_weights_->rank == static_cast<int>(self - previous.begin()) &&
+         kept_weights_->placement == *assign.previous_placement;
 }
 
 Result<std::unique_ptr<EngineCore::Generation>> EngineCore::build_generation(

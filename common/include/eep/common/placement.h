@@ -22,6 +22,9 @@ struct Placement {
   // phy2log[layer][slot]: the logical expert held by physical slot `slot` of `layer`.
   std::vector<std::vector<int>> phy2log;
 
+  // The same sizes and every slot holding the same expert.
+  bool operator==(const Placement&) const = default;
+
   int num_slots() const { return num_ranks * slots_per_rank; }
   int rank_of_slot(int slot) const { return slot / slots_per_rank; }
   int local_idx_of_slot(int slot) const { return slot % slots_per_rank; }
